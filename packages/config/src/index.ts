@@ -1,0 +1,137 @@
+import { readFileSync } from 'node:fs';
+import { Value } from '@sinclair/typebox/value';
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
+
+/**
+ * One typed config per app: defaults (from the schema) < config file (JSON) < environment < explicit overrides.
+ * Validated once, frozen. Every error names the setting, where it came from, what is allowed and what arrived.
+ */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(app: string, problems: string[]) {
+    super(`${app}: invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions<T extends TObject> {
+  /** App name, used in messages. */
+  app: string;
+  schema: T;
+  /** Config key → environment variable name. Keys without an entry are file-only. */
+  envNames: Partial<Record<keyof Static<T>, string>>;
+  env?: Record<string, string | undefined>;
+  /** Path of a JSON config file; read when given. */
+  file?: string;
+  /** Highest precedence, for tests and embedding (`opts.x ?? default`). */
+  overrides?: Partial<Static<T>>;
+}
+
+function describe(schema: TSchema): string {
+  const s = schema as Record<string, unknown> & { anyOf?: TSchema[] };
+  if (Array.isArray(s.anyOf) && s.anyOf.every((x) => 'const' in x)) return `one of ${s.anyOf.map((x) => JSON.stringify((x as unknown as { const: unknown }).const)).join(', ')}`;
+  const type = s.type as string | undefined;
+  const range = [s.minimum !== undefined ? `>= ${String(s.minimum)}` : '', s.maximum !== undefined ? `<= ${String(s.maximum)}` : ''].filter(Boolean).join(' and ');
+  if (type === 'integer') return `an integer${range ? ` ${range}` : ''}`;
+  if (type === 'number') return `a number${range ? ` ${range}` : ''}`;
+  if (type === 'boolean') return 'true or false';
+  if (type === 'string') return s.minLength ? 'a non-empty string' : 'a string';
+  if (type === 'array') return 'a JSON array';
+  if (type === 'object') return 'a JSON object';
+  return 'a valid value';
+}
+
+function fromEnv(raw: string, schema: TSchema): unknown {
+  const type = (schema as { type?: string }).type;
+  if (type === 'integer' || type === 'number') return raw.trim() === '' ? raw : Number(raw);
+  if (type === 'boolean') {
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    return raw;
+  }
+  if (type === 'array' || type === 'object') {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw;
+    }
+  }
+  const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf;
+  if (anyOf?.some((x) => typeof x.const === 'number')) return Number(raw);
+  return raw;
+}
+
+export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<Static<T>> {
+  const { schema, app } = opts;
+  const env = opts.env ?? process.env;
+  const problems: string[] = [];
+  const origin: Record<string, string> = {};
+  let fileValues: Record<string, unknown> = {};
+  if (opts.file) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(opts.file, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('the file must hold a JSON object');
+      fileValues = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(app, [`config file ${opts.file}: ${(err as Error).message}`]);
+    }
+    for (const key of Object.keys(fileValues)) {
+      if (!(key in schema.properties)) problems.push(`config file ${opts.file}: unknown setting "${key}" (known: ${Object.keys(schema.properties).join(', ')})`);
+      origin[key] = `"${key}" in ${opts.file}`;
+    }
+  }
+  const values: Record<string, unknown> = { ...fileValues };
+  for (const [key, envName] of Object.entries(opts.envNames) as Array<[string, string]>) {
+    const raw = env[envName];
+    if (raw === undefined || raw === '') continue;
+    values[key] = fromEnv(raw, schema.properties[key] as TSchema);
+    origin[key] = `${envName} (environment)`;
+  }
+  for (const [key, v] of Object.entries(opts.overrides ?? {})) {
+    if (v === undefined) continue;
+    values[key] = v;
+    origin[key] = `"${key}" (passed in)`;
+  }
+  const withDefaults = Value.Default(schema, Value.Clone(values)) as Record<string, unknown>;
+  for (const [key, sub] of Object.entries(schema.properties) as Array<[string, TSchema]>) {
+    const v = withDefaults[key];
+    if (v === undefined) {
+      if ((schema.required ?? []).includes(key)) problems.push(`setting ${origin[key] ?? envLabel(opts, key)} is required: ${describe(sub)}`);
+      continue;
+    }
+    if (!Value.Check(sub, v)) {
+      const first = [...Value.Errors(sub, v)][0];
+      const where = first && first.path ? ` at ${first.path}` : '';
+      problems.push(`setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(v)}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(app, problems);
+  return deepFreeze(withDefaults) as Readonly<Static<T>>;
+}
+
+function envLabel<T extends TObject>(opts: LoadOptions<T>, key: string): string {
+  const e = (opts.envNames as Record<string, string | undefined>)[key];
+  return e ? `${e} (environment)` : `"${key}"`;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    for (const x of Object.values(v as Record<string, unknown>)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Parse sizes like "8GiB", "512MiB", "2G", "1048576". */
+export function parseBytes(input: string | number): number {
+  if (typeof input === 'number') return input;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$/i.exec(input);
+  if (!m) throw new Error(`not a size: ${JSON.stringify(input)} (use e.g. 512MiB, 8GiB or a number of bytes)`);
+  const unit = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * 1024 ** unit);
+}
+
+export { Type } from '@sinclair/typebox';
+export type { Static } from '@sinclair/typebox';

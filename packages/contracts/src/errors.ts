@@ -1,0 +1,124 @@
+/**
+ * The one error catalogue. Every error a user can see — an HTTP problem or a job failure — has a stable code here,
+ * with its HTTP status, a short title and what to do about it. docs/errors.md is checked against this table by a test.
+ */
+export interface ErrorEntry {
+  /** HTTP status when this code is returned by the API; for job failures, the status a job-level error maps to. */
+  readonly status: number;
+  readonly title: string;
+  /** What the user should do about it. Always shown in `detail`. */
+  readonly hint: string;
+  /** `http`: returned by the API. `job`: recorded on a failed job. */
+  readonly kind: 'http' | 'job';
+  /** Job failures only: whether another attempt can help. */
+  readonly retryable?: boolean;
+}
+
+export const ERRORS = {
+  IMAGE_REQUIRED: { status: 400, kind: 'http', title: 'No image part', hint: 'Send the photo as a multipart file part named "image" (curl -F image=@photo.jpg).' },
+  INVALID_OPTION: { status: 400, kind: 'http', title: 'Invalid option', hint: 'Correct the named field to one of the allowed values, or leave it out to use the default.' },
+  INVALID_REQUEST: { status: 400, kind: 'http', title: 'Invalid request', hint: 'Check the request against the API reference (GET /docs) and send it again.' },
+  MULTIPART_REQUIRED: { status: 415, kind: 'http', title: 'Multipart body required', hint: 'Send the job as multipart/form-data with the photo in a part named "image".' },
+  UNEXPECTED_FIELD: { status: 400, kind: 'http', title: 'Unexpected part', hint: 'Send exactly one file part named "image"; remove other file parts or unknown fields.' },
+  IMAGE_TOO_LARGE: { status: 413, kind: 'http', title: 'Image too large', hint: 'Send a smaller file (re-encode or downscale it), or raise MAX_UPLOAD_BYTES on the gateway.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, kind: 'http', title: 'Unsupported image type', hint: 'Send a JPEG, PNG, WebP, BMP or TIFF image; the type is read from the file content, not its name.' },
+  IMAGE_UNREADABLE: { status: 422, kind: 'http', retryable: false, title: 'Image unreadable', hint: 'The file is truncated or corrupt: export it again from the original and resend it.' },
+  IMAGE_DIMENSIONS_TOO_LARGE: { status: 422, kind: 'http', title: 'Image dimensions too large', hint: 'Downscale the photo or choose a smaller scale so input and output stay within the pixel limit (MAX_PIXELS).' },
+  UNKNOWN_ENGINE: { status: 400, kind: 'http', title: 'Unknown engine', hint: 'Pick one of the engines listed in this error (or GET /v1/engines), or leave "engine" out for the default.' },
+  JOB_NOT_FOUND: { status: 404, kind: 'http', title: 'Job not found', hint: 'Check the job id; ids come from the 202 answer to POST /v1/jobs.' },
+  JOB_NOT_COMPLETED: { status: 409, kind: 'http', title: 'Job not completed', hint: 'Wait until the job status is "completed" (poll GET /v1/jobs/:id or follow its events), then download again.' },
+  JOB_EXPIRED: { status: 410, kind: 'http', title: 'Job expired', hint: 'Results are kept for JOB_TTL_SECONDS after they finish; submit the photo again.' },
+  ROUTE_NOT_FOUND: { status: 404, kind: 'http', title: 'No such route', hint: 'Check the method and path against the API reference (GET /docs).' },
+  REDIS_UNAVAILABLE: { status: 503, kind: 'http', title: 'Queue unavailable', hint: 'The queue store (Redis) cannot be reached; retry after the Retry-After delay. Operators: check REDIS_URL and the Redis server.' },
+  QUEUE_FULL: { status: 503, kind: 'http', title: 'Queue full', hint: 'Too many jobs are waiting; retry after the Retry-After delay.' },
+  WORKERS_HOLDING: { status: 503, kind: 'http', title: 'Workers holding', hint: 'Every worker host is holding for memory; retry after the Retry-After delay.' },
+  RATE_LIMITED: { status: 429, kind: 'http', title: 'Rate limit exceeded', hint: 'Slow down: retry after the Retry-After delay.' },
+  OVERLOADED: { status: 503, kind: 'http', title: 'Gateway overloaded', hint: 'The gateway is under pressure; retry after the Retry-After delay.' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, kind: 'http', title: 'Idempotency key reused', hint: 'Use a new Idempotency-Key for different content.' },
+  INTERNAL_ERROR: { status: 500, kind: 'http', title: 'Internal error', hint: 'Retry later; if it persists, report it with the request id from the response.' },
+
+  ENGINE_CRASHED: { status: 500, kind: 'job', retryable: true, title: 'Engine crashed', hint: 'The engine process exited mid-job; the job is retried on a fresh engine. If every attempt crashes, check the engine log.' },
+  ENGINE_TIMEOUT: { status: 500, kind: 'job', retryable: true, title: 'Engine timed out', hint: 'The job ran past the engine\'s job timeout; use a smaller image or scale, or raise jobTimeoutMs for the engine.' },
+  ENGINE_START_FAILED: { status: 500, kind: 'job', retryable: true, title: 'Engine failed to start', hint: 'The engine did not report ready; run `photoenhance doctor` and check the engine command and its log.' },
+  ENGINE_MEMORY_LIMIT: { status: 500, kind: 'job', retryable: true, title: 'Engine memory limit', hint: 'The engine passed its memory limit on this photo; use a smaller image, a smaller bgTile, or raise the engine\'s memoryLimit.' },
+  ENGINE_GPU_OOM: { status: 500, kind: 'job', retryable: true, title: 'GPU out of memory', hint: 'The GPU ran out of memory; use a smaller bgTile or image, or run fewer engines per GPU.' },
+  ENGINE_PROTOCOL_ERROR: { status: 500, kind: 'job', retryable: true, title: 'Engine protocol error', hint: 'The engine sent something that is not the engine protocol (docs/engine-protocol.md); fix the engine.' },
+  ENGINE_FAILED: { status: 500, kind: 'job', retryable: true, title: 'Engine failed', hint: 'The engine reported a failure; the message says why.' },
+  OUTPUT_MISSING: { status: 500, kind: 'job', retryable: true, title: 'Output missing', hint: 'The engine reported success but wrote no readable output; check the engine.' },
+  JOB_CANCELED: { status: 409, kind: 'job', retryable: false, title: 'Job canceled', hint: 'The job was canceled on request; submit it again if that was a mistake.' },
+  INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: all hosts must share STORAGE_DIR.' },
+} as const satisfies Record<string, ErrorEntry>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
+}
+
+/** RFC 9457 problem details as the API returns them. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail: string;
+  instance?: string;
+  [extension: string]: unknown;
+}
+
+export const PROBLEM_TYPE_BASE = 'https://photoenhance.dev/errors/';
+
+/** An error that becomes a problem+json response. `detail` should say what happened; the hint is appended. */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly extensions: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, message: string, opts: { extensions?: Record<string, unknown>; headers?: Record<string, string>; status?: number } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = opts.status ?? ERRORS[code].status;
+    this.extensions = opts.extensions ?? {};
+    this.headers = opts.headers ?? {};
+  }
+
+  toProblem(instance?: string): Problem {
+    return toProblem(this.code, this.message, { status: this.status, instance, extensions: this.extensions });
+  }
+}
+
+export function toProblem(code: ErrorCode, message: string, opts: { status?: number; instance?: string; extensions?: Record<string, unknown> } = {}): Problem {
+  const entry: ErrorEntry = ERRORS[code];
+  return {
+    type: PROBLEM_TYPE_BASE + code.toLowerCase().replace(/_/g, '-'),
+    title: entry.title,
+    status: opts.status ?? entry.status,
+    code,
+    detail: `${message.replace(/\.?$/, '.')} ${entry.hint}`,
+    ...(opts.instance ? { instance: opts.instance } : {}),
+    ...opts.extensions,
+  };
+}
+
+/** A job failure as recorded on the job and shown in GET /v1/jobs/:id. */
+export interface JobError {
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * Job failures travel through BullMQ's `failedReason` string; this keeps the code machine-readable.
+ * Format: `CODE: message`. Anything else is an ENGINE_FAILED with the raw text.
+ */
+export function encodeJobError(err: JobError): string {
+  return `${err.code}: ${err.message}`;
+}
+
+export function decodeJobError(reason: string | undefined | null): JobError | undefined {
+  if (!reason) return undefined;
+  const m = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/.exec(reason);
+  if (m && isErrorCode(m[1])) return { code: m[1], message: m[2]! };
+  return { code: 'ENGINE_FAILED', message: reason };
+}

@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './options.js';
+export * from './job.js';
+export * from './protocol.js';
+export * from './system.js';

@@ -1,0 +1,82 @@
+import type { InputFormat, JobOptions, OutputFormat } from './options.js';
+import type { JobError } from './errors.js';
+
+export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'canceled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** What the gateway stored about the input. `key` is relative to the storage root, never a client-chosen name. */
+export interface StoredInput {
+  key: string;
+  /** The client's file name, for the download name only; never used as a path. */
+  name: string;
+  width: number;
+  height: number;
+  format: InputFormat;
+  bytes: number;
+}
+
+/** The BullMQ job payload. Paths are storage keys so hosts can mount shared storage at different places. */
+export interface JobData {
+  id: string;
+  engine: string;
+  options: JobOptions;
+  input: StoredInput;
+  /** Storage key the engine must write the result to (extension matches options.format). */
+  outputKey: string;
+  createdAt: number;
+  /** Attempts that ended with ENGINE_MEMORY_LIMIT; counted apart from other retries. */
+  memoryLimitFailures?: number;
+}
+
+/** What a worker records on a completed job (BullMQ return value). */
+export interface JobResult {
+  width: number;
+  height: number;
+  format: OutputFormat;
+  bytes: number;
+  key: string;
+  /** Options the engine actually applied (others were ignored as unsupported). */
+  applied: Record<string, unknown>;
+  engine: { name: string; version: string; host: string; pid?: number };
+  timings: { runMs: number; [phase: string]: number };
+  meta?: Record<string, unknown>;
+}
+
+/** GET /v1/jobs/:id */
+export interface JobView {
+  id: string;
+  status: JobStatus;
+  progress: number;
+  engine: string;
+  options: JobOptions;
+  input: { width: number; height: number; format: InputFormat; bytes: number; name: string };
+  result?: { width: number; height: number; format: OutputFormat; bytes: number; url: string; applied: Record<string, unknown>; meta?: Record<string, unknown> };
+  error?: JobError;
+  attempts: number;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  timings?: { queuedMs: number; runMs?: number };
+  links: JobLinks;
+}
+
+export interface JobLinks {
+  self: string;
+  result: string;
+  events: string;
+}
+
+/** 202 answer of POST /v1/jobs */
+export interface JobAccepted {
+  id: string;
+  status: 'queued';
+  createdAt: string;
+  links: JobLinks;
+}
+
+export function jobLinks(id: string, base = ''): JobLinks {
+  return { self: `${base}/v1/jobs/${id}`, result: `${base}/v1/jobs/${id}/result`, events: `${base}/v1/jobs/${id}/events` };
+}
+
+/** Job ids: URL-safe, unguessable, fixed shape so a path segment can be checked before any lookup. */
+export const JOB_ID_PATTERN = /^j_[0-9a-z]{20}$/;

@@ -1,0 +1,67 @@
+/** What each worker host publishes (heartbeat) and GET /v1/system shows. */
+
+export type EnforcementMode = 'cgroup-v2' | 'cgroup-v1' | 'watchdog';
+export type EngineProcessStatus = 'starting' | 'idle' | 'busy' | 'stopping';
+export type AdmissionStatus = 'admitting' | 'holding';
+
+export interface EngineProcessState {
+  profile: string;
+  pid: number | undefined;
+  state: EngineProcessStatus;
+  rssBytes: number;
+  limitBytes: number;
+  peakBytes: number;
+  jobsDone: number;
+  startedAt: number;
+  uptimeMs: number;
+  enforcement: EnforcementMode;
+}
+
+export interface HostMemory {
+  totalBytes: number;
+  availableBytes: number;
+  usedRatio: number;
+  /** `some avg10` of /proc/pressure/memory, in percent; absent where PSI is not available. */
+  pressureSome10?: number;
+}
+
+export interface AdmissionTransition {
+  at: number;
+  state: AdmissionStatus;
+  reason: string;
+  memory: HostMemory;
+}
+
+export interface AdmissionState {
+  state: AdmissionStatus;
+  /** Why holding (e.g. MEMORY_AVAILABLE_LOW, MEMORY_USED_HIGH, MEMORY_PRESSURE_HIGH, ENGINE_START_FAILED); `ok` when admitting. */
+  reason: string;
+  detail?: string;
+  since: number;
+  thresholds: { minAvailableBytes: number; maxUsedRatio: number; maxPressureSome10: number };
+}
+
+export interface EngineOffer {
+  name: string;
+  kind: 'resident' | 'oneshot';
+  poolSize: number;
+  version?: string;
+  capabilities?: { options: string[]; scales: number[]; formats: string[] };
+  memoryLimitBytes: number;
+  expectedMemoryBytes: number;
+}
+
+export interface HostState {
+  hostId: string;
+  hostname: string;
+  pid: number;
+  startedAt: number;
+  updatedAt: number;
+  engines: EngineOffer[];
+  admission: AdmissionState;
+  memory: HostMemory;
+  enforcement: { mode: EnforcementMode; reason: string };
+  processes: EngineProcessState[];
+  recycles: Record<string, number>;
+  transitions: AdmissionTransition[];
+}

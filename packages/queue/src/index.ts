@@ -1,0 +1,4 @@
+export * from './redis.js';
+export * from './names.js';
+export * from './records.js';
+export * from './hosts.js';

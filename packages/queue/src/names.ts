@@ -1,0 +1,42 @@
+import type { JobsOptions } from 'bullmq';
+import type { JobOptions } from '@photoenhance/contracts';
+
+/** All our keys live under this prefix (BullMQ's and our own). */
+export const KEY_PREFIX = 'pe';
+
+/** One BullMQ queue per engine, so a host only takes jobs for the engines it runs. */
+export function queueName(engine: string): string {
+  return `enhance.${engine}`;
+}
+
+export const keys = {
+  /** Hash per job: engine, createdAt, canceled/expired tombstones. Lives as long as the job (+ a grace for 410s). */
+  record: (id: string): string => `${KEY_PREFIX}:rec:${id}`,
+  /** Pub/sub channel: job ids whose active run must stop. */
+  cancelChannel: `${KEY_PREFIX}:cancel`,
+  /** Per worker host heartbeat (JSON), with an expiry so a dead host disappears by itself. */
+  host: (hostId: string): string => `${KEY_PREFIX}:host:${hostId}`,
+  hostPattern: `${KEY_PREFIX}:host:*`,
+  /** Sweeper lock, so one gateway sweeps at a time. */
+  sweepLock: `${KEY_PREFIX}:lock:sweep`,
+};
+
+export const PRIORITY_VALUES: Record<JobOptions['priority'], number | undefined> = { high: 1, normal: undefined, low: 10 };
+
+export interface RetryPolicy {
+  attempts: number;
+  backoffMs: number;
+  ttlSeconds: number;
+}
+
+export function bullJobOptions(id: string, options: JobOptions, policy: RetryPolicy): JobsOptions {
+  const priority = PRIORITY_VALUES[options.priority];
+  return {
+    jobId: id,
+    attempts: policy.attempts,
+    backoff: { type: 'exponential', delay: policy.backoffMs },
+    removeOnComplete: { age: policy.ttlSeconds },
+    removeOnFail: { age: policy.ttlSeconds },
+    ...(priority !== undefined ? { priority } : {}),
+  };
+}
