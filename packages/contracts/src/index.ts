@@ -3,3 +3,4 @@ export * from './options.js';
 export * from './job.js';
 export * from './protocol.js';
 export * from './system.js';
+export { renderErrorCatalogue } from './errors-doc.js';

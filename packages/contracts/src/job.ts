@@ -52,6 +52,8 @@ export interface JobView {
   input: { width: number; height: number; format: InputFormat; bytes: number; name: string };
   result?: { width: number; height: number; format: OutputFormat; bytes: number; url: string; applied: Record<string, unknown>; meta?: Record<string, unknown> };
   error?: JobError;
+  /** While a job waits for another attempt: why the previous one failed. */
+  lastError?: JobError;
   attempts: number;
   createdAt: string;
   startedAt?: string;

@@ -1,0 +1,97 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import { pino, type Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import { assertNoEviction, createRedis, waitForRedis } from '@photoenhance/queue';
+import { LocalStorage } from '@photoenhance/storage';
+import type { GatewayConfig } from './config.js';
+import type { GatewayContext } from './context.js';
+import { EngineDirectory } from './engine-directory.js';
+import { JobEventHub } from './job-events.js';
+import { JobService } from './job-service.js';
+import { installProblemHandlers } from './problems.js';
+import { jobRoutes } from './routes/jobs.js';
+import { systemRoutes } from './routes/system.js';
+import { Sweeper } from './sweeper.js';
+
+export interface BuildOptions {
+  config: Readonly<GatewayConfig>;
+  logger?: Logger;
+  /** Pass a connection to share one; by default the gateway opens a fail-fast one. */
+  redis?: Redis;
+  /** Check Redis (reachable, noeviction) before serving. Default true. */
+  checkRedis?: boolean;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  ctx: GatewayContext;
+  sweeper: Sweeper;
+}
+
+/**
+ * Build the gateway without listening (tests use inject() or listen on port 0).
+ * Refuses to start unless Redis is reachable and its maxmemory-policy is noeviction.
+ */
+export async function build(opts: BuildOptions): Promise<Gateway> {
+  const { config } = opts;
+  const logger = opts.logger ?? pino({ name: 'gateway', level: config.logLevel });
+  const ownRedis = !opts.redis;
+  const redis = opts.redis ?? createRedis(config.redisUrl, 'fail-fast', 'gateway');
+  redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
+  if (opts.checkRedis !== false) {
+    try {
+      await waitForRedis(redis, 10_000, config.redisUrl);
+      await assertNoEviction(redis);
+    } catch (err) {
+      if (ownRedis) redis.disconnect();
+      throw err;
+    }
+  }
+  let redisReady = redis.status === 'ready';
+  redis.on('ready', () => {
+    if (!redisReady) logger.info('redis connection ready');
+    redisReady = true;
+  });
+  redis.on('close', () => {
+    if (redisReady) logger.warn('redis connection lost; submissions answer 503 until it returns');
+    redisReady = false;
+  });
+
+  const storage = new LocalStorage(config.storageDir);
+  const jobs = new JobService(redis, storage, config);
+  const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);
+  const events = new JobEventHub(config.redisUrl);
+  const ctx: GatewayContext = { config, redis, storage, jobs, engines, events, logger, redisReady: () => redisReady && redis.status === 'ready' };
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace',
+    requestIdHeader: 'x-request-id',
+    // Job ids are generated; long URLs only come from mistakes.
+    maxParamLength: 200,
+  });
+  await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
+  installProblemHandlers(app, () => !ctx.redisReady());
+  systemRoutes(app, ctx);
+  jobRoutes(app, ctx);
+
+  const sweeper = new Sweeper({
+    redis,
+    storage,
+    jobs,
+    logger,
+    ttlSeconds: config.jobTtlSeconds,
+    intervalMs: config.sweepIntervalMs,
+    engineNames: async () => (await engines.list()).map((e) => e.name),
+  });
+  app.addHook('onReady', async () => sweeper.start());
+  app.addHook('onClose', async () => {
+    sweeper.stop();
+    await events.close();
+    await jobs.close();
+    if (ownRedis) redis.disconnect();
+  });
+  return { app, ctx, sweeper };
+}

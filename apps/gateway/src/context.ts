@@ -1,0 +1,19 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { LocalStorage } from '@photoenhance/storage';
+import type { GatewayConfig } from './config.js';
+import type { EngineDirectory } from './engine-directory.js';
+import type { JobEventHub } from './job-events.js';
+import type { JobService } from './job-service.js';
+
+/** What routes need, built once in build(). */
+export interface GatewayContext {
+  config: Readonly<GatewayConfig>;
+  redis: Redis;
+  storage: LocalStorage;
+  jobs: JobService;
+  engines: EngineDirectory;
+  events: JobEventHub;
+  logger: Logger;
+  redisReady(): boolean;
+}

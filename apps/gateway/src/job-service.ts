@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import { Queue, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  ApiError,
+  decodeJobError,
+  jobLinks,
+  type JobData,
+  type JobResult,
+  type JobStatus,
+  type JobView,
+} from '@photoenhance/contracts';
+import { JobRecords, KEY_PREFIX, bullJobOptions, keys, queueName } from '@photoenhance/queue';
+import type { LocalStorage } from '@photoenhance/storage';
+import type { GatewayConfig } from './config.js';
+
+const ID_ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+
+export function newJobId(): string {
+  const bytes = randomBytes(20);
+  let s = 'j_';
+  for (const b of bytes) s += ID_ALPHABET[b % 36];
+  return s;
+}
+
+export function bullStateToStatus(state: string): JobStatus {
+  switch (state) {
+    case 'active':
+      return 'active';
+    case 'completed':
+      return 'completed';
+    case 'failed':
+      return 'failed';
+    default:
+      // waiting, delayed (incl. retry backoff), prioritized, waiting-children
+      return 'queued';
+  }
+}
+
+const iso = (ms: number | undefined): string | undefined => (ms ? new Date(ms).toISOString() : undefined);
+
+/** Jobs as the API sees them: one BullMQ queue per engine, plus a small record per job for lookups and tombstones. */
+export class JobService {
+  private readonly queues = new Map<string, Queue>();
+  readonly records: JobRecords;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly storage: LocalStorage,
+    private readonly config: Readonly<GatewayConfig>,
+  ) {
+    this.records = new JobRecords(redis, config.jobTtlSeconds);
+  }
+
+  queue(engine: string): Queue {
+    let q = this.queues.get(engine);
+    if (!q) {
+      q = new Queue(queueName(engine), { connection: this.redis, prefix: KEY_PREFIX });
+      // Errors surface on the calls themselves; this keeps an unhandled 'error' event from crashing the process.
+      q.on('error', () => undefined);
+      this.queues.set(engine, q);
+    }
+    return q;
+  }
+
+  knownQueues(): Queue[] {
+    return [...this.queues.values()];
+  }
+
+  async enqueue(data: JobData): Promise<void> {
+    await this.records.create(data.id, data.engine, data.createdAt);
+    await this.queue(data.engine).add('enhance', data, bullJobOptions(data.id, data.options, {
+      attempts: this.config.jobAttempts,
+      backoffMs: this.config.jobBackoffMs,
+      ttlSeconds: this.config.jobTtlSeconds,
+    }));
+  }
+
+  /** The job, or an ApiError (404 unknown, 410 expired). Canceled jobs come back from their tombstone. */
+  async find(id: string): Promise<{ view: JobView; job?: Job<JobData, JobResult> }> {
+    const rec = await this.records.get(id);
+    if (!rec) throw new ApiError('JOB_NOT_FOUND', `No job with id ${id}`);
+    if (rec.canceledAt && rec.snapshot) {
+      const job = await this.queue(rec.engine).getJob(id);
+      return { view: JSON.parse(rec.snapshot) as JobView, ...(job ? { job: job as Job<JobData, JobResult> } : {}) };
+    }
+    if (rec.expiredAt) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
+    const job = (await this.queue(rec.engine).getJob(id)) as Job<JobData, JobResult> | undefined;
+    if (!job) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
+    const state = await job.getState();
+    return { view: this.toView(job, bullStateToStatus(state)), job };
+  }
+
+  toView(job: Job<JobData, JobResult>, status: JobStatus): JobView {
+    const d = job.data;
+    const links = jobLinks(d.id, this.config.publicUrl ?? '');
+    const rv = job.returnvalue as JobResult | null | undefined;
+    const started = job.processedOn ?? undefined;
+    const finished = status === 'completed' || status === 'failed' ? job.finishedOn ?? undefined : undefined;
+    const progress = status === 'completed' ? 1 : typeof job.progress === 'number' ? Math.max(0, Math.min(1, job.progress)) : 0;
+    const view: JobView = {
+      id: d.id,
+      status,
+      progress,
+      engine: d.engine,
+      options: d.options,
+      input: { width: d.input.width, height: d.input.height, format: d.input.format, bytes: d.input.bytes, name: d.input.name },
+      attempts: job.attemptsStarted ?? job.attemptsMade,
+      createdAt: new Date(d.createdAt).toISOString(),
+      links,
+    };
+    if (started) view.startedAt = iso(started);
+    if (finished) view.finishedAt = iso(finished);
+    if (started) view.timings = { queuedMs: Math.max(0, started - d.createdAt), ...(finished ? { runMs: Math.max(0, finished - started) } : {}) };
+    if (status === 'completed' && rv) {
+      view.result = { width: rv.width, height: rv.height, format: rv.format, bytes: rv.bytes, url: links.result, applied: rv.applied, ...(rv.meta ? { meta: rv.meta } : {}) };
+    }
+    if (status === 'failed') view.error = decodeJobError(job.failedReason);
+    else if (job.failedReason && status === 'queued') view.lastError = decodeJobError(job.failedReason);
+    return view;
+  }
+
+  /**
+   * Cancel: a queued job is removed; an active one is told to stop (its worker aborts the engine run);
+   * a finished one has its files deleted. Idempotent; always deletes the job's stored files.
+   */
+  async cancel(id: string): Promise<JobView> {
+    const { view, job } = await this.find(id);
+    if (view.status === 'canceled') {
+      await this.storage.removeJob(id);
+      return view;
+    }
+    const canceled: JobView = { ...view, status: 'canceled', finishedAt: new Date().toISOString() };
+    if (job && (view.status === 'queued' || view.status === 'active')) {
+      // Tombstone first, so a worker that picks the job up in between sees it is canceled.
+      await this.records.markCanceled(id, JSON.stringify(canceled));
+      try {
+        await job.remove();
+      } catch {
+        // Locked by a worker: it is active now. Ask its worker to stop it.
+        await this.redis.publish(keys.cancelChannel, id);
+      }
+      await this.storage.removeJob(id);
+      return canceled;
+    }
+    // Completed or failed: delete the job and its files; later lookups answer 410.
+    if (job) await job.remove().catch(() => undefined);
+    await this.records.markExpired(id);
+    await this.storage.removeJob(id);
+    return { ...view };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+  }
+}

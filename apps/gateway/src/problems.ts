@@ -1,0 +1,49 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, toProblem, type ErrorCode } from '@photoenhance/contracts';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+
+export function sendProblem(reply: FastifyReply, err: ApiError, instance: string): FastifyReply {
+  for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  return reply.code(err.status).type(PROBLEM_CONTENT_TYPE).send(err.toProblem(instance));
+}
+
+/** Every error leaves as RFC 9457 problem+json with a catalogue code; unknown errors are logged and become 500. */
+export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => boolean): void {
+  app.setNotFoundHandler((req, reply) => {
+    void sendProblem(reply, new ApiError('ROUTE_NOT_FOUND', `No route for ${req.method} ${req.url.split('?')[0]}`), req.url);
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof ApiError) return sendProblem(reply, error, req.url);
+    const fe = error as FastifyError;
+    if (fe.validation) {
+      return sendProblem(reply, new ApiError('INVALID_REQUEST', fe.message), req.url);
+    }
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendProblem(reply, new ApiError('MULTIPART_REQUIRED', `Unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}`), req.url);
+    }
+    if (fe.code === 'FST_REQ_FILE_TOO_LARGE' || fe.statusCode === 413) {
+      return sendProblem(reply, new ApiError('IMAGE_TOO_LARGE', 'The request body is larger than the upload limit', { headers: { connection: 'close' } }), req.url);
+    }
+    if (isRedisDown() || isRedisError(error)) {
+      return sendProblem(reply, redisUnavailable(), req.url);
+    }
+    if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+      return sendProblem(reply, new ApiError('INVALID_REQUEST', fe.message, { status: fe.statusCode }), req.url);
+    }
+    req.log.error({ err: error }, 'unhandled error');
+    return sendProblem(reply, new ApiError('INTERNAL_ERROR', `Unexpected error (request id ${req.id})`, { extensions: { requestId: req.id } }), req.url);
+  });
+}
+
+export function redisUnavailable(): ApiError {
+  return new ApiError('REDIS_UNAVAILABLE', 'The job queue (Redis) is unreachable right now', { headers: { 'retry-after': '5' } });
+}
+
+function isRedisError(err: Error): boolean {
+  const name = err.name ?? '';
+  const msg = err.message ?? '';
+  return name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|ECONNREFUSED|ENOENT.*redis|connect ETIMEDOUT/i.test(msg);
+}
+
