@@ -139,7 +139,10 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
       let sent = 0;
       // Keep sending until the server answers (it must not need the rest); stop at 8 MiB either way.
       const pump = (): void => {
-        if (sent > 8 * 1024 * 1024 || req.destroyed) return req.end();
+        if (sent > 8 * 1024 * 1024 || req.destroyed) {
+          req.end();
+          return;
+        }
         sent += 256 * 1024;
         if (req.write(Buffer.alloc(256 * 1024, 7))) setImmediate(pump);
         else req.once('drain', pump);

@@ -37,6 +37,7 @@ export async function startTestRedis(opts: { policy?: string } = {}): Promise<Te
       const deadline = Date.now() + 10_000;
       const probe = (): void => {
         const r = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        r.on('error', () => undefined);
         r.connect()
           .then(() => r.ping())
           .then(() => {
@@ -72,6 +73,7 @@ export async function startTestRedis(opts: { policy?: string } = {}): Promise<Te
     start,
     client() {
       const r = new Redis({ path: socket, maxRetriesPerRequest: null });
+      r.on('error', () => undefined);
       clients.push(r);
       return r;
     },

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import { pino, type Logger } from 'pino';
 import type { Redis } from 'ioredis';
@@ -67,10 +67,11 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
-    disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace',
+    // Per-request lines only when debugging; errors are logged either way.
+    logController: new LogController({ disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace' }),
     requestIdHeader: 'x-request-id',
     // Job ids are generated; long URLs only come from mistakes.
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
   });
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !ctx.redisReady());

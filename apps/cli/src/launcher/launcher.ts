@@ -1,0 +1,306 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { redisOptions } from '@photoenhance/queue';
+import { CliError, EXIT, explain } from '../exit.js';
+import { REPO_ROOT } from '../paths.js';
+import { describeExit, signalChild, startChild, stopChild, type ManagedChild } from './children.js';
+import { canListen } from './ports.js';
+import { startPrivateRedis, waitForPing } from './redis.js';
+
+export interface LauncherSettings {
+  env: NodeJS.ProcessEnv;
+  /** Redis data, default storage and launcher.json live here. */
+  varDir: string;
+  host: string;
+  port: number;
+  storageDir: string;
+  /** An existing Redis (REDIS_URL); when absent a private redis-server is started. */
+  redisUrl: string | undefined;
+  /** SIGTERM → SIGKILL grace per child. */
+  graceMs: number;
+  gatewayReadyMs: number;
+  workerReadyMs: number;
+}
+
+/** What launcher.json holds while the launcher runs: tests and scripts read the pids from it. */
+export interface LauncherState {
+  pid: number;
+  startedAt: string;
+  url: string;
+  varDir: string;
+  storageDir: string;
+  redisUrl: string;
+  children: Array<{ name: string; pid: number }>;
+}
+
+/** A second signal this soon after the first is the same Ctrl-C delivered twice, not a request to force. */
+const DUPLICATE_SIGNAL_MS = 1000;
+
+const PREFIX = { launcher: 'launcher | ', gateway: 'gateway  | ', worker: 'worker   | ' };
+
+/**
+ * `photoenhance start`: Redis (private unless REDIS_URL), then the gateway, then the worker, each in its own process
+ * group so only the launcher sees a terminal Ctrl-C; it then stops them in order: worker, gateway, Redis.
+ */
+export class Launcher {
+  private readonly s: LauncherSettings;
+  /** In start order; stopped in reverse. */
+  private readonly children: ManagedChild[] = [];
+  private readonly abort = new AbortController();
+  private stopRequest: ((code: number) => void) | undefined;
+  private readonly stopRequested: Promise<number>;
+  private stopping = false;
+  private readonly stateFile: string;
+  private readonly baseUrl: string;
+
+  constructor(settings: LauncherSettings) {
+    this.s = settings;
+    this.stateFile = join(settings.varDir, 'launcher.json');
+    this.baseUrl = `http://${displayHost(settings.host)}:${settings.port}`;
+    this.stopRequested = new Promise<number>((r) => (this.stopRequest = r));
+  }
+
+  async run(): Promise<number> {
+    this.installSignalHandlers();
+    const started = this.startAll().then(
+      () => undefined,
+      (err: unknown) => {
+        if (this.stopping) return; // a stop was requested mid-start: the abort is expected
+        const { message, exitCode } = explain(err);
+        this.say(message, true);
+        this.requestStop(exitCode);
+      },
+    );
+    const code = await this.stopRequested;
+    this.abort.abort();
+    await started;
+    await this.stopAll();
+    rmSync(this.stateFile, { force: true });
+    return code;
+  }
+
+  private async startAll(): Promise<void> {
+    const t0 = Date.now();
+    mkdirSync(this.s.varDir, { recursive: true });
+    this.refuseSecondLauncher();
+    const busy = await canListen(this.s.host, this.s.port);
+    if (busy) {
+      const why = busy === 'EADDRINUSE' ? 'is in use (another gateway running?)' : `cannot be bound (${busy})`;
+      throw new CliError(EXIT.USAGE, `error: ${this.s.host}:${this.s.port} ${why}; choose another with PORT=8081 npm start (or HOST=…)`);
+    }
+
+    let redisUrl: string;
+    if (this.s.redisUrl) {
+      redisUrl = this.s.redisUrl;
+      this.say(`using Redis at REDIS_URL=${redisUrl}`);
+      try {
+        await waitForPing(redisOptions(redisUrl), 5000, `Redis at REDIS_URL=${redisUrl}`, this.abort.signal);
+      } catch (err) {
+        if (err instanceof CliError) throw new CliError(err.exitCode, `${err.message}\nhint: start that Redis, correct REDIS_URL, or unset it to let the launcher start a private redis-server`);
+        throw err;
+      }
+    } else {
+      const redis = await startPrivateRedis(this.s.varDir, { env: this.s.env, signal: this.abort.signal, onSpawn: (c) => this.adopt(c) });
+      redisUrl = redis.url;
+      this.say(`redis-server ready (pid ${redis.child.pid}, ${redisUrl})`);
+    }
+    this.writeState(redisUrl);
+
+    const common = { ...this.s.env, REDIS_URL: redisUrl, STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
+    const tsx = import.meta.resolve('tsx');
+    const gateway = await this.spawnApp('gateway', [tsx, join(REPO_ROOT, 'apps/gateway/src/main.ts')], { ...common, HOST: this.s.host, PORT: String(this.s.port) });
+    this.writeState(redisUrl);
+    const worker = await this.spawnApp('worker', [tsx, join(REPO_ROOT, 'apps/worker/src/main.ts')], common);
+    this.writeState(redisUrl);
+
+    await this.poll(`gateway (${this.baseUrl}/readyz)`, this.s.gatewayReadyMs, async (signal) => {
+      const res = await fetch(`${this.baseUrl}/readyz`, { signal });
+      await res.body?.cancel();
+      return res.status === 200 ? true : `readyz answered ${res.status}`;
+    });
+    this.say(`gateway ready (pid ${gateway.pid}); waiting for the worker to publish its host state`);
+    await this.poll(`worker (${this.baseUrl}/v1/system)`, this.s.workerReadyMs, async (signal) => {
+      const res = await fetch(`${this.baseUrl}/v1/system`, { signal });
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        return `/v1/system answered ${res.status}`;
+      }
+      const { hosts } = (await res.json()) as { hosts: Array<{ pid?: number }> };
+      // With a shared Redis other hosts may be listed: wait for ours. A private Redis holds only ours.
+      const ours = hosts.some((h) => h.pid === worker.pid) || (!this.s.redisUrl && hosts.length >= 1);
+      return ours ? true : `${hosts.length} host(s) listed, not yet this worker`;
+    });
+    this.printReady(Date.now() - t0);
+  }
+
+  private async spawnApp(name: 'gateway' | 'worker', args: string[], env: NodeJS.ProcessEnv): Promise<ManagedChild> {
+    this.abort.signal.throwIfAborted();
+    const [loader, main] = args as [string, string];
+    if (!existsSync(main)) throw new CliError(EXIT.FAILED, `error: ${main} does not exist; is the checkout complete?`);
+    const child = await startChild(name, process.execPath, ['--import', loader, main], { env, prefix: PREFIX[name] });
+    this.adopt(child);
+    this.say(`${name} started (pid ${child.pid})`);
+    return child;
+  }
+
+  /** Track a child for shutdown, and treat its exit before a stop as a failure of the whole launch. */
+  private adopt(child: ManagedChild): void {
+    this.children.push(child);
+    void child.exited.then((info) => {
+      if (this.stopping) return;
+      this.say(`${describeExit(child.name, info)}; stopping the rest`, true);
+      this.requestStop(EXIT.FAILED);
+    });
+  }
+
+  private requestStop(code: number): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopRequest?.(code);
+  }
+
+  /** Worker first (it stops its engines), then the gateway, then Redis; each SIGTERM, SIGKILL after the grace. */
+  private async stopAll(): Promise<void> {
+    const order = ['worker', 'gateway', 'redis'];
+    const sorted = [...this.children].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    for (const child of sorted) {
+      if (child.exit) continue;
+      this.say(`stopping ${child.name} (pid ${child.pid})`);
+      const info = await stopChild(child, this.s.graceMs);
+      if (info.escalated) this.say(`${child.name} did not stop within ${this.s.graceMs / 1000} s of SIGTERM; killed it and its process group (SIGKILL)`, true);
+      else if (info.code === 0 || info.signal === 'SIGTERM') this.say(`${child.name} stopped`);
+      else this.say(`${describeExit(child.name, info)} while stopping`, true);
+    }
+  }
+
+  private installSignalHandlers(): void {
+    let firstAt: number | undefined;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (firstAt === undefined) {
+        firstAt = Date.now();
+        this.say(`${signal}: stopping (press Ctrl-C again to kill everything now)`);
+        this.requestStop(EXIT.OK);
+        return;
+      }
+      // `npm start` forwards the terminal's SIGINT to us, which got it from the terminal too: one Ctrl-C, two signals.
+      if (Date.now() - firstAt < DUPLICATE_SIGNAL_MS) return;
+      this.say(`${signal} again: killing every process now`, true);
+      this.killAll();
+      rmSync(this.stateFile, { force: true });
+      process.exit(EXIT.INTERRUPTED);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onSignal);
+    // Last resort if the launcher itself dies of an error: take its children with it (SIGKILL of the launcher cannot be caught).
+    process.on('exit', () => this.killAll());
+    // A closed terminal or pipe must not crash the launcher and orphan its children.
+    process.stdout.on('error', () => undefined);
+    process.stderr.on('error', () => undefined);
+  }
+
+  private killAll(): void {
+    for (const c of this.children) if (!c.exit) signalChild(c, 'SIGKILL', true);
+  }
+
+  private async poll(what: string, deadlineMs: number, probe: (signal: AbortSignal) => Promise<true | string>): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    let last = 'no answer yet';
+    for (let delay = 100; ; delay = Math.min(1000, Math.round(delay * 1.5))) {
+      this.abort.signal.throwIfAborted();
+      try {
+        const r = await probe(AbortSignal.any([this.abort.signal, AbortSignal.timeout(3000)]));
+        if (r === true) return;
+        last = r;
+      } catch (err) {
+        this.abort.signal.throwIfAborted();
+        last = (err as Error).message;
+      }
+      if (Date.now() + delay > deadline) throw new CliError(EXIT.FAILED, `error: ${what} not ready within ${Math.round(deadlineMs / 1000)} s (last: ${last})`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  private refuseSecondLauncher(): void {
+    let prev: LauncherState;
+    try {
+      prev = JSON.parse(readFileSync(this.stateFile, 'utf8')) as LauncherState;
+    } catch {
+      return;
+    }
+    if (prev.pid !== process.pid && isAlive(prev.pid, 'photoenhance')) {
+      throw new CliError(EXIT.USAGE, `error: another launcher (pid ${prev.pid}) is running with ${this.s.varDir}; stop it first, or set PHOTOENHANCE_VAR_DIR to another folder`);
+    }
+    // A launcher that was killed outright leaves its children: say so rather than fight them for the socket.
+    const leftovers = prev.children.filter((c) => isAlive(c.pid, c.name === 'redis' ? 'redis-server' : `apps/${c.name}/src/main.ts`));
+    if (leftovers.length) {
+      throw new CliError(EXIT.USAGE, `error: processes of an earlier launcher are still running (${leftovers.map((c) => `${c.name} pid ${c.pid}`).join(', ')}); stop them (kill ${leftovers.map((c) => c.pid).join(' ')}) and start again`);
+    }
+  }
+
+  private writeState(redisUrl: string): void {
+    const state: LauncherState = {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      url: this.baseUrl,
+      varDir: this.s.varDir,
+      storageDir: this.s.storageDir,
+      redisUrl,
+      children: this.children.map((c) => ({ name: c.name, pid: c.pid })),
+    };
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
+    renameSync(tmp, this.stateFile);
+  }
+
+  private printReady(ms: number): void {
+    const u = this.baseUrl;
+    const pids = this.children.map((c) => `${c.name} ${c.pid}`).join(', ');
+    const lines = [
+      `ready: ${u} in ${(ms / 1000).toFixed(1)} s (pids: ${pids}; ${this.stateFile})`,
+      '',
+      `  API base     ${u}/v1`,
+      `  jobs         ${u}/v1/jobs`,
+      `  health       ${u}/healthz`,
+      `  readiness    ${u}/readyz`,
+      `  API docs     ${u}/docs`,
+      `  dashboard    ${u}/dashboard`,
+      '',
+      `  try:  curl -sS -F image=@photo.jpg ${u}/v1/jobs`,
+      `   or:  node ${join('apps', 'cli', 'bin', 'photoenhance.js')} enhance photo.jpg`,
+      '  stop: Ctrl-C',
+      '',
+    ];
+    process.stdout.write(lines.map((l) => (l ? PREFIX.launcher + l : '')).join('\n') + '\n');
+  }
+
+  private say(message: string, error = false): void {
+    const text = message.split('\n').map((l) => PREFIX.launcher + l).join('\n') + '\n';
+    (error ? process.stderr : process.stdout).write(text);
+  }
+}
+
+/** Alive, and (where /proc tells) still the program we started: a stale launcher.json after a reboot names reused pids. */
+function isAlive(pid: number, cmdlineHas: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(cmdlineHas);
+  } catch {
+    return !existsSync('/proc/self');
+  }
+}
+
+/** Where to reach a server bound to `host` from this machine. */
+export function displayHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export function resolveStorageDir(env: NodeJS.ProcessEnv, varDir: string): string {
+  return env.STORAGE_DIR ? resolve(env.STORAGE_DIR) : join(varDir, 'storage');
+}

@@ -1,0 +1,40 @@
+/**
+ * `npm run bench`: measurements, not tests. Prints a table and writes bench/results/<timestamp>.json (+ latest.json).
+ * Sections compare side by side in one run (ratios), since these machines are noisy.
+ * BENCH_QUICK=1 runs a smaller version of everything.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { benchSpine, type Row } from './spine.js';
+import { REPO } from '../test/support/stack.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const only = process.argv.slice(2);
+const rows: Row[] = [];
+const want = (name: string): boolean => only.length === 0 || only.includes(name);
+
+if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
+if (want('governor')) {
+  try {
+    const modPath = '../packages/governor/bench/overshoot.js';
+    const mod = (await import(modPath)) as { benchOvershoot: () => Promise<Array<Record<string, unknown>>> };
+    for (const r of await mod.benchOvershoot()) rows.push({ section: 'governor', metric: String(r.metric ?? r.name ?? ''), value: Number(r.value ?? 0), unit: String(r.unit ?? ''), note: JSON.stringify(r) });
+  } catch (err) {
+    console.error('governor bench skipped:', (err as Error).message);
+  }
+}
+
+const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
+console.log('');
+console.log('| section | metric | value | unit | goal | note |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.section} | ${r.metric} | ${fmt(r.value)} | ${r.unit} | ${r.goal ?? ''} | ${r.note ?? ''} |`);
+const out = join(REPO, 'bench/results');
+mkdirSync(out, { recursive: true });
+const doc = { at: new Date().toISOString(), node: process.version, cpus: cpus().length, memBytes: totalmem(), quick, rows };
+const stamp = doc.at.replace(/[:.]/g, '-');
+writeFileSync(join(out, `${stamp}.json`), JSON.stringify(doc, null, 2));
+writeFileSync(join(out, 'latest.json'), JSON.stringify(doc, null, 2));
+console.log(`\nwrote bench/results/${stamp}.json`);
+process.exit(0);
