@@ -5,6 +5,11 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
 export function sendProblem(reply: FastifyReply, err: ApiError, instance: string): FastifyReply {
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  if (err.headers.connection === 'close') {
+    // The rest of an oversized body is not wanted: give the client a moment to read the answer, then drop the socket.
+    const socket = reply.request.raw.socket;
+    reply.raw.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
+  }
   return reply.code(err.status).type(PROBLEM_CONTENT_TYPE).send(err.toProblem(instance));
 }
 

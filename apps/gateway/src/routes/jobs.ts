@@ -88,7 +88,7 @@ export function jobRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     checkId(req.params.id);
     const { view, job } = await ctx.jobs.find(req.params.id);
     if (view.status !== 'completed' || !job?.returnvalue) {
-      throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} is ${view.status}, not completed`, { extensions: { status: view.status, ...(view.error ? { error: view.error } : {}) } });
+      throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} is ${view.status}, not completed`, { extensions: { jobStatus: view.status, ...(view.error ? { error: view.error } : {}) } });
     }
     const result = job.returnvalue;
     const path = ctx.storage.path(result.key);

@@ -1,0 +1,172 @@
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { EnforcementPlan } from './enforcement.js';
+
+/**
+ * Joins the listed groups, then becomes the engine. A fixed literal: every value (count, dirs, argv) arrives as a
+ * positional argument, so nothing is ever parsed by the shell. The engine is exec'd, so it keeps this pid and
+ * allocates nothing before it is charged to its group (cgroup v1 does not move charges afterwards).
+ */
+export const JOIN_SCRIPT = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; n=$((n-1)); shift; done; exec "$@"';
+
+export interface SlotLimits {
+  limitBytes: number;
+  cpuQuota?: number;
+}
+
+const readNum = (p: string, key?: string): number | undefined => {
+  let text: string;
+  try {
+    text = readFileSync(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+  if (key === undefined) return Number(text.trim());
+  const m = new RegExp(`^${key}\\s+(\\d+)`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
+};
+
+const writeIfExists = (p: string, v: string): void => {
+  if (existsSync(p)) writeFileSync(p, v);
+};
+
+/** One engine process's own cgroup(s): made before spawn, removed after the process is gone. */
+export class CgroupSlot {
+  private constructor(
+    readonly plan: EnforcementPlan,
+    /** Dirs the process joins; the memory group first. */
+    readonly dirs: string[],
+  ) {}
+
+  /** Make `pe-<name>` under the plan's parent group(s) and write the limits. Throws on failure. */
+  static create(plan: EnforcementPlan, name: string, limits: SlotLimits): CgroupSlot {
+    const leaf = `pe-${name.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+    if (plan.mode === 'cgroup-v2' && plan.v2Dir) {
+      const dir = join(plan.v2Dir, leaf);
+      mkdirSync(dir);
+      const slot = new CgroupSlot(plan, [dir]);
+      try {
+        writeFileSync(join(dir, 'memory.max'), String(limits.limitBytes));
+        // memory.high throttles and reclaims a little before the hard stop, which turns some OOM kills into slow-downs.
+        writeFileSync(join(dir, 'memory.high'), String(Math.floor(limits.limitBytes * 0.95)));
+        writeIfExists(join(dir, 'memory.swap.max'), '0'); // swap would let the tree pass the limit unseen
+        writeIfExists(join(dir, 'memory.oom.group'), '1'); // kill the whole tree, not one helper
+        if (limits.cpuQuota) writeFileSync(join(dir, 'cpu.max'), `${Math.round(limits.cpuQuota * 100_000)} 100000`);
+      } catch (e) {
+        slot.removeNow();
+        throw e;
+      }
+      return slot;
+    }
+    if (plan.mode === 'cgroup-v1' && plan.v1MemoryDir) {
+      const mem = join(plan.v1MemoryDir, leaf);
+      mkdirSync(mem);
+      const dirs = [mem];
+      try {
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), String(limits.limitBytes));
+        // memsw must be >= the memory limit, so it is written second; without it swap would stretch the limit.
+        try {
+          writeIfExists(join(mem, 'memory.memsw.limit_in_bytes'), String(limits.limitBytes));
+        } catch {
+          /* swap accounting off: nothing to limit */
+        }
+        if (plan.v1CpuDir && limits.cpuQuota) {
+          const cpu = join(plan.v1CpuDir, leaf);
+          mkdirSync(cpu);
+          dirs.push(cpu);
+          writeFileSync(join(cpu, 'cpu.cfs_period_us'), '100000');
+          writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpuQuota * 100_000)));
+        }
+      } catch (e) {
+        new CgroupSlot(plan, dirs).removeNow();
+        throw e;
+      }
+      return new CgroupSlot(plan, dirs);
+    }
+    throw new Error(`no cgroup parent for mode ${plan.mode}`);
+  }
+
+  get memoryDir(): string {
+    return this.dirs[0]!;
+  }
+
+  /** argv that joins this slot's groups, then execs `argv`. */
+  wrap(argv: readonly string[]): string[] {
+    return ['/bin/sh', '-c', JOIN_SCRIPT, 'pe-cgroup-join', String(this.dirs.length), ...this.dirs, ...argv];
+  }
+
+  /** OOM kills the kernel recorded in this group (undefined where the kernel does not count them). */
+  oomKills(): number | undefined {
+    if (this.plan.mode === 'cgroup-v2') return readNum(join(this.memoryDir, 'memory.events'), 'oom_kill');
+    return readNum(join(this.memoryDir, 'memory.oom_control'), 'oom_kill');
+  }
+
+  /** Times the group hit its limit (v1 memory.failcnt, v2 memory.events max). */
+  limitHits(): number | undefined {
+    if (this.plan.mode === 'cgroup-v2') return readNum(join(this.memoryDir, 'memory.events'), 'max');
+    return readNum(join(this.memoryDir, 'memory.failcnt'));
+  }
+
+  /** The kernel's high-water mark of the group's usage (v1 memory.max_usage_in_bytes, v2 memory.peak). */
+  peakBytes(): number | undefined {
+    return readNum(join(this.memoryDir, this.plan.mode === 'cgroup-v2' ? 'memory.peak' : 'memory.max_usage_in_bytes'));
+  }
+
+  limitBytes(): number | undefined {
+    return readNum(join(this.memoryDir, this.plan.mode === 'cgroup-v2' ? 'memory.max' : 'memory.limit_in_bytes'));
+  }
+
+  /** Pids in the group: the engine and everything it started, wherever they moved in the process tree. */
+  pids(): number[] {
+    try {
+      return readFileSync(join(this.memoryDir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number).filter((n) => n > 0);
+    } catch {
+      return [];
+    }
+  }
+
+  /** SIGKILL everything left in the group (a helper that left the process group is still here). */
+  killAll(): void {
+    const kill = join(this.memoryDir, 'cgroup.kill');
+    if (!this.plan.fake && this.plan.mode === 'cgroup-v2' && existsSync(kill)) {
+      try {
+        writeFileSync(kill, '1');
+        return;
+      } catch {
+        /* fall through to one by one */
+      }
+    }
+    for (const pid of this.pids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  /** Remove the group(s) once empty; the kernel needs a moment after the last exit, so retry for a while. */
+  async remove(timeoutMs = 3_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.removeNow()) return true;
+      if (Date.now() > deadline) return false;
+      this.killAll();
+      await delay(20);
+    }
+  }
+
+  private removeNow(): boolean {
+    let ok = true;
+    for (const dir of [...this.dirs].reverse()) {
+      try {
+        if (this.plan.fake) rmSync(dir, { recursive: true, force: true });
+        else rmdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') ok = false;
+      }
+    }
+    return ok;
+  }
+}

@@ -1,0 +1,317 @@
+import type { Logger } from 'pino';
+import type { EngineOffer, EngineProcessState, ReadyMessage } from '@photoenhance/contracts';
+import { engineFailure } from './child-failure.js';
+import type { EnforcementPlan } from './enforcement.js';
+import { EngineProcess, type EngineExit } from './engine-process.js';
+import type { SpawnClient } from './start-queue.js';
+import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
+
+/** What a pool needs from the governor. */
+export interface PoolContext {
+  plan(): EnforcementPlan;
+  logger: Logger;
+  startFailureLimit: number;
+  backoff: { baseMs: number; maxMs: number };
+  slotName(profile: string): string;
+  pump(): void;
+  recycled(profile: string, pid: number | undefined, reason: string, figures: Record<string, unknown>): void;
+  /** A profile entered or left the start-failed state: admission must be re-decided. */
+  failingChanged(): void;
+}
+
+interface Waiter {
+  since: number;
+  resolve(p: EngineProcess): void;
+  reject(e: EngineJobError): void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+/** Recycles decided by us (counted when decided); the rest are counted when the process is found gone. */
+const PLANNED = new Set(['max-jobs', 'soft-limit', 'idle', 'shutdown']);
+
+export const canceledWhileWaiting = (profile: string): EngineJobError =>
+  new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
+
+export const governorClosed = (profile: string): EngineJobError =>
+  new EngineJobError('ENGINE_FAILED', `engine ${profile} is not available: the governor is closing`, { retryable: true, details: { profile } });
+
+/**
+ * The resident processes of one profile: up to poolSize, started on demand through the host-wide start queue,
+ * handed to waiting jobs FIFO, recycled for memory, job count, idle time, timeouts and crashes.
+ */
+export class EnginePool implements SpawnClient {
+  readonly procs = new Set<EngineProcess>();
+  private idle: EngineProcess[] = [];
+  private waiters: Waiter[] = [];
+  private starting = 0;
+  private replacements = 0;
+  private replacementSince = 0;
+  prewarm = false;
+  failures = 0;
+  lastFailure: EngineJobError | undefined;
+  backoffUntil = 0;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private ttlTimers = new Map<EngineProcess, NodeJS.Timeout>();
+  private counted = new WeakSet<EngineProcess>();
+  private lastReady: ReadyMessage | undefined;
+  private closed = false;
+
+  constructor(
+    readonly profile: EngineProfile,
+    private readonly ctx: PoolContext,
+  ) {}
+
+  get name(): string {
+    return this.profile.name;
+  }
+
+  get expectedMemoryBytes(): number {
+    return this.profile.expectedMemoryBytes;
+  }
+
+  /** Start-failure state: the limit of consecutive failed starts reached. */
+  failing(): boolean {
+    return this.failures >= this.ctx.startFailureLimit;
+  }
+
+  private readyCount(): number {
+    let n = 0;
+    for (const p of this.procs) if (p.state === 'idle' || p.state === 'busy') n++;
+    return n;
+  }
+
+  demandSince(now: number): number | undefined {
+    if (this.closed || now < this.backoffUntil || this.procs.size >= this.profile.poolSize) return undefined;
+    const unmet = this.waiters.length - this.starting;
+    if (unmet > 0) return this.waiters[this.starting]!.since;
+    if (this.starting > 0) return undefined;
+    if (this.replacements > 0) return this.replacementSince;
+    if (this.prewarm && this.procs.size === 0) return now;
+    // After a backoff, probe once even with no job waiting: success is what lifts ENGINE_START_FAILED holding.
+    if (this.failing() && this.readyCount() === 0) return this.backoffUntil;
+    return undefined;
+  }
+
+  async startOne(): Promise<{ pid: number | undefined; ok: boolean }> {
+    const proc = new EngineProcess(this.profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    this.procs.add(proc);
+    this.starting++;
+    proc.on('exit', (e: EngineExit) => this.onExit(proc, e));
+    try {
+      const ready = await proc.start();
+      this.lastReady = ready;
+      this.ctx.logger.info({ profile: this.name, enginePid: proc.pid, startupMs: (proc.readyAt ?? 0) - proc.child.startedAt, engine: ready.engine, version: ready.version }, 'engine ready');
+      const wasFailing = this.failing();
+      this.failures = 0;
+      this.backoffUntil = 0;
+      if (this.replacements > 0) this.replacements--;
+      this.prewarm = false;
+      if (wasFailing) this.ctx.failingChanged();
+      this.makeIdle(proc);
+      return { pid: proc.pid, ok: true };
+    } catch (e) {
+      this.procs.delete(proc);
+      if (!this.closed) this.noteStartFailure(e as EngineJobError);
+      return { pid: proc.pid, ok: false };
+    } finally {
+      this.starting--;
+    }
+  }
+
+  private noteStartFailure(err: EngineJobError): void {
+    this.failures++;
+    this.lastFailure = err;
+    this.ctx.logger.warn({ profile: this.name, failures: this.failures, err: err.message }, 'engine failed to start');
+    if (!this.failing()) return;
+    const delay = Math.min(this.ctx.backoff.baseMs * 2 ** (this.failures - this.ctx.startFailureLimit), this.ctx.backoff.maxMs);
+    this.backoffUntil = Date.now() + delay;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffTimer = setTimeout(() => this.ctx.pump(), delay);
+    this.backoffTimer.unref();
+    this.replacements = 0;
+    this.prewarm = false;
+    if (this.readyCount() === 0) for (const w of this.waiters.splice(0)) this.rejectWaiter(w, this.startFailedError());
+    this.ctx.failingChanged();
+  }
+
+  startFailedError(): EngineJobError {
+    const last = this.lastFailure;
+    return new EngineJobError(
+      'ENGINE_START_FAILED',
+      `engine ${this.name} failed to start ${this.failures} times in a row; next try in ${Math.max(0, Math.ceil((this.backoffUntil - Date.now()) / 1000))} s. Last: ${last?.message ?? 'unknown'}`,
+      { retryable: true, details: { profile: this.name, failures: this.failures, backoffUntil: this.backoffUntil, ...(last?.details ?? {}) } },
+    );
+  }
+
+  async run(req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
+    const t0 = Date.now();
+    let proc = await this.acquire(hooks.signal);
+    // It may have died between being handed over and now (an idle crash): take the next one.
+    while (proc.state !== 'idle') proc = await this.acquire(hooks.signal);
+    const t1 = Date.now();
+    try {
+      const done = await proc.run(req, hooks);
+      return {
+        done,
+        engine: { name: this.name, version: proc.ready?.version ?? 'unknown', pid: proc.pid },
+        timings: { waitMs: t1 - t0, runMs: Date.now() - t1 },
+      };
+    } finally {
+      this.release(proc);
+    }
+  }
+
+  private acquire(signal?: AbortSignal): Promise<EngineProcess> {
+    if (this.closed) return Promise.reject(governorClosed(this.name));
+    if (signal?.aborted) return Promise.reject(canceledWhileWaiting(this.name));
+    const proc = this.takeIdle();
+    if (proc) return Promise.resolve(proc);
+    if (this.failing() && this.readyCount() === 0) return Promise.reject(this.startFailedError());
+    return new Promise<EngineProcess>((resolve, reject) => {
+      const w: Waiter = { since: Date.now(), resolve, reject };
+      if (signal) {
+        w.signal = signal;
+        w.onAbort = () => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(canceledWhileWaiting(this.name));
+        };
+        signal.addEventListener('abort', w.onAbort, { once: true });
+      }
+      this.waiters.push(w);
+      this.ctx.pump();
+    });
+  }
+
+  private rejectWaiter(w: Waiter, e: EngineJobError): void {
+    if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+    w.reject(e);
+  }
+
+  private takeIdle(): EngineProcess | undefined {
+    // Most recently used first, so that surplus processes stay idle long enough to reach their idle TTL.
+    while (this.idle.length) {
+      const p = this.idle.pop()!;
+      this.clearTtl(p);
+      if (p.state === 'idle') return p;
+    }
+    return undefined;
+  }
+
+  /** After a job: recycle if due, else hand to the next waiter or park idle. */
+  private release(proc: EngineProcess): void {
+    if (proc.state !== 'idle') return; // stopping or gone: the exit handler replaces it
+    if (proc.maxJobs > 0 && proc.jobsDone >= proc.maxJobs) {
+      this.recycle(proc, 'max-jobs', true, { jobsDone: proc.jobsDone, maxJobs: proc.maxJobs });
+      return;
+    }
+    const rss = proc.child.sampleNow();
+    const soft = this.profile.softLimitRatio * this.profile.memoryLimitBytes;
+    if (rss > soft) {
+      this.recycle(proc, 'soft-limit', true, { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: this.profile.memoryLimitBytes });
+      return;
+    }
+    this.makeIdle(proc);
+  }
+
+  private makeIdle(proc: EngineProcess): void {
+    if (proc.state !== 'idle' || this.closed) return;
+    const w = this.waiters.shift();
+    if (w) {
+      if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+      w.resolve(proc);
+      return;
+    }
+    this.idle.push(proc);
+    if (this.profile.idleTtlMs > 0) {
+      const t = setTimeout(() => {
+        this.ttlTimers.delete(proc);
+        const i = this.idle.indexOf(proc);
+        if (i < 0 || proc.state !== 'idle') return;
+        this.idle.splice(i, 1);
+        this.recycle(proc, 'idle', false, { idleMs: Date.now() - proc.idleSince, idleTtlMs: this.profile.idleTtlMs });
+      }, this.profile.idleTtlMs);
+      t.unref();
+      this.ttlTimers.set(proc, t);
+    }
+  }
+
+  private clearTtl(proc: EngineProcess): void {
+    const t = this.ttlTimers.get(proc);
+    if (t) clearTimeout(t);
+    this.ttlTimers.delete(proc);
+  }
+
+  private recycle(proc: EngineProcess, reason: string, replace: boolean, figures: Record<string, unknown>): void {
+    this.clearTtl(proc);
+    const i = this.idle.indexOf(proc);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.counted.add(proc);
+    this.ctx.recycled(this.name, proc.pid, reason, { jobsDone: proc.jobsDone, peakBytes: proc.child.peakBytes, ...figures });
+    if (replace) this.wantReplacement();
+    void proc.stop(reason, true);
+  }
+
+  private wantReplacement(): void {
+    if (this.replacements === 0) this.replacementSince = Date.now();
+    this.replacements = Math.min(this.replacements + 1, this.profile.poolSize);
+  }
+
+  private onExit(proc: EngineProcess, e: EngineExit): void {
+    this.procs.delete(proc);
+    this.clearTtl(proc);
+    const i = this.idle.indexOf(proc);
+    if (i >= 0) this.idle.splice(i, 1);
+    if (!e.wasReady || this.closed) return; // start failures are handled by startOne
+    if (!this.counted.has(proc) && !PLANNED.has(e.reason)) {
+      this.ctx.recycled(this.name, proc.pid, e.reason, {
+        exit: e.exit.words,
+        peakBytes: e.exit.peakBytes,
+        jobsDone: proc.jobsDone,
+        ...(e.exit.memoryLimit ? { limitBytes: e.exit.memoryLimit.limitBytes, enforcedBy: e.exit.memoryLimit.by } : {}),
+      });
+      if (e.reason === 'crash' && proc.jobsDone === 0) {
+        // Died on its own before doing any work: as good as a failed start, so it counts toward the backoff.
+        this.noteStartFailure(engineFailure('ENGINE_START_FAILED', { profile: this.name, pid: proc.pid, what: `${e.exit.words} while idle, before its first job`, stderrTail: proc.child.stderrTail() }));
+      } else this.wantReplacement();
+    }
+    this.ctx.pump();
+  }
+
+  offer(): EngineOffer {
+    const r = this.lastReady;
+    return {
+      name: this.name,
+      kind: this.profile.kind,
+      poolSize: this.profile.poolSize,
+      ...(r ? { version: r.version, capabilities: { options: r.capabilities.options, scales: r.capabilities.scales, formats: r.capabilities.formats } } : {}),
+      memoryLimitBytes: this.profile.memoryLimitBytes,
+      expectedMemoryBytes: this.profile.expectedMemoryBytes,
+    };
+  }
+
+  states(now = Date.now()): EngineProcessState[] {
+    return [...this.procs].map((p) => ({
+      profile: this.name,
+      pid: p.pid,
+      state: p.state === 'exited' ? 'stopping' : p.state,
+      rssBytes: p.child.rssBytes,
+      limitBytes: this.profile.memoryLimitBytes,
+      peakBytes: p.child.peakBytes,
+      jobsDone: p.jobsDone,
+      startedAt: p.child.startedAt,
+      uptimeMs: now - p.child.startedAt,
+      enforcement: p.child.enforcement,
+    }));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    for (const t of this.ttlTimers.values()) clearTimeout(t);
+    this.ttlTimers.clear();
+    for (const w of this.waiters.splice(0)) this.rejectWaiter(w, governorClosed(this.name));
+    await Promise.all([...this.procs].map((p) => p.stop('shutdown', p.state === 'idle')));
+  }
+}

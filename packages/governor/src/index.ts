@@ -1,0 +1,12 @@
+export * from './types.js';
+export { Governor, type GovernorExtras, type GovernorInit, type RecycleInfo } from './governor.js';
+export { defaultProfile, defaultAdmission, type ProfileInput } from './profile.js';
+export { detectEnforcement, isCgroupFs, type EnforcementPlan, type DetectOptions } from './enforcement.js';
+export { CgroupSlot, JOIN_SCRIPT } from './cgroup.js';
+export { Admission } from './admission.js';
+export { readHostMemory, readProcMeminfo, readPressureSome10, type MemoryReader } from './host-memory.js';
+export { MemoryWatchdog, type WatchdogOptions } from './watchdog.js';
+export { descendantsOf, rssOf, treeRss } from './process-tree.js';
+export { describeExit, engineFailure, formatBytes } from './child-failure.js';
+export { SupervisedChild, type ChildExit, type ChildSpec, type MemoryLimitHit } from './supervised-child.js';
+export type { StartRecord } from './start-queue.js';

@@ -1,0 +1,67 @@
+import type { AdmissionConfig, EngineProfile } from './types.js';
+import { BYTES } from './child-failure.js';
+
+export type ProfileInput = Partial<EngineProfile> & Pick<EngineProfile, 'name' | 'command'>;
+
+/** Option errors name the field, what was expected and what arrived. */
+function fail(profile: string, field: string, expected: string, got: unknown): never {
+  throw new TypeError(`engine profile "${profile}": ${field} must be ${expected}; received ${JSON.stringify(got)}`);
+}
+
+/** A complete profile from a partial one; defaults as documented on EngineProfile. Validates and freezes. */
+export function defaultProfile(partial: ProfileInput): EngineProfile {
+  const name = partial.name;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
+    fail(String(name), 'name', 'letters, digits, "_", "." or "-" (at most 63)', name);
+  }
+  const p: EngineProfile = {
+    kind: 'resident',
+    env: {},
+    poolSize: 1,
+    startupTimeoutMs: 120_000,
+    jobTimeoutMs: 600_000,
+    stopGraceMs: 5_000,
+    memoryLimitBytes: 8 * BYTES.GiB,
+    softLimitRatio: 0.75,
+    expectedMemoryBytes: BYTES.GiB,
+    maxJobs: 0,
+    maxJobsJitter: 0,
+    idleTtlMs: 300_000,
+    memoryRetries: 1,
+    ...stripUndefined(partial),
+    name,
+    command: partial.command,
+  };
+  if (p.kind !== 'resident' && p.kind !== 'oneshot') fail(name, 'kind', '"resident" or "oneshot"', p.kind);
+  if (!Array.isArray(p.command) || p.command.length === 0 || !p.command.every((a) => typeof a === 'string')) {
+    fail(name, 'command', 'a non-empty array of strings ([executable, ...args])', p.command);
+  }
+  const positive = ['poolSize', 'startupTimeoutMs', 'jobTimeoutMs', 'memoryLimitBytes', 'expectedMemoryBytes'] as const;
+  for (const k of positive) if (!(Number.isFinite(p[k]) && p[k] > 0)) fail(name, k, 'a positive number', p[k]);
+  const nonNegative = ['stopGraceMs', 'maxJobs', 'maxJobsJitter', 'idleTtlMs', 'memoryRetries'] as const;
+  for (const k of nonNegative) if (!(Number.isFinite(p[k]) && p[k] >= 0)) fail(name, k, 'a number >= 0', p[k]);
+  if (!Number.isInteger(p.poolSize)) fail(name, 'poolSize', 'a positive integer', p.poolSize);
+  if (!(p.softLimitRatio > 0 && p.softLimitRatio <= 1)) fail(name, 'softLimitRatio', 'a number in (0, 1]', p.softLimitRatio);
+  if (p.cpuQuota !== undefined && !(p.cpuQuota > 0)) fail(name, 'cpuQuota', 'a positive number of cores', p.cpuQuota);
+  if (p.maxOpenFiles !== undefined && !(Number.isInteger(p.maxOpenFiles) && p.maxOpenFiles > 0)) {
+    fail(name, 'maxOpenFiles', 'a positive integer', p.maxOpenFiles);
+  }
+  if (p.kind === 'oneshot' && p.outputPattern === undefined) p.outputPattern = '{output}';
+  return Object.freeze({ ...p, command: Object.freeze([...p.command]) as string[], env: Object.freeze({ ...p.env }) });
+}
+
+/** Admission thresholds with defaults filled in (minAvailableBytes stays derived from the profiles when absent). */
+export function defaultAdmission(partial: Partial<AdmissionConfig> = {}): AdmissionConfig {
+  const a: AdmissionConfig = { maxUsedRatio: 0.8, maxPressureSome10: 10, checkIntervalMs: 1_000, ...stripUndefined(partial) };
+  if (a.minAvailableBytes !== undefined && !(a.minAvailableBytes >= 0)) {
+    throw new TypeError(`admission.minAvailableBytes must be a number >= 0; received ${JSON.stringify(a.minAvailableBytes)}`);
+  }
+  if (!(a.maxUsedRatio > 0 && a.maxUsedRatio <= 1)) throw new TypeError(`admission.maxUsedRatio must be in (0, 1]; received ${a.maxUsedRatio}`);
+  if (!(a.maxPressureSome10 >= 0)) throw new TypeError(`admission.maxPressureSome10 must be >= 0; received ${a.maxPressureSome10}`);
+  if (!(a.checkIntervalMs >= 10)) throw new TypeError(`admission.checkIntervalMs must be >= 10; received ${a.checkIntervalMs}`);
+  return a;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
