@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { encodeJobError, type HostState, type JobData, type JobResult } from '@photoenhance/contracts';
+import { encodeJobError, type ControlMessage, type HostState, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import { LocalStorage } from '@photoenhance/storage';
@@ -71,8 +71,11 @@ export class EnhanceWorker {
     const { config, logger } = this;
     await waitForRedis(this.redis, 30_000, config.redisUrl);
     await assertNoEviction(this.redis);
-    await this.subscriber.subscribe(keys.cancelChannel);
-    this.subscriber.on('message', (_channel: string, id: string) => this.active.get(id)?.abort());
+    await this.subscriber.subscribe(keys.cancelChannel, keys.controlChannel);
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel === keys.cancelChannel) this.active.get(message)?.abort();
+      else void this.control(message);
+    });
     await this.governor.start();
     this.governor.on('admission', (state) => {
       for (const w of this.workers.values()) {
@@ -119,6 +122,22 @@ export class EnhanceWorker {
       recycles: snap.recycles,
       transitions: snap.transitions,
     };
+  }
+
+  /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
+  private async control(raw: string): Promise<void> {
+    let msg: ControlMessage;
+    try {
+      msg = JSON.parse(raw) as ControlMessage;
+    } catch {
+      return;
+    }
+    if (msg.hostId !== '*' && msg.hostId !== this.config.hostId) return;
+    if (msg.type === 'admission') {
+      const state = await this.governor.setAdmission(msg.admission);
+      this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+      await this.publish();
+    }
   }
 
   private async publish(): Promise<void> {

@@ -14,6 +14,8 @@ export const keys = {
   record: (id: string): string => `${KEY_PREFIX}:rec:${id}`,
   /** Pub/sub channel: job ids whose active run must stop. */
   cancelChannel: `${KEY_PREFIX}:cancel`,
+  /** Pub/sub channel: operator commands for worker hosts (JSON ControlMessage). */
+  controlChannel: `${KEY_PREFIX}:control`,
   /** Per worker host heartbeat (JSON), with an expiry so a dead host disappears by itself. */
   host: (hostId: string): string => `${KEY_PREFIX}:host:${hostId}`,
   hostPattern: `${KEY_PREFIX}:host:*`,

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
+import { ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
+import { keys } from '@photoenhance/queue';
 import { redisUnavailable } from '../problems.js';
 
 export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -19,6 +21,30 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get('/v1/system', async () => {
     const hosts = await ctx.engines.hosts();
     return { hosts, sseClients: ctx.events.clientCount() };
+  });
+
+  app.put<{ Params: { hostId: string }; Body: AdmissionOverride }>('/v1/system/hosts/:hostId/admission', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        minProperties: 1,
+        properties: {
+          minAvailableBytes: { type: 'integer', minimum: 0 },
+          maxUsedRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+          maxPressureSome10: { type: 'number', minimum: 0, maximum: 100 },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const { hostId } = req.params;
+    const hosts = await ctx.engines.hosts();
+    if (hostId !== '*' && !hosts.some((h) => h.hostId === hostId)) {
+      throw new ApiError('INVALID_REQUEST', `No live worker host "${hostId}" (live: ${hosts.map((h) => h.hostId).join(', ') || 'none'})`, { status: 404 });
+    }
+    const msg: ControlMessage = { type: 'admission', hostId, admission: req.body };
+    const receivers = await ctx.redis.publish(keys.controlChannel, JSON.stringify(msg));
+    return reply.code(202).send({ hostId, admission: req.body, delivered: receivers });
   });
 
   app.get('/v1/engines', async () => ({ default: ctx.config.defaultEngine, engines: await ctx.engines.list() }));
