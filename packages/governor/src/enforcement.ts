@@ -21,6 +21,21 @@ export interface DetectOptions {
   cgroupRoot?: string;
   /** Parent group name the engines' groups live under. Default "photoenhance". */
   group?: string;
+  /**
+   * This process's own cgroup v2 path (the `0::` line of /proc/self/cgroup), tried first: under systemd with
+   * `Delegate=yes` it is the only subtree the worker may write. Default: read from /proc/self/cgroup, unless
+   * `cgroupRoot` is given (tests pass both).
+   */
+  selfCgroup?: string;
+  /** Our pid, moved to a leaf group before controllers are enabled in a delegated group (v2 "no internal processes"). */
+  pid?: number;
+}
+
+/** The cgroup v2 path of this process, or undefined on v1-only hosts or at the root. */
+export function ownCgroupV2Path(procSelfCgroup = read('/proc/self/cgroup')): string | undefined {
+  const line = procSelfCgroup?.split('\n').find((l) => l.startsWith('0::'));
+  const path = line?.slice(3).trim();
+  return path && path !== '/' ? path : undefined;
 }
 
 const CGROUP2_MAGIC = 0x63677270;
@@ -57,13 +72,39 @@ function probe(parent: string, file: string, value: string, fake: boolean): void
   }
 }
 
-function tryV2(root: string, group: string): EnforcementPlan | string {
-  const controllers = read(join(root, 'cgroup.controllers'));
+/**
+ * Delegated subtree (systemd Delegate=yes): move ourselves into a `worker` leaf of our own group, enable the memory
+ * (and cpu) controllers for its children, and put the engines' groups beside that leaf. The kernel then counts the
+ * engines inside the unit's own MemoryMax too.
+ */
+function tryDelegatedV2(root: string, self: string, group: string, pid: number): EnforcementPlan | string {
+  const own = join(root, self);
+  const controllers = read(join(own, 'cgroup.controllers'));
+  if (controllers === undefined) return `no cgroup v2 group of our own at ${own}`;
+  if (!controllers.split(/\s+/).includes('memory')) return `our own cgroup ${own} has no memory controller delegated (cgroup.controllers: "${controllers.trim()}"; set Delegate=yes)`;
+  const fake = !isCgroupFs(root);
+  const procs = (read(join(own, 'cgroup.procs')) ?? '').split(/\s+/).filter(Boolean);
+  if (procs.length > 0) {
+    const leaf = join(own, 'worker');
+    try {
+      mkdirSync(leaf, { recursive: true });
+      for (const p of procs.includes(String(pid)) ? [String(pid)] : procs) writeFileSync(join(leaf, 'cgroup.procs'), `${p}\n`, { flag: fake ? 'a' : 'w' });
+      if (fake) writeFileSync(join(own, 'cgroup.procs'), procs.filter((p) => p !== String(pid)).join('\n'));
+    } catch (e) {
+      return `cannot move the worker into the leaf group ${leaf} (${errText(e)}); set Delegate=yes on the unit`;
+    }
+  }
+  const r = tryV2(own, group, controllers, fake);
+  return typeof r === 'string' ? `delegated group ${own}: ${r}` : { ...r, reason: `${r.reason} (delegated subtree of this worker's own cgroup)` };
+}
+
+function tryV2(root: string, group: string, knownControllers?: string, knownFake?: boolean): EnforcementPlan | string {
+  const controllers = knownControllers ?? read(join(root, 'cgroup.controllers'));
   if (controllers === undefined) return `no cgroup v2 hierarchy at ${root}`;
   if (!controllers.split(/\s+/).includes('memory')) {
     return `cgroup v2 at ${root} has no memory controller (cgroup.controllers: "${controllers.trim()}")`;
   }
-  const fake = !isCgroupFs(root);
+  const fake = knownFake ?? !isCgroupFs(root);
   const enable = (dir: string): string | undefined => {
     const want = ['memory', ...(controllers.split(/\s+/).includes('cpu') ? ['cpu'] : [])];
     const have = (read(join(dir, 'cgroup.subtree_control')) ?? '').split(/\s+/);
@@ -129,9 +170,15 @@ export function detectEnforcement(opts: DetectOptions = {}): EnforcementPlan {
   const v1Root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   const why: string[] = [];
   if (requested === 'auto' || requested === 'cgroup-v2') {
+    const self = opts.selfCgroup ?? (opts.cgroupRoot ? undefined : ownCgroupV2Path());
+    if (self) {
+      const r = tryDelegatedV2(v2Roots[0]!, self, group, opts.pid ?? process.pid);
+      if (typeof r !== 'string') return r;
+      why.push(r);
+    }
     for (const root of v2Roots) {
       const r = tryV2(root, group);
-      if (typeof r !== 'string') return r;
+      if (typeof r !== 'string') return why.length ? { ...r, reason: `${r.reason} (${why.join('; ')})` } : r;
       why.push(r);
     }
   }

@@ -90,3 +90,40 @@ describe('cgroup v2 file logic (temp dir laid out like cgroupfs)', () => {
     return slot.remove();
   });
 });
+
+describe('cgroup v2 delegated subtree (systemd Delegate=yes), temp dir laid out like cgroupfs', () => {
+  it('moves the worker into a leaf of its own group and creates the engines group beside it', () => {
+    const root = fakeV2();
+    const own = join(root, 'system.slice', 'photoenhance-worker.service');
+    mkdirSync(own, { recursive: true });
+    writeFileSync(join(own, 'cgroup.controllers'), 'cpu memory pids\n');
+    writeFileSync(join(own, 'cgroup.subtree_control'), '');
+    writeFileSync(join(own, 'cgroup.procs'), '4242\n');
+    const plan = detectEnforcement({ requested: 'auto', cgroupRoot: root, selfCgroup: '/system.slice/photoenhance-worker.service', pid: 4242, group: TEST_GROUP });
+    expect(plan.mode).toBe('cgroup-v2');
+    expect(plan.v2Dir).toBe(join(own, TEST_GROUP));
+    expect(plan.reason).toContain('delegated');
+    expect(read(join(own, 'worker', 'cgroup.procs'))).toBe('4242');
+    expect(read(join(own, 'cgroup.subtree_control')).split(' ')).toEqual(expect.arrayContaining(['memory', 'cpu']));
+    // The machine root was not touched.
+    expect(read(join(root, 'cgroup.subtree_control'))).toBe('');
+  });
+
+  it('a delegated group without the memory controller says to set Delegate=yes and falls back to the root', () => {
+    const root = fakeV2();
+    const own = join(root, 'system.slice', 'w.service');
+    mkdirSync(own, { recursive: true });
+    writeFileSync(join(own, 'cgroup.controllers'), 'pids\n');
+    const plan = detectEnforcement({ requested: 'auto', cgroupRoot: root, selfCgroup: '/system.slice/w.service', group: TEST_GROUP });
+    expect(plan.mode).toBe('cgroup-v2');
+    expect(plan.v2Dir).toBe(join(root, TEST_GROUP));
+    expect(plan.reason).toContain('Delegate=yes');
+  });
+
+  it('reads its own v2 path from /proc/self/cgroup text', async () => {
+    const { ownCgroupV2Path } = await import('../src/index.js');
+    expect(ownCgroupV2Path('0::/system.slice/photoenhance-worker.service\n')).toBe('/system.slice/photoenhance-worker.service');
+    expect(ownCgroupV2Path('9:name=systemd:/\n0::/\n')).toBeUndefined();
+    expect(ownCgroupV2Path('4:memory:/\n')).toBeUndefined();
+  });
+});
