@@ -1,6 +1,8 @@
 import type { MultipartFile, Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
+import { open, readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { bmpDimensions, decodeBmp } from '@photoenhance/imaging';
 import {
   ApiError,
   FORMAT_EXTENSIONS,
@@ -9,6 +11,7 @@ import {
   type StoredInput,
 } from '@photoenhance/contracts';
 import { LocalStorage, UploadTooLargeError } from '@photoenhance/storage';
+import type { Fingerprint } from './idempotency/index.js';
 
 export interface ReceivedUpload {
   fields: Record<string, string>;
@@ -18,7 +21,7 @@ export interface ReceivedUpload {
 const SNIFF_BYTES = 16;
 
 /** Read the first bytes of a file stream without losing them. */
-async function readHead(part: MultipartFile): Promise<Buffer> {
+export async function readHead(part: MultipartFile): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   const stream = part.file;
@@ -49,7 +52,7 @@ async function readHead(part: MultipartFile): Promise<Buffer> {
  */
 export async function receiveUpload(
   req: FastifyRequest,
-  opts: { id: string; storage: LocalStorage; maxUploadBytes: number; fileField?: string },
+  opts: { id: string; storage: LocalStorage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint },
 ): Promise<ReceivedUpload> {
   const fileField = opts.fileField ?? 'image';
   if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);
@@ -86,9 +89,10 @@ export async function receiveUpload(
         throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `The uploaded file is not a JPEG, PNG, WebP, BMP or TIFF image by its content${claimed}`, { extensions: { claimedType: part.mimetype } });
       }
       const key = LocalStorage.inputKey(opts.id, FORMAT_EXTENSIONS[format]);
-      const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head });
+      const name = safeName(part.filename);
+      const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head, ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}) });
       if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
-      input = { key, name: safeName(part.filename), format, bytes, width: 0, height: 0 };
+      input = { key, name, format, bytes, width: 0, height: 0 };
     }
   } catch (err) {
     const mapped = mapMultipartError(err, opts.maxUploadBytes);
@@ -105,7 +109,7 @@ function stopReading(req: FastifyRequest): void {
   req.raw.pause();
 }
 
-function mapMultipartError(err: unknown, limit: number): unknown {
+export function mapMultipartError(err: unknown, limit: number): unknown {
   if (err instanceof ApiError) return err;
   if (err instanceof UploadTooLargeError || (err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
     return new ApiError('IMAGE_TOO_LARGE', `The upload is larger than the limit of ${limit} bytes (${(limit / 1048576).toFixed(1)} MiB)`, { extensions: { limitBytes: limit }, headers: { connection: 'close' } });
@@ -139,15 +143,7 @@ export async function inspectImage(
   path: string,
   opts: { maxPixels: number; scale: number; format: InputFormat },
 ): Promise<{ width: number; height: number }> {
-  let meta: sharp.Metadata;
-  try {
-    meta = await sharp(path, { limitInputPixels: false }).metadata();
-  } catch (err) {
-    throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image cannot be read (${(err as Error).message.split('\n')[0]})`);
-  }
-  const width = meta.autoOrient?.width ?? meta.width;
-  const height = meta.autoOrient?.height ?? meta.height;
-  if (!width || !height) throw new ApiError('IMAGE_UNREADABLE', 'The image header has no dimensions');
+  const { width, height } = await headerDimensions(path, opts.format);
   const inPx = width * height;
   const outPx = inPx * opts.scale * opts.scale;
   if (inPx > opts.maxPixels || outPx > opts.maxPixels) {
@@ -157,10 +153,38 @@ export async function inspectImage(
     });
   }
   try {
-    // Shrink-on-load keeps this cheap for JPEG/WebP; any truncation or corruption fails here.
-    await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
+    if (opts.format === 'bmp') {
+      // sharp's libvips reads no BMP: decode it with ours (bounded by the pixel check above).
+      decodeBmp(await readFile(path));
+    } else {
+      // Shrink-on-load keeps this cheap for JPEG/WebP; any truncation or corruption fails here.
+      await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
+    }
   } catch (err) {
     throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${(err as Error).message.split('\n')[0]})`);
   }
   return { width, height };
+}
+
+/** Dimensions from the header only: cheap even for a tiny file that claims 50000×50000. */
+async function headerDimensions(path: string, format: InputFormat): Promise<{ width: number; height: number }> {
+  try {
+    if (format === 'bmp') {
+      const fh = await open(path, 'r');
+      try {
+        const head = Buffer.alloc(64);
+        const { bytesRead } = await fh.read(head, 0, 64, 0);
+        return bmpDimensions(head.subarray(0, bytesRead));
+      } finally {
+        await fh.close();
+      }
+    }
+    const meta = await sharp(path, { limitInputPixels: false }).metadata();
+    const width = meta.autoOrient?.width ?? meta.width;
+    const height = meta.autoOrient?.height ?? meta.height;
+    if (!width || !height) throw new Error('the header has no dimensions');
+    return { width, height };
+  } catch (err) {
+    throw new ApiError('IMAGE_UNREADABLE', `The ${format.toUpperCase()} image cannot be read (${(err as Error).message.split('\n')[0]})`);
+  }
 }

@@ -18,7 +18,8 @@ export function builtinProfiles(): Array<Partial<EngineProfile> & Pick<EnginePro
       name: 'classic',
       kind: 'resident',
       command: nodeTsCommand(`${repoRoot}engines/classic/src/main.ts`),
-      env: { UV_THREADPOOL_SIZE: '2' },
+      // glibc arenas otherwise let RSS creep across a batch (engines/classic/README.md has the figures).
+      env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
       // Measured peak on a 1920 px photo at scale 2 stays well under this (engines/classic/README.md).
       expectedMemoryBytes: 512 * 1024 * 1024,
       memoryLimitBytes: 2 * 1024 * 1024 * 1024,

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import type { EngineCapabilities, JobRequest, OutputFormat } from '@photoenhance/contracts';
 import { EngineError, abortError, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
-import { BmpError, decodeBmp, isBmp } from './bmp.js';
+import { BmpError, decodeBmp, isBmp } from '@photoenhance/imaging';
 
 /** The options this engine honours; GFPGAN-only ones (version, weight, bgUpsampler, …) are ignored. */
 export const CLASSIC_CAPABILITIES: EngineCapabilities = {

@@ -1,4 +1,4 @@
 /** The classic engine's pipeline, for reuse and tests. The process entry is src/main.ts. */
 export { CLASSIC_CAPABILITIES, enhance } from './enhance.js';
 export { configureSharp, type SharpSettings } from './sharp-settings.js';
-export { decodeBmp, encodeBmp24, isBmp, BmpError, type RawImage } from './bmp.js';
+export { decodeBmp, encodeBmp24, isBmp, BmpError, type RawImage } from '@photoenhance/imaging';

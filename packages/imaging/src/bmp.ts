@@ -39,6 +39,15 @@ function mask(m: number): Mask | undefined {
 
 const channel = (px: number, m: Mask): number => (m.max === 255 ? (px & m.mask) >>> m.shift : Math.round((((px & m.mask) >>> m.shift) * 255) / m.max));
 
+/** Width and height from the header alone (no decoding), for cheap pixel-limit checks. */
+export function bmpDimensions(head: Buffer): { width: number; height: number } {
+  if (head.length < 26 || !isBmp(head)) throw new BmpError('not a BMP file (no "BM" header)');
+  const dibSize = head.readUInt32LE(14);
+  if (dibSize === 12) return { width: head.readUInt16LE(18), height: Math.abs(head.readInt16LE(20)) };
+  if (dibSize >= 40 && head.length >= 26) return { width: head.readInt32LE(18), height: Math.abs(head.readInt32LE(22)) };
+  throw new BmpError(`unsupported BMP header size ${dibSize}`);
+}
+
 export function decodeBmp(buf: Buffer): RawImage {
   if (buf.length < 26 || !isBmp(buf)) throw new BmpError('not a BMP file (no "BM" header)');
   const dataOffset = buf.readUInt32LE(10);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BmpError, decodeBmp, encodeBmp24 } from '../src/index.js';
+import { BmpError, bmpDimensions, decodeBmp, encodeBmp24 } from '../src/index.js';
 
 /** 3x2 test picture, row-major RGB. */
 const pixels = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
@@ -60,5 +60,13 @@ describe('decodeBmp', () => {
     rle.writeUInt32LE(1, 30);
     expect(() => decodeBmp(rle)).toThrow(/RLE8/);
     expect(() => decodeBmp(Buffer.from('not a bitmap at all, really not'))).toThrow(BmpError);
+  });
+});
+
+describe('bmpDimensions', () => {
+  it('reads width and height from the header without decoding', () => {
+    const bmp = encodeBmp24({ data: pixels, width: 3, height: 2, channels: 3 });
+    expect(bmpDimensions(bmp.subarray(0, 64))).toEqual({ width: 3, height: 2 });
+    expect(() => bmpDimensions(Buffer.from('GIF89a0000000000000000000000'))).toThrow(BmpError);
   });
 });

@@ -1,0 +1,1 @@
+export { BmpError, bmpDimensions, decodeBmp, encodeBmp24, isBmp, type RawImage } from './bmp.js';
