@@ -68,6 +68,8 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
   const env = opts.env ?? process.env;
   const problems: string[] = [];
   const origin: Record<string, string> = {};
+  /** What arrived, as written, for messages (a failed number conversion would otherwise show as null). */
+  const rawValues: Record<string, string> = {};
   let fileValues: Record<string, unknown> = {};
   if (opts.file) {
     try {
@@ -88,6 +90,7 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
     if (raw === undefined || raw === '') continue;
     values[key] = fromEnv(raw, schema.properties[key] as TSchema);
     origin[key] = `${envName} (environment)`;
+    rawValues[key] = raw;
   }
   for (const [key, v] of Object.entries(opts.overrides ?? {})) {
     if (v === undefined) continue;
@@ -104,7 +107,7 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
     if (!Value.Check(sub, v)) {
       const first = [...Value.Errors(sub, v)][0];
       const where = first && first.path ? ` at ${first.path}` : '';
-      problems.push(`setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(v)}`);
+      problems.push(`setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(rawValues[key] ?? v)}`);
     }
   }
   if (problems.length) throw new ConfigError(app, problems);

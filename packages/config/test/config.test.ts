@@ -1,0 +1,81 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseBytes } from '../src/index.js';
+import { loadGatewayConfig } from '../../../apps/gateway/src/config.js';
+import { loadWorkerConfig } from '../../../apps/worker/src/config.js';
+import { resolveProfiles } from '../../../apps/worker/src/resolve-profiles.js';
+
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('gateway config', () => {
+  it('applies defaults and freezes', () => {
+    const c = loadGatewayConfig({ env: { REDIS_URL: '/tmp/r.sock' } });
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, maxUploadBytes: 50 * 1024 * 1024, maxPixels: 40_000_000, jobAttempts: 3, jobTtlSeconds: 86_400 });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('names the environment variable, what is allowed and what arrived', () => {
+    const p = problems(() => loadGatewayConfig({ env: { REDIS_URL: 'x', PORT: 'eighty', JOB_ATTEMPTS: '0' } }));
+    expect(p.join('\n')).toContain('PORT (environment) must be an integer >= 0 and <= 65535');
+    expect(p.join('\n')).toContain('"eighty"');
+    expect(p.join('\n')).toContain('JOB_ATTEMPTS');
+  });
+
+  it('reports a missing required setting by its variable name', () => {
+    expect(problems(() => loadGatewayConfig({ env: {} })).join('\n')).toContain('REDIS_URL (environment) is required');
+  });
+
+  it('reads a JSON file, refuses unknown keys in it, and lets the environment win', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pe-cfg-')), 'gw.json');
+    writeFileSync(file, JSON.stringify({ port: 9000, redisUrl: '/x.sock', maxUploadBytes: 4096 }));
+    expect(loadGatewayConfig({ env: { GATEWAY_CONFIG: file, PORT: '9001' } })).toMatchObject({ port: 9001, maxUploadBytes: 4096 });
+    writeFileSync(file, JSON.stringify({ redisUrl: '/x.sock', colour: 'red' }));
+    expect(problems(() => loadGatewayConfig({ env: { GATEWAY_CONFIG: file } })).join('\n')).toContain('unknown setting "colour"');
+  });
+});
+
+describe('worker config and engine profiles', () => {
+  it('parses sizes and lists, and resolves built-in profiles', () => {
+    const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_ENGINES: 'classic', ADMISSION_MIN_AVAILABLE: '4GiB' } });
+    expect(c.admissionMinAvailable).toBe(String(4 * 1024 ** 3));
+    const [classic] = resolveProfiles(c);
+    expect(classic).toMatchObject({ name: 'classic', kind: 'resident', poolSize: 1 });
+    expect(classic!.command[0]).toBe(process.execPath);
+  });
+
+  it('says which engine is unknown and how to add it', () => {
+    const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_ENGINES: 'classic,gfpgan' } });
+    const p = problems(() => resolveProfiles(c)).join('\n');
+    expect(p).toContain('WORKER_ENGINES names "gfpgan"');
+    expect(p).toContain('WORKER_CONFIG');
+  });
+
+  it('overrides built-ins field by field from the file and validates profile fields', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
+    const file = join(dir, 'w.json');
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'classic', poolSize: 2, memoryLimitBytes: '1GiB' }] }));
+    const [classic] = resolveProfiles(loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } }));
+    expect(classic).toMatchObject({ name: 'classic', poolSize: 2, memoryLimitBytes: 1024 ** 3 });
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'x', command: 'python engine.py' }] }));
+    expect(problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).join('\n')).toContain('"engines" in');
+  });
+});
+
+describe('parseBytes', () => {
+  it.each([['512MiB', 512 * 1024 ** 2], ['8GiB', 8 * 1024 ** 3], ['2G', 2 * 1024 ** 3], ['1048576', 1048576], [4096, 4096]] as const)('%s', (input, bytes) => {
+    expect(parseBytes(input)).toBe(bytes);
+  });
+  it('refuses nonsense with an example of what works', () => {
+    expect(() => parseBytes('lots')).toThrow(/512MiB/);
+  });
+});
