@@ -4,6 +4,8 @@ import { registerEnhance } from './commands/enhance.js';
 import { registerStatus } from './commands/status.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerStart } from './commands/start.js';
+import { registerBatch } from './commands/batch.js';
+import { registerWatch } from './commands/watch.js';
 
 /**
  * `photoenhance`: one file per command under commands/, each exporting `register<Name>(program)`.
@@ -18,7 +20,8 @@ export function buildProgram(): Command {
   registerEnhance(program);
   registerStatus(program);
   registerDoctor(program);
-  // batch and watch slot in here (commands/batch.ts, commands/watch.ts).
+  registerBatch(program);
+  registerWatch(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -10,9 +10,19 @@ import { EngineDirectory } from './engine-directory.js';
 import { JobEventHub } from './job-events.js';
 import { JobService } from './job-service.js';
 import { installProblemHandlers } from './problems.js';
+import { installOperatorAuth } from './auth/operator-auth.js';
+import { registerObservability } from './dashboard/index.js';
+import { registerOpenApi } from './openapi/index.js';
 import { jobRoutes } from './routes/jobs.js';
 import { systemRoutes } from './routes/system.js';
 import { Sweeper } from './sweeper.js';
+import { GatewayAdmission, registerBackpressure } from './backpressure/index.js';
+import { IdempotencyStore } from './idempotency/index.js';
+import { BatchService } from './batches/batch-service.js';
+import { batchRoutes } from './batches/routes.js';
+import { compatRoutes } from './compat/routes.js';
+import { WebhookDeliveries } from './webhooks/deliveries.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
 
 export interface BuildOptions {
   config: Readonly<GatewayConfig>;
@@ -62,7 +72,16 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   const jobs = new JobService(redis, storage, config);
   const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);
   const events = new JobEventHub(config.redisUrl);
-  const ctx: GatewayContext = { config, redis, storage, jobs, engines, events, logger, redisReady: () => redisReady && redis.status === 'ready' };
+  const engineNames = async (): Promise<string[]> => (await engines.list()).map((e) => e.name);
+  const admission = new GatewayAdmission(redis, config, engineNames, () => engines.hosts());
+  const idempotency = new IdempotencyStore(redis, config.jobTtlSeconds);
+  const batches = new BatchService(redis, jobs, config);
+  const ctx: GatewayContext = { config, redis, storage, jobs, engines, events, logger, redisReady: () => redisReady && redis.status === 'ready', admission, idempotency, batches };
+  // Webhooks only when a secret is set (submissions with a webhook are refused otherwise).
+  const deliveries = config.webhookSecret
+    ? new WebhookDeliveries({ redisUrl: config.redisUrl, secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate, attempts: config.webhookAttempts, backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, keepSeconds: config.jobTtlSeconds }, logger)
+    : undefined;
+  const dispatcher = deliveries ? new WebhookDispatcher({ hub: events, jobs, batches, deliveries, logger, engineNames }) : undefined;
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -75,8 +94,16 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   });
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !ctx.redisReady());
+  // Rate limits and pressure checks hook every route registered after them.
+  await registerBackpressure(app, config, redis);
+  // Operator auth and the OpenAPI hooks must see every route, so they come before any.
+  installOperatorAuth(app, config);
+  await registerOpenApi(app);
   systemRoutes(app, ctx);
   jobRoutes(app, ctx);
+  batchRoutes(app, ctx);
+  compatRoutes(app, ctx);
+  await registerObservability(app, ctx);
 
   const sweeper = new Sweeper({
     redis,
@@ -87,9 +114,15 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
     intervalMs: config.sweepIntervalMs,
     engineNames: async () => (await engines.list()).map((e) => e.name),
   });
-  app.addHook('onReady', async () => sweeper.start());
+  app.addHook('onReady', async () => {
+    sweeper.start();
+    deliveries?.start();
+    dispatcher?.start();
+  });
   app.addHook('onClose', async () => {
     sweeper.stop();
+    dispatcher?.stop();
+    await deliveries?.close();
     await events.close();
     await jobs.close();
     if (ownRedis) redis.disconnect();

@@ -1,4 +1,4 @@
-import { Type, loadConfig, type Static } from '@photoenhance/config';
+import { ConfigError, Type, loadConfig, type Static } from '@photoenhance/config';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
@@ -16,6 +16,45 @@ export const GatewayConfigSchema = Type.Object({
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
   sweepIntervalMs: Type.Integer({ default: 60_000, minimum: 100 }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
+  dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
+  bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
+  dashboardSampleMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000, description: 'Dashboard sampling period (charts keep one hour).' }),
+  dashboardDir: Type.Optional(Type.String({ minLength: 1, description: 'Built dashboard assets (default apps/dashboard/dist).' })),
+  // --- backpressure (issue 6) ---
+  /** Submissions answer 503 QUEUE_FULL while this many jobs wait (waiting + prioritized + delayed, all engines). */
+  maxQueuedJobs: Type.Integer({ default: 1000, minimum: 1 }),
+  /** Submissions answer 503 WORKERS_HOLDING once every live worker host has held for memory this long. */
+  holdingGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
+  /** How long the queue depth and drain rate are cached (keeps the submission path cheap). */
+  queueDepthCacheMs: Type.Integer({ default: 250, minimum: 0 }),
+  /** Window over which finished jobs are counted to measure the drain rate for Retry-After. */
+  drainWindowMs: Type.Integer({ default: 60_000, minimum: 1000 }),
+  retryAfterMinSeconds: Type.Integer({ default: 1, minimum: 1 }),
+  retryAfterMaxSeconds: Type.Integer({ default: 300, minimum: 1 }),
+  /** Requests per client per window (by API key when keys are configured, else by address); 0 turns rate limiting off. */
+  rateLimitMax: Type.Integer({ default: 0, minimum: 0 }),
+  rateLimitWindowMs: Type.Integer({ default: 60_000, minimum: 100 }),
+  /** API keys clients send as `Authorization: Bearer <key>` or `X-API-Key`; they scope rate limits, idempotency keys and compat task lists. */
+  apiKeys: Type.Array(Type.String({ minLength: 8 }), { default: [] }),
+  /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
+  maxEventLoopDelayMs: Type.Integer({ default: 1000, minimum: 0 }),
+  maxHeapUsedBytes: Type.Integer({ default: 0, minimum: 0 }),
+  // --- batches ---
+  maxBatchItems: Type.Integer({ default: 500, minimum: 1, maximum: 100_000 }),
+  /** Whole batch request (many images, or one ZIP archive). */
+  maxBatchBytes: Type.Integer({ default: 2 * 1024 * 1024 * 1024, minimum: 1024 }),
+  maxArchiveUncompressedBytes: Type.Integer({ default: 4 * 1024 * 1024 * 1024, minimum: 1024 }),
+  /** Largest uncompressed/compressed ratio accepted for one archive entry (photos barely compress). */
+  maxArchiveRatio: Type.Number({ default: 50, minimum: 1 }),
+  // --- webhooks ---
+  /** HMAC-SHA256 secret for webhook signatures; webhooks are refused while it is unset. */
+  webhookSecret: Type.Optional(Type.String({ minLength: 16 })),
+  /** Deliver webhooks to loopback, private and link-local addresses too (tests, closed networks). */
+  webhookAllowPrivate: Type.Boolean({ default: false }),
+  webhookAttempts: Type.Integer({ default: 8, minimum: 1, maximum: 50 }),
+  webhookBackoffMs: Type.Integer({ default: 2000, minimum: 10 }),
+  webhookTimeoutMs: Type.Integer({ default: 10_000, minimum: 100 }),
 });
 export type GatewayConfig = Static<typeof GatewayConfigSchema>;
 
@@ -34,11 +73,40 @@ export const GATEWAY_ENV = {
   jobTtlSeconds: 'JOB_TTL_SECONDS',
   sweepIntervalMs: 'SWEEP_INTERVAL_MS',
   logLevel: 'LOG_LEVEL',
+  dashboardToken: 'DASHBOARD_TOKEN',
+  bullBoardReadOnly: 'BULL_BOARD_READONLY',
+  dashboardSampleMs: 'DASHBOARD_SAMPLE_MS',
+  dashboardDir: 'DASHBOARD_DIR',
+  maxQueuedJobs: 'MAX_QUEUED_JOBS',
+  holdingGraceMs: 'HOLDING_GRACE_MS',
+  queueDepthCacheMs: 'QUEUE_DEPTH_CACHE_MS',
+  drainWindowMs: 'DRAIN_WINDOW_MS',
+  retryAfterMinSeconds: 'RETRY_AFTER_MIN_SECONDS',
+  retryAfterMaxSeconds: 'RETRY_AFTER_MAX_SECONDS',
+  rateLimitMax: 'RATE_LIMIT_MAX',
+  rateLimitWindowMs: 'RATE_LIMIT_WINDOW_MS',
+  apiKeys: 'API_KEYS',
+  maxEventLoopDelayMs: 'MAX_EVENT_LOOP_DELAY_MS',
+  maxHeapUsedBytes: 'MAX_HEAP_USED_BYTES',
+  maxBatchItems: 'MAX_BATCH_ITEMS',
+  maxBatchBytes: 'MAX_BATCH_BYTES',
+  maxArchiveUncompressedBytes: 'MAX_ARCHIVE_UNCOMPRESSED_BYTES',
+  maxArchiveRatio: 'MAX_ARCHIVE_RATIO',
+  webhookSecret: 'WEBHOOK_SECRET',
+  webhookAllowPrivate: 'WEBHOOK_ALLOW_PRIVATE',
+  webhookAttempts: 'WEBHOOK_ATTEMPTS',
+  webhookBackoffMs: 'WEBHOOK_BACKOFF_MS',
+  webhookTimeoutMs: 'WEBHOOK_TIMEOUT_MS',
 } as const;
 
 export function loadGatewayConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<GatewayConfig> } = {}): Readonly<GatewayConfig> {
   const env = { ...(opts.env ?? process.env) };
   // KNOWN_ENGINES may be a plain comma list.
   if (env.KNOWN_ENGINES && !env.KNOWN_ENGINES.trim().startsWith('[')) env.KNOWN_ENGINES = JSON.stringify(env.KNOWN_ENGINES.split(',').map((s) => s.trim()).filter(Boolean));
-  return loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
+  if (env.API_KEYS && !env.API_KEYS.trim().startsWith('[')) env.API_KEYS = JSON.stringify(env.API_KEYS.split(',').map((s) => s.trim()).filter(Boolean));
+  const config = loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
+  if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
+    throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
+  }
+  return config;
 }

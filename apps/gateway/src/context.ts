@@ -5,6 +5,9 @@ import type { GatewayConfig } from './config.js';
 import type { EngineDirectory } from './engine-directory.js';
 import type { JobEventHub } from './job-events.js';
 import type { JobService } from './job-service.js';
+import type { GatewayAdmission } from './backpressure/admission.js';
+import type { IdempotencyStore } from './idempotency/index.js';
+import type { BatchService } from './batches/batch-service.js';
 
 /** What routes need, built once in build(). */
 export interface GatewayContext {
@@ -16,4 +19,8 @@ export interface GatewayContext {
   events: JobEventHub;
   logger: Logger;
   redisReady(): boolean;
+  /** Bounded queue and worker-holding checks for submissions (503 QUEUE_FULL / WORKERS_HOLDING). */
+  admission: GatewayAdmission;
+  idempotency: IdempotencyStore;
+  batches: BatchService;
 }

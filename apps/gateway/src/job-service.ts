@@ -10,7 +10,7 @@ import {
   type JobStatus,
   type JobView,
 } from '@photoenhance/contracts';
-import { JobRecords, KEY_PREFIX, bullJobOptions, keys, queueName } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
 import type { LocalStorage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
@@ -67,8 +67,8 @@ export class JobService {
     return [...this.queues.values()];
   }
 
-  async enqueue(data: JobData): Promise<void> {
-    await this.records.create(data.id, data.engine, data.createdAt);
+  async enqueue(data: JobData, extra: JobRecordExtra = {}): Promise<void> {
+    await this.records.create(data.id, data.engine, data.createdAt, extra);
     await this.queue(data.engine).add('enhance', data, bullJobOptions(data.id, data.options, {
       attempts: this.config.jobAttempts,
       backoffMs: this.config.jobBackoffMs,

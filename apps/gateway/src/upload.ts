@@ -1,6 +1,7 @@
 import type { MultipartFile, Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { open, readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { bmpDimensions, decodeBmp } from '@photoenhance/imaging';
 import {
@@ -21,10 +22,10 @@ export interface ReceivedUpload {
 const SNIFF_BYTES = 16;
 
 /** Read the first bytes of a file stream without losing them. */
-export async function readHead(part: MultipartFile): Promise<Buffer> {
+export async function readHead(source: MultipartFile | Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
-  const stream = part.file;
+  const stream = 'file' in source && !(source instanceof Readable) ? source.file : (source as Readable);
   while (n < SNIFF_BYTES) {
     const chunk = (stream.read() as Buffer | null) ?? (await new Promise<Buffer | null>((resolve, reject) => {
       const onReadable = (): void => { cleanup(); resolve(stream.read() as Buffer | null); };

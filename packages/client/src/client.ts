@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import type { HostState, JobAccepted, JobOptionsInput, JobStatus, JobView, Problem } from '@photoenhance/contracts';
+import type { BatchView, HostState, JobAccepted, JobOptionsInput, JobStatus, JobView, Problem } from '@photoenhance/contracts';
 import { ApiProblemError, GatewayUnreachableError, parseRetryAfter } from './errors.js';
 
 export interface ClientOptions {
@@ -170,6 +170,17 @@ export class PhotoEnhanceClient {
 
   async health(): Promise<Record<string, unknown>> {
     return (await (await this.request('GET', '/healthz')).json()) as Record<string, unknown>;
+  }
+
+  /** GET /v1/batches/:id. Fields are typed as the contracts say; read them defensively against older gateways. */
+  async getBatch(id: string, signal?: AbortSignal): Promise<BatchView> {
+    const res = await this.request('GET', `/v1/batches/${encodeURIComponent(id)}`, { signal });
+    return (await res.json()) as BatchView;
+  }
+
+  /** Any JSON GET under the gateway (e.g. an optional endpoint probed by `watch`); errors as for every call. */
+  async getJson<T = unknown>(path: string, signal?: AbortSignal): Promise<T> {
+    return (await (await this.request('GET', path.startsWith('/') ? path : `/${path}`, { signal })).json()) as T;
   }
 
   /** One request; non-2xx answers become ApiProblemError, transport failures GatewayUnreachableError. */

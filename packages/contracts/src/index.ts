@@ -3,4 +3,5 @@ export * from './options.js';
 export * from './job.js';
 export * from './protocol.js';
 export * from './system.js';
+export * from './batch.js';
 export { renderErrorCatalogue } from './errors-doc.js';

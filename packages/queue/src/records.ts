@@ -12,7 +12,16 @@ export interface JobRecord {
   expiredAt?: number;
   /** JSON of the JobView at cancel time, so GET still describes a canceled job. */
   snapshot?: string;
+  /** The batch this job belongs to, if any. */
+  batchId?: string;
+  /** Who submitted it (API key id) when keys are in use. */
+  owner?: string;
+  /** JSON {url, events} when the job has its own webhook. */
+  webhook?: string;
 }
+
+/** Extra fields a job record may carry from creation. */
+export type JobRecordExtra = Partial<Pick<JobRecord, 'batchId' | 'owner' | 'webhook'>>;
 
 /** Tombstones outlive the job by this much. */
 export const TOMBSTONE_SECONDS = 7 * 24 * 3600;
@@ -23,9 +32,11 @@ export class JobRecords {
     private readonly ttlSeconds: number,
   ) {}
 
-  async create(id: string, engine: string, createdAt: number): Promise<void> {
+  async create(id: string, engine: string, createdAt: number, extra: JobRecordExtra = {}): Promise<void> {
     const k = keys.record(id);
-    await this.redis.multi().hset(k, { engine, createdAt: String(createdAt) }).expire(k, this.ttlSeconds + TOMBSTONE_SECONDS).exec();
+    const fields: Record<string, string> = { engine, createdAt: String(createdAt) };
+    for (const [name, v] of Object.entries(extra)) if (typeof v === 'string') fields[name] = v;
+    await this.redis.multi().hset(k, fields).expire(k, this.ttlSeconds + TOMBSTONE_SECONDS).exec();
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -37,6 +48,9 @@ export class JobRecords {
       ...(h.canceledAt ? { canceledAt: Number(h.canceledAt) } : {}),
       ...(h.expiredAt ? { expiredAt: Number(h.expiredAt) } : {}),
       ...(h.snapshot ? { snapshot: h.snapshot } : {}),
+      ...(h.batchId ? { batchId: h.batchId } : {}),
+      ...(h.owner ? { owner: h.owner } : {}),
+      ...(h.webhook ? { webhook: h.webhook } : {}),
     };
   }
 

@@ -53,20 +53,22 @@ export class LocalStorage {
    * Stream `source` into `key`, counting bytes; aborts with UploadTooLargeError as soon as `limit` is passed, without
    * reading the rest. `head` bytes already read from the stream (for sniffing) are written first.
    */
-  async writeStream(key: string, source: Readable, opts: { limit: number; head?: Buffer }): Promise<number> {
+  async writeStream(key: string, source: Readable, opts: { limit: number; head?: Buffer; hash?: { update(data: Buffer): unknown } }): Promise<number> {
     const file = this.path(key);
     await mkdir(resolve(file, '..'), { recursive: true });
     let total = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         total += chunk.length;
-        if (total > opts.limit) cb(new UploadTooLargeError(opts.limit));
-        else cb(null, chunk);
+        if (total > opts.limit) return cb(new UploadTooLargeError(opts.limit));
+        opts.hash?.update(chunk);
+        cb(null, chunk);
       },
     });
     if (opts.head && opts.head.length) {
       total += opts.head.length;
       if (total > opts.limit) throw new UploadTooLargeError(opts.limit);
+      opts.hash?.update(opts.head);
       counter.push(opts.head);
     }
     try {

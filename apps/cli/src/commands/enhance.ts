@@ -107,8 +107,8 @@ async function checkReadableFile(path: string, shown: string): Promise<void> {
   if (!isFile) throw new CliError(EXIT.USAGE, `error: ${shown} is not a file`);
 }
 
-/** Check option values with the API's own parser, so a typo is a usage error before anything is uploaded. */
-function validateOptions(flags: EnhanceFlags): SubmitOptions {
+/** Check option values with the API's own parser, so a typo is a usage error before anything is uploaded (also used by batch). */
+export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[number] | 'onlyCenterFace' | 'aligned'>): SubmitOptions {
   const fields: Record<string, string> = {};
   for (const key of OPTION_FLAGS) {
     const v = flags[key];

@@ -1,23 +1,45 @@
 import type { Command } from 'commander';
-import type { JobView } from '@photoenhance/contracts';
-import { PhotoEnhanceClient } from '@photoenhance/client';
+import { JOB_ID_PATTERN, type JobView } from '@photoenhance/contracts';
+import { ApiProblemError, PhotoEnhanceClient } from '@photoenhance/client';
 import { EXIT } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
 
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('Show a job: status, progress, options, result or error.')
-    .argument('<jobId>', 'the id from the 202 answer (j_…)')
-    .option('--json', 'print the raw JobView JSON')
+    .description('Show a job (status, progress, options, result or error) or a batch (counts, progress, failed items).')
+    .argument('<id>', 'a job id (j_…) or a batch id (b_…) from a 202 answer')
+    .option('--json', 'print the raw JSON (JobView or BatchView)')
     .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
     .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
     .action(async (id: string, flags: { json?: boolean; url?: string; apiKey?: string }) => {
       const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
-      const view = await client.get(id);
+      const found = await lookup(client, id);
+      if (found.kind === 'batch') {
+        process.stdout.write(flags.json ? `${JSON.stringify(found.view, null, 2)}\n` : formatBatch(found.view, client.baseUrl));
+        const st = (found.view as { status?: unknown }).status;
+        process.exitCode = st === 'failed' || st === 'partial' ? EXIT.FAILED : EXIT.OK;
+        return;
+      }
+      const view = found.view;
       process.stdout.write(flags.json ? `${JSON.stringify(view, null, 2)}\n` : formatJob(view, client.baseUrl));
       process.exitCode = view.status === 'failed' ? EXIT.FAILED : EXIT.OK;
     });
+}
+
+/** `b_…` is a batch, `j_…` a job; anything else is tried as a job, then as a batch (the job's error wins if neither). */
+async function lookup(client: PhotoEnhanceClient, id: string): Promise<{ kind: 'job'; view: JobView } | { kind: 'batch'; view: Record<string, unknown> }> {
+  if (id.startsWith('b_')) return { kind: 'batch', view: (await client.getBatch(id)) as unknown as Record<string, unknown> };
+  try {
+    return { kind: 'job', view: await client.get(id) };
+  } catch (err) {
+    if (JOB_ID_PATTERN.test(id) || !(err instanceof ApiProblemError) || err.status !== 404) throw err;
+    try {
+      return { kind: 'batch', view: (await client.getBatch(id)) as unknown as Record<string, unknown> };
+    } catch {
+      throw err;
+    }
+  }
 }
 
 export function formatJob(v: JobView, base: string): string {
@@ -43,4 +65,39 @@ function kib(bytes: number): string {
 
 function absolute(url: string, base: string): string {
   return /^https?:/.test(url) ? url : base + url;
+}
+
+/**
+ * A batch, human readable. Read defensively: every field is checked before use, so an older or newer gateway's
+ * answer still prints what it has.
+ */
+export function formatBatch(v: Record<string, unknown>, base: string): string {
+  const str = (x: unknown): string | undefined => (typeof x === 'string' && x ? x : undefined);
+  const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+  const rows: Array<[string, string]> = [['batch', str(v.id) ?? '?']];
+  const progress = num(v.progress);
+  const status = str(v.status) ?? 'unknown';
+  rows.push(['status', `${status}${progress !== undefined && (status === 'running' || status === 'queued') ? ` ${Math.round(progress * 100)}%` : ''}`]);
+  const counts = v.counts && typeof v.counts === 'object' ? Object.entries(v.counts as Record<string, unknown>).filter(([, n]) => typeof n === 'number' && n > 0) : [];
+  const total = num(v.total);
+  rows.push(['items', `${total ?? '?'} total${counts.length ? `: ${counts.map(([k, n]) => `${String(n)} ${k}`).join(', ')}` : ''}`]);
+  if (str(v.engine)) rows.push(['engine', str(v.engine)!]);
+  if (v.options && typeof v.options === 'object') rows.push(['options', Object.entries(v.options as Record<string, unknown>).map(([k, x]) => `${k}=${String(x)}`).join(' ')]);
+  for (const k of ['createdAt', 'updatedAt', 'finishedAt', 'canceledAt'] as const) {
+    if (str(v[k])) rows.push([k.replace(/At$/, ''), str(v[k])!]);
+  }
+  const links = v.links && typeof v.links === 'object' ? (v.links as Record<string, unknown>) : {};
+  if (str(links.results)) rows.push(['results', absolute(str(links.results)!, base)]);
+  const items = Array.isArray(v.items) ? (v.items as Array<Record<string, unknown>>) : [];
+  const failed = items.filter((i) => i && (i.status === 'failed' || i.status === 'canceled'));
+  let out = rows.map(([k, x]) => `${k.padEnd(9)} ${x}\n`).join('');
+  if (failed.length) {
+    out += `failed items (${failed.length}):\n`;
+    for (const i of failed.slice(0, 20)) {
+      const e = i.error && typeof i.error === 'object' ? (i.error as Record<string, unknown>) : {};
+      out += `  ${str(i.name) ?? `#${String(i.index ?? '?')}`}  ${str(e.code) ?? String(i.status)}${str(e.message) ? `: ${str(e.message)}` : ''}\n`;
+    }
+    if (failed.length > 20) out += `  … and ${failed.length - 20} more (--json for all)\n`;
+  }
+  return out;
 }

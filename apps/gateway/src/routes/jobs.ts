@@ -12,13 +12,17 @@ import {
   type JobAccepted,
   type JobData,
   type JobView,
+  type StoredInput,
 } from '@photoenhance/contracts';
 import { LocalStorage } from '@photoenhance/storage';
 import type { GatewayContext } from '../context.js';
 import { inspectImage, receiveUpload } from '../upload.js';
 import { newJobId } from '../job-service.js';
 import { redisUnavailable } from '../problems.js';
-import type { JobEvent } from '../job-events.js';
+import { EVENT_ID_PATTERN, compareEventIds, type JobEvent } from '../job-events.js';
+import { clientIdentity, ownerOf } from '../client-id.js';
+import { Fingerprint, idempotencyKeyOf, type ClaimedKey } from '../idempotency/index.js';
+import { takeWebhook } from '../webhooks/url-guard.js';
 
 /** Multipart framing around the file part; a Content-Length above limit + this is refused before reading. */
 const MULTIPART_SLACK = 1024 * 1024;
@@ -27,55 +31,117 @@ function checkId(id: string): void {
   if (!JOB_ID_PATTERN.test(id)) throw new ApiError('JOB_NOT_FOUND', `No job with id ${JSON.stringify(id.slice(0, 80))}`);
 }
 
-function downloadName(inputName: string, ext: string): string {
+export function downloadName(inputName: string, ext: string): string {
   const stem = inputName.replace(/\.[^.]*$/, '') || 'photo';
   return `${stem}_enhanced.${ext}`;
 }
 
-function contentDisposition(name: string): string {
+export function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
-/** Accept one job: stream the upload to storage, validate it and its options, enqueue. Returns the 202 body. */
-export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, fileField = 'image'): Promise<JobAccepted> {
-  const { config, storage, jobs, engines } = ctx;
-  if (!ctx.redisReady()) throw redisUnavailable();
+/** Options as parsed from submission fields, before the output format is settled. */
+export type ParsedOptions = ReturnType<typeof parseJobOptions>['options'];
+
+/**
+ * Validate a stored input against the options and build the job payload. Shared by single jobs, batch items and the
+ * compat routes, so every item gets the same checks.
+ */
+export async function prepareJob(ctx: GatewayContext, p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
+  const dims = await inspectImage(ctx.storage.path(p.input.key), { maxPixels: ctx.config.maxPixels, scale: p.options.scale, format: p.input.format });
+  const format = resolveFormat(p.options.format, p.input.format);
+  return {
+    id: p.id,
+    engine: p.engine,
+    options: { ...p.options, format },
+    input: { ...p.input, ...dims },
+    outputKey: LocalStorage.outputKey(p.id, FORMAT_EXTENSIONS[format]),
+    createdAt: Date.now(),
+  };
+}
+
+/** Refuse a body declared larger than `limit` (+ multipart framing) before reading any of it. */
+export function assertDeclaredLength(req: FastifyRequest, limit: number, code: 'IMAGE_TOO_LARGE' | 'BATCH_TOO_LARGE' = 'IMAGE_TOO_LARGE'): void {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > config.maxUploadBytes + MULTIPART_SLACK) {
-    throw new ApiError('IMAGE_TOO_LARGE', `The request declares ${declared} bytes, over the upload limit of ${config.maxUploadBytes} bytes`, {
-      extensions: { limitBytes: config.maxUploadBytes },
+  if (declared > limit + MULTIPART_SLACK) {
+    throw new ApiError(code, `The request declares ${declared} bytes, over the ${code === 'IMAGE_TOO_LARGE' ? 'upload' : 'batch'} limit of ${limit} bytes`, {
+      extensions: { limitBytes: limit },
       headers: { connection: 'close' },
     });
   }
+}
+
+export interface AcceptOptions {
+  /** Multipart file part name. Default `image`. */
+  fileField?: string;
+  /** Turn received fields (and the query) into native option fields (compat routes). */
+  mapFields?: (fields: Record<string, string>) => Record<string, string>;
+  /** Set by routes that accept webhooks and Idempotency-Key (the native API). Default true. */
+  native?: boolean;
+  /** Extra check of the client's file name (compat: the extension list); throws to refuse. */
+  checkName?: (name: string) => void;
+}
+
+export interface AcceptResult {
+  accepted: JobAccepted;
+  /** The answer replays an earlier submission with the same Idempotency-Key. */
+  replayed: boolean;
+  /** The client's file name. */
+  name: string;
+}
+
+/**
+ * Accept one job: admission (503 when the queue is full or workers hold), stream the upload to storage (hashing it
+ * for Idempotency-Key), validate it and its options, enqueue. Returns the 202 body.
+ */
+export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: AcceptOptions = {}): Promise<AcceptResult> {
+  const { config, storage, jobs, engines } = ctx;
+  const native = opts.native !== false;
+  if (!ctx.redisReady()) throw redisUnavailable();
+  assertDeclaredLength(req, config.maxUploadBytes);
+  await ctx.admission.assertAccepting();
+  const idemKey = native ? idempotencyKeyOf(req) : undefined;
+  const owner = ownerOf(req, config.apiKeys);
   const id = newJobId();
+  let claim: ClaimedKey | undefined;
   try {
-    const { fields, input } = await receiveUpload(req, { id, storage, maxUploadBytes: config.maxUploadBytes, fileField });
+    const fingerprint = idemKey ? new Fingerprint() : undefined;
+    const received = await receiveUpload(req, { id, storage, maxUploadBytes: config.maxUploadBytes, fileField: opts.fileField ?? 'image', ...(fingerprint ? { fingerprint } : {}) });
+    let fields = received.fields;
+    const { input } = received;
+    opts.checkName?.(input.name);
+    if (idemKey && fingerprint) {
+      const got = await ctx.idempotency.claim(clientIdentity(req, config.apiKeys).id, idemKey, fingerprint.digest('job', fields), 'job', id);
+      if ('replay' in got) {
+        const prior = got.replay;
+        await storage.removeJob(id).catch(() => undefined);
+        return { accepted: { id: prior.id, status: 'queued', createdAt: new Date(prior.createdAt).toISOString(), links: jobLinks(prior.id, config.publicUrl ?? '') }, replayed: true, name: input.name };
+      }
+      claim = got;
+    }
+    const webhook = native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
+    if (opts.mapFields) fields = opts.mapFields(fields);
     const { engine: requested, options } = parseJobOptions(fields);
     const engine = requested ?? config.defaultEngine;
     await engines.assertKnown(engine);
-    const dims = await inspectImage(storage.path(input.key), { maxPixels: config.maxPixels, scale: options.scale, format: input.format });
-    const format = resolveFormat(options.format, input.format);
-    const createdAt = Date.now();
-    const data: JobData = {
-      id,
-      engine,
-      options: { ...options, format },
-      input: { ...input, ...dims },
-      outputKey: LocalStorage.outputKey(id, FORMAT_EXTENSIONS[format]),
-      createdAt,
-    };
-    await jobs.enqueue(data);
-    return { id, status: 'queued', createdAt: new Date(createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? '') };
+    const data = await prepareJob(ctx, { id, input, engine, options });
+    // Again just before queueing: requests that were admitted together while uploading must not overshoot the bound.
+    await ctx.admission.assertAccepting();
+    await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
+    await claim?.complete();
+    return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? '') }, replayed: false, name: input.name };
   } catch (err) {
     await storage.removeJob(id).catch(() => undefined);
+    await claim?.release();
     throw err;
   }
 }
 
 export function jobRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post('/v1/jobs', async (req, reply) => {
-    const accepted = await acceptJob(ctx, req);
+    const { accepted, replayed } = await acceptJob(ctx, req);
+    if (replayed) reply.header('idempotent-replayed', 'true');
     return reply.code(202).header('location', accepted.links.self).send(accepted);
   });
 
@@ -110,23 +176,38 @@ export function jobRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get<{ Params: { id: string } }>('/v1/jobs/:id/events', async (req, reply) => {
     checkId(req.params.id);
     const first = await ctx.jobs.find(req.params.id);
-    streamJobEvents(ctx, req, reply, first.view);
+    await streamJobEvents(ctx, req, reply, first.view);
     return reply;
   });
 }
 
 const FINAL = new Set(['completed', 'failed', 'canceled']);
 
-/** Server-sent events: the current view at once, then one event per change, closed after a final status. */
-function streamJobEvents(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, initial: JobView): void {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-  let seq = 0;
+/** A valid Last-Event-ID header (a BullMQ event stream id), or undefined. */
+export function lastEventIdOf(req: FastifyRequest): string | undefined {
+  const raw = req.headers['last-event-id'];
+  const v = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  return v && EVENT_ID_PATTERN.test(v) ? v : undefined;
+}
+
+/**
+ * Server-sent events: the current view, then one event per change, closed after a final status.
+ * Event ids are the ids of the engine queue's BullMQ event stream, the same on every gateway: a client that
+ * reconnects with Last-Event-ID gets the current view only if something happened to the job since (else nothing until
+ * the next change), then live events.
+ */
+async function streamJobEvents(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, initial: JobView): Promise<void> {
+  const resumeFrom = lastEventIdOf(req);
+  const engine = initial.engine;
   let closed = false;
-  const send = (event: string, data: unknown): void => {
+  let lastSent = '0-0';
+  const buffered: JobEvent[] = [];
+  let live = false;
+  const res = reply.raw;
+  const send = (event: string, data: unknown, id?: string): void => {
     if (closed) return;
-    res.write(`id: ${++seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    if (id && compareEventIds(id, lastSent) > 0) lastSent = id;
+    res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   };
   const finish = (): void => {
     if (closed) return;
@@ -135,26 +216,42 @@ function streamJobEvents(ctx: GatewayContext, req: FastifyRequest, reply: Fastif
     clearInterval(ping);
     res.end();
   };
-  send('status', initial);
-  if (FINAL.has(initial.status)) {
-    closed = true;
-    res.end();
-    return;
-  }
   const onEvent = (e: JobEvent): void => {
+    if (!live) {
+      buffered.push(e);
+      return;
+    }
+    if (e.eventId && compareEventIds(e.eventId, lastSent) <= 0) return;
     if (e.type === 'progress') {
-      send('progress', { id: initial.id, progress: e.progress });
+      send('progress', { id: initial.id, progress: Math.max(0, Math.min(1, e.progress)) }, e.eventId);
       return;
     }
     // Any state change: send the full view, which is the truth (attempts, errors, result).
     ctx.jobs.find(initial.id).then(({ view }) => {
-      send('status', view);
+      send('status', view, e.eventId);
       if (FINAL.has(view.status)) finish();
     }, () => finish());
   };
-  const unsubscribe = ctx.events.subscribe(initial.engine, initial.id, onEvent);
-  // The job may have moved between the first read and the subscription: look once more.
-  onEvent({ type: 'waiting', jobId: initial.id });
+  // Subscribe before reading the position, so nothing falls between the snapshot and the live stream.
+  const unsubscribe = ctx.events.subscribe(engine, initial.id, onEvent);
   const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
   req.raw.on('close', finish);
+  reply.hijack();
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  try {
+    const position = await ctx.events.lastId(ctx.redis, engine);
+    const { view } = await ctx.jobs.find(initial.id);
+    let changed = true;
+    if (resumeFrom) {
+      const missed = (await ctx.events.since(ctx.redis, engine, resumeFrom)).filter((e) => e.jobId === initial.id);
+      changed = missed.length > 0 || view.status === 'canceled' || FINAL.has(view.status);
+    }
+    if (changed) send('status', view, position);
+    else lastSent = position;
+    if (FINAL.has(view.status)) return finish();
+    live = true;
+    for (const e of buffered.splice(0)) onEvent(e);
+  } catch {
+    finish();
+  }
 }

@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseBytes } from '../src/index.js';
-import { loadGatewayConfig } from '../../../apps/gateway/src/config.js';
-import { loadWorkerConfig } from '../../../apps/worker/src/config.js';
-import { resolveProfiles } from '../../../apps/worker/src/resolve-profiles.js';
+import { ConfigError, parseBytes } from '@photoenhance/config';
+import { loadGatewayConfig } from '../apps/gateway/src/config.js';
+import { loadWorkerConfig } from '../apps/worker/src/config.js';
+import { resolveProfiles } from '../apps/worker/src/resolve-profiles.js';
 
 function problems(fn: () => unknown): string[] {
   try {
