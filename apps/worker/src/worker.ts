@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { encodeJobError, type ControlMessage, type HostState, type JobData, type JobResult } from '@photoenhance/contracts';
+import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import { LocalStorage } from '@photoenhance/storage';
@@ -13,6 +13,8 @@ import { resolveProfiles } from './resolve-profiles.js';
 
 /** Progress updates to Redis at most this often per job. */
 const PROGRESS_INTERVAL_MS = 250;
+/** Recent recycles kept in the heartbeat. */
+const MAX_RECYCLE_EVENTS = 50;
 /** Engine log lines kept on a job. */
 const MAX_JOB_LOG_LINES = 200;
 
@@ -38,6 +40,7 @@ export class EnhanceWorker {
   private readonly records: JobRecords;
   private readonly workers = new Map<string, Worker<JobData, JobResult>>();
   private readonly active = new Map<string, AbortController>();
+  private readonly recycleEvents: RecycleEvent[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
@@ -84,7 +87,24 @@ export class EnhanceWorker {
       }
       void this.publish();
     });
-    this.governor.on('recycle', () => void this.publish());
+    this.governor.on('recycle', (info) => {
+      const f = info.figures;
+      const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+      const peak = num(f.peakBytes) ?? num(f.rssBytes);
+      const limit = num(f.limitBytes);
+      const detail = [typeof f.exit === 'string' ? f.exit : undefined, typeof f.enforcedBy === 'string' ? `enforced by ${f.enforcedBy}` : undefined].filter(Boolean).join('; ');
+      this.recycleEvents.push({
+        at: Date.now(),
+        profile: info.profile,
+        reason: info.reason,
+        ...(info.pid !== undefined ? { pid: info.pid } : {}),
+        ...(detail ? { detail } : {}),
+        ...(peak !== undefined ? { rssBytes: peak } : {}),
+        ...(limit !== undefined ? { limitBytes: limit } : {}),
+      });
+      if (this.recycleEvents.length > MAX_RECYCLE_EVENTS) this.recycleEvents.splice(0, this.recycleEvents.length - MAX_RECYCLE_EVENTS);
+      void this.publish();
+    });
     for (const profile of this.profiles) {
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redisUrl, 'blocking', `worker-${profile.name}`),
@@ -120,6 +140,7 @@ export class EnhanceWorker {
       enforcement: snap.enforcement,
       processes: snap.processes,
       recycles: snap.recycles,
+      recycleEvents: [...this.recycleEvents],
       transitions: snap.transitions,
     };
   }
@@ -168,6 +189,10 @@ export class EnhanceWorker {
     this.active.set(data.id, abort);
     let lastProgress = 0;
     let logLines = 0;
+    const jobLog = (line: string): void => {
+      if (logLines++ < MAX_JOB_LOG_LINES) void job.log(line.slice(0, 2000)).catch(() => undefined);
+    };
+    jobLog(`attempt ${job.attemptsMade + 1} on host ${this.config.hostId}, engine ${profile.name}`);
     try {
       const run = await this.governor.run(profile.name, { id: data.id, input, output, options: data.options }, {
         signal: abort.signal,
@@ -177,10 +202,9 @@ export class EnhanceWorker {
           lastProgress = now;
           void job.updateProgress(Math.max(0, Math.min(1, p))).catch(() => undefined);
         },
-        onLog: (line) => {
-          if (logLines++ < MAX_JOB_LOG_LINES) void job.log(line.slice(0, 2000)).catch(() => undefined);
-        },
+        onLog: jobLog,
       });
+      jobLog(`done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       const st = await stat(output).catch(() => undefined);
       if (!st || st.size === 0) throw new EngineJobError('OUTPUT_MISSING', `engine ${profile.name} reported done but ${data.outputKey} is missing or empty`);
       const d = run.done;
@@ -196,6 +220,11 @@ export class EnhanceWorker {
         ...(d.meta ? { meta: d.meta } : {}),
       };
     } catch (err) {
+      if (err instanceof EngineJobError) {
+        jobLog(`failed: ${err.code}: ${err.message}`);
+        const tail = err.details.stderrTail;
+        if (typeof tail === 'string' && tail) jobLog(`engine stderr (last lines):\n${tail}`);
+      } else if (!(err instanceof DelayedError)) jobLog(`failed: ${(err as Error).message}`);
       throw await this.failure(err, job, token, profile, log);
     } finally {
       this.active.delete(data.id);

@@ -63,7 +63,19 @@ export interface HostState {
   enforcement: { mode: EnforcementMode; reason: string };
   processes: EngineProcessState[];
   recycles: Record<string, number>;
+  /** The most recent recycles and kills (newest last, at most 50), with their reasons. */
+  recycleEvents?: RecycleEvent[];
   transitions: AdmissionTransition[];
+}
+
+export interface RecycleEvent {
+  at: number;
+  profile: string;
+  pid?: number;
+  reason: string;
+  detail?: string;
+  rssBytes?: number;
+  limitBytes?: number;
 }
 
 /** Thresholds an operator may change at run time (PUT /v1/system/hosts/:hostId/admission). */

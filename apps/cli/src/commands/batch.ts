@@ -1,0 +1,158 @@
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { PhotoEnhanceClient } from '@photoenhance/client';
+import { CliError, EXIT } from '../exit.js';
+import { gatewayUrl } from '../paths.js';
+import { validateOptions } from './enhance.js';
+import { PHOTO_EXTENSIONS, findPhotos, type Source } from '../batch/inputs.js';
+import { LockedError, Manifest, lockFolder, sameOptions } from '../batch/manifest.js';
+import { BatchRunner, type BatchReport } from '../batch/runner.js';
+import { startProgress } from '../batch/progress.js';
+import { formatSummary, summaryJson } from '../batch/summary.js';
+
+interface BatchFlags {
+  out: string;
+  scale?: string;
+  engine?: string;
+  format?: string;
+  quality?: string;
+  version?: string;
+  weight?: string;
+  bgTile?: string;
+  bgUpsampler?: string;
+  onlyCenterFace?: boolean;
+  aligned?: boolean;
+  priority?: string;
+  concurrencyMax: string;
+  json?: boolean;
+  url?: string;
+  apiKey?: string;
+  quiet?: boolean;
+}
+
+export function registerBatch(program: Command): void {
+  program
+    .command('batch')
+    .description(
+      'Enhance every photo of a folder (recursively) or glob into --out, keeping relative paths. Resumable: run the same ' +
+        'command again after a crash or Ctrl-C to finish the rest (a manifest in --out records each photo).',
+    )
+    .argument('<source>', 'a folder (walked recursively), one photo, or a glob such as "shots/**/*.jpg" (quote it)')
+    .requiredOption('--out <folder>', 'output folder: <rel dir>/<stem>_enhanced.<ext> for each photo, plus the manifest')
+    .option('--scale <n>', 'upscale factor: 1, 2 or 4 (default 2)')
+    .option('--engine <name>', 'engine to use (GET /v1/engines lists them; default: the gateway\'s default)')
+    .option('--format <format>', 'output format: auto, png, jpeg or webp (default auto)')
+    .option('--quality <q>', 'jpeg/webp quality 1-100 (default 92)')
+    .option('--version <v>', 'GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer')
+    .option('--weight <w>', 'blend weight of restored faces, 0-1 (default 0.5)')
+    .option('--bg-tile <px>', 'background tile size: 0 (no tiling) or 32-1024 (default 400)')
+    .option('--bg-upsampler <name>', 'background upsampler: realesrgan or none')
+    .option('--only-center-face', 'restore only the face nearest the centre')
+    .option('--aligned', 'the input is an aligned 512x512 face crop')
+    .option('--priority <p>', 'queue priority: high, normal or low')
+    .option('--concurrency-max <n>', 'most jobs of this batch outstanding at once; the window adapts below it (a 503/429 shrinks it to 0.7)', '64')
+    .option('--json', 'print the summary as JSON on stdout')
+    .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
+    .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (source: string, flags: BatchFlags) => {
+      process.exitCode = await batch(source, flags);
+    });
+}
+
+async function batch(spec: string, flags: BatchFlags): Promise<number> {
+  const options = validateOptions(flags);
+  const max = Number(flags.concurrencyMax);
+  if (!Number.isInteger(max) || max < 1 || max > 1024) {
+    throw new CliError(EXIT.USAGE, `error: --concurrency-max must be a whole number from 1 to 1024; received ${JSON.stringify(flags.concurrencyMax)}`);
+  }
+  const outDir = resolve(flags.out);
+  let source: Source;
+  try {
+    source = await findPhotos(spec, outDir);
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, `error: ${(err as Error).message}`);
+  }
+  if (source.photos.length === 0) {
+    const skipped = source.skipped.length ? ` (${source.skipped.length} other file${source.skipped.length > 1 ? 's' : ''} skipped)` : '';
+    throw new CliError(EXIT.USAGE, `error: no photos in ${spec}${skipped}; photos are ${Object.keys(PHOTO_EXTENSIONS).join(' ')}`);
+  }
+  const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
+  // Fail fast (exit 3) when there is no gateway, before touching the output folder.
+  await client.health();
+
+  await mkdir(outDir, { recursive: true });
+  let release: () => void;
+  try {
+    release = lockFolder(outDir);
+  } catch (err) {
+    if (err instanceof LockedError) throw new CliError(EXIT.USAGE, `error: ${err.message}`);
+    throw err;
+  }
+  try {
+    const manifest = await Manifest.open(outDir, source.base, options);
+    if (!sameOptions(manifest.header.options, options)) {
+      manifest.close();
+      throw new CliError(
+        EXIT.USAGE,
+        `error: ${outDir} holds a batch made with other options (${describe(manifest.header.options)}; now ${describe(options)}); ` +
+          `use another --out folder, or delete ${manifest.path} to start over`,
+      );
+    }
+    return await runWithSignals(source, outDir, manifest, client, options, max, flags);
+  } finally {
+    release();
+  }
+}
+
+async function runWithSignals(
+  source: Source,
+  outDir: string,
+  manifest: Manifest,
+  client: PhotoEnhanceClient,
+  options: ReturnType<typeof validateOptions>,
+  max: number,
+  flags: BatchFlags,
+): Promise<number> {
+  const quiet = flags.quiet === true;
+  const note = (line: string): void => {
+    if (!quiet) process.stderr.write(`batch: ${line}\n`);
+  };
+  const stop = new AbortController();
+  let signalExit: number = EXIT.INTERRUPTED;
+  // First Ctrl-C: stop submitting, keep submitted jobs running, save the manifest. A second one leaves at once
+  // (every change is already appended to the manifest).
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal.aborted) process.exit(signalExit);
+    signalExit = signal === 'SIGTERM' ? 143 : EXIT.INTERRUPTED;
+    process.stderr.write(`\nbatch: stopping (${signal}): no new submissions; jobs already submitted keep running (press Ctrl-C again to leave now)\n`);
+    stop.abort(new Error(signal));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  note(`${source.photos.length} photo${source.photos.length > 1 ? 's' : ''} in ${source.base}${source.skipped.length ? ` (${source.skipped.length} other files skipped)` : ''} → ${outDir}`);
+  const runner = new BatchRunner({ client, source, outDir, manifest, options, concurrencyMax: max, stop: stop.signal, note });
+  const progress = startProgress(() => runner.snapshot(), { quiet });
+  let report: BatchReport;
+  try {
+    report = await runner.run();
+  } finally {
+    progress.stop();
+    manifest.close();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+  const exitCode = report.interrupted ? signalExit : report.failed.length > 0 || report.unfinished > 0 ? EXIT.FAILED : EXIT.OK;
+  process.stdout.write(flags.json ? summaryJson(report, exitCode) : formatSummary(report));
+  if (report.interrupted) {
+    note(`interrupted: ${report.unfinished} photo${report.unfinished === 1 ? '' : 's'} unfinished; submitted jobs keep running; run the same command again to resume`);
+  }
+  return exitCode;
+}
+
+function describe(o: Record<string, unknown>): string {
+  const parts = Object.entries(o).map(([k, v]) => `${k}=${String(v)}`);
+  return parts.length ? parts.join(' ') : 'defaults';
+}

@@ -1,0 +1,2 @@
+export function sourceHash(): string;
+export function ensureDashboardBuilt(opts?: { force?: boolean; quiet?: boolean }): Promise<{ built: boolean; dir: string }>;

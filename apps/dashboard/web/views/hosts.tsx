@@ -1,0 +1,130 @@
+import { useMemo, useState } from 'preact/hooks';
+import { api } from '../api';
+import { TimeChart } from '../chart';
+import { ActionButton } from '../components';
+import { ago, bytes, ms, pct, time } from '../format';
+import { useLive, useTick } from '../hooks';
+import type { EngineProcess, HostEvent, HostState, Sample } from '../types';
+
+/** Share of the limit where the bar turns amber (the governor's soft recycle mark) and red. */
+const SOFT = 0.75;
+const HARD = 0.9;
+const GiB = 1024 ** 3;
+
+export function HostsView() {
+  const { overview, samples } = useLive();
+  useTick(5000);
+  if (!overview) return <p class="muted">Connecting…</p>;
+  if (overview.hosts.length === 0) return <p class="muted" data-testid="no-hosts">No worker host is publishing heartbeats. Start a worker (photoenhance start, or npm start -w @photoenhance/worker).</p>;
+  return (
+    <section>
+      {overview.hosts.map((h) => <HostCard host={h} samples={samples} events={overview.hostEvents.filter((e) => e.hostId === h.hostId)} />)}
+    </section>
+  );
+}
+
+function HostCard(props: { host: HostState; samples: Sample[]; events: HostEvent[] }) {
+  const h = props.host;
+  const holding = h.admission?.state === 'holding';
+  const used = h.memory.totalBytes - h.memory.availableBytes;
+  const data = useMemo(() => {
+    const rows = props.samples.filter((s) => s.hosts[h.hostId]);
+    return [rows.map((s) => s.at / 1000), rows.map((s) => s.hosts[h.hostId]!.usedBytes / GiB), rows.map((s) => s.hosts[h.hostId]!.thresholdUsedBytes / GiB), rows.map((s) => s.hosts[h.hostId]!.totalBytes / GiB)] as [number[], number[], number[], number[]];
+  }, [props.samples, h.hostId]);
+  return (
+    <div class={`host ${holding ? 'holding' : ''}`} data-testid={`host-${h.hostId}`} data-admission={h.admission?.state}>
+      <div class="host-head">
+        <h2>{h.hostId} <span class="muted small">{h.hostname}{h.pid ? ` · pid ${h.pid}` : ''}</span></h2>
+        <span class={`badge ${holding ? 's-holding' : 's-admitting'}`} data-testid={`admission-${h.hostId}`}>{h.admission?.state ?? 'unknown'}</span>
+        {holding ? <span class="reason" data-testid={`admission-reason-${h.hostId}`}>{h.admission.reason}{h.admission.detail ? ` — ${h.admission.detail}` : ''}</span> : null}
+        <span class="muted small">since {ago(h.admission?.since)} · heartbeat {ago(h.updatedAt)}</span>
+      </div>
+      <div class="host-body">
+        <div class="host-facts">
+          <dl>
+            <dt>Memory used</dt><dd>{bytes(used)} of {bytes(h.memory.totalBytes)} ({pct(h.memory.usedRatio)})</dd>
+            <dt>Available</dt><dd>{bytes(h.memory.availableBytes)}</dd>
+            <dt>Admission floor</dt><dd>{bytes(h.admission?.thresholds?.minAvailableBytes)} available · max used {pct(h.admission?.thresholds?.maxUsedRatio)}</dd>
+            <dt>Memory pressure</dt><dd>{h.memory.pressureSome10 === undefined ? 'not reported (no PSI)' : `${h.memory.pressureSome10.toFixed(1)} % (some avg10; holds above ${h.admission?.thresholds?.maxPressureSome10 ?? '–'} %)`}</dd>
+            <dt>Enforcement</dt><dd><b>{h.enforcement?.mode ?? '–'}</b> <span class="muted small">{h.enforcement?.reason}</span></dd>
+            <dt>Recycles</dt><dd>{Object.entries(h.recycles ?? {}).map(([r, n]) => `${r} ×${n}`).join(', ') || 'none'}</dd>
+          </dl>
+          <FloorEditor host={h} />
+        </div>
+        <TimeChart
+          title="Host memory used vs admission threshold (GiB)"
+          testId={`chart-host-${h.hostId}`}
+          data={data}
+          series={[{ label: 'used', color: '#60a5fa', fill: '#60a5fa22' }, { label: 'admission threshold', color: '#f87171', dash: [6, 4] }, { label: 'total', color: '#475569', dash: [2, 4] }]}
+          yFormat={(v) => `${v.toFixed(1)} G`}
+          height={180}
+        />
+      </div>
+      <h3>Engine processes</h3>
+      <table class="grid">
+        <thead><tr><th>Engine</th><th>PID</th><th>State</th><th style="width:34%">RSS / limit</th><th class="num">Peak</th><th class="num">Jobs done</th><th class="num">Uptime</th></tr></thead>
+        <tbody>
+          {(h.processes ?? []).length === 0 ? <tr><td colSpan={7} class="muted">No engine process running (one-shot engines start per job).</td></tr> : null}
+          {(h.processes ?? []).map((p) => <ProcessRow p={p} />)}
+        </tbody>
+      </table>
+      <h3>Timeline</h3>
+      <Timeline events={props.events} />
+    </div>
+  );
+}
+
+function ProcessRow({ p }: { p: EngineProcess }) {
+  const ratio = p.limitBytes > 0 ? p.rssBytes / p.limitBytes : 0;
+  const tone = ratio >= HARD ? 'red' : ratio >= SOFT ? 'amber' : 'ok';
+  return (
+    <tr data-testid={`proc-${p.profile}-${p.pid ?? 'none'}`}>
+      <td><b>{p.profile}</b></td>
+      <td>{p.pid ?? '–'}</td>
+      <td><span class={`badge s-${p.state}`}>{p.state}</span></td>
+      <td>
+        <div class={`bar ${tone}`} title={`${bytes(p.rssBytes)} of ${bytes(p.limitBytes)} (amber at ${SOFT * 100} %, red at ${HARD * 100} %)`} data-tone={tone}>
+          <div class="fill" style={{ width: `${Math.min(100, ratio * 100).toFixed(1)}%` }} />
+          <div class="soft" style={{ left: `${SOFT * 100}%` }} />
+          <span class="bar-label">{bytes(p.rssBytes)} / {bytes(p.limitBytes)}</span>
+        </div>
+      </td>
+      <td class="num">{bytes(p.peakBytes)}</td>
+      <td class="num">{p.jobsDone}</td>
+      <td class="num">{ms(p.uptimeMs)}</td>
+    </tr>
+  );
+}
+
+function Timeline({ events }: { events: HostEvent[] }) {
+  if (events.length === 0) return <p class="muted small">No admission changes or recycles seen yet.</p>;
+  return (
+    <ol class="timeline" data-testid="timeline">
+      {[...events].reverse().slice(0, 40).map((e) => (
+        <li class={`t-${e.kind}`}>
+          <span class="t-time">{time(e.at)}{e.approximate ? '≈' : ''}</span>
+          <span class={`badge t-${e.kind}`}>{e.kind === 'recycle' ? 'recycle' : e.kind === 'hold' ? 'holding' : 'admitting'}</span>
+          <span class="t-reason">{e.reason}</span>
+          {e.profile ? <span class="muted small">{e.profile}{e.pid ? ` (pid ${e.pid})` : ''}</span> : null}
+          {e.detail ? <span class="muted small">{e.detail}</span> : null}
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+/** Raise or lower the host's admission floor at run time (PUT /v1/system/hosts/:id/admission). */
+function FloorEditor({ host }: { host: HostState }) {
+  const current = (host.admission?.thresholds?.minAvailableBytes ?? 0) / GiB;
+  const [value, setValue] = useState(current.toFixed(2));
+  const set = (gib: number) => api(`/v1/system/hosts/${encodeURIComponent(host.hostId)}/admission`, { method: 'PUT', body: JSON.stringify({ minAvailableBytes: Math.round(gib * GiB) }) });
+  return (
+    <div class="floor">
+      <label>
+        Admission floor (GiB available)
+        <input type="number" min="0" step="0.25" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} data-testid={`floor-input-${host.hostId}`} />
+      </label>
+      <ActionButton label="Apply" kind="primary" testId={`floor-apply-${host.hostId}`} run={() => set(Number(value))} />
+    </div>
+  );
+}

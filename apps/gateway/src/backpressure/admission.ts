@@ -1,0 +1,106 @@
+import type { Redis } from 'ioredis';
+import { ApiError, type HostState } from '@photoenhance/contracts';
+import { KEY_PREFIX, queueName } from '@photoenhance/queue';
+import type { GatewayConfig } from '../config.js';
+
+export interface QueueLoad {
+  /** waiting + prioritized + delayed over every engine queue. */
+  waiting: number;
+  /** Jobs finished (completed or failed) per second over the drain window, all engines. */
+  drainPerSecond: number;
+  at: number;
+}
+
+type Settings = Pick<GatewayConfig, 'maxQueuedJobs' | 'holdingGraceMs' | 'queueDepthCacheMs' | 'drainWindowMs' | 'retryAfterMinSeconds' | 'retryAfterMaxSeconds'>;
+
+/** Memory reasons are the ones that make a host hold for memory (the governor's reasons start with MEMORY_). */
+const isMemoryHold = (h: HostState): boolean => h.admission.state === 'holding' && h.admission.reason.startsWith('MEMORY');
+
+/**
+ * Gateway admission: refuses new submissions (503) while the queue is over its bound or every worker has held for
+ * memory past a grace period. Accepted jobs are never dropped; this only says "not now" to new ones.
+ *
+ * Retry-After comes from the measured drain rate: the time the workers need, at the rate they finished jobs over the
+ * last DRAIN_WINDOW_MS, to work off the excess over the limit plus a tenth of the limit (so a client that comes back
+ * finds room, and the queue has not run dry meanwhile), clamped to [RETRY_AFTER_MIN_SECONDS, RETRY_AFTER_MAX_SECONDS].
+ */
+export class GatewayAdmission {
+  private cached: QueueLoad | undefined;
+  private inflight: Promise<QueueLoad> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly settings: Settings,
+    private readonly engineNames: () => Promise<string[]>,
+    private readonly hosts: () => Promise<HostState[]>,
+  ) {}
+
+  /** Queue depth and drain rate, cached for QUEUE_DEPTH_CACHE_MS (one pipelined round trip when stale). */
+  async load(now = Date.now()): Promise<QueueLoad> {
+    if (this.cached && now - this.cached.at < this.settings.queueDepthCacheMs) return this.cached;
+    this.inflight ??= this.measure(now).finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  private async measure(now: number): Promise<QueueLoad> {
+    const names = await this.engineNames();
+    const since = now - this.settings.drainWindowMs;
+    const p = this.redis.pipeline();
+    for (const name of names) {
+      const k = `${KEY_PREFIX}:${queueName(name)}`;
+      p.llen(`${k}:wait`);
+      p.llen(`${k}:paused`);
+      p.zcard(`${k}:prioritized`);
+      p.zcard(`${k}:delayed`);
+      // Finished sets are scored by finishedOn (ms): a cheap, shared measure of what every worker did lately.
+      p.zcount(`${k}:completed`, since, '+inf');
+      p.zcount(`${k}:failed`, since, '+inf');
+    }
+    const res = (await p.exec()) ?? [];
+    let waiting = 0;
+    let finished = 0;
+    res.forEach(([err, v], i) => {
+      if (err) throw err;
+      if (i % 6 < 4) waiting += Number(v);
+      else finished += Number(v);
+    });
+    const load = { waiting, drainPerSecond: finished / (this.settings.drainWindowMs / 1000), at: now };
+    this.cached = load;
+    return load;
+  }
+
+  retryAfterSeconds(load: QueueLoad, backlog: number): number {
+    const { retryAfterMinSeconds: min, retryAfterMaxSeconds: max } = this.settings;
+    // Nothing finished in the window: no rate to go by; the middle of the range is an honest guess, not a promise.
+    const raw = load.drainPerSecond > 0 ? backlog / load.drainPerSecond : Math.min(max, Math.max(min, 30));
+    return Math.max(min, Math.min(max, Math.ceil(raw)));
+  }
+
+  /** Throws 503 QUEUE_FULL or WORKERS_HOLDING when a submission must wait; returns the load otherwise. */
+  async assertAccepting(now = Date.now()): Promise<QueueLoad> {
+    const load = await this.load(now);
+    const limit = this.settings.maxQueuedJobs;
+    if (load.waiting >= limit) {
+      const retry = this.retryAfterSeconds(load, load.waiting - limit + Math.ceil(limit / 10));
+      throw new ApiError('QUEUE_FULL', `${load.waiting} jobs are waiting, at the gateway's limit of ${limit} (MAX_QUEUED_JOBS); the workers finish about ${load.drainPerSecond.toFixed(2)} jobs/s`, {
+        extensions: { waiting: load.waiting, limit, drainPerSecond: round(load.drainPerSecond), retryAfterSeconds: retry },
+        headers: { 'retry-after': String(retry) },
+      });
+    }
+    const hosts = await this.hosts();
+    const grace = this.settings.holdingGraceMs;
+    if (hosts.length > 0 && hosts.every((h) => isMemoryHold(h) && now - h.admission.since >= grace)) {
+      const heldMs = Math.min(...hosts.map((h) => now - h.admission.since));
+      const retry = this.retryAfterSeconds(load, Math.max(1, load.waiting));
+      throw new ApiError('WORKERS_HOLDING', `Every worker host (${hosts.length}) has been holding for memory for at least ${Math.round(heldMs / 1000)} s (${[...new Set(hosts.map((h) => h.admission.reason))].join(', ')})`, {
+        extensions: { hosts: hosts.map((h) => ({ hostId: h.hostId, reason: h.admission.reason, since: new Date(h.admission.since).toISOString() })), retryAfterSeconds: retry },
+        headers: { 'retry-after': String(retry) },
+      });
+    }
+    return load;
+  }
+}
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;

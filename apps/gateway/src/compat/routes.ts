@@ -1,0 +1,269 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, BATCH_ID_PATTERN, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type BatchStatus, type JobView } from '@photoenhance/contracts';
+import { keys } from '@photoenhance/queue';
+import type { GatewayContext } from '../context.js';
+import { clientIdentity } from '../client-id.js';
+import { acceptJob, contentDisposition, downloadName } from '../routes/jobs.js';
+import { acceptBatch } from '../batches/accept.js';
+import { ResultNames } from '../batches/batch-service.js';
+import { sendResultsZip } from '../batches/routes.js';
+import { redisUnavailable } from '../problems.js';
+
+/**
+ * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`
+ * errors), backed by the same queue and batches as the native API.
+ *
+ * `tile_size` (256-512, default 400) and `quality_level` (fast|medium|high, default high) are read from the query string
+ * and from form fields (a form field wins). Mapping onto native options:
+ *   tile_size → bgTile;  fast → bgUpsampler none, scale 2 (faces restored, background resized plainly);
+ *   medium → bgUpsampler realesrgan, scale 2, quality 85;  high → bgUpsampler realesrgan, scale 2, quality 95.
+ * Output keeps the input's format (a PNG stays a PNG). Differences from PhotoEnhanceAI, on purpose: task ids are the
+ * gateway's job ids; a deleted task disappears (404) and only its own files are deleted; the task list shows only the
+ * caller's tasks when API keys are in use (and nothing to callers without a valid key).
+ */
+const EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.tiff', '.tif', '.webp']);
+const COMPAT_MAX_BATCH_FILES = 20;
+const TASK_LIST_LIMIT = 200;
+
+const QUALITY: Record<string, Record<string, string>> = {
+  fast: { bgUpsampler: 'none', scale: '2' },
+  medium: { bgUpsampler: 'realesrgan', scale: '2', quality: '85' },
+  high: { bgUpsampler: 'realesrgan', scale: '2', quality: '95' },
+};
+
+class CompatError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(typeof detail === 'string' ? detail : 'error');
+  }
+}
+
+/** Native problems → PhotoEnhanceAI status codes. */
+function fromApiError(err: ApiError): CompatError {
+  const statusByCode: Partial<Record<string, number>> = {
+    UNSUPPORTED_MEDIA_TYPE: 400,
+    IMAGE_UNREADABLE: 400,
+    IMAGE_DIMENSIONS_TOO_LARGE: 400,
+    UNEXPECTED_FIELD: 400,
+    BATCH_TOO_LARGE: 400,
+    IMAGE_REQUIRED: 422,
+    MULTIPART_REQUIRED: 422,
+    INVALID_OPTION: 422,
+    JOB_NOT_FOUND: 404,
+    JOB_EXPIRED: 404,
+    BATCH_NOT_FOUND: 404,
+  };
+  return new CompatError(statusByCode[err.code] ?? err.status, err.message, err.headers);
+}
+
+function mapParams(query: Record<string, unknown>): (fields: Record<string, string>) => Record<string, string> {
+  return (fields) => {
+    const pick = (name: string): string | undefined => fields[name] ?? (typeof query[name] === 'string' ? (query[name] as string) : undefined);
+    const tile = pick('tile_size') ?? '400';
+    const quality = (pick('quality_level') ?? 'high').trim().toLowerCase();
+    const n = Number(tile);
+    if (!Number.isInteger(n) || n < 256 || n > 512) throw new CompatError(422, `tile_size must be an integer from 256 to 512; received ${JSON.stringify(tile)}`);
+    const mapped = QUALITY[quality];
+    if (!mapped) throw new CompatError(422, `quality_level must be one of fast, medium, high; received ${JSON.stringify(quality)}`);
+    // Other form fields are ignored, as PhotoEnhanceAI does.
+    return { ...mapped, bgTile: String(n) };
+  };
+}
+
+function assertExtension(name: string): void {
+  const m = /\.[^.]*$/.exec(name);
+  if (m && !EXTENSIONS.has(m[0].toLowerCase())) throw new CompatError(400, `Unsupported file type ${m[0]}; send ${[...EXTENSIONS].join(', ')}`);
+}
+
+const epoch = (iso: string | undefined): number | null => (iso ? Date.parse(iso) / 1000 : null);
+
+const TASK_STATUS: Record<string, string> = { queued: 'queued', active: 'processing', completed: 'completed', failed: 'failed' };
+const BATCH_STATUS: Record<BatchStatus, string> = { queued: 'queued', running: 'processing', completed: 'completed', failed: 'failed', partial: 'partial_completed', canceled: 'failed' };
+
+function taskView(view: JobView): Record<string, unknown> {
+  const status = TASK_STATUS[view.status] ?? 'failed';
+  const messages: Record<string, string> = { queued: 'Task is queued', processing: 'Task is being processed', completed: 'Enhancement completed', failed: `Enhancement failed${view.error ? `: ${view.error.message}` : ''}` };
+  return {
+    task_id: view.id,
+    status,
+    message: messages[status],
+    progress: view.progress,
+    result_url: view.status === 'completed' ? `/api/v1/download/${view.id}` : null,
+    error: view.error ? `${view.error.code}: ${view.error.message}` : null,
+    created_at: epoch(view.createdAt),
+    updated_at: epoch(view.finishedAt ?? view.startedAt ?? view.createdAt),
+    processing_time: view.timings?.runMs !== undefined ? view.timings.runMs / 1000 : null,
+  };
+}
+
+/** The task list scope: everyone's when no keys are configured; the caller's key otherwise; nothing without a valid key. */
+function listScope(ctx: GatewayContext, req: FastifyRequest): string | undefined {
+  if (ctx.config.apiKeys.length === 0) return 'shared';
+  const who = clientIdentity(req, ctx.config.apiKeys);
+  return who.kind === 'key' ? who.id : undefined;
+}
+
+export function compatRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  void app.register(async (compat) => {
+    compat.setErrorHandler((error: FastifyError | ApiError | CompatError | Error, req: FastifyRequest, reply: FastifyReply) => {
+      let e: CompatError;
+      if (error instanceof CompatError) e = error;
+      else if (error instanceof ApiError) e = fromApiError(error);
+      else if ((error as FastifyError).statusCode === 413 || (error as FastifyError).code === 'FST_REQ_FILE_TOO_LARGE') e = new CompatError(413, 'File too large');
+      else if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new CompatError(422, 'Send the photo as multipart/form-data');
+      else {
+        req.log.error({ err: error }, 'unhandled error (compat route)');
+        e = new CompatError(500, `Internal error (request id ${req.id})`);
+      }
+      for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
+      return reply.code(e.status).type('application/json; charset=utf-8').send({ detail: e.detail });
+    });
+
+    compat.get('/health', async () => {
+      const hosts = await ctx.engines.hosts().catch(() => []);
+      let active = 0;
+      if (ctx.redisReady()) {
+        for (const e of await ctx.engines.list().catch(() => [])) active += await ctx.jobs.queue(e.name).getActiveCount().catch(() => 0);
+      }
+      return {
+        status: 'healthy',
+        timestamp: Date.now() / 1000,
+        active_tasks: active,
+        model_status: { initialized: hosts.length > 0, cuda_available: false, device: hosts.length > 0 ? 'workers' : 'none' },
+      };
+    });
+
+    compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance', async (req) => {
+      const { accepted } = await acceptJob(ctx, req, { fileField: 'file', mapFields: mapParams(req.query), native: false, checkName: assertExtension });
+      await indexTask(ctx, req, accepted.id);
+      return { task_id: accepted.id, status: 'queued', message: 'Task created, processing will start when a worker is free', created_at: epoch(accepted.createdAt) };
+    });
+
+    compat.get<{ Params: { task_id: string } }>('/api/v1/status/:task_id', async (req) => taskView(await findTask(ctx, req.params.task_id)));
+
+    compat.get<{ Params: { task_id: string } }>('/api/v1/download/:task_id', async (req, reply) => {
+      const id = req.params.task_id;
+      const view = await findTask(ctx, id);
+      const { job } = await ctx.jobs.find(id);
+      if (view.status !== 'completed' || !job?.returnvalue) throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
+      const result = job.returnvalue;
+      const path = ctx.storage.path(result.key);
+      const st = await stat(path).catch(() => undefined);
+      if (!st) throw new CompatError(404, 'Result file not found');
+      return reply
+        .type(FORMAT_CONTENT_TYPES[result.format])
+        .header('content-length', st.size)
+        .header('content-disposition', contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])))
+        .send(createReadStream(path));
+    });
+
+    compat.delete<{ Params: { task_id: string } }>('/api/v1/tasks/:task_id', async (req) => {
+      const id = req.params.task_id;
+      await findTask(ctx, id);
+      // Only this job: its queue entry and its own folder under the storage root.
+      await ctx.jobs.cancel(id);
+      await ctx.redis.zrem(keys.compatTasks(listScope(ctx, req) ?? 'anonymous'), id);
+      return { message: `Task ${id} deleted` };
+    });
+
+    compat.get('/api/v1/tasks', async (req) => {
+      const scope = listScope(ctx, req);
+      if (!scope) return { total_tasks: 0, tasks: [] };
+      const ids = await ctx.redis.zrevrange(keys.compatTasks(scope), 0, TASK_LIST_LIMIT - 1);
+      const tasks: Array<Record<string, unknown>> = [];
+      for (const id of ids) {
+        try {
+          tasks.push(taskView(await findTask(ctx, id)));
+        } catch {
+          await ctx.redis.zrem(keys.compatTasks(scope), id);
+        }
+      }
+      return { total_tasks: tasks.length, tasks };
+    });
+
+    compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance/batch', async (req) => {
+      const { accepted, jobIds } = await acceptBatch(ctx, req, {
+        imageField: 'files',
+        maxItems: COMPAT_MAX_BATCH_FILES,
+        mapFields: mapParams(req.query),
+        native: false,
+        source: 'compat',
+        refuseBadItems: true,
+        checkName: assertExtension,
+      });
+      for (const id of jobIds) if (id) await indexTask(ctx, req, id);
+      return {
+        batch_task_id: accepted.id,
+        total_files: accepted.total,
+        status: 'queued',
+        message: `Batch created with ${accepted.total} files`,
+        created_at: epoch(accepted.createdAt),
+        sub_tasks: jobIds.filter((x): x is string => Boolean(x)),
+      };
+    });
+
+    compat.get<{ Params: { id: string } }>('/api/v1/batch/status/:id', async (req) => {
+      const view = await ctx.batches.view(checkBatch(req.params.id));
+      const status = BATCH_STATUS[view.status];
+      return {
+        batch_task_id: view.id,
+        status,
+        total_files: view.total,
+        completed_files: view.counts.completed,
+        failed_files: view.counts.failed + view.counts.canceled,
+        progress: view.progress,
+        sub_tasks: view.items.map((i) => ({ task_id: i.jobId ?? null, status: TASK_STATUS[i.status] ?? 'failed', filename: i.name, progress: i.progress, error: i.error ? `${i.error.code}: ${i.error.message}` : null })),
+        created_at: epoch(view.createdAt),
+        updated_at: epoch(view.updatedAt),
+        message: `${view.counts.completed} of ${view.total} files completed, ${view.counts.failed + view.counts.canceled} failed`,
+      };
+    });
+
+    compat.get<{ Params: { id: string } }>('/api/v1/batch/download/:id', async (req, reply) => {
+      const id = checkBatch(req.params.id);
+      const { rec, items } = await ctx.batches.record(id);
+      const states = await ctx.batches.itemStates(rec, items);
+      const status = ctx.batches.summarize(rec, states).status;
+      if (status !== 'completed' && status !== 'partial') throw new CompatError(400, `Batch is not completed (status: ${BATCH_STATUS[status]})`);
+      // Their original names, with the output's extension, made unique.
+      const names = new ResultNames();
+      return sendResultsZip(ctx, reply, states, `batch_results_${id}.zip`, (s) => originalName(names, s.view.name, s.view.resultName));
+    });
+  });
+}
+
+function originalName(names: ResultNames, name: string, resultName: string): string {
+  const ext = /\.([^.]+)$/.exec(resultName)?.[1] ?? 'png';
+  const stem = name.replace(/\.[^.]*$/, '') || 'photo';
+  return names.next(`${stem}.${ext}`, ext).replace(/_enhanced( \(\d+\))?\./, (_m, n: string | undefined) => `${n ?? ''}.`);
+}
+
+function checkBatch(id: string): string {
+  if (!BATCH_ID_PATTERN.test(id)) throw new CompatError(404, 'Batch task not found');
+  return id;
+}
+
+async function findTask(ctx: GatewayContext, id: string): Promise<JobView> {
+  if (!JOB_ID_PATTERN.test(id)) throw new CompatError(404, 'Task not found');
+  if (!ctx.redisReady()) throw redisUnavailable();
+  try {
+    const { view } = await ctx.jobs.find(id);
+    // A deleted (canceled) task is gone, as in PhotoEnhanceAI.
+    if (view.status === 'canceled') throw new CompatError(404, 'Task not found');
+    return view;
+  } catch (err) {
+    if (err instanceof ApiError && (err.code === 'JOB_NOT_FOUND' || err.code === 'JOB_EXPIRED')) throw new CompatError(404, 'Task not found');
+    throw err;
+  }
+}
+
+async function indexTask(ctx: GatewayContext, req: FastifyRequest, id: string): Promise<void> {
+  const scope = listScope(ctx, req) ?? 'anonymous';
+  const k = keys.compatTasks(scope);
+  await ctx.redis.multi().zadd(k, Date.now(), id).expire(k, ctx.config.jobTtlSeconds).exec();
+}

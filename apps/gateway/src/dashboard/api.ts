@@ -1,0 +1,280 @@
+import { createReadStream } from 'node:fs';
+import { access, rename } from 'node:fs/promises';
+import type { Job, JobType } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
+import { ApiError, BATCH_ID_PATTERN, JOB_ID_PATTERN, decodeJobError, type BatchView, type JobData, type JobResult, type JobStatus } from '@photoenhance/contracts';
+import { KEY_PREFIX } from '@photoenhance/queue';
+import type { GatewayContext } from '../context.js';
+import { bullStateToStatus } from '../job-service.js';
+import type { QueueObserver } from '../metrics/observer.js';
+import type { DashboardStream } from './live.js';
+import { overview } from './overview.js';
+
+/** Our job statuses as BullMQ states, in the order the jobs table lists them. */
+const STATE_GROUPS: Record<Exclude<JobStatus, 'canceled'>, JobType[]> = {
+  active: ['active'],
+  queued: ['waiting', 'prioritized', 'delayed', 'waiting-children'],
+  failed: ['failed'],
+  completed: ['completed'],
+};
+const LIST_ORDER = ['active', 'queued', 'failed', 'completed'] as const;
+const THUMB_PX = 320;
+const MAX_PAGE_SIZE = 200;
+
+export interface JobRow {
+  id: string;
+  engine: string;
+  status: JobStatus;
+  progress: number;
+  attempts: number;
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  input?: { name: string; width: number; height: number; bytes: number };
+  error?: { code: string; message: string };
+}
+
+function iso(ms: number | undefined | null): string | undefined {
+  return ms ? new Date(ms).toISOString() : undefined;
+}
+
+function row(job: Job<JobData, JobResult>, status: JobStatus): JobRow {
+  const d = job.data;
+  const r: JobRow = {
+    id: d?.id ?? String(job.id),
+    engine: d?.engine ?? '',
+    status,
+    progress: status === 'completed' ? 1 : typeof job.progress === 'number' ? job.progress : 0,
+    attempts: job.attemptsStarted ?? job.attemptsMade,
+  };
+  const created = iso(d?.createdAt ?? job.timestamp);
+  if (created) r.createdAt = created;
+  const started = iso(job.processedOn);
+  if (started) r.startedAt = started;
+  const finished = iso(job.finishedOn);
+  if (finished && (status === 'completed' || status === 'failed')) r.finishedAt = finished;
+  if (d?.input) r.input = { name: d.input.name, width: d.input.width, height: d.input.height, bytes: d.input.bytes };
+  const err = status === 'failed' || status === 'queued' ? decodeJobError(job.failedReason) : undefined;
+  if (err) r.error = err;
+  return r;
+}
+
+function checkId(id: string): void {
+  if (!JOB_ID_PATTERN.test(id)) throw new ApiError('JOB_NOT_FOUND', `No job with id ${JSON.stringify(id.slice(0, 80))}`);
+}
+
+export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer: QueueObserver, stream: DashboardStream): void {
+  const engineOf = async (name: string): Promise<string> => {
+    const names = (await ctx.engines.list()).map((e) => e.name);
+    if (!names.includes(name)) throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${name}"; available: ${names.join(', ')}`, { extensions: { engine: name, available: names } });
+    return name;
+  };
+  const tags = ['operator'];
+
+  app.get('/dashboard/api/events', { schema: { hide: true } }, async (req, reply) => {
+    stream.open(req, reply);
+    return reply;
+  });
+
+  app.get('/dashboard/api/overview', { schema: { tags, summary: 'Queue counts, throughput, wait/run percentiles, hosts and their timeline' } }, async () => {
+    await observer.refresh();
+    return { ...overview(observer), samples: observer.samples };
+  });
+
+  app.get<{ Querystring: { state?: string; engine?: string; page?: number; pageSize?: number } }>('/dashboard/api/jobs', {
+    schema: {
+      tags,
+      summary: 'Recent jobs, filtered by state and engine, paginated on the server',
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          state: { type: 'string', enum: ['all', ...LIST_ORDER] },
+          engine: { type: 'string' },
+          page: { type: 'integer', minimum: 1, default: 1 },
+          pageSize: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: 25 },
+        },
+      },
+    },
+  }, async (req) => {
+    const { state = 'all', page = 1, pageSize = 25 } = req.query;
+    const engines = req.query.engine && req.query.engine !== 'all' ? [await engineOf(req.query.engine)] : (await ctx.engines.list()).map((e) => e.name);
+    const groups = state === 'all' ? [...LIST_ORDER] : [state as (typeof LIST_ORDER)[number]];
+    // The list is a concatenation of segments (status group × engine × BullMQ state), newest first inside each; only the
+    // segments the page overlaps are read, so a page costs O(pageSize) whatever the queue length.
+    const segments: Array<{ engine: string; status: JobStatus; bullState: JobType; count: number }> = [];
+    for (const status of groups) {
+      for (const engine of engines) {
+        const q = ctx.jobs.queue(engine);
+        const counts = await q.getJobCounts(...STATE_GROUPS[status]);
+        for (const bullState of STATE_GROUPS[status]) if ((counts[bullState] ?? 0) > 0) segments.push({ engine, status, bullState, count: counts[bullState]! });
+      }
+    }
+    const total = segments.reduce((n, s) => n + s.count, 0);
+    const start = (page - 1) * pageSize;
+    const end = start + pageSize;
+    const jobs: JobRow[] = [];
+    let offset = 0;
+    for (const s of segments) {
+      const segStart = offset;
+      offset += s.count;
+      if (offset <= start || segStart >= end) continue;
+      const from = Math.max(start - segStart, 0);
+      const to = Math.min(end - segStart, s.count) - 1;
+      const found = (await ctx.jobs.queue(s.engine).getJobs([s.bullState], from, to, false)) as Array<Job<JobData, JobResult> | undefined>;
+      for (const job of found) if (job) jobs.push(row(job, s.status));
+    }
+    return { total, page, pageSize, pages: Math.max(1, Math.ceil(total / pageSize)), jobs };
+  });
+
+  app.get<{ Params: { id: string } }>('/dashboard/api/jobs/:id', { schema: { tags, summary: 'One job: view, engine log lines, attempts, timings, thumbnails' } }, async (req) => {
+    checkId(req.params.id);
+    const { view, job } = await ctx.jobs.find(req.params.id);
+    const logs = job ? await ctx.jobs.queue(view.engine).getJobLogs(view.id, 0, 499, true).catch(() => ({ logs: [] as string[], count: 0 })) : { logs: [], count: 0 };
+    const rv = job?.returnvalue as JobResult | null | undefined;
+    const base = `/dashboard/api/jobs/${view.id}/thumbs`;
+    return {
+      view,
+      logs: logs.logs,
+      logCount: logs.count,
+      attemptsMade: job?.attemptsMade ?? 0,
+      attemptsStarted: job?.attemptsStarted ?? 0,
+      maxAttempts: job?.opts.attempts ?? 1,
+      failedReason: job?.failedReason ?? null,
+      stacktrace: (job?.stacktrace ?? []).slice(-3),
+      engineRun: rv ? { engine: rv.engine, timings: rv.timings } : null,
+      thumbnails: {
+        input: view.status === 'canceled' ? null : `${base}/input`,
+        output: view.status === 'completed' ? `${base}/output` : null,
+      },
+    };
+  });
+
+  app.get<{ Params: { id: string; which: string } }>('/dashboard/api/jobs/:id/thumbs/:which', { schema: { hide: true } }, async (req, reply) => {
+    checkId(req.params.id);
+    const which = req.params.which;
+    if (which !== 'input' && which !== 'output') throw new ApiError('ROUTE_NOT_FOUND', `No thumbnail "${which.slice(0, 20)}" (input or output)`);
+    const { view, job } = await ctx.jobs.find(req.params.id);
+    const key = which === 'input' ? job?.data.input.key : view.status === 'completed' ? (job?.returnvalue as JobResult | undefined)?.key : undefined;
+    if (!key) throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} has no ${which} image (it is ${view.status})`);
+    const thumb = ctx.storage.path(`${view.id}/thumb-${which}.webp`);
+    // Made once, small, next to the job's files (deleted with them); never the full image.
+    if (!(await exists(thumb))) {
+      const source = ctx.storage.path(key);
+      if (!(await exists(source))) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
+      const tmp = `${thumb}.${process.pid}.${Date.now()}.tmp`;
+      await sharp(source, { limitInputPixels: 400_000_000 }).rotate().resize({ width: THUMB_PX, height: THUMB_PX, fit: 'inside', withoutEnlargement: true }).webp({ quality: 72 }).toFile(tmp);
+      await rename(tmp, thumb);
+    }
+    return reply.type('image/webp').header('cache-control', 'private, max-age=3600').send(createReadStream(thumb));
+  });
+
+  // --- batches (another part of the gateway owns them; read through ctx.batches when it is there) ---
+  const batchService = (): { view(id: string): Promise<BatchView> } | undefined => {
+    const b = (ctx as unknown as { batches?: { view?: unknown } }).batches;
+    return b && typeof b.view === 'function' ? (b as { view(id: string): Promise<BatchView> }) : undefined;
+  };
+
+  app.get<{ Querystring: { limit?: number } }>('/dashboard/api/batches', {
+    schema: { tags, summary: 'Most recent batches (summaries, newest first)', querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 } } } },
+  }, async (req) => {
+    const svc = batchService();
+    if (!svc) return { available: false, batches: [] };
+    // Batches have no index of their own: find their records (bounded SCAN), newest first.
+    const ids: string[] = [];
+    let cursor = '0';
+    let rounds = 0;
+    do {
+      const [next, found] = await ctx.redis.scan(cursor, 'MATCH', `${KEY_PREFIX}:batch:b_*`, 'COUNT', 1000);
+      cursor = next;
+      for (const k of found) {
+        const id = k.slice(`${KEY_PREFIX}:batch:`.length);
+        if (BATCH_ID_PATTERN.test(id)) ids.push(id);
+      }
+    } while (cursor !== '0' && ++rounds < 200 && ids.length < 5000);
+    const created = await Promise.all(ids.map(async (id) => ({ id, at: Number(await ctx.redis.hget(`${KEY_PREFIX}:batch:${id}`, 'createdAt')) || 0 })));
+    created.sort((a, b) => b.at - a.at);
+    const views = await Promise.all(created.slice(0, req.query.limit ?? 20).map((c) => svc.view(c.id).catch(() => undefined)));
+    return {
+      available: true,
+      batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({ ...summary, failedItems: items.filter((i) => i.status === 'failed').slice(0, 50) })),
+    };
+  });
+
+  // --- operator actions (guarded by the operator credential, like everything under /dashboard) ---
+  const action = { tags, params: { type: 'object', properties: { engine: { type: 'string' } }, required: ['engine'] } };
+
+  app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/pause', { schema: { ...action, summary: 'Pause the engine queue (workers finish active jobs, take no new ones)' } }, async (req) => {
+    const engine = await engineOf(req.params.engine);
+    await ctx.jobs.queue(engine).pause();
+    await observer.refresh();
+    return { engine, paused: true };
+  });
+
+  app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/resume', { schema: { ...action, summary: 'Resume the engine queue' } }, async (req) => {
+    const engine = await engineOf(req.params.engine);
+    await ctx.jobs.queue(engine).resume();
+    await observer.refresh();
+    return { engine, paused: false };
+  });
+
+  app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/retry-failed', { schema: { ...action, summary: 'Retry every failed job of the engine queue' } }, async (req) => {
+    const engine = await engineOf(req.params.engine);
+    const q = ctx.jobs.queue(engine);
+    const before = await q.getFailedCount();
+    await q.retryJobs({ state: 'failed', count: 500 });
+    await observer.refresh();
+    return { engine, retried: before };
+  });
+
+  app.post<{ Params: { engine: string }; Body: { confirm: string } }>('/dashboard/api/queues/:engine/drain', {
+    schema: {
+      ...action,
+      summary: 'Cancel every waiting job of the engine queue (their files are deleted); active jobs finish',
+      body: { type: 'object', required: ['confirm'], additionalProperties: false, properties: { confirm: { type: 'string', description: 'The engine name again, as a confirmation.' } } },
+    },
+  }, async (req) => {
+    const engine = await engineOf(req.params.engine);
+    if (req.body.confirm !== engine) throw new ApiError('INVALID_REQUEST', `To drain, send {"confirm": "${engine}"}`);
+    const q = ctx.jobs.queue(engine);
+    let canceled = 0;
+    // Cancel one page at a time through the job service, so each job gets its tombstone and loses its files.
+    for (let round = 0; round < 1000; round++) {
+      const page = await q.getJobs(['waiting', 'prioritized', 'delayed', 'paused'], 0, 99, true);
+      const ids = page.filter((j): j is Job => Boolean(j?.id)).map((j) => String(j.id));
+      if (ids.length === 0) break;
+      const results = await Promise.allSettled(ids.map((id) => ctx.jobs.cancel(id)));
+      canceled += results.filter((r) => r.status === 'fulfilled').length;
+      if (results.every((r) => r.status === 'rejected')) break;
+    }
+    await observer.refresh();
+    return { engine, canceled };
+  });
+
+  app.post<{ Params: { id: string } }>('/dashboard/api/jobs/:id/cancel', { schema: { tags, summary: 'Cancel a job (same as DELETE /v1/jobs/:id)' } }, async (req) => {
+    checkId(req.params.id);
+    const view = await ctx.jobs.cancel(req.params.id);
+    await observer.refresh();
+    return view;
+  });
+
+  app.post<{ Params: { id: string } }>('/dashboard/api/jobs/:id/retry', { schema: { tags, summary: 'Retry a failed job' } }, async (req) => {
+    checkId(req.params.id);
+    const { view, job } = await ctx.jobs.find(req.params.id);
+    if (view.status !== 'failed' || !job) throw new ApiError('INVALID_REQUEST', `Only failed jobs can be retried; job ${view.id} is ${view.status}`, { status: 409 });
+    await job.retry('failed');
+    await observer.refresh();
+    const state = await job.getState();
+    return { id: view.id, status: bullStateToStatus(state) };
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,106 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
+import { HostStateSchema, JobAcceptedSchema, JobSubmissionSchema, JobViewSchema, ProblemSchema } from './schemas.js';
+
+/**
+ * The OpenAPI 3 document at /docs/json (UI at /docs), built by @fastify/swagger from the routes' own schemas.
+ * Routes that parse their body by hand (multipart) or send answers without a response schema get their documentation
+ * here, through @fastify/swagger's `transform`: it only shapes the document and never changes validation or output.
+ * Register before the routes.
+ */
+
+type Doc = Partial<Pick<FastifySchema, 'body' | 'params' | 'querystring'>> & {
+  summary: string;
+  tags: string[];
+  consumes?: string[];
+  produces?: string[];
+  response?: Record<string, unknown>;
+  description?: string;
+  security?: Array<Record<string, string[]>>;
+};
+
+const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: ProblemSchema } } });
+const jobId = { type: 'object', properties: { id: { type: 'string', pattern: '^j_[0-9a-z]{20}$' } }, required: ['id'] };
+const OPERATOR: Array<Record<string, string[]>> = [{ operatorBearer: [] }, { operatorBasic: [] }, { operatorCookie: [] }];
+
+const DOCS: Record<string, Doc> = {
+  'POST /v1/jobs': {
+    tags: ['jobs'],
+    summary: 'Submit a photo to enhance',
+    description: 'multipart/form-data with the photo in a part named `image` and the options as text fields. Answers 202 with the job id and links; follow `links.events` (SSE) or poll `links.self`.',
+    consumes: ['multipart/form-data'],
+    body: JobSubmissionSchema,
+    response: { 202: { description: 'Accepted', ...JobAcceptedSchema }, '4xx': problem('Invalid upload or option'), 503: problem('Queue unavailable or full') },
+  },
+  'GET /v1/jobs/:id': { tags: ['jobs'], summary: 'Job status', params: jobId, response: { 200: JobViewSchema, 404: problem('Unknown job'), 410: problem('Expired') } },
+  'DELETE /v1/jobs/:id': { tags: ['jobs'], summary: 'Cancel a job (deletes its files)', params: jobId, response: { 200: JobViewSchema, 404: problem('Unknown job') } },
+  'GET /v1/jobs/:id/result': {
+    tags: ['jobs'],
+    summary: 'Download the enhanced image',
+    params: jobId,
+    produces: ['image/png', 'image/jpeg', 'image/webp'],
+    response: { 200: { description: 'The image', type: 'string', format: 'binary' }, 409: problem('Not completed yet'), 410: problem('Expired') },
+  },
+  'GET /v1/jobs/:id/events': {
+    tags: ['jobs'],
+    summary: 'Server-sent events for one job (`status` with the JobView, `progress`), closed after a final status',
+    params: jobId,
+    produces: ['text/event-stream'],
+    response: { 200: { description: 'text/event-stream', type: 'string' } },
+  },
+  'GET /healthz': { tags: ['system'], summary: 'Liveness', response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeSeconds: { type: 'integer' } } } } },
+  'GET /readyz': { tags: ['system'], summary: 'Readiness (Redis reachable)', response: { 200: { type: 'object', properties: { status: { type: 'string' }, redis: { type: 'string' }, workers: { type: 'integer' } } }, 503: problem('Redis unreachable') } },
+  'GET /v1/system': { tags: ['system'], summary: 'Worker hosts: admission, memory, engine processes', response: { 200: { type: 'object', properties: { hosts: { type: 'array', items: HostStateSchema }, sseClients: { type: 'integer' } } } } },
+  'GET /v1/engines': { tags: ['system'], summary: 'Engines offered by live workers and configured as known', response: { 200: { type: 'object', additionalProperties: true } } },
+  'PUT /v1/system/hosts/:hostId/admission': {
+    tags: ['operator'],
+    summary: "Change a host's admission thresholds at run time (`*` for every host)",
+    security: OPERATOR,
+    response: { 202: { type: 'object', properties: { hostId: { type: 'string' }, delivered: { type: 'integer' } }, additionalProperties: true }, 401: problem('Operator credential required'), 404: problem('No such live host') },
+  },
+};
+
+function docFor(route: RouteOptions, url: string): Doc | undefined {
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  for (const m of methods) {
+    const d = DOCS[`${m} ${url}`];
+    if (d) return d;
+  }
+  return undefined;
+}
+
+export async function registerOpenApi(app: FastifyInstance, opts: { version?: string } = {}): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'PhotoEnhance Gateway',
+        version: opts.version ?? '0.1.0',
+        description: 'Submit photos to enhance, follow jobs, download results. Errors are RFC 9457 problems with codes from the error catalogue.',
+      },
+      tags: [
+        { name: 'jobs', description: 'Submit, follow and download jobs' },
+        { name: 'batches', description: 'Many photos as one batch' },
+        { name: 'system', description: 'Health, engines and worker hosts' },
+        { name: 'operator', description: 'Operator endpoints (DASHBOARD_TOKEN, or loopback only when it is unset)' },
+      ],
+      components: {
+        securitySchemes: {
+          operatorBearer: { type: 'http', scheme: 'bearer', description: 'DASHBOARD_TOKEN' },
+          operatorBasic: { type: 'http', scheme: 'basic', description: 'Any user name, DASHBOARD_TOKEN as the password' },
+          operatorCookie: { type: 'apiKey', in: 'cookie', name: 'pe_operator', description: 'Set by POST /dashboard/login' },
+        },
+      },
+    },
+    transform({ schema, url, route }) {
+      const doc = docFor(route, url);
+      const base = (schema ?? {}) as Record<string, unknown>;
+      const tagged = url.startsWith('/dashboard/api/') ? { security: OPERATOR } : {};
+      if (!doc) return { schema: { ...base, ...tagged } as FastifySchema, url };
+      // Route-declared parts win: they are what is validated.
+      return { schema: { ...doc, ...base, ...tagged } as FastifySchema, url };
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true }, staticCSP: true });
+}
