@@ -90,7 +90,7 @@ export async function benchBatch(opts: { jobs?: number } = {}): Promise<Row[]> {
         metric: 'window, second half of the run',
         value: lateSizes.length ? lateSizes.reduce((a, b) => a + b, 0) / lateSizes.length : w.final,
         unit: 'jobs',
-        note: `min ${lateSizes.length ? Math.min(...lateSizes) : w.final}, max ${lateSizes.length ? Math.max(...lateSizes) : w.final}, final ${w.final}; limit ${QUEUE_LIMIT} + pool ${POOL} = ${QUEUE_LIMIT + POOL} fits`,
+        note: `min ${lateSizes.length ? Math.min(...lateSizes) : w.final}, max ${lateSizes.length ? Math.max(...lateSizes) : w.final}, final ${w.final}; the gateway holds ${QUEUE_LIMIT} waiting + ${POOL} running (+ finished ones not yet polled)`,
       });
     }
   } finally {

@@ -6,8 +6,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { benchBatch } from './batch.js';
+import { benchEngines } from './engines.js';
 import { benchSpine, type Row } from './spine.js';
 import { REPO } from '../test/support/stack.js';
+import { benchOvershoot } from '../packages/governor/bench/overshoot.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const only = process.argv.slice(2);
@@ -16,14 +19,13 @@ const want = (name: string): boolean => only.length === 0 || only.includes(name)
 
 if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
 if (want('governor')) {
-  try {
-    const modPath = '../packages/governor/bench/overshoot.js';
-    const mod = (await import(modPath)) as { benchOvershoot: () => Promise<Array<Record<string, unknown>>> };
-    for (const r of await mod.benchOvershoot()) rows.push({ section: 'governor', metric: String(r.metric ?? r.name ?? ''), value: Number(r.value ?? 0), unit: String(r.unit ?? ''), note: JSON.stringify(r) });
-  } catch (err) {
-    console.error('governor bench skipped:', (err as Error).message);
+  for (const { metric, value, unit, ...figures } of await benchOvershoot()) {
+    const note = Object.entries(figures).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${String(v)}`).join(', ');
+    rows.push({ section: 'governor (limit 512 MiB)', metric, value, unit, note });
   }
 }
+if (want('engines')) rows.push(...(await benchEngines({ quick })));
+if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');

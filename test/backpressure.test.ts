@@ -15,13 +15,14 @@ const LIMIT = 4;
 
 beforeAll(async () => {
   redis = await startTestRedis();
-  gw = await startGateway(redis.url, { knownEngines: ['quick', 'one'], defaultEngine: 'quick', maxQueuedJobs: LIMIT, queueDepthCacheMs: 0, drainWindowMs: 10_000, holdingGraceMs: 200 });
+  gw = await startGateway(redis.url, { knownEngines: ['quick', 'one'], defaultEngine: 'quick', maxQueuedJobs: LIMIT, queueDepthCacheMs: 0, drainWindowMs: 60_000, holdingGraceMs: 200 });
   const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
   const cfg = join(cfgDir, 'worker.json');
   writeFileSync(cfg, JSON.stringify({
     engines: [
       { name: 'quick', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '60'], poolSize: 2 },
-      { name: 'one', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '150'], poolSize: 1 },
+      // One at a time, slowly: floods outrun it even on a loaded machine.
+      { name: 'one', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '250'], poolSize: 1 },
     ],
   }));
   worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
@@ -46,7 +47,7 @@ describe('bounded queue', () => {
     const refused: Array<{ retryAfter: number; body: Record<string, unknown> }> = [];
     // Two rounds: the second one has a measured drain rate from the first.
     for (let round = 0; round < 2; round++) {
-      const answers = await Promise.all(Array.from({ length: LIMIT * 5 }, () => submit(gw.url, photo, { scale: '1' })));
+      const answers = await Promise.all(Array.from({ length: LIMIT * 5 }, () => submit(gw.url, photo, { scale: '1', engine: 'one' })));
       for (const res of answers) {
         if (res.status === 202) accepted.push(((await res.json()) as { id: string }).id);
         else {
@@ -56,7 +57,7 @@ describe('bounded queue', () => {
           refused.push({ retryAfter: Number(res.headers.get('retry-after')), body });
         }
       }
-      await until('queue drained', async () => (await gw.ctx.admission.load()).waiting === 0, 30_000, 50);
+      await until('queue drained', async () => (await gw.ctx.admission.load()).waiting === 0, 60_000, 50);
     }
     expect(refused.length).toBeGreaterThan(0);
     expect(accepted.length).toBeGreaterThanOrEqual(LIMIT);
@@ -70,7 +71,7 @@ describe('bounded queue', () => {
     // The second round's refusals carry a measured (non-zero) drain rate.
     expect(refused.some((r) => Number(r.body.drainPerSecond) > 0), JSON.stringify(refused.map((r) => r.body.drainPerSecond))).toBe(true);
     for (const id of accepted) expect((await waitForStatus(gw.url, id, ['completed', 'failed'])).status).toBe('completed');
-  });
+  }, 120_000);
 
   it('Retry-After follows the drain rate, clamped to its bounds', () => {
     const a = gw.ctx.admission;

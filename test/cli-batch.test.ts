@@ -253,6 +253,25 @@ describe('photoenhance batch against a real gateway and worker', () => {
     expect(run.stderr).toContain('holds a batch made with other options');
   });
 
+  it('status of a real batch (POST /v1/batches) prints its counts', async () => {
+    const form = new FormData();
+    for (const [i, w] of [20, 24].entries()) {
+      const img = await sharp({ create: { width: w, height: 16, channels: 3, background: '#448' } }).png().toBuffer();
+      form.append('images', new Blob([img], { type: 'image/png' }), `item${i}.png`);
+    }
+    const res = await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await until('the batch to finish', async () => ((await (await fetch(`${gw.url}/v1/batches/${id}`)).json()) as { status: string }).status === 'completed', 30_000, 100);
+    const run = await runCli(['status', id], { env });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^batch\\s+${id}$`, 'm'));
+    expect(run.stdout).toMatch(/^status\s+completed$/m);
+    expect(run.stdout).toMatch(/^items\s+2 total: 2 completed$/m);
+    const json = await runCli(['status', id, '--json'], { env });
+    expect(JSON.parse(json.stdout)).toMatchObject({ id, total: 2 });
+  });
+
   it('watch --once prints the hosts and the queue figures', async () => {
     const run = await runCli(['watch', '--once'], { env });
     expect(run.code, run.stderr).toBe(0);
@@ -277,6 +296,7 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
     let n = 0;
     // A stand-in for the gateway: a real one cannot be made to answer 503 on cue. POSTs 6 and 7 get 503 Retry-After: 1.
     server = createServer((req, res) => {
+      const arrivedAt = Date.now();
       req.resume();
       req.on('end', () => {
         const json = (status: number, obj: unknown, headers: Record<string, string> = {}): void => {
@@ -286,7 +306,7 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
         const m = /^\/v1\/jobs\/(j_[0-9a-z]{20})(\/result)?$/.exec(req.url ?? '');
         if (req.method === 'GET' && req.url === '/healthz') return json(200, { status: 'ok' });
         if (req.method === 'POST' && req.url === '/v1/jobs') {
-          posts.push({ at: Date.now(), key: String(req.headers['idempotency-key']) });
+          posts.push({ at: arrivedAt, key: String(req.headers['idempotency-key']) });
           n++;
           if (n === 6 || n === 7) {
             busySentAt.push(Date.now());
@@ -317,24 +337,26 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  it('sends nothing until Retry-After has passed, resends with the same key, and shrinks its window once', async () => {
+  it('sends nothing until Retry-After has passed and resends with the same key', async () => {
     const src = join(work, 'scripted');
     mkdirSync(src, { recursive: true });
     const body = await png;
-    for (let i = 0; i < 30; i++) writeFileSync(join(src, `s${String(i).padStart(2, '0')}.png`), body);
-    const run = await runCli(['batch', src, '--out', join(work, 'scripted-out'), '--url', url, '--json', '--concurrency-max', '4'], { timeoutMs: 60_000 });
+    for (let i = 0; i < 12; i++) writeFileSync(join(src, `s${String(i).padStart(2, '0')}.png`), body);
+    // One submission at a time, so every POST after a 503 was sent after the client read it: none may come early.
+    const run = await runCli(['batch', src, '--out', join(work, 'scripted-out'), '--url', url, '--json', '--concurrency-max', '1'], { timeoutMs: 60_000 });
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout) as Summary;
-    expect(summary).toMatchObject({ done: 30, submitted: 30, busy: { total: 2, byCode: { QUEUE_FULL: 2 } } });
-    expect(summary.window.decreases).toBe(1); // the second 503 answered a request sent before the first decrease
-    expect(posts).toHaveLength(32);
-    // Requests already on the wire when a 503 left may arrive within a few ms; nothing new until a full second passed.
+    expect(summary).toMatchObject({ done: 12, submitted: 12, busy: { total: 2, byCode: { QUEUE_FULL: 2 } } });
+    expect(summary.window.decreases).toBe(2);
+    expect(posts).toHaveLength(14);
     for (const sent of busySentAt) {
-      const early = posts.filter((p) => p.at > sent + 50 && p.at < sent + 1000);
+      const early = posts.filter((p) => p.at > sent && p.at < sent + 1000);
       expect(early, `POSTs within Retry-After of the 503 sent at ${sent}`).toEqual([]);
     }
+    expect(posts[6]!.at - busySentAt[0]!).toBeGreaterThanOrEqual(1000);
+    expect(posts[7]!.at - busySentAt[1]!).toBeGreaterThanOrEqual(1000);
     // The refused photos were resent with the same Idempotency-Key: one key per photo.
-    expect(new Set(posts.map((p) => p.key)).size).toBe(30);
+    expect(new Set(posts.map((p) => p.key)).size).toBe(12);
   }, 90_000);
 
   it('status shows a batch (b_ id), defensively, and exits 1 when it ended partial', async () => {

@@ -20,7 +20,12 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
 
   app.get('/v1/system', async () => {
     const hosts = await ctx.engines.hosts();
-    return { hosts, sseClients: ctx.events.clientCount() };
+    const names = (await ctx.engines.list()).map((e) => e.name);
+    const queues: Record<string, Record<string, number>> = {};
+    await Promise.all(names.map(async (name) => {
+      queues[name] = await ctx.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
+    }));
+    return { hosts, queues, sseClients: ctx.events.clientCount() };
   });
 
   app.put<{ Params: { hostId: string }; Body: AdmissionOverride }>('/v1/system/hosts/:hostId/admission', {
