@@ -61,6 +61,9 @@ const CONTENT_TYPES: Record<string, string> = {
   '.tiff': 'image/tiff',
 };
 
+/** Names of unfinished downloads (`.<name>.<12 hex>.part`), left behind only if the process was killed mid-download. */
+export const PARTIAL_DOWNLOAD = /^\..+\.[0-9a-f]{12}\.part$/;
+
 export class PhotoEnhanceClient {
   readonly baseUrl: string;
   private readonly apiKey: string | undefined;
@@ -137,7 +140,7 @@ export class PhotoEnhanceClient {
     const res = await this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/result`, { signal });
     if (!res.body) throw new Error(`the gateway sent no body for the result of ${id}`);
     await mkdir(dirname(destPath), { recursive: true });
-    const tmp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.part`);
+    const tmp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.part`); // matches PARTIAL_DOWNLOAD
     try {
       await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(tmp, { flags: 'wx' }), { signal });
       await rename(tmp, destPath);

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { PARTIAL_DOWNLOAD } from '@photoenhance/client';
 
 /** The manifest's file name inside the output folder. */
 export const MANIFEST_NAME = '.photoenhance-batch.jsonl';
@@ -173,6 +174,18 @@ export function lockFolder(outDir: string): () => void {
     }
   }
   throw new LockedError(`cannot lock ${outDir} (${path} keeps reappearing)`);
+}
+
+/** Unfinished downloads of an earlier run that was killed; only called while holding the folder's lock. */
+export async function removeStalePartials(outDir: string): Promise<number> {
+  let removed = 0;
+  for (const rel of await readdir(outDir, { recursive: true })) {
+    if (PARTIAL_DOWNLOAD.test(basename(rel))) {
+      await rm(join(outDir, rel), { force: true });
+      removed++;
+    }
+  }
+  return removed;
 }
 
 export class LockedError extends Error {

@@ -6,7 +6,7 @@ import { CliError, EXIT } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
 import { validateOptions } from './enhance.js';
 import { PHOTO_EXTENSIONS, findPhotos, type Source } from '../batch/inputs.js';
-import { LockedError, Manifest, lockFolder, sameOptions } from '../batch/manifest.js';
+import { LockedError, Manifest, lockFolder, removeStalePartials, sameOptions } from '../batch/manifest.js';
 import { BatchRunner, type BatchReport } from '../batch/runner.js';
 import { startProgress } from '../batch/progress.js';
 import { formatSummary, summaryJson } from '../batch/summary.js';
@@ -91,6 +91,7 @@ async function batch(spec: string, flags: BatchFlags): Promise<number> {
     throw err;
   }
   try {
+    await removeStalePartials(outDir);
     const manifest = await Manifest.open(outDir, source.base, options);
     if (!sameOptions(manifest.header.options, options)) {
       manifest.close();

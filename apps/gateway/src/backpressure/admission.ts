@@ -57,16 +57,27 @@ export class GatewayAdmission {
       // Finished sets are scored by finishedOn (ms): a cheap, shared measure of what every worker did lately.
       p.zcount(`${k}:completed`, since, '+inf');
       p.zcount(`${k}:failed`, since, '+inf');
+      // The oldest finish inside the window: right after a start or a quiet spell the rate is measured over the time
+      // actually observed, not the whole window (which would make Retry-After far too long).
+      p.zrangebyscore(`${k}:completed`, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
+      p.zrangebyscore(`${k}:failed`, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
     }
     const res = (await p.exec()) ?? [];
     let waiting = 0;
     let finished = 0;
+    let oldest = now;
     res.forEach(([err, v], i) => {
       if (err) throw err;
-      if (i % 6 < 4) waiting += Number(v);
-      else finished += Number(v);
+      const slot = i % 8;
+      if (slot < 4) waiting += Number(v);
+      else if (slot < 6) finished += Number(v);
+      else {
+        const score = (v as string[])[1];
+        if (score !== undefined) oldest = Math.min(oldest, Number(score));
+      }
     });
-    const load = { waiting, drainPerSecond: finished / (this.settings.drainWindowMs / 1000), at: now };
+    const spanMs = Math.max(1000, Math.min(this.settings.drainWindowMs, now - oldest));
+    const load = { waiting, drainPerSecond: finished / (spanMs / 1000), at: now };
     this.cached = load;
     return load;
   }
