@@ -85,9 +85,11 @@ export class JobService {
       return { view: JSON.parse(rec.snapshot) as JobView, ...(job ? { job: job as Job<JobData, JobResult> } : {}) };
     }
     if (rec.expiredAt) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
+    // State first, then the job: read the other way round, a job finishing in between would look completed without
+    // its result. This way the job data is never older than the state.
+    const state = await this.queue(rec.engine).getJobState(id);
     const job = (await this.queue(rec.engine).getJob(id)) as Job<JobData, JobResult> | undefined;
     if (!job) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
-    const state = await job.getState();
     return { view: this.toView(job, bullStateToStatus(state)), job };
   }
 
