@@ -1,8 +1,9 @@
-import { rmSync, writeFileSync } from "node:fs";
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
-import Fastify from 'fastify';
 import sharp from 'sharp';
 import { KEY_PREFIX, queueName, redisOptions } from '@photoenhance/queue';
 import { startTestRedis } from '../test/support/redis.js';
@@ -60,37 +61,56 @@ async function load(url: string, body: Buffer, contentType: string, seconds: num
   return autocannon({ url, method: 'POST', body, headers: { 'content-type': contentType }, connections, duration: seconds, pipelining: 1 });
 }
 
-/** 64 KiB JPEG: the real gateway vs a bare Fastify handler that only does queue.add, same Redis, same run. */
+/** Start a server process and wait for its URL: the bare handler prints it; the gateway answers /readyz. */
+async function serverProcess(args: string[], env: Record<string, string>, url?: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let printed = '';
+  child.stdout!.on('data', (d: Buffer) => (printed += d.toString()));
+  const found = await until('server up', async () => {
+    if (url) return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? url : undefined;
+    return /^http:\/\/\S+/m.exec(printed)?.[0];
+  }, 60_000, 100);
+  return {
+    url: found,
+    stop: () => new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/**
+ * 64 KiB JPEG: the real gateway vs a bare Fastify handler that only does queue.add, on the same Redis, in the same run,
+ * each in its own process (as deployed), the load from this process.
+ */
 async function submissionRun(seconds: number, connections: number): Promise<Row[]> {
   let jpeg = await sharp(samplePhoto(3)).resize({ width: 300 }).jpeg({ quality: 90 }).toBuffer();
   for (let w = 300; Math.abs(jpeg.length - 65536) > 4096 && w < 1600; w += 20) jpeg = await sharp(samplePhoto(3)).resize({ width: w }).jpeg({ quality: 90 }).toBuffer();
   const { body, contentType } = multipartBody(jpeg);
   const redis = await startTestRedis();
-  const gw = await startGateway(redis.url);
-  const bareQueue = new Queue('bare', { connection: { ...redisOptions(redis.url) }, prefix: 'bench' });
-  const bare = Fastify();
-  bare.addContentTypeParser('multipart/form-data', (_req, payload, done) => {
-    payload.resume();
-    payload.on('end', () => done(null, undefined));
-  });
-  let n = 0;
-  bare.post('/v1/jobs', async (_req, reply) => {
-    const job = await bareQueue.add('enhance', { n: n++ }, { removeOnComplete: true });
-    return reply.code(202).send({ id: job.id, status: 'queued' });
-  });
-  const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+  const storage = mkdtempSync(join(tmpdir(), 'pe-bench-storage-'));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const gateway = await serverProcess(['apps/gateway/src/main.ts'], {
+    REDIS_URL: redis.url,
+    PORT: String(port),
+    STORAGE_DIR: storage,
+    LOG_LEVEL: 'warn',
+    // No worker drains this queue: lift the queue bound so the gateway accepts every submission, as the bare handler does.
+    MAX_QUEUED_JOBS: '1000000000',
+  }, `http://127.0.0.1:${port}`);
+  const bare = await serverProcess(['bench/bare-server.ts'], { REDIS_URL: redis.url });
   // Warm both, then measure each in turn.
-  await load(`${bareUrl}/v1/jobs`, body, contentType, 2, connections);
-  await load(`${gw.url}/v1/jobs`, body, contentType, 2, connections);
-  const b = await load(`${bareUrl}/v1/jobs`, body, contentType, seconds, connections);
-  const g = await load(`${gw.url}/v1/jobs`, body, contentType, seconds, connections);
+  await load(`${bare.url}/v1/jobs`, body, contentType, 2, connections);
+  await load(`${gateway.url}/v1/jobs`, body, contentType, 2, connections);
+  const b = await load(`${bare.url}/v1/jobs`, body, contentType, seconds, connections);
+  const g = await load(`${gateway.url}/v1/jobs`, body, contentType, seconds, connections);
   const non2xx = g.non2xx + g.errors;
-  await bare.close();
-  await bareQueue.close();
-  await gw.close();
+  if (non2xx > 0 || b.non2xx + b.errors > 0) console.error(`warning: non-2xx answers: gateway ${non2xx}, bare ${b.non2xx + b.errors}; the ratio is not comparable`);
+  await bare.stop();
+  await gateway.stop();
   await redis.close();
-  rmSync(gw.storageDir, { recursive: true, force: true });
-  const s = 'submission (64 KiB JPEG, 64 conns)';
+  rmSync(storage, { recursive: true, force: true });
+  const s = `submission (64 KiB JPEG, ${connections} conns)`;
   return [
     { section: s, metric: 'bare queue.add handler', value: b.requests.average, unit: 'req/s', note: `p50 ${b.latency.p50} ms, p99 ${b.latency.p99} ms` },
     { section: s, metric: 'gateway POST /v1/jobs', value: g.requests.average, unit: 'req/s', note: `p50 ${g.latency.p50} ms, p99 ${g.latency.p99} ms, non-2xx ${non2xx}, body ${jpeg.length} B` },

@@ -173,7 +173,6 @@ export class EnhanceWorker {
   private async process(job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile): Promise<JobResult> {
     const data = job.data;
     const log = this.logger.child({ jobId: data.id, engine: profile.name });
-    if (await this.records.isCanceled(data.id)) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
     if (!this.governor.admitting() && token) {
       // Fetched in the race with a pause: hand it back for any host that can take it, without spending an attempt.
       await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
@@ -185,14 +184,21 @@ export class EnhanceWorker {
       throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
     }
     await mkdir(dirname(output), { recursive: true });
+    // Listen for a cancel first, then look for one that came before: no window in which a cancel is missed.
     const abort = new AbortController();
     this.active.set(data.id, abort);
+    if (await this.records.isCanceled(data.id)) {
+      this.active.delete(data.id);
+      await this.storage.removeJob(data.id).catch(() => undefined);
+      throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+    }
     let lastProgress = 0;
     let logLines = 0;
     const jobLog = (line: string): void => {
       if (logLines++ < MAX_JOB_LOG_LINES) void job.log(line.slice(0, 2000)).catch(() => undefined);
     };
-    jobLog(`attempt ${job.attemptsMade + 1} on host ${this.config.hostId}, engine ${profile.name}`);
+    // Written with the outcome (one Redis write per job on the happy path, not two).
+    const attempt = `attempt ${job.attemptsMade + 1} on host ${this.config.hostId}, engine ${profile.name}`;
     try {
       const run = await this.governor.run(profile.name, { id: data.id, input, output, options: data.options }, {
         signal: abort.signal,
@@ -204,7 +210,7 @@ export class EnhanceWorker {
         },
         onLog: jobLog,
       });
-      jobLog(`done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
+      jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       const st = await stat(output).catch(() => undefined);
       if (!st || st.size === 0) throw new EngineJobError('OUTPUT_MISSING', `engine ${profile.name} reported done but ${data.outputKey} is missing or empty`);
       const d = run.done;
@@ -221,14 +227,14 @@ export class EnhanceWorker {
       };
     } catch (err) {
       if (err instanceof EngineJobError) {
-        jobLog(`failed: ${err.code}: ${err.message}`);
+        jobLog(`${attempt}: failed: ${err.code}: ${err.message}`);
         const tail = err.details.stderrTail;
         if (typeof tail === 'string' && tail) jobLog(`engine stderr (last lines):\n${tail}`);
-      } else if (!(err instanceof DelayedError)) jobLog(`failed: ${(err as Error).message}`);
+      } else if (!(err instanceof DelayedError)) jobLog(`${attempt}: failed: ${(err as Error).message}`);
       throw await this.failure(err, job, token, profile, log);
     } finally {
       this.active.delete(data.id);
-      if (abort.signal.aborted || (await this.records.isCanceled(data.id).catch(() => false))) await this.storage.removeJob(data.id).catch(() => undefined);
+      if (abort.signal.aborted) await this.storage.removeJob(data.id).catch(() => undefined);
     }
   }
 

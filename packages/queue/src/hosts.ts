@@ -2,25 +2,28 @@ import type { Redis } from 'ioredis';
 import type { HostState } from '@photoenhance/contracts';
 import { keys } from './names.js';
 
-/** Worker hosts publish their state with an expiry; a host that stops publishing disappears by itself. */
+/**
+ * Worker hosts publish their state with an expiry; a host that stops publishing disappears by itself.
+ * An index (sorted set, score = expiry) lists them without scanning the keyspace, which holds every job's keys.
+ */
 export async function publishHost(redis: Redis, state: HostState, ttlMs: number): Promise<void> {
-  await redis.set(keys.host(state.hostId), JSON.stringify(state), 'PX', ttlMs);
+  const now = Date.now();
+  await redis
+    .multi()
+    .set(keys.host(state.hostId), JSON.stringify(state), 'PX', ttlMs)
+    .zadd(keys.hostIndex, now + ttlMs, state.hostId)
+    .zremrangebyscore(keys.hostIndex, '-inf', now)
+    .exec();
 }
 
 export async function removeHost(redis: Redis, hostId: string): Promise<void> {
-  await redis.del(keys.host(hostId));
+  await redis.multi().del(keys.host(hostId)).zrem(keys.hostIndex, hostId).exec();
 }
 
 export async function listHosts(redis: Redis): Promise<HostState[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', keys.hostPattern, 'COUNT', 100);
-    cursor = next;
-    found.push(...batch);
-  } while (cursor !== '0');
-  if (found.length === 0) return [];
-  const values = await redis.mget(found);
+  const ids = await redis.zrangebyscore(keys.hostIndex, Date.now(), '+inf');
+  if (ids.length === 0) return [];
+  const values = await redis.mget(ids.map((id) => keys.host(id)));
   return values
     .filter((v): v is string => typeof v === 'string')
     .map((v) => JSON.parse(v) as HostState)

@@ -18,10 +18,13 @@ export const keys = {
   controlChannel: `${KEY_PREFIX}:control`,
   /** Per worker host heartbeat (JSON), with an expiry so a dead host disappears by itself. */
   host: (hostId: string): string => `${KEY_PREFIX}:host:${hostId}`,
-  hostPattern: `${KEY_PREFIX}:host:*`,
+  /** Sorted set of live hosts (score: when the heartbeat expires), so listing them never scans the keyspace. */
+  hostIndex: `${KEY_PREFIX}:hosts`,
   /** Batch record (hash: engine, options, total, owner, webhook, canceledAt) and its items (list of JSON), expiring with the jobs. */
   batch: (id: string): string => `${KEY_PREFIX}:batch:${id}`,
   batchItems: (id: string): string => `${KEY_PREFIX}:batch:${id}:items`,
+  /** Sorted set of batch ids by creation time (newest last), trimmed as batches expire. */
+  batchIndex: `${KEY_PREFIX}:batches`,
   /** Sorted set (score: createdAt) of compat task ids per owner, for GET /api/v1/tasks. */
   compatTasks: (owner: string): string => `${KEY_PREFIX}:compat:tasks:${owner}`,
   /** Sweeper lock, so one gateway sweeps at a time. */

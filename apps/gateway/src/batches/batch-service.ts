@@ -96,6 +96,8 @@ export class BatchService {
     if (rec.webhook) h.webhook = JSON.stringify(rec.webhook);
     const m = this.redis.multi().hset(keys.batch(rec.id), h).expire(keys.batch(rec.id), this.ttl);
     if (items.length) m.rpush(keys.batchItems(rec.id), ...items.map((i) => JSON.stringify(i))).expire(keys.batchItems(rec.id), this.ttl);
+    // The index the dashboard lists batches from; entries older than the TTL are trimmed here, as batches expire.
+    m.zadd(keys.batchIndex, rec.createdAt, rec.id).zremrangebyscore(keys.batchIndex, '-inf', rec.createdAt - this.ttl * 1000);
     await m.exec();
   }
 

@@ -4,7 +4,7 @@ import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { ApiError, BATCH_ID_PATTERN, JOB_ID_PATTERN, decodeJobError, type BatchView, type JobData, type JobResult, type JobStatus } from '@photoenhance/contracts';
-import { KEY_PREFIX } from '@photoenhance/queue';
+import { keys } from '@photoenhance/queue';
 import type { GatewayContext } from '../context.js';
 import { bullStateToStatus } from '../job-service.js';
 import type { QueueObserver } from '../metrics/observer.js';
@@ -181,21 +181,9 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
   }, async (req) => {
     const svc = batchService();
     if (!svc) return { available: false, batches: [] };
-    // Batches have no index of their own: find their records (bounded SCAN), newest first.
-    const ids: string[] = [];
-    let cursor = '0';
-    let rounds = 0;
-    do {
-      const [next, found] = await ctx.redis.scan(cursor, 'MATCH', `${KEY_PREFIX}:batch:b_*`, 'COUNT', 1000);
-      cursor = next;
-      for (const k of found) {
-        const id = k.slice(`${KEY_PREFIX}:batch:`.length);
-        if (BATCH_ID_PATTERN.test(id)) ids.push(id);
-      }
-    } while (cursor !== '0' && ++rounds < 200 && ids.length < 5000);
-    const created = await Promise.all(ids.map(async (id) => ({ id, at: Number(await ctx.redis.hget(`${KEY_PREFIX}:batch:${id}`, 'createdAt')) || 0 })));
-    created.sort((a, b) => b.at - a.at);
-    const views = await Promise.all(created.slice(0, req.query.limit ?? 20).map((c) => svc.view(c.id).catch(() => undefined)));
+    // Newest first, from the batch index (never a keyspace scan).
+    const newest = (await ctx.redis.zrevrange(keys.batchIndex, 0, (req.query.limit ?? 20) - 1)).filter((id) => BATCH_ID_PATTERN.test(id));
+    const views = await Promise.all(newest.map((id) => svc.view(id).catch(() => undefined)));
     return {
       available: true,
       batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({ ...summary, failedItems: items.filter((i) => i.status === 'failed').slice(0, 50) })),
