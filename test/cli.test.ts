@@ -53,6 +53,18 @@ describe('photoenhance against a running gateway and worker', () => {
     const view = JSON.parse(json.stdout) as JobView;
     expect(view).toMatchObject({ id, status: 'completed', result: { width: 320, format: 'jpeg' } });
   }, 150_000);
+
+  it('-o photo_enhanced.png writes a PNG (the output name picks the format); a contradicting --format exits 2', async () => {
+    const input = join(work, 'portrait.jpg');
+    await sharp(SAMPLE(2)).resize({ width: 120 }).jpeg().toFile(input);
+    const out = join(work, 'portrait_enhanced.png');
+    const run = await runCli(['enhance', input, '-o', out, '--scale', '2'], { env, timeoutMs: 120_000 });
+    expect(run.code, run.stderr).toBe(0);
+    expect(await sharp(out).metadata()).toMatchObject({ format: 'png', width: 240 });
+    const bad = await runCli(['enhance', input, '-o', join(work, 'x.png'), '--format', 'jpeg'], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('contradicts');
+  }, 150_000);
 });
 
 describe('photoenhance without a gateway', () => {

@@ -59,7 +59,7 @@ export function registerEnhance(program: Command): void {
 async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
   const input = resolve(photo);
   await checkReadableFile(input, photo);
-  const options = validateOptions(flags);
+  const options = validateOptions({ ...flags, format: formatFor(flags.output, flags.format) });
   const retries = Number(flags.retries);
   if (!Number.isInteger(retries) || retries < 0) throw new CliError(EXIT.USAGE, `error: --retries must be a whole number >= 0; received ${JSON.stringify(flags.retries)}`);
 
@@ -94,6 +94,22 @@ async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
   const saved = await client.download(view.id, dest);
   process.stdout.write(`${saved.path}\n`);
   return EXIT.OK;
+}
+
+const EXTENSION_FORMATS: Record<string, string> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+/**
+ * `-o photo_enhanced.png` means PNG: without --format, the output file's extension picks the format. A --format that
+ * contradicts the extension is a usage error, never a JPEG in a file named .png.
+ */
+function formatFor(output: string | undefined, format: string | undefined): string | undefined {
+  const fromName = output ? EXTENSION_FORMATS[extname(output).toLowerCase()] : undefined;
+  if (!fromName) return format;
+  if (format === undefined || format === 'auto') return fromName;
+  if (format !== fromName) {
+    throw new CliError(EXIT.USAGE, `error: --format ${format} contradicts the output name ${output} (a ${fromName} name); change one of them`);
+  }
+  return format;
 }
 
 async function checkReadableFile(path: string, shown: string): Promise<void> {
