@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { encodeBmp24 } from '@photoenhance/imaging';
 
 const require = createRequire(import.meta.url);
 
@@ -16,35 +17,9 @@ export async function smallPhoto(format: 'jpeg' | 'png' | 'webp' | 'tiff' | 'bmp
   const base = sharp(samplePhoto(1)).resize({ width });
   if (format === 'bmp') {
     const { data, info } = await base.removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    return encodeBmp(data, info.width, info.height);
+    return encodeBmp24({ data, width: info.width, height: info.height, channels: info.channels });
   }
   return base.toFormat(format).toBuffer();
-}
-
-/** Minimal 24-bit BMP encoder (sharp reads BMP but cannot write it). */
-function encodeBmp(rgb: Buffer, width: number, height: number): Buffer {
-  const rowSize = Math.ceil((width * 3) / 4) * 4;
-  const size = 54 + rowSize * height;
-  const out = Buffer.alloc(size);
-  out.write('BM', 0);
-  out.writeUInt32LE(size, 2);
-  out.writeUInt32LE(54, 10);
-  out.writeUInt32LE(40, 14);
-  out.writeInt32LE(width, 18);
-  out.writeInt32LE(height, 22);
-  out.writeUInt16LE(1, 26);
-  out.writeUInt16LE(24, 28);
-  out.writeUInt32LE(rowSize * height, 34);
-  for (let y = 0; y < height; y++) {
-    const row = 54 + (height - 1 - y) * rowSize;
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      out[row + x * 3] = rgb[i + 2]!;
-      out[row + x * 3 + 1] = rgb[i + 1]!;
-      out[row + x * 3 + 2] = rgb[i]!;
-    }
-  }
-  return out;
 }
 
 const CRC_TABLE = (() => {
