@@ -31,6 +31,9 @@ async function drainRun(engine: 'sleep100' | 'noop', n: number): Promise<{ jobsP
     const r = await submit(gw.url, tiny, { engine, scale: '1' });
     ids.push(((await r.json()) as { id: string }).id);
   }
+  // Submissions are done: stop the gateway, so what is measured is the worker and its engine alone (on 2 cores the
+  // gateway's event listeners would otherwise compete with them).
+  await gw.close();
   const cfg = join(gw.storageDir, 'worker.json');
   const mode = engine === 'noop' ? ['--mode', 'noop'] : ['--mode', 'sleep', '--delay-ms', '100'];
   writeFileSync(cfg, JSON.stringify({ engines: [{ name: engine, command: [process.execPath, fixture, ...mode] }] }));
@@ -44,7 +47,6 @@ async function drainRun(engine: 'sleep100' | 'noop', n: number): Promise<{ jobsP
   const spanMs = end - start;
   await q.close();
   await worker.stop();
-  await gw.close();
   await redis.close();
   rmSync(gw.storageDir, { recursive: true, force: true });
   return { jobsPerSecond: (jobs.length / spanMs) * 1000, spanMs, perJobMs: spanMs / jobs.length };

@@ -180,17 +180,19 @@ export class EnhanceWorker {
     }
     const input = this.storage.path(data.input.key);
     const output = this.storage.path(data.outputKey);
-    if (!(await stat(input).catch(() => undefined))) {
-      throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
-    }
-    await mkdir(dirname(output), { recursive: true });
+    // The output normally goes beside the input, in the job's own folder, which the gateway made.
+    if (dirname(output) !== dirname(input)) await mkdir(dirname(output), { recursive: true });
     // Listen for a cancel first, then look for one that came before: no window in which a cancel is missed.
     const abort = new AbortController();
     this.active.set(data.id, abort);
-    if (await this.records.isCanceled(data.id)) {
+    const [canceled, inputStat] = await Promise.all([this.records.isCanceled(data.id), stat(input).catch(() => undefined)]);
+    if (canceled || !inputStat) {
       this.active.delete(data.id);
-      await this.storage.removeJob(data.id).catch(() => undefined);
-      throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+      if (canceled) {
+        await this.storage.removeJob(data.id).catch(() => undefined);
+        throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+      }
+      throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
     }
     let lastProgress = 0;
     let logLines = 0;

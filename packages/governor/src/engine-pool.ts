@@ -206,7 +206,7 @@ export class EnginePool implements SpawnClient {
       this.recycle(proc, 'max-jobs', true, { jobsDone: proc.jobsDone, maxJobs: proc.maxJobs });
       return;
     }
-    const rss = proc.child.sampleNow();
+    const rss = proc.child.sampleNow({ cachedTree: true });
     const soft = this.profile.softLimitRatio * this.profile.memoryLimitBytes;
     if (rss > soft) {
       this.recycle(proc, 'soft-limit', true, { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: this.profile.memoryLimitBytes });

@@ -108,8 +108,8 @@ export class SupervisedChild extends EventEmitter {
   }
 
   /** A fresh RSS figure now (between jobs, for the soft mark). */
-  sampleNow(): number {
-    return this.watchdog && !this.exitInfo ? this.watchdog.sampleNow() : 0;
+  sampleNow(opts: { cachedTree?: boolean } = {}): number {
+    return this.watchdog && !this.exitInfo ? this.watchdog.sampleNow(opts) : 0;
   }
 
   stderrTail(): string {

@@ -48,14 +48,19 @@ export class MemoryWatchdog {
     return this.o.limitBytes;
   }
 
-  /** Take one sample now (also used between jobs for the soft mark). */
-  sampleNow(): number {
+  /**
+   * Take one sample now (also used between jobs for the soft mark). `cachedTree`: reuse the descendants found by the
+   * last scan instead of scanning /proc again — the between-jobs check is on every job's path, and the periodic
+   * samples keep the tree fresh.
+   */
+  sampleNow(opts: { cachedTree?: boolean } = {}): number {
     const before = process.cpuUsage();
     const now = Date.now();
     let pids: number[];
     if (this.o.pids) pids = this.o.pids();
     else {
-      if (now - this.treeAt >= this.o.treeRefreshMs || this.tree.length === 0) {
+      const stale = now - this.treeAt >= this.o.treeRefreshMs && !opts.cachedTree;
+      if (stale || this.tree.length === 0) {
         this.tree = descendantsOf(this.o.pid);
         this.treeAt = now;
       }
