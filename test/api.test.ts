@@ -1,12 +1,11 @@
 import { request } from 'node:http';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRedis, type TestRedis } from './support/redis.js';
+import type { TestRedis } from './support/redis.js';
 import { pngClaiming, samplePhoto, smallPhoto, truncatedJpeg } from './support/images.js';
-import { REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { fixtureEngine, startStack, submit, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
 
 /**
  * The native HTTP API end to end: real Redis, the real gateway over real HTTP, the real worker app running the real
@@ -15,29 +14,17 @@ import { REPO, startGateway, startWorker, submit, until, waitForStatus, type Run
 let redis: TestRedis;
 let gw: RunningGateway;
 let worker: RunningWorker;
-const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 
+let stack: Stack;
 beforeAll(async () => {
-  redis = await startTestRedis();
-  gw = await startGateway(redis.url, { maxUploadBytes: 2 * 1024 * 1024, knownEngines: ['classic', 'slow', 'crash', 'nobody'], jobBackoffMs: 50 });
-  const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
-  const cfg = join(cfgDir, 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
-    engines: [
-      { name: 'classic' },
-      { name: 'slow', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '30000'], stopGraceMs: 2000 },
-      { name: 'crash', command: [process.execPath, fixture, '--mode', 'crash'] },
-    ],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
+  stack = await startStack({
+    gateway: { maxUploadBytes: 2 * 1024 * 1024, knownEngines: ['classic', 'slow', 'crash', 'nobody'], jobBackoffMs: 50 },
+    engines: [{ name: 'classic' }, fixtureEngine('slow', 'resize', 30_000, { stopGraceMs: 2000 }), fixtureEngine('crash', 'crash')],
+  });
+  ({ redis, gw, worker } = stack);
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await gw?.close();
-  await redis?.close();
-});
+afterAll(() => stack?.close());
 
 async function problem(res: Response): Promise<Record<string, unknown>> {
   expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);

@@ -1,39 +1,28 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRedis, type TestRedis } from './support/redis.js';
+import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { fixtureEngine, startGateway, startStack, submit, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
 
 /** Gateway backpressure: bounded queue (503 + measured Retry-After), rate limits (429), overload (503), idempotency, priorities. */
 let redis: TestRedis;
 let gw: RunningGateway;
 let worker: RunningWorker;
-const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 const LIMIT = 4;
 
+let stack: Stack;
 beforeAll(async () => {
-  redis = await startTestRedis();
-  gw = await startGateway(redis.url, { knownEngines: ['quick', 'one'], defaultEngine: 'quick', maxQueuedJobs: LIMIT, queueDepthCacheMs: 0, drainWindowMs: 60_000, holdingGraceMs: 200 });
-  const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
-  const cfg = join(cfgDir, 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
+  stack = await startStack({
+    gateway: { knownEngines: ['quick', 'one'], defaultEngine: 'quick', maxQueuedJobs: LIMIT, queueDepthCacheMs: 0, drainWindowMs: 60_000, holdingGraceMs: 200 },
     engines: [
-      { name: 'quick', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '60'], poolSize: 2 },
+      fixtureEngine('quick', 'sleep', 60, { poolSize: 2 }),
       // One at a time, slowly: floods outrun it even on a loaded machine.
-      { name: 'one', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '250'], poolSize: 1 },
+      fixtureEngine('one', 'sleep', 250, { poolSize: 1 }),
     ],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
+  });
+  ({ redis, gw, worker } = stack);
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await gw?.close();
-  await redis?.close();
-});
+afterAll(() => stack?.close());
 
 async function problem(res: Response): Promise<Record<string, unknown>> {
   expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);

@@ -1,41 +1,32 @@
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchAccepted, BatchView } from '@photoenhance/contracts';
-import { startTestRedis, type TestRedis } from './support/redis.js';
+import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { REPO, startGateway, startWorker, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { fixtureEngine, startStack, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
 import { makeZip, readSse, readZip, zipWithTraversal } from './support/zip.js';
 
 /** Batches end to end: multipart and ZIP submissions, progress while running, results.zip, cancel, SSE with resume. */
 let redis: TestRedis;
 let gw: RunningGateway;
 let worker: RunningWorker;
-const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 
+let stack: Stack;
 beforeAll(async () => {
-  redis = await startTestRedis();
-  gw = await startGateway(redis.url, { knownEngines: ['paced', 'slow'], defaultEngine: 'paced', maxBatchItems: 6, maxArchiveRatio: 20, maxUploadBytes: 512 * 1024 });
-  const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
-  const cfg = join(cfgDir, 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
+  stack = await startStack({
+    gateway: { knownEngines: ['paced', 'slow'], defaultEngine: 'paced', maxBatchItems: 6, maxArchiveRatio: 20, maxUploadBytes: 512 * 1024 },
     engines: [
       // One at a time with a short pause per photo, so a batch is observably "running" for a while.
-      { name: 'paced', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '250'], poolSize: 1 },
-      { name: 'slow', command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', '30000'], poolSize: 1, stopGraceMs: 1000 },
+      fixtureEngine('paced', 'resize', 250, { poolSize: 1 }),
+      fixtureEngine('slow', 'sleep', 30_000, { poolSize: 1, stopGraceMs: 1000 }),
     ],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
+  });
+  ({ redis, gw, worker } = stack);
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await gw?.close();
-  await redis?.close();
-});
+afterAll(() => stack?.close());
 
 async function postBatch(form: FormData, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form, headers });

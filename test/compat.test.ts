@@ -1,33 +1,24 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRedis, type TestRedis } from './support/redis.js';
+import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { REPO, startGateway, startWorker, until, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { fixtureEngine, startGateway, startStack, until, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
 import { readZip } from './support/zip.js';
 
 /** A PhotoEnhanceAI client's round trip against the compatibility routes (BRIEF §3). */
 let redis: TestRedis;
 let gw: RunningGateway;
 let worker: RunningWorker;
-const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 
+let stack: Stack;
 beforeAll(async () => {
-  redis = await startTestRedis();
-  gw = await startGateway(redis.url, { knownEngines: ['paced'], defaultEngine: 'paced' });
-  const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({ engines: [{ name: 'paced', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '30'], poolSize: 2 }] }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
+  stack = await startStack({ gateway: { knownEngines: ['paced'], defaultEngine: 'paced' }, engines: [fixtureEngine('paced', 'resize', 30, { poolSize: 2 })] });
+  ({ redis, gw, worker } = stack);
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await gw?.close();
-  await redis?.close();
-});
+afterAll(() => stack?.close());
 
 async function enhance(file: Buffer, name: string, opts: { query?: string; form?: Record<string, string> } = {}): Promise<Response> {
   const form = new FormData();

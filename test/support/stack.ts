@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { build, type Gateway } from '../../apps/gateway/src/app.js';
 import { loadGatewayConfig, type GatewayConfig } from '../../apps/gateway/src/config.js';
+import { startTestRedis, type TestRedis } from './redis.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -139,4 +140,43 @@ export async function waitForStatus(url: string, id: string, statuses: string[],
     const body = (await r.json()) as Record<string, unknown>;
     return statuses.includes(body.status as string) ? body : undefined;
   }, timeoutMs, 100);
+}
+
+export const FIXTURE_ENGINE = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
+
+/** A worker engine profile running the fixture engine (test/fixtures/engines/fixture-engine.mjs). */
+export function fixtureEngine(name: string, mode: 'resize' | 'sleep' | 'noop' | 'crash', delayMs = 0, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, command: [process.execPath, FIXTURE_ENGINE, '--mode', mode, '--delay-ms', String(delayMs)], ...extra };
+}
+
+export interface Stack {
+  redis: TestRedis;
+  gw: RunningGateway;
+  worker: RunningWorker;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole system for one test file: a private Redis, the gateway in this process, and the worker app as a child
+ * process running `engines` (profiles as in a WORKER_CONFIG file), ready to take jobs.
+ */
+export async function startStack(opts: { gateway?: Partial<GatewayConfig>; engines: unknown[]; workerEnv?: Record<string, string> }): Promise<Stack> {
+  const redis = await startTestRedis();
+  const gw = await startGateway(redis.url, opts.gateway ?? {});
+  const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
+  const cfg = join(cfgDir, 'worker.json');
+  writeFileSync(cfg, JSON.stringify({ engines: opts.engines }));
+  const worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, ...opts.workerEnv });
+  await worker.waitForLog((r) => r.msg === 'worker ready');
+  return {
+    redis,
+    gw,
+    worker,
+    async close() {
+      await worker.stop();
+      await gw.close();
+      await redis.close();
+      rmSync(cfgDir, { recursive: true, force: true });
+    },
+  };
 }
