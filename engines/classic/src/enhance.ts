@@ -1,8 +1,7 @@
-import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import type { EngineCapabilities, JobRequest, OutputFormat } from '@photoenhance/contracts';
-import { EngineError, abortError, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
-import { BmpError, decodeBmp, isBmp } from '@photoenhance/imaging';
+import { stages, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
+import { decodeFailure, openInput } from './input.js';
 
 /** The options this engine honours; GFPGAN-only ones (version, weight, bgUpsampler, …) are ignored. */
 export const CLASSIC_CAPABILITIES: EngineCapabilities = {
@@ -35,17 +34,7 @@ const rawInput = (r: Raw): sharp.SharpOptions => ({ raw: { width: r.info.width, 
  */
 export async function enhance(job: JobRequest, ctx: EngineContext): Promise<EngineResult> {
   const { scale, format, quality } = job.options;
-  const timings: Record<string, number> = {};
-  let t = performance.now();
-  const lap = (name: string): void => {
-    const now = performance.now();
-    timings[`${name}Ms`] = Math.round(now - t);
-    t = now;
-  };
-  const step = (progress: number, stage: string): void => {
-    if (ctx.signal.aborted) throw abortError();
-    ctx.progress(progress, stage);
-  };
+  const { step, lap, timings } = stages(ctx);
 
   step(0.02, 'decode');
   const decoded = await decode(job.input);
@@ -76,44 +65,12 @@ export async function enhance(job: JobRequest, ctx: EngineContext): Promise<Engi
 
 /** Read and decode the input to 8-bit sRGB(A) pixels with a median-3 denoise. Input problems become catalogue codes. */
 async function decode(input: string): Promise<Raw> {
-  let head: Buffer;
-  let whole: Buffer | undefined;
+  const src = await openInput(input, { sequentialRead: true });
   try {
-    const fh = await open(input, 'r');
-    try {
-      head = Buffer.alloc(16);
-      await fh.read(head, 0, 16, 0);
-      if (isBmp(head)) whole = await fh.readFile();
-    } finally {
-      await fh.close();
-    }
+    return (await src.toColourspace('srgb').median(3).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })) as Raw;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new EngineError('INPUT_MISSING', `input file not found: ${input}`, false);
-    if (code === 'EISDIR') throw new EngineError('IMAGE_UNREADABLE', `input is a directory, not an image: ${input}`, false);
-    throw err;
+    throw decodeFailure(err);
   }
-  try {
-    let src: Sharp;
-    if (whole) {
-      const bmp = decodeBmp(whole);
-      whole = undefined;
-      src = sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: bmp.channels } });
-    } else {
-      // failOn 'error': truncated or corrupt data fails instead of yielding a grey half-image.
-      src = sharp(input, { failOn: 'error', sequentialRead: true }).rotate();
-    }
-    const out = await src.toColourspace('srgb').median(3).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    return out as Raw;
-  } catch (err) {
-    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    if (err instanceof BmpError || isDecodeError(why)) throw new EngineError('IMAGE_UNREADABLE', `cannot decode the input image: ${why}`, false, { cause: err });
-    throw err;
-  }
-}
-
-function isDecodeError(message: string | undefined): boolean {
-  return /unsupported image format|premature end|corrupt|truncated|read error|improper call|not a known file format|vipsjpeg|vipspng|pngload|jpegload|webpload|tiffload|heifload|gifload|bad|invalid|input buffer|input file/i.test(message ?? '');
 }
 
 /**

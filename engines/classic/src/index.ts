@@ -2,3 +2,4 @@
 export { CLASSIC_CAPABILITIES, enhance } from './enhance.js';
 export { configureSharp, type SharpSettings } from './sharp-settings.js';
 export { decodeBmp, encodeBmp24, isBmp, BmpError, type RawImage } from '@photoenhance/imaging';
+export { decodeFailure, openInput } from './input.js';

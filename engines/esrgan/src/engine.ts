@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { EngineCapabilities, JobRequest } from '@photoenhance/contracts';
-import { abortError, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
+import { stages, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
 import { decodeInput, encodeOutput, resizeAlpha } from './image-io.js';
 import { ModelCache, type Factor } from './models.js';
 import { startRuntime, type Runtime } from './runtime.js';
@@ -55,20 +55,13 @@ export class EsrganEngine {
 
   handle = async (job: JobRequest, ctx: EngineContext): Promise<EngineResult> => {
     const { scale, format, quality } = job.options;
-    const timings: Record<string, number> = {};
-    let t = performance.now();
-    const lap = (name: string): void => {
-      const now = performance.now();
-      timings[`${name}Ms`] = Math.round(now - t);
-      t = now;
-    };
-    ctx.progress(0.02, 'decode');
+    const { step, lap, timings } = stages(ctx);
+    step(0.02, 'decode');
     const { rgb, alpha } = await decodeInput(job.input);
     lap('decode');
 
-    if (ctx.signal.aborted) throw abortError();
     const factor: Factor = scale === 4 ? 4 : 2;
-    ctx.progress(0.05, 'upscale');
+    step(0.05, 'upscale');
     let last = performance.now();
     let tiles = 0;
     const up = await upscaleRgb(this.runtime.tf, this.models, rgb, factor, this.settings, {
@@ -84,8 +77,7 @@ export class EsrganEngine {
     });
     lap('upscale');
 
-    if (ctx.signal.aborted) throw abortError();
-    ctx.progress(0.92, 'encode');
+    step(0.92, 'encode');
     const upAlpha = alpha ? await resizeAlpha(alpha, rgb.width, rgb.height, up.width, up.height) : undefined;
     const size = { width: rgb.width * scale, height: rgb.height * scale };
     const out = await encodeOutput(up, upAlpha, job.output, format, quality, size);

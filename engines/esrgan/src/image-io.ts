@@ -2,11 +2,9 @@
  * Reading and writing pixels for the neural engines: decode to oriented 8-bit sRGB with the alpha channel apart
  * (the models take RGB only), and encode exactly job.output in the requested format.
  */
-import { open } from 'node:fs/promises';
-import sharp, { type Sharp } from 'sharp';
+import sharp from 'sharp';
 import type { OutputFormat } from '@photoenhance/contracts';
-import { BmpError, decodeBmp, isBmp } from '@photoenhance/imaging';
-import { EngineError } from '@photoenhance/engine-protocol';
+import { decodeFailure, openInput } from '@photoenhance/engine-classic';
 import type { RgbImage } from './upscale.js';
 
 export interface DecodedImage {
@@ -17,40 +15,12 @@ export interface DecodedImage {
 
 /** Decode an input file. Missing → INPUT_MISSING; undecodable → IMAGE_UNREADABLE (both not retryable). */
 export async function decodeInput(input: string): Promise<DecodedImage> {
-  let whole: Buffer | undefined;
+  const src = await openInput(input);
   try {
-    const fh = await open(input, 'r');
-    try {
-      const head = Buffer.alloc(16);
-      await fh.read(head, 0, 16, 0);
-      if (isBmp(head)) whole = await fh.readFile();
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new EngineError('INPUT_MISSING', `input file not found: ${input}`, false);
-    if (code === 'EISDIR') throw new EngineError('IMAGE_UNREADABLE', `input is a directory, not an image: ${input}`, false);
-    throw err;
-  }
-  try {
-    let src: Sharp;
-    if (whole) {
-      const bmp = decodeBmp(whole);
-      src = sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: bmp.channels } });
-    } else {
-      // failOn 'error': a truncated file fails instead of yielding a grey half-image.
-      src = sharp(input, { failOn: 'error' }).rotate();
-    }
     const { data, info } = await src.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     return split(data, info.width, info.height, info.channels);
   } catch (err) {
-    if (err instanceof EngineError) throw err;
-    const why = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
-    if (err instanceof BmpError || /unsupported image format|premature end|corrupt|truncated|read error|not a known file format|vipsjpeg|jpegload|pngload|webpload|tiffload|bad|invalid|input file/i.test(why)) {
-      throw new EngineError('IMAGE_UNREADABLE', `cannot decode the input image: ${why}`, false, { cause: err });
-    }
-    throw err;
+    throw decodeFailure(err);
   }
 }
 

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import sharp, { type OverlayOptions } from 'sharp';
 import type { EngineCapabilities, JobRequest } from '@photoenhance/contracts';
 import { enhance as classicEnhance } from '@photoenhance/engine-classic';
-import { abortError, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
+import { stages, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
 import { decodeInput, EsrganEngine, resizeAlpha, upscaleRgb, type Factor, type RgbImage } from '@photoenhance/engine-esrgan';
 import { FACE_MARGIN, faceRegion, featherMask, matchColour, overlay, type Region } from './blend.js';
 import { FaceDetector, type FaceBox } from './detect.js';
@@ -43,17 +43,7 @@ export class PortraitEngine {
 
   handle = async (job: JobRequest, ctx: EngineContext): Promise<EngineResult> => {
     const { scale, format, quality, weight, onlyCenterFace } = job.options;
-    const timings: Record<string, number> = {};
-    let t = performance.now();
-    const lap = (name: string): void => {
-      const now = performance.now();
-      timings[`${name}Ms`] = Math.round(now - t);
-      t = now;
-    };
-    const step = (p: number, stage: string): void => {
-      if (ctx.signal.aborted) throw abortError();
-      ctx.progress(p, stage);
-    };
+    const { step, lap, timings } = stages(ctx);
 
     step(0.02, 'decode');
     const { rgb, alpha } = await decodeInput(job.input);
