@@ -112,7 +112,7 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
     logger,
     ttlSeconds: config.jobTtlSeconds,
     intervalMs: config.sweepIntervalMs,
-    engineNames: async () => (await engines.list()).map((e) => e.name),
+    engineNames,
   });
   app.addHook('onReady', async () => {
     sweeper.start();
