@@ -13,47 +13,35 @@ const MiB = 1024 * 1024;
 const ESRGAN_EXPECTED = 768 * MiB;
 const PORTRAIT_EXPECTED = 768 * MiB;
 
+type BuiltinProfile = Partial<EngineProfile> & Pick<EngineProfile, 'name' | 'kind' | 'command'>;
+
+/** A built-in engine: a resident TypeScript process from engines/<name>, with the settings all of them share. */
+function builtin(name: string, settings: Partial<EngineProfile>): BuiltinProfile {
+  return {
+    name,
+    kind: 'resident',
+    command: nodeTsCommand(`${repoRoot}engines/${name}/src/main.ts`),
+    // glibc arenas otherwise let RSS creep across a batch (engines/classic/README.md has the figures).
+    env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
+    memoryLimitBytes: 2 * 1024 * MiB,
+    ...settings,
+  };
+}
+
 /**
  * Built-in engine profiles. Operators add or override profiles in the worker config file (`engines: [...]`);
- * a profile there with the same name replaces the built-in one field by field.
+ * a profile there with the same name replaces the built-in one field by field. Only `classic` runs unless
+ * WORKER_ENGINES or a config names the others.
  */
-export function builtinProfiles(): Array<Partial<EngineProfile> & Pick<EngineProfile, 'name' | 'kind' | 'command'>> {
+export function builtinProfiles(): BuiltinProfile[] {
   return [
-    {
-      name: 'classic',
-      kind: 'resident',
-      command: nodeTsCommand(`${repoRoot}engines/classic/src/main.ts`),
-      // glibc arenas otherwise let RSS creep across a batch (engines/classic/README.md has the figures).
-      env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
-      // Measured peak on a 1920 px photo at scale 2 stays well under this (engines/classic/README.md).
-      expectedMemoryBytes: 512 * 1024 * 1024,
-      memoryLimitBytes: 2 * 1024 * 1024 * 1024,
-      startupTimeoutMs: 30_000,
-    },
-    {
-      // ESRGAN super-resolution on tfjs WASM (engines/esrgan/README.md). Not run unless WORKER_ENGINES or a config names it.
-      name: 'esrgan',
-      kind: 'resident',
-      command: nodeTsCommand(`${repoRoot}engines/esrgan/src/main.ts`),
-      env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
-      // Tiled: the WASM heap is bounded by one tile; the 8-bit pixels of a 1920 px photo at scale 4 are the rest.
-      expectedMemoryBytes: ESRGAN_EXPECTED,
-      memoryLimitBytes: 2 * 1024 * 1024 * 1024,
-      startupTimeoutMs: 60_000,
-      // Single-threaded WASM: ~15 µs per output pixel at scale 2 with the slim model; a 12 MP photo at scale 4 takes minutes.
-      jobTimeoutMs: 1_800_000,
-    },
-    {
-      // Faces by ESRGAN, the rest by the classic pipeline, feathered together (engines/portrait/README.md).
-      name: 'portrait',
-      kind: 'resident',
-      command: nodeTsCommand(`${repoRoot}engines/portrait/src/main.ts`),
-      env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
-      expectedMemoryBytes: PORTRAIT_EXPECTED,
-      memoryLimitBytes: 2 * 1024 * 1024 * 1024,
-      startupTimeoutMs: 60_000,
-      jobTimeoutMs: 900_000,
-    },
+    // Measured peak on a 1920 px photo at scale 2 stays well under this (engines/classic/README.md).
+    builtin('classic', { expectedMemoryBytes: 512 * MiB, startupTimeoutMs: 30_000 }),
+    // ESRGAN on tfjs WASM (engines/esrgan/README.md). Tiled: the WASM heap is bounded by one tile. Single-threaded:
+    // ~15 µs per output pixel at scale 2 with the slim model, so a 12 MP photo at scale 4 takes minutes.
+    builtin('esrgan', { expectedMemoryBytes: ESRGAN_EXPECTED, startupTimeoutMs: 60_000, jobTimeoutMs: 1_800_000 }),
+    // Faces by ESRGAN, the rest by the classic pipeline, feathered together (engines/portrait/README.md).
+    builtin('portrait', { expectedMemoryBytes: PORTRAIT_EXPECTED, startupTimeoutMs: 60_000, jobTimeoutMs: 900_000 }),
   ];
 }
 

@@ -10,20 +10,10 @@ import { LockedError, Manifest, lockFolder, removeStalePartials, sameOptions } f
 import { BatchRunner, type BatchReport } from '../batch/runner.js';
 import { startProgress } from '../batch/progress.js';
 import { formatSummary, summaryJson } from '../batch/summary.js';
+import { jobOptionFlags, type JobOptionFlags } from '../job-flags.js';
 
-interface BatchFlags {
+interface BatchFlags extends JobOptionFlags {
   out: string;
-  scale?: string;
-  engine?: string;
-  format?: string;
-  quality?: string;
-  version?: string;
-  weight?: string;
-  bgTile?: string;
-  bgUpsampler?: string;
-  onlyCenterFace?: boolean;
-  aligned?: boolean;
-  priority?: string;
   concurrencyMax: string;
   json?: boolean;
   url?: string;
@@ -32,25 +22,15 @@ interface BatchFlags {
 }
 
 export function registerBatch(program: Command): void {
-  program
+  const cmd = program
     .command('batch')
     .description(
       'Enhance every photo of a folder (recursively) or glob into --out, keeping relative paths. Resumable: run the same ' +
         'command again after a crash or Ctrl-C to finish the rest (a manifest in --out records each photo).',
     )
     .argument('<source>', 'a folder (walked recursively), one photo, or a glob such as "shots/**/*.jpg" (quote it)')
-    .requiredOption('--out <folder>', 'output folder: <rel dir>/<stem>_enhanced.<ext> for each photo, plus the manifest')
-    .option('--scale <n>', 'upscale factor: 1, 2 or 4 (default 2)')
-    .option('--engine <name>', 'engine to use (GET /v1/engines lists them; default: the gateway\'s default)')
-    .option('--format <format>', 'output format: auto, png, jpeg or webp (default auto)')
-    .option('--quality <q>', 'jpeg/webp quality 1-100 (default 92)')
-    .option('--version <v>', 'GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer')
-    .option('--weight <w>', 'blend weight of restored faces, 0-1 (default 0.5)')
-    .option('--bg-tile <px>', 'background tile size: 0 (no tiling) or 32-1024 (default 400)')
-    .option('--bg-upsampler <name>', 'background upsampler: realesrgan or none')
-    .option('--only-center-face', 'restore only the face nearest the centre')
-    .option('--aligned', 'the input is an aligned 512x512 face crop')
-    .option('--priority <p>', 'queue priority: high, normal or low')
+    .requiredOption('--out <folder>', 'output folder: <rel dir>/<stem>_enhanced.<ext> for each photo, plus the manifest');
+  jobOptionFlags(cmd)
     .option('--concurrency-max <n>', 'most jobs of this batch outstanding at once; the window adapts below it (a 503/429 shrinks it to 0.7)', '64')
     .option('--json', 'print the summary as JSON on stdout')
     .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')

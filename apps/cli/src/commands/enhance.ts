@@ -7,20 +7,10 @@ import { ApiProblemError, PhotoEnhanceClient, type SubmitOptions } from '@photoe
 import { CliError, EXIT, jobErrorLine } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
 import { createProgress } from '../progress.js';
+import { jobOptionFlags, type JobOptionFlags } from '../job-flags.js';
 
-interface EnhanceFlags {
+interface EnhanceFlags extends JobOptionFlags {
   output?: string;
-  scale?: string;
-  engine?: string;
-  format?: string;
-  quality?: string;
-  version?: string;
-  weight?: string;
-  bgTile?: string;
-  bgUpsampler?: string;
-  onlyCenterFace?: boolean;
-  aligned?: boolean;
-  priority?: string;
   url?: string;
   apiKey?: string;
   retries: string;
@@ -31,22 +21,12 @@ interface EnhanceFlags {
 const OPTION_FLAGS = ['scale', 'engine', 'format', 'quality', 'version', 'weight', 'bgTile', 'bgUpsampler', 'priority'] as const;
 
 export function registerEnhance(program: Command): void {
-  program
+  const cmd = program
     .command('enhance')
     .description('Enhance one photo: upload it, wait for the job, download the result, print its path.')
     .argument('<photo>', 'the photo to enhance (JPEG, PNG, WebP, BMP or TIFF)')
-    .option('-o, --output <path>', 'where to write the result; a directory puts it there (default: <stem>_enhanced.<ext> beside the photo)')
-    .option('--scale <n>', 'upscale factor: 1, 2 or 4 (default 2)')
-    .option('--engine <name>', 'engine to use (GET /v1/engines lists them; default: the gateway\'s default)')
-    .option('--format <format>', 'output format: auto, png, jpeg or webp (default auto)')
-    .option('--quality <q>', 'jpeg/webp quality 1-100 (default 92)')
-    .option('--version <v>', 'GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer')
-    .option('--weight <w>', 'blend weight of restored faces, 0-1 (default 0.5)')
-    .option('--bg-tile <px>', 'background tile size: 0 (no tiling) or 32-1024 (default 400)')
-    .option('--bg-upsampler <name>', 'background upsampler: realesrgan or none')
-    .option('--only-center-face', 'restore only the face nearest the centre')
-    .option('--aligned', 'the input is an aligned 512x512 face crop')
-    .option('--priority <p>', 'queue priority: high, normal or low')
+    .option('-o, --output <path>', 'where to write the result; a directory puts it there (default: <stem>_enhanced.<ext> beside the photo)');
+  jobOptionFlags(cmd)
     .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
     .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
     .option('--retries <n>', 'how many times to retry a busy gateway (503/429), waiting Retry-After each time', '3')
