@@ -101,10 +101,16 @@ describe('photoenhance batch against a real gateway and worker', () => {
 
   beforeAll(async () => {
     redis = await startTestRedis();
-    const overrides = { defaultEngine: 'fixture', knownEngines: ['fixture'], ...backpressure };
+    const overrides = { defaultEngine: 'fixture', knownEngines: ['fixture', 'paced'], ...backpressure };
     gw = await startGateway(redis.url, overrides as Partial<GatewayConfig>);
     const cfg = join(work, 'worker.json');
-    writeFileSync(cfg, JSON.stringify({ engines: [{ name: 'fixture', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '20'], poolSize: 3 }] }));
+    writeFileSync(cfg, JSON.stringify({
+      engines: [
+        { name: 'fixture', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '20'], poolSize: 3 },
+        // Slower than any CLI can submit, however loaded the machine: the queue limit is always met.
+        { name: 'paced', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '150'], poolSize: 1 },
+      ],
+    }));
     worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: 'batch-host', LOG_LEVEL: 'warn' });
     await until('the worker to announce itself', async () => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: unknown[] }).hosts.length > 0, 60_000, 100);
     env = cleanEnv({ PHOTOENHANCE_URL: gw.url });
@@ -216,11 +222,11 @@ describe('photoenhance batch against a real gateway and worker', () => {
   it.runIf(hasQueueLimit)('meets the queue limit with 503 QUEUE_FULL and adapts its window', async () => {
     const src = join(work, 'flood');
     const out = join(work, 'flood-out');
-    await makePhotos(src, 120);
-    const run = await runCli(['batch', src, '--out', out, '--json', '--quiet'], { env, timeoutMs: 180_000 });
+    await makePhotos(src, 40);
+    const run = await runCli(['batch', src, '--out', out, '--json', '--quiet', '--engine', 'paced'], { env, timeoutMs: 180_000 });
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout) as Summary;
-    expect(summary.done).toBe(122);
+    expect(summary.done).toBe(42);
     expect(summary.busy.byCode.QUEUE_FULL ?? 0).toBeGreaterThan(0);
     expect(summary.window.decreases).toBeGreaterThan(0);
   }, 200_000);

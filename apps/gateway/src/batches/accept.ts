@@ -133,7 +133,10 @@ export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts
       records,
     );
     for (const data of ready) {
-      if (data) await jobs.enqueue(data, { batchId, ...(owner ? { owner } : {}) });
+      if (data) {
+        await jobs.enqueue(data, { batchId, ...(owner ? { owner } : {}) });
+        ctx.admission.noteQueued();
+      }
     }
     await claim?.complete();
     const accepted = ready.filter(Boolean).length;

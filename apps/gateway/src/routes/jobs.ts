@@ -129,6 +129,7 @@ export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: 
     // Again just before queueing: requests that were admitted together while uploading must not overshoot the bound.
     await ctx.admission.assertAccepting();
     await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
+    ctx.admission.noteQueued();
     await claim?.complete();
     return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? '') }, replayed: false, name: input.name };
   } catch (err) {
