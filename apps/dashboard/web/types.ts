@@ -1,94 +1,20 @@
-/** Shapes the gateway's dashboard API sends (apps/gateway/src/dashboard); kept loose where workers may add fields. */
+/** Shapes the gateway's dashboard API sends: the shared ones come from @photoenhance/contracts (types only). */
 
-export type JobStatus = 'queued' | 'active' | 'completed' | 'failed' | 'canceled';
-
-export interface QueueRow {
-  engine: string;
-  paused: boolean;
-  queued: number;
-  counts: Record<'waiting' | 'prioritized' | 'delayed' | 'active' | 'completed' | 'failed' | 'paused' | 'waiting-children', number>;
-}
-
-export interface Stats {
-  windowMs: number;
-  finished: number;
-  failed: number;
-  completedPerMin: number;
-  waitMs: { p50?: number; p95?: number };
-  runMs: { p50?: number; p95?: number };
-}
-
-export interface HostSample { usedBytes: number; totalBytes: number; thresholdUsedBytes: number; holding: boolean }
-
-export interface Sample {
-  at: number;
-  queued: number;
-  active: number;
-  failed: number;
-  completedPerMin: number;
-  failedPerMin: number;
-  waitP50?: number;
-  waitP95?: number;
-  runP50?: number;
-  runP95?: number;
-  hosts: Record<string, HostSample>;
-}
-
-export interface EngineProcess {
-  profile: string;
-  pid?: number;
-  state: string;
-  rssBytes: number;
-  limitBytes: number;
-  peakBytes?: number;
-  jobsDone: number;
-  startedAt?: number;
-  uptimeMs: number;
-  enforcement?: string;
-}
-
-export interface HostState {
-  hostId: string;
-  hostname?: string;
-  pid?: number;
-  updatedAt?: number;
-  admission: { state: 'admitting' | 'holding'; reason: string; detail?: string; since: number; thresholds?: { minAvailableBytes: number; maxUsedRatio: number; maxPressureSome10: number } };
-  memory: { totalBytes: number; availableBytes: number; usedRatio: number; pressureSome10?: number };
-  enforcement?: { mode: string; reason: string };
-  processes?: EngineProcess[];
-  recycles?: Record<string, number>;
-  engines?: Array<{ name: string; kind: string; poolSize: number }>;
-}
-
-export interface HostEvent { at: number; hostId: string; kind: 'recycle' | 'hold' | 'admit'; reason: string; profile?: string; pid?: number; detail?: string; approximate?: boolean }
-
-export interface Overview {
-  at: number;
-  queues: QueueRow[];
-  totals: { queued: number; active: number; completed: number; failed: number; delayed: number };
-  stats: Stats;
-  perEngine: Record<string, Stats>;
-  hosts: HostState[];
-  hostEvents: HostEvent[];
-  sample?: Sample;
-}
-
-export interface JobChange { engine: string; jobId: string; event: 'waiting' | 'active' | 'completed' | 'failed' | 'removed' | 'delayed' | 'progress'; progress?: number }
-
-export interface JobRow {
-  id: string;
-  engine: string;
-  status: JobStatus;
-  progress: number;
-  attempts: number;
-  createdAt?: string;
-  startedAt?: string;
-  finishedAt?: string;
-  input?: { name: string; width: number; height: number; bytes: number };
-  error?: { code: string; message: string };
-}
-
-export interface JobPage { total: number; page: number; pageSize: number; pages: number; jobs: JobRow[] }
+export type {
+  EngineProcessState as EngineProcess,
+  HostEvent,
+  HostSample,
+  HostState,
+  JobChange,
+  JobPage,
+  JobRow,
+  JobStatus,
+  Overview,
+  QueueRow,
+  Sample,
+  Stats,
+} from '@photoenhance/contracts/browser';
+import type { JobChange, JobStatus } from '@photoenhance/contracts/browser';
 
 export interface JobDetail {
   view: {

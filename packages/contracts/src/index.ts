@@ -5,3 +5,4 @@ export * from './protocol.js';
 export * from './system.js';
 export * from './batch.js';
 export { renderErrorCatalogue } from './errors-doc.js';
+export * from './dashboard.js';

@@ -3,7 +3,7 @@ import { access, rename } from 'node:fs/promises';
 import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
-import { ApiError, BATCH_ID_PATTERN, JOB_ID_PATTERN, decodeJobError, type BatchView, type JobData, type JobResult, type JobStatus } from '@photoenhance/contracts';
+import { ApiError, BATCH_ID_PATTERN, JOB_ID_PATTERN, decodeJobError, type BatchView, type JobData, type JobPage, type JobResult, type JobRow, type JobStatus } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import type { GatewayContext } from '../context.js';
 import { bullStateToStatus } from '../job-service.js';
@@ -21,19 +21,6 @@ const STATE_GROUPS: Record<Exclude<JobStatus, 'canceled'>, JobType[]> = {
 const LIST_ORDER = ['active', 'queued', 'failed', 'completed'] as const;
 const THUMB_PX = 320;
 const MAX_PAGE_SIZE = 200;
-
-export interface JobRow {
-  id: string;
-  engine: string;
-  status: JobStatus;
-  progress: number;
-  attempts: number;
-  createdAt?: string;
-  startedAt?: string;
-  finishedAt?: string;
-  input?: { name: string; width: number; height: number; bytes: number };
-  error?: { code: string; message: string };
-}
 
 function iso(ms: number | undefined | null): string | undefined {
   return ms ? new Date(ms).toISOString() : undefined;

@@ -1,34 +1,10 @@
-import type { HostState } from '@photoenhance/contracts';
-import { percentile, type HostEvent, type QueueObserver, type QueueSnapshot, type Sample } from '../metrics/observer.js';
+import type { Overview, QueueRow, Stats } from '@photoenhance/contracts';
+import { percentile, type QueueObserver } from '../metrics/observer.js';
+
+export type { Overview, QueueRow, Stats };
 
 /** Window for the dashboard's throughput and p50/p95 figures. */
 export const STATS_WINDOW_MS = 15 * 60_000;
-
-export interface QueueRow extends QueueSnapshot {
-  /** waiting + prioritized + delayed + paused (what our API calls `queued`). */
-  queued: number;
-}
-
-export interface Stats {
-  windowMs: number;
-  finished: number;
-  failed: number;
-  completedPerMin: number;
-  waitMs: { p50?: number; p95?: number };
-  runMs: { p50?: number; p95?: number };
-}
-
-/** What the dashboard's SSE stream pushes each sample (and GET /dashboard/api/overview answers). */
-export interface Overview {
-  at: number;
-  queues: QueueRow[];
-  totals: { queued: number; active: number; completed: number; failed: number; delayed: number };
-  stats: Stats;
-  perEngine: Record<string, Stats>;
-  hosts: HostState[];
-  hostEvents: HostEvent[];
-  sample?: Sample;
-}
 
 function stats(observer: QueueObserver, engine?: string): Stats {
   const recent = observer.recent(STATS_WINDOW_MS, engine);

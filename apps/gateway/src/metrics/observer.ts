@@ -2,7 +2,9 @@ import { EventEmitter } from 'node:events';
 import { QueueEvents, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { decodeJobError, type HostState, type JobData, type JobResult } from '@photoenhance/contracts';
+import { QUEUE_STATES, decodeJobError, type HostEvent, type HostState, type JobChange, type JobData, type JobResult, type QueueSnapshot, type QueueState, type Sample } from '@photoenhance/contracts';
+
+export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type QueueState, type Sample };
 import { KEY_PREFIX, queueName, redisOptions } from '@photoenhance/queue';
 import type { EngineDirectory } from '../engine-directory.js';
 import type { JobService } from '../job-service.js';
@@ -13,33 +15,6 @@ import type { JobService } from '../job-service.js';
  * Sampling costs one getJobCounts per engine and one heartbeat scan per period, whether or not anyone is watching,
  * so the charts always cover the last hour.
  */
-
-export const QUEUE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused', 'waiting-children'] as const;
-export type QueueState = (typeof QUEUE_STATES)[number];
-
-export interface QueueSnapshot {
-  engine: string;
-  paused: boolean;
-  counts: Record<QueueState, number>;
-}
-
-export interface Sample {
-  at: number;
-  /** Totals over all engines. */
-  queued: number;
-  active: number;
-  failed: number;
-  /** Jobs finished in the minute before the sample. */
-  completedPerMin: number;
-  failedPerMin: number;
-  /** Wait and run time percentiles over the jobs finished in the last five minutes (ms). */
-  waitP50?: number;
-  waitP95?: number;
-  runP50?: number;
-  runP95?: number;
-  /** Per host: memory used and the admission threshold expressed as "used" bytes (total − floor). */
-  hosts: Record<string, { usedBytes: number; totalBytes: number; thresholdUsedBytes: number; holding: boolean }>;
-}
 
 export interface FinishedJob {
   engine: string;
@@ -52,26 +27,6 @@ export interface FinishedJob {
   totalMs?: number;
   /** True in exactly one gateway per finished job (a Redis SET NX decides), so counters summed over gateways are exact. */
   countHere: boolean;
-}
-
-export interface JobChange {
-  engine: string;
-  jobId: string;
-  event: 'waiting' | 'active' | 'completed' | 'failed' | 'removed' | 'delayed' | 'progress';
-  progress?: number;
-}
-
-/** A recycle or admission change seen in a heartbeat, for the hosts timeline. */
-export interface HostEvent {
-  at: number;
-  hostId: string;
-  kind: 'recycle' | 'hold' | 'admit';
-  reason: string;
-  profile?: string;
-  pid?: number;
-  detail?: string;
-  /** Set when the time is when the gateway noticed it (recycle counts only), not when it happened. */
-  approximate?: boolean;
 }
 
 /** Recycle events a worker may publish in HostState (optional; read defensively). */

@@ -1,0 +1,108 @@
+/**
+ * What the gateway's dashboard API and its SSE stream send (apps/gateway/src/dashboard), shared with the front-end
+ * (apps/dashboard) as types only. Also exported through `@photoenhance/contracts/browser`, so the browser build pulls in
+ * nothing of Node.
+ */
+import type { JobStatus } from './job.js';
+import type { HostState } from './system.js';
+
+export const QUEUE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused', 'waiting-children'] as const;
+export type QueueState = (typeof QUEUE_STATES)[number];
+
+export interface QueueSnapshot {
+  engine: string;
+  paused: boolean;
+  counts: Record<QueueState, number>;
+}
+
+export interface QueueRow extends QueueSnapshot {
+  /** waiting + prioritized + delayed + paused (what our API calls `queued`). */
+  queued: number;
+}
+
+/** Per host: memory used and the admission threshold expressed as "used" bytes (total − floor). */
+export interface HostSample {
+  usedBytes: number;
+  totalBytes: number;
+  thresholdUsedBytes: number;
+  holding: boolean;
+}
+
+export interface Sample {
+  at: number;
+  /** Totals over all engines. */
+  queued: number;
+  active: number;
+  failed: number;
+  /** Jobs finished in the minute before the sample. */
+  completedPerMin: number;
+  failedPerMin: number;
+  /** Wait and run time percentiles over the jobs finished in the last five minutes (ms). */
+  waitP50?: number;
+  waitP95?: number;
+  runP50?: number;
+  runP95?: number;
+  hosts: Record<string, HostSample>;
+}
+
+export interface Stats {
+  windowMs: number;
+  finished: number;
+  failed: number;
+  completedPerMin: number;
+  waitMs: { p50?: number; p95?: number };
+  runMs: { p50?: number; p95?: number };
+}
+
+/** A recycle or admission change seen in a heartbeat, for the hosts timeline. */
+export interface HostEvent {
+  at: number;
+  hostId: string;
+  kind: 'recycle' | 'hold' | 'admit';
+  reason: string;
+  profile?: string;
+  pid?: number;
+  detail?: string;
+  /** Set when the time is when the gateway noticed it (recycle counts only), not when it happened. */
+  approximate?: boolean;
+}
+
+/** What the dashboard's SSE stream pushes each sample (and GET /dashboard/api/overview answers). */
+export interface Overview {
+  at: number;
+  queues: QueueRow[];
+  totals: { queued: number; active: number; completed: number; failed: number; delayed: number };
+  stats: Stats;
+  perEngine: Record<string, Stats>;
+  hosts: HostState[];
+  hostEvents: HostEvent[];
+  sample?: Sample;
+}
+
+export interface JobChange {
+  engine: string;
+  jobId: string;
+  event: 'waiting' | 'active' | 'completed' | 'failed' | 'removed' | 'delayed' | 'progress';
+  progress?: number;
+}
+
+export interface JobRow {
+  id: string;
+  engine: string;
+  status: JobStatus;
+  progress: number;
+  attempts: number;
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  input?: { name: string; width: number; height: number; bytes: number };
+  error?: { code: string; message: string };
+}
+
+export interface JobPage {
+  total: number;
+  page: number;
+  pageSize: number;
+  pages: number;
+  jobs: JobRow[];
+}
