@@ -98,8 +98,8 @@ export class ProtocolError extends Error {
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (o: Record<string, unknown>, k: string): boolean => typeof o[k] === 'string';
 
-/** Parse and check one line an engine wrote. Throws ProtocolError saying what is wrong. */
-export function parseEngineMessage(line: string): EngineToWorker {
+/** One protocol line as a JSON object with a string `type`, in either direction; anything else is a ProtocolError. */
+export function readProtocolLine(line: string): Record<string, unknown> & { type: string } {
   let v: unknown;
   try {
     v = JSON.parse(line);
@@ -107,6 +107,12 @@ export function parseEngineMessage(line: string): EngineToWorker {
     throw new ProtocolError(`not JSON: ${line.slice(0, 200)}`);
   }
   if (!isObj(v) || typeof v.type !== 'string') throw new ProtocolError(`message without "type": ${line.slice(0, 200)}`);
+  return v as Record<string, unknown> & { type: string };
+}
+
+/** Parse and check one line an engine wrote. Throws ProtocolError saying what is wrong. */
+export function parseEngineMessage(line: string): EngineToWorker {
+  const v = readProtocolLine(line);
   switch (v.type) {
     case 'ready':
       if (!str(v, 'engine') || !str(v, 'version') || typeof v.protocol !== 'number' || !isObj(v.capabilities)) {

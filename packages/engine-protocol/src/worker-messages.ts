@@ -3,6 +3,7 @@ import {
   DEFAULT_OPTIONS,
   OUTPUT_FORMATS,
   ProtocolError,
+  readProtocolLine,
   SCALES,
   type CancelRequest,
   type JobOptions,
@@ -21,13 +22,7 @@ const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.length 
  * Throws ProtocolError saying what is wrong; `.id` carries the job id when the line had one, so the reply can name it.
  */
 export function parseWorkerMessage(line: string): WorkerToEngine {
-  let v: unknown;
-  try {
-    v = JSON.parse(line);
-  } catch {
-    throw new ProtocolError(`not JSON: ${line.slice(0, 200)}`);
-  }
-  if (!isObj(v) || typeof v.type !== 'string') throw new ProtocolError(`message without "type": ${line.slice(0, 200)}`);
+  const v = readProtocolLine(line);
   const id = nonEmpty(v.id) ? v.id : undefined;
   const fail = (message: string): never => {
     throw Object.assign(new ProtocolError(message), { id });
