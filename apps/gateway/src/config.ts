@@ -1,4 +1,4 @@
-import { ConfigError, Type, loadConfig, type Static } from '@photoenhance/config';
+import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
@@ -15,7 +15,7 @@ export const GatewayConfigSchema = Type.Object({
   jobBackoffMs: Type.Integer({ default: 2000, minimum: 0 }),
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
   sweepIntervalMs: Type.Integer({ default: 60_000, minimum: 100 }),
-  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  logLevel: LogLevelSchema,
   /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
   dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
   bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
@@ -100,10 +100,7 @@ export const GATEWAY_ENV = {
 } as const;
 
 export function loadGatewayConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<GatewayConfig> } = {}): Readonly<GatewayConfig> {
-  const env = { ...(opts.env ?? process.env) };
-  // KNOWN_ENGINES may be a plain comma list.
-  if (env.KNOWN_ENGINES && !env.KNOWN_ENGINES.trim().startsWith('[')) env.KNOWN_ENGINES = JSON.stringify(env.KNOWN_ENGINES.split(',').map((s) => s.trim()).filter(Boolean));
-  if (env.API_KEYS && !env.API_KEYS.trim().startsWith('[')) env.API_KEYS = JSON.stringify(env.API_KEYS.split(',').map((s) => s.trim()).filter(Boolean));
+  const env = opts.env ?? process.env;
   const config = loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
     throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);

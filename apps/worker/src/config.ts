@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
 
 const ProfileSchema = Type.Object(
   {
@@ -46,7 +46,7 @@ export const WorkerConfigSchema = Type.Object({
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /** Time given to running jobs at shutdown before engines are stopped. */
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
-  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  logLevel: LogLevelSchema,
 });
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
 
@@ -69,9 +69,6 @@ export const WORKER_ENV = {
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {
   const env = { ...(opts.env ?? process.env) };
-  if (env.WORKER_ENGINES && !env.WORKER_ENGINES.trim().startsWith('[')) {
-    env.WORKER_ENGINES = JSON.stringify(env.WORKER_ENGINES.split(',').map((s) => s.trim()).filter(Boolean));
-  }
   // ADMISSION_MIN_AVAILABLE accepts sizes like 4GiB.
   if (env.ADMISSION_MIN_AVAILABLE && !/^\d+$/.test(env.ADMISSION_MIN_AVAILABLE.trim())) {
     try {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Value } from '@sinclair/typebox/value';
-import type { Static, TObject, TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 
 /**
  * One typed config per app: defaults (from the schema) < config file (JSON) < environment < explicit overrides.
@@ -50,6 +50,10 @@ function fromEnv(raw: string, schema: TSchema): unknown {
     if (['1', 'true', 'yes', 'on'].includes(v)) return true;
     if (['0', 'false', 'no', 'off'].includes(v)) return false;
     return raw;
+  }
+  if (type === 'array' && !raw.trim().startsWith('[')) {
+    // A list of names may be written plainly: KNOWN_ENGINES=classic,esrgan
+    return raw.split(',').map((x) => x.trim()).filter(Boolean);
   }
   if (type === 'array' || type === 'object') {
     try {
@@ -136,5 +140,8 @@ export function parseBytes(input: string | number): number {
   return Math.round(Number(m[1]) * 1024 ** unit);
 }
 
-export { Type } from '@sinclair/typebox';
+/** The log level setting every app has (pino's levels). */
+export const LogLevelSchema = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' });
+
+export { Type };
 export type { Static } from '@sinclair/typebox';
