@@ -59,55 +59,69 @@ export async function receiveUpload(
   if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);
   const fields: Record<string, string> = {};
   let input: StoredInput | undefined;
-  let parts: AsyncIterableIterator<Multipart>;
-  try {
-    // busboy's own cap sits one byte above ours, so our counter decides and names the limit.
-    parts = req.parts({ limits: { fileSize: opts.maxUploadBytes + 1, files: 1, fields: 32, fieldSize: 4096, parts: 40 } });
-  } catch (err) {
-    throw mapMultipartError(err, opts.maxUploadBytes);
-  }
-  try {
-    // Iterated by hand: leaving a for-await would call return(), which drains the rest of the body first.
-    for (;;) {
-      const next = await parts.next();
-      if (next.done) break;
-      const part = next.value;
-      if (part.type === 'field') {
-        if (typeof part.value !== 'string') throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, { extensions: { field: part.fieldname } });
-        fields[part.fieldname] = part.value;
-        continue;
-      }
-      if (part.fieldname !== fileField || input) {
-        part.file.resume();
-        throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send exactly one file part named "${fileField}"`, { extensions: { field: part.fieldname } });
-      }
-      const head = await readHead(part);
-      if (head.length === 0) throw new ApiError('IMAGE_UNREADABLE', `The "${fileField}" part is empty`);
-      const format = sniffImageFormat(head);
-      if (!format) {
-        part.file.resume();
-        const claimed = part.mimetype ? ` (it claims ${part.mimetype})` : '';
-        throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `The uploaded file is not a JPEG, PNG, WebP, BMP or TIFF image by its content${claimed}`, { extensions: { claimedType: part.mimetype } });
-      }
-      const key = LocalStorage.inputKey(opts.id, FORMAT_EXTENSIONS[format]);
-      const name = safeName(part.filename);
-      const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head, ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}) });
-      if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
-      input = { key, name, format, bytes, width: 0, height: 0 };
+  // busboy's own cap sits one byte above ours, so our counter decides and names the limit.
+  await walkMultipart(req, { fileSize: opts.maxUploadBytes + 1, files: 1, fields: 32, fieldSize: 4096, parts: 40 }, fields, opts.maxUploadBytes, async (part) => {
+    if (part.fieldname !== fileField || input) {
+      part.file.resume();
+      throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send exactly one file part named "${fileField}"`, { extensions: { field: part.fieldname } });
     }
-  } catch (err) {
-    const mapped = mapMultipartError(err, opts.maxUploadBytes);
-    if (mapped instanceof ApiError && mapped.code === 'IMAGE_TOO_LARGE') stopReading(req);
-    throw mapped;
-  }
+    const head = await readHead(part);
+    if (head.length === 0) throw new ApiError('IMAGE_UNREADABLE', `The "${fileField}" part is empty`);
+    const format = sniffImageFormat(head);
+    if (!format) {
+      part.file.resume();
+      const claimed = part.mimetype ? ` (it claims ${part.mimetype})` : '';
+      throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `The uploaded file is not a JPEG, PNG, WebP, BMP or TIFF image by its content${claimed}`, { extensions: { claimedType: part.mimetype } });
+    }
+    const key = LocalStorage.inputKey(opts.id, FORMAT_EXTENSIONS[format]);
+    const name = safeName(part.filename);
+    const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head, ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}) });
+    if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
+    input = { key, name, format, bytes, width: 0, height: 0 };
+  });
   if (!input) throw new ApiError('IMAGE_REQUIRED', `No file part named "${fileField}" in the request`);
   return { fields, input };
 }
 
-/** Decided: read no more of this body. The answer goes out with Connection: close and the socket closes after it. */
-function stopReading(req: FastifyRequest): void {
-  req.raw.unpipe();
-  req.raw.pause();
+/**
+ * Walk a multipart body: text parts into `fields`, each file part to `onFile`. Iterated by hand, because leaving a
+ * for-await would call return(), which drains the rest of the body first. Errors become problems; once the body is
+ * known to be too large, no more of it is read (the answer goes out with Connection: close).
+ */
+export async function walkMultipart(
+  req: FastifyRequest,
+  limits: { fileSize: number; files: number; fields: number; fieldSize: number; parts: number; throwFileSizeLimit?: boolean },
+  fields: Record<string, string>,
+  maxUploadBytes: number,
+  onFile: (part: MultipartFile) => Promise<void>,
+): Promise<void> {
+  let parts: AsyncIterableIterator<Multipart>;
+  try {
+    const { throwFileSizeLimit, ...rest } = limits;
+    parts = req.parts({ limits: rest, ...(throwFileSizeLimit === undefined ? {} : { throwFileSizeLimit }) } as Parameters<FastifyRequest['parts']>[0]);
+  } catch (err) {
+    throw mapMultipartError(err, maxUploadBytes);
+  }
+  try {
+    for (;;) {
+      const next = await parts.next();
+      if (next.done) return;
+      const part = next.value;
+      if (part.type === 'field') {
+        if (typeof part.value !== 'string') throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, { extensions: { field: part.fieldname } });
+        fields[part.fieldname] = part.value;
+      } else {
+        await onFile(part);
+      }
+    }
+  } catch (err) {
+    const mapped = mapMultipartError(err, maxUploadBytes);
+    if (mapped instanceof ApiError && (mapped.code === 'IMAGE_TOO_LARGE' || mapped.code === 'BATCH_TOO_LARGE')) {
+      req.raw.unpipe();
+      req.raw.pause();
+    }
+    throw mapped;
+  }
 }
 
 export function mapMultipartError(err: unknown, limit: number): unknown {

@@ -3,11 +3,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import type { Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { ApiError, FORMAT_EXTENSIONS, sniffImageFormat, type StoredInput } from '@photoenhance/contracts';
 import { LocalStorage } from '@photoenhance/storage';
-import { mapMultipartError, readHead, safeName } from '../upload.js';
+import { readHead, safeName, walkMultipart } from '../upload.js';
 import { newJobId } from '../job-service.js';
 import type { Fingerprint } from '../idempotency/index.js';
 import { extractArchive, inspectArchive, looksLikeArchive, archiveRefused, type ArchiveLimits } from './archive.js';
@@ -117,60 +116,37 @@ export async function receiveBatch(req: FastifyRequest, o: BatchReceiveOptions):
   const fields: Record<string, string> = {};
   let archiveKey: string | undefined;
   let total = 0;
-  let parts: AsyncIterableIterator<Multipart>;
-  try {
-    // throwFileSizeLimit: off, so one oversized photo is recorded as a bad item instead of breaking the whole body.
-    const partsOptions = { throwFileSizeLimit: false, limits: { fileSize: o.maxBatchBytes + 1, files: o.maxItems + 2, fields: 40, fieldSize: 4096, parts: o.maxItems + 50 } };
-    parts = req.parts(partsOptions as Parameters<FastifyRequest['parts']>[0]);
-  } catch (err) {
-    throw mapMultipartError(err, o.maxUploadBytes);
-  }
-  try {
-    for (;;) {
-      const next = await parts.next();
-      if (next.done) break;
-      const part = next.value;
-      if (part.type === 'field') {
-        if (typeof part.value !== 'string') throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, { extensions: { field: part.fieldname } });
-        fields[part.fieldname] = part.value;
-        continue;
-      }
-      if (o.archiveField && part.fieldname === o.archiveField && !archiveKey && o.items.length === 0) {
-        archiveKey = `${o.batchId}/archive.zip`;
-        const head = await readHead(part);
-        if (!looksLikeArchive(head) || head[0] !== 0x50) {
-          await drain(part.file);
-          throw archiveRefused('not-a-zip', `The "${o.archiveField}" part is not a ZIP archive`);
-        }
-        const hash = o.fingerprint?.file(`archive:${safeName(part.filename)}`);
-        const { bytes } = await writeCapped(o.storage.path(archiveKey), part.file, {
-          head,
-          limit: o.maxBatchBytes,
-          ...(hash ? { hash } : {}),
-          stopWhenOver: () => tooLarge('The archive is', o.maxBatchBytes, 'MAX_BATCH_BYTES'),
-        });
-        total += bytes;
-        continue;
-      }
-      if (part.fieldname !== o.imageField || archiveKey) {
+  // throwFileSizeLimit off, so one oversized photo is recorded as a bad item instead of breaking the whole body.
+  const limits = { throwFileSizeLimit: false, fileSize: o.maxBatchBytes + 1, files: o.maxItems + 2, fields: 40, fieldSize: 4096, parts: o.maxItems + 50 };
+  await walkMultipart(req, limits, fields, o.maxUploadBytes, async (part) => {
+    if (o.archiveField && part.fieldname === o.archiveField && !archiveKey && o.items.length === 0) {
+      archiveKey = `${o.batchId}/archive.zip`;
+      const head = await readHead(part);
+      if (!looksLikeArchive(head) || head[0] !== 0x50) {
         await drain(part.file);
-        const what = o.archiveField ? `file parts named "${o.imageField}", or one part "${o.archiveField}" with a ZIP archive` : `file parts named "${o.imageField}"`;
-        throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send ${what}, not both`, { extensions: { field: part.fieldname } });
+        throw archiveRefused('not-a-zip', `The "${o.archiveField}" part is not a ZIP archive`);
       }
-      if (o.items.length >= o.maxItems) throw tooLarge('The batch has more photos than allowed: it is', o.maxItems, 'MAX_BATCH_ITEMS');
-      const item: ReceivedItem = { name: safeName(part.filename), jobId: newJobId() };
-      o.items.push(item);
-      total += await storePhoto(item, part.file, o, o.fingerprint?.file(item.name));
-      if (total > o.maxBatchBytes) throw tooLarge('The batch is larger than allowed: it is', o.maxBatchBytes, 'MAX_BATCH_BYTES');
+      const hash = o.fingerprint?.file(`archive:${safeName(part.filename)}`);
+      const { bytes } = await writeCapped(o.storage.path(archiveKey), part.file, {
+        head,
+        limit: o.maxBatchBytes,
+        ...(hash ? { hash } : {}),
+        stopWhenOver: () => tooLarge('The archive is', o.maxBatchBytes, 'MAX_BATCH_BYTES'),
+      });
+      total += bytes;
+      return;
     }
-  } catch (err) {
-    const mapped = mapMultipartError(err, o.maxUploadBytes);
-    if (mapped instanceof ApiError && (mapped.code === 'BATCH_TOO_LARGE' || mapped.code === 'IMAGE_TOO_LARGE')) {
-      req.raw.unpipe();
-      req.raw.pause();
+    if (part.fieldname !== o.imageField || archiveKey) {
+      await drain(part.file);
+      const what = o.archiveField ? `file parts named "${o.imageField}", or one part "${o.archiveField}" with a ZIP archive` : `file parts named "${o.imageField}"`;
+      throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send ${what}, not both`, { extensions: { field: part.fieldname } });
     }
-    throw mapped;
-  }
+    if (o.items.length >= o.maxItems) throw tooLarge('The batch has more photos than allowed: it is', o.maxItems, 'MAX_BATCH_ITEMS');
+    const item: ReceivedItem = { name: safeName(part.filename), jobId: newJobId() };
+    o.items.push(item);
+    total += await storePhoto(item, part.file, o, o.fingerprint?.file(item.name));
+    if (total > o.maxBatchBytes) throw tooLarge('The batch is larger than allowed: it is', o.maxBatchBytes, 'MAX_BATCH_BYTES');
+  });
   if (!archiveKey) {
     if (o.items.length === 0) {
       throw new ApiError('IMAGE_REQUIRED', `No photos in the request: send file parts named "${o.imageField}"${o.archiveField ? ` or one ZIP archive part "${o.archiveField}"` : ''}`);
