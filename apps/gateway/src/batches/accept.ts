@@ -3,7 +3,6 @@ import {
   ApiError,
   FORMAT_EXTENSIONS,
   batchLinks,
-  parseJobOptions,
   resolveFormat,
   type BatchAccepted,
   type JobData,
@@ -12,8 +11,7 @@ import type { GatewayContext } from '../context.js';
 import { clientIdentity, ownerOf } from '../client-id.js';
 import { Fingerprint, idempotencyKeyOf, type ClaimedKey } from '../idempotency/index.js';
 import { redisUnavailable } from '../problems.js';
-import { assertDeclaredLength, prepareJob } from '../routes/jobs.js';
-import { takeWebhook } from '../webhooks/url-guard.js';
+import { assertDeclaredLength, prepareJob, submissionOptions } from '../routes/jobs.js';
 import { ResultNames, newBatchId, type BatchItemRecord } from './batch-service.js';
 import { receiveBatch, type ReceivedItem } from './receive.js';
 
@@ -48,7 +46,7 @@ export interface AcceptBatchResult {
  * queue past MAX_QUEUED_JOBS by up to its own size.
  */
 export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts: AcceptBatchOptions = {}): Promise<AcceptBatchResult> {
-  const { config, storage, jobs, engines } = ctx;
+  const { config, storage, jobs } = ctx;
   const native = opts.native !== false;
   if (!ctx.redisReady()) throw redisUnavailable();
   assertDeclaredLength(req, config.maxBatchBytes, 'BATCH_TOO_LARGE');
@@ -92,11 +90,7 @@ export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts
       }
       claim = got;
     }
-    const webhook = native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
-    if (opts.mapFields) fields = opts.mapFields(fields);
-    const { engine: requested, options } = parseJobOptions(fields);
-    const engine = requested ?? config.defaultEngine;
-    await engines.assertKnown(engine);
+    const { webhook, engine, options } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
 
     // Validate every item like a single job; a bad one is recorded, not fatal.
     const names = new ResultNames();

@@ -95,8 +95,25 @@ export interface AcceptResult {
  * Accept one job: admission (503 when the queue is full or workers hold), stream the upload to storage (hashing it
  * for Idempotency-Key), validate it and its options, enqueue. Returns the 202 body.
  */
+/**
+ * The options part of a submission, the same for a job and a batch: the webhook (native routes only) taken out of
+ * the fields, compat fields mapped, options parsed, the engine known.
+ */
+export async function submissionOptions(
+  ctx: GatewayContext,
+  fields: Record<string, string>,
+  o: { native: boolean; mapFields?: (fields: Record<string, string>) => Record<string, string> },
+): Promise<{ webhook: Awaited<ReturnType<typeof takeWebhook>> | undefined; engine: string; options: ParsedOptions }> {
+  const { config } = ctx;
+  const webhook = o.native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
+  const { engine: requested, options } = parseJobOptions(o.mapFields ? o.mapFields(fields) : fields);
+  const engine = requested ?? config.defaultEngine;
+  await ctx.engines.assertKnown(engine);
+  return { webhook, engine, options };
+}
+
 export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: AcceptOptions = {}): Promise<AcceptResult> {
-  const { config, storage, jobs, engines } = ctx;
+  const { config, storage, jobs } = ctx;
   const native = opts.native !== false;
   if (!ctx.redisReady()) throw redisUnavailable();
   assertDeclaredLength(req, config.maxUploadBytes);
@@ -120,11 +137,7 @@ export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: 
       }
       claim = got;
     }
-    const webhook = native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
-    if (opts.mapFields) fields = opts.mapFields(fields);
-    const { engine: requested, options } = parseJobOptions(fields);
-    const engine = requested ?? config.defaultEngine;
-    await engines.assertKnown(engine);
+    const { webhook, engine, options } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
     const data = await prepareJob(ctx, { id, input, engine, options });
     // Again just before queueing: requests that were admitted together while uploading must not overshoot the bound.
     await ctx.admission.assertAccepting();
