@@ -11,6 +11,9 @@ import { JobEventHub } from './job-events.js';
 import { JobService } from './job-service.js';
 import { installProblemHandlers } from './problems.js';
 import { installOperatorAuth } from './auth/operator-auth.js';
+import { installApiKeyAuth } from './auth/api-keys.js';
+import { installHostCheck } from './auth/hosts.js';
+import { registerSecurityHeaders } from './auth/security-headers.js';
 import { registerObservability } from './dashboard/index.js';
 import { registerOpenApi } from './openapi/index.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -94,10 +97,15 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   });
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !ctx.redisReady());
+  // Security headers on every answer, then refuse host names this gateway does not serve (DNS rebinding).
+  await registerSecurityHeaders(app, config);
+  installHostCheck(app, config);
   // Rate limits and pressure checks hook every route registered after them.
   await registerBackpressure(app, config, redis);
   // Operator auth and the OpenAPI hooks must see every route, so they come before any.
   installOperatorAuth(app, config);
+  // API keys (when configured) on every client route, with the owner check on routes that name a job or batch.
+  installApiKeyAuth(app, config, redis);
   await registerOpenApi(app);
   systemRoutes(app, ctx);
   jobRoutes(app, ctx);

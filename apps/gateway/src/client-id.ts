@@ -1,15 +1,19 @@
-import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { keyringOf } from './auth/keyring.js';
+
+export { keyId } from './auth/keyring.js';
 
 /**
  * Who is calling: the API key they present (when keys are configured and theirs is one), else their address.
- * Scopes rate limits, idempotency keys and compat task lists. Authentication itself (refusing unknown keys) is not
- * decided here.
+ * Scopes rate limits, idempotency keys and compat task lists. Refusing requests without a valid key is the job of
+ * auth/api-keys.ts; this only names the caller.
  */
 export interface ClientIdentity {
   kind: 'key' | 'address';
-  /** `k_<hash>` for a key (the key itself is never stored), the address otherwise. */
+  /** The key's client id (`k_<hash>` or `n_<name>`; the secret itself is never stored), the address otherwise. */
   id: string;
+  /** The key's name for logs (`name` of a `name:secret` entry), absent for an address. */
+  name?: string;
 }
 
 export function presentedKey(req: FastifyRequest): string | undefined {
@@ -22,23 +26,22 @@ export function presentedKey(req: FastifyRequest): string | undefined {
   return typeof x === 'string' && x.trim() ? x.trim() : undefined;
 }
 
-export function keyId(key: string): string {
-  return `k_${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
-}
+/** Resolved once per request (the rate limiter, the auth hook and the routes all ask). */
+const resolved = new WeakMap<FastifyRequest, ClientIdentity>();
 
 export function clientIdentity(req: FastifyRequest, apiKeys: readonly string[]): ClientIdentity {
+  const known = resolved.get(req);
+  if (known) return known;
+  let who: ClientIdentity = { kind: 'address', id: req.ip };
   if (apiKeys.length > 0) {
-    const key = presentedKey(req);
-    if (key !== undefined) {
-      const id = keyId(key);
-      // Compare hashes, so the check does not leak the keys through timing.
-      if (apiKeys.some((k) => keyId(k) === id)) return { kind: 'key', id };
-    }
+    const client = keyringOf(apiKeys).match(presentedKey(req));
+    if (client) who = { kind: 'key', id: client.id, name: client.name };
   }
-  return { kind: 'address', id: req.ip };
+  resolved.set(req, who);
+  return who;
 }
 
-/** The owner recorded on jobs and batches: the key id when keys are in use, else undefined (everything is shared). */
+/** The owner recorded on jobs and batches: the key's client id when keys are in use, else undefined (everything is shared). */
 export function ownerOf(req: FastifyRequest, apiKeys: readonly string[]): string | undefined {
   if (apiKeys.length === 0) return undefined;
   const who = clientIdentity(req, apiKeys);

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
+import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
@@ -35,8 +37,16 @@ export const GatewayConfigSchema = Type.Object({
   /** Requests per client per window (by API key when keys are configured, else by address); 0 turns rate limiting off. */
   rateLimitMax: Type.Integer({ default: 0, minimum: 0 }),
   rateLimitWindowMs: Type.Integer({ default: 60_000, minimum: 100 }),
-  /** API keys clients send as `Authorization: Bearer <key>` or `X-API-Key`; they scope rate limits, idempotency keys and compat task lists. */
+  /**
+   * API keys clients send as `Authorization: Bearer <secret>` or `X-API-Key`; entries are `secret` or `name:secret` (logs
+   * show the name). Set, they are required on every job, batch and compat route and jobs belong to their key
+   * (docs/security.md); they also scope rate limits, idempotency keys and compat task lists.
+   */
   apiKeys: Type.Array(Type.String({ minLength: 8 }), { default: [] }),
+  /** A file of more keys, one a line (`#` comments), read once at start-up; its keys are added to apiKeys. */
+  apiKeysFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Host names served besides loopback names, IP addresses, HOST and PUBLIC_URL's host (`.example.com` = its subdomains, `*` = any). */
+  allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
   maxEventLoopDelayMs: Type.Integer({ default: 1000, minimum: 0 }),
   maxHeapUsedBytes: Type.Integer({ default: 0, minimum: 0 }),
@@ -86,6 +96,8 @@ export const GATEWAY_ENV = {
   rateLimitMax: 'RATE_LIMIT_MAX',
   rateLimitWindowMs: 'RATE_LIMIT_WINDOW_MS',
   apiKeys: 'API_KEYS',
+  apiKeysFile: 'API_KEYS_FILE',
+  allowedHosts: 'ALLOWED_HOSTS',
   maxEventLoopDelayMs: 'MAX_EVENT_LOOP_DELAY_MS',
   maxHeapUsedBytes: 'MAX_HEAP_USED_BYTES',
   maxBatchItems: 'MAX_BATCH_ITEMS',
@@ -105,5 +117,34 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
     throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
   }
-  return config;
+  return withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
+}
+
+/** Validate every key (naming where it came from, never quoting it) and add the keys of API_KEYS_FILE. */
+function withKeyFile(config: Readonly<GatewayConfig>, envLabel: string): Readonly<GatewayConfig> {
+  const problems: string[] = [];
+  const all = [...config.apiKeys];
+  config.apiKeys.forEach((k, i) => {
+    const e = parseKeyEntry(k);
+    if (typeof e === 'string') problems.push(`setting ${envLabel}, entry ${i + 1}: ${e}`);
+  });
+  if (config.apiKeysFile) {
+    let text: string | undefined;
+    try {
+      text = readFileSync(config.apiKeysFile, 'utf8');
+    } catch (err) {
+      problems.push(`setting API_KEYS_FILE: cannot read ${config.apiKeysFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the path of a readable file with one key per line`);
+    }
+    for (const { line, entry } of text !== undefined ? keyFileEntries(text) : []) {
+      const e = parseKeyEntry(entry);
+      if (typeof e === 'string') problems.push(`setting API_KEYS_FILE: ${config.apiKeysFile} line ${line}: ${e}`);
+      else all.push(entry);
+    }
+    if (text !== undefined && all.length === config.apiKeys.length && problems.length === 0) {
+      problems.push(`setting API_KEYS_FILE: ${config.apiKeysFile} holds no key; put one key (or name:secret) per line, or unset API_KEYS_FILE`);
+    }
+  }
+  if (problems.length) throw new ConfigError('gateway', problems);
+  if (all.length === config.apiKeys.length) return config;
+  return Object.freeze({ ...config, apiKeys: Object.freeze(all) as string[] });
 }

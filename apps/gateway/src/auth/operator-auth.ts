@@ -13,6 +13,13 @@ import { sendProblem } from '../problems.js';
  *   POST /dashboard/login sets (an HMAC of the token, HttpOnly, SameSite=Strict, so it cannot be replayed cross-site).
  * - Without a token, operator routes are served only while the gateway binds a loopback address (HOST=127.0.0.1, ::1,
  *   localhost); on any other binding they answer 403 OPERATOR_ACCESS_DISABLED, saying to set DASHBOARD_TOKEN.
+ * - With API_KEYS set there are several clients, and the operator pages list every client's jobs: then they need
+ *   DASHBOARD_TOKEN even on loopback (403 OPERATOR_TOKEN_REQUIRED without one), because a client that reaches the
+ *   loopback port (a reverse proxy on the host, a shared machine) must not read other clients' job ids there.
+ * - State-changing operator requests (anything but GET/HEAD/OPTIONS) must be same-origin: an `Origin` header naming
+ *   this gateway (its Host, or PUBLIC_URL), or no `Origin` and a JSON body type, which a cross-site form or a
+ *   "simple" cross-origin fetch cannot send without a CORS preflight (which this gateway never grants). Otherwise
+ *   403 CROSS_ORIGIN_REFUSED: a page on another site cannot pause queues through a loopback gateway without a token.
  */
 
 export const OPERATOR_COOKIE = 'pe_operator';
@@ -85,6 +92,10 @@ export function operatorGuard(config: Readonly<GatewayConfig>): OperatorGuard {
   const loopback = isLoopbackHost(config.host);
   return async (req, reply) => {
     if (!token) {
+      if (config.apiKeys.length > 0) {
+        await sendProblem(reply, new ApiError('OPERATOR_TOKEN_REQUIRED', `${req.method} ${req.url.split('?')[0]} shows every client's jobs and API_KEYS is set, but no DASHBOARD_TOKEN is configured`), req.url);
+        return;
+      }
       if (loopback) return;
       await sendProblem(reply, new ApiError('OPERATOR_ACCESS_DISABLED', `Operator pages are off: no DASHBOARD_TOKEN is configured and the gateway binds ${config.host}, which is not a loopback address`), req.url);
       return;
@@ -101,17 +112,66 @@ export function operatorGuard(config: Readonly<GatewayConfig>): OperatorGuard {
   };
 }
 
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function isJsonType(header: string | undefined): boolean {
+  const type = (header ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
+}
+
+/** Whether a state-changing request comes from this gateway's own pages (or from a script, not a browser page). */
+export function isSameOrigin(req: FastifyRequest, publicUrl: string | undefined): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return isJsonType(req.headers['content-type']);
+  let from: URL;
+  try {
+    from = new URL(origin);
+  } catch {
+    return false; // "null" (sandboxed frames, file:) and garbage
+  }
+  if (from.protocol !== 'http:' && from.protocol !== 'https:') return false;
+  if (publicUrl) {
+    try {
+      if (new URL(publicUrl).origin === from.origin) return true;
+    } catch {
+      // an unparsable PUBLIC_URL names no origin
+    }
+  }
+  const host = req.headers.host;
+  if (!host) return false;
+  try {
+    // Through the URL parser, so default ports and letter case compare equal.
+    return new URL(`${from.protocol}//${host}`).host === from.host;
+  } catch {
+    return false;
+  }
+}
+
+export function sameOriginGuard(config: Readonly<GatewayConfig>): OperatorGuard {
+  return async (req, reply) => {
+    if (SAFE_METHODS.has(req.method) || isSameOrigin(req, config.publicUrl)) return;
+    const origin = typeof req.headers.origin === 'string' ? req.headers.origin.slice(0, 200) : undefined;
+    req.log.warn({ origin, contentType: req.headers['content-type'] }, 'operator request refused: not same-origin');
+    await sendProblem(reply, new ApiError('CROSS_ORIGIN_REFUSED', origin !== undefined
+      ? `${req.method} ${req.url.split('?')[0]} came from the origin ${JSON.stringify(origin)}, not from this gateway`
+      : `${req.method} ${req.url.split('?')[0]} carries neither an Origin header nor a JSON Content-Type`), req.url);
+  };
+}
+
 /**
  * Attach the guard to every operator route, whoever registers it (routes/system.ts, the dashboard, bull-board):
- * call this before those routes are added.
+ * call this before those routes are added. State-changing ones also get the same-origin check, after the credential
+ * check (so a request without credentials still learns that it needs them).
  */
 export function installOperatorAuth(app: FastifyInstance, config: Readonly<GatewayConfig>): void {
   const guard = operatorGuard(config);
+  const sameOrigin = sameOriginGuard(config);
   app.addHook('onRoute', (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     if (!methods.some((m) => isOperatorRoute(m, route.url))) return;
+    const mine = methods.every((m) => SAFE_METHODS.has(m)) ? [guard] : [guard, sameOrigin];
     const existing = route.onRequest;
-    route.onRequest = existing ? [guard, ...(Array.isArray(existing) ? existing : [existing])] : [guard];
+    route.onRequest = existing ? [...mine, ...(Array.isArray(existing) ? existing : [existing])] : mine;
   });
   app.register(loginRoutes, { config });
 }

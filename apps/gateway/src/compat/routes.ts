@@ -21,7 +21,8 @@ import { redisUnavailable } from '../problems.js';
  *   medium → bgUpsampler realesrgan, scale 2, quality 85;  high → bgUpsampler realesrgan, scale 2, quality 95.
  * Output keeps the input's format (a PNG stays a PNG). Differences from PhotoEnhanceAI, on purpose: task ids are the
  * gateway's job ids; a deleted task disappears (404) and only its own files are deleted; the task list shows only the
- * caller's tasks when API keys are in use (and nothing to callers without a valid key).
+ * caller's tasks when API keys are in use; with keys, every route here but /health needs one (401) and another key's
+ * task or batch answers 404 like an unknown one (auth/api-keys.ts).
  */
 const EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.tiff', '.tif', '.webp']);
 const COMPAT_MAX_BATCH_FILES = 20;
@@ -54,10 +55,10 @@ function fromApiError(err: ApiError): CompatError {
     IMAGE_REQUIRED: 422,
     MULTIPART_REQUIRED: 422,
     INVALID_OPTION: 422,
-    JOB_NOT_FOUND: 404,
-    JOB_EXPIRED: 404,
-    BATCH_NOT_FOUND: 404,
   };
+  // Not found, expired and another key's are one answer, as for an unknown id (no existence oracle).
+  if (err.code === 'JOB_NOT_FOUND' || err.code === 'JOB_EXPIRED') return new CompatError(404, 'Task not found', err.headers);
+  if (err.code === 'BATCH_NOT_FOUND') return new CompatError(404, 'Batch task not found', err.headers);
   return new CompatError(statusByCode[err.code] ?? err.status, err.message, err.headers);
 }
 

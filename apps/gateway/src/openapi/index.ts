@@ -102,5 +102,7 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
       return { schema: { ...doc, ...base, ...tagged } as FastifySchema, url };
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true }, staticCSP: true });
+  // No staticCSP: the gateway-wide policy (auth/security-headers.ts) covers /docs; swagger-ui's own would add
+  // upgrade-insecure-requests (breaking /docs over plain http) and block the inline styles it uses.
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 }

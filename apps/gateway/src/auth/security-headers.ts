@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import helmet from '@fastify/helmet';
+import type { GatewayConfig } from '../config.js';
+
+/**
+ * Security headers on every answer (@fastify/helmet): CSP, nosniff, frame-ancestors 'self', no referrer, and so on,
+ * with a policy the dashboard, bull-board and /docs (swagger-ui, which sets its own CSP on its pages) work under over
+ * plain HTTP:
+ * - no `upgrade-insecure-requests`: over http on a LAN address it would send every script and image to https and
+ *   break the page;
+ * - HSTS only when PUBLIC_URL is https (a plain-http gateway must not tell browsers to insist on https);
+ * - styles may be inline (the charts and bull-board set style attributes) and from https (bull-board's web fonts);
+ *   scripts only from the gateway itself.
+ */
+export async function registerSecurityHeaders(app: FastifyInstance, config: Readonly<GatewayConfig>): Promise<void> {
+  const https = (config.publicUrl ?? '').startsWith('https:');
+  await app.register(helmet, {
+    global: true,
+    contentSecurityPolicy: {
+      useDefaults: true,
+      directives: {
+        'upgrade-insecure-requests': null,
+        'script-src': ["'self'"],
+        'style-src': ["'self'", 'https:', "'unsafe-inline'"],
+        'img-src': ["'self'", 'data:', 'blob:'],
+        'connect-src': ["'self'"],
+      },
+    },
+    hsts: https ? { maxAge: 180 * 24 * 3600, includeSubDomains: false } : false,
+    // The gateway serves no cross-origin embeddable resources; COEP would only get in the way of bull-board's fonts.
+    crossOriginEmbedderPolicy: false,
+  });
+}
