@@ -145,6 +145,12 @@ describe('API keys are authentication', () => {
         expect((await json<{ code: string; detail: string }>(res)).code).toBe(code);
       }
     }
+    // HEAD (Fastify answers it from the GET route) is guarded the same way.
+    for (const path of [`/v1/jobs/${alicePhotoJob}/result`, `/v1/batches/${aliceBatch}/results.zip`, `/api/v1/download/${aliceTask}`]) {
+      expect((await call('HEAD', `${gw.url}${path}`)).status, `HEAD ${path}`).toBe(401);
+      expect((await call('HEAD', `${gw.url}${path}`, auth(BOB))).status, `HEAD ${path}`).toBe(404);
+      expect((await call('HEAD', `${gw.url}${path}`, auth(ALICE))).status, `HEAD ${path}`).toBe(200);
+    }
     // Nothing was touched: alice's job is still there and complete.
     expect((await json(await fetch(`${gw.url}/v1/jobs/${alicePhotoJob}`, { headers: auth(ALICE) }))).status).toBe('completed');
   });
