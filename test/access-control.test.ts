@@ -191,7 +191,7 @@ describe('API keys are authentication', () => {
     await expect(new PhotoEnhanceClient({ baseUrl: gw.url, apiKey: BOB }).get(accepted.id)).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
   });
 
-  it('a bad API_KEYS_FILE stops the gateway at start-up with an error naming API_KEYS_FILE (and never the secret)', () => {
+  it('a bad API_KEYS_FILE (or ALLOWED_HOSTS) stops the gateway at start-up with an error naming it (and never the secret)', () => {
     const missing = join(tmpdir(), 'pe-no-such-key-file');
     expect(() => loadGatewayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:1', API_KEYS_FILE: missing } })).toThrow(ConfigError);
     expect(() => loadGatewayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:1', API_KEYS_FILE: missing } })).toThrow(/API_KEYS_FILE.*pe-no-such-key-file/);
@@ -206,6 +206,8 @@ describe('API keys are authentication', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(/API_KEYS_FILE.*line 3/);
     expect((err as Error).message).not.toContain('abc');
+    expect(() => loadGatewayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:1', ALLOWED_HOSTS: 'photos.example,https://x.example/' } })).toThrow(/ALLOWED_HOSTS/);
+    expect(loadGatewayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:1', ALLOWED_HOSTS: 'photos.example, .corp.example,*' } }).allowedHosts).toHaveLength(3);
     const ok = loadGatewayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:1', API_KEYS: 'env-key-123456', API_KEYS_FILE: keyFile } });
     expect(ok.apiKeys).toEqual(['env-key-123456', `carol:${CAROL}`]);
     expect(Object.isFrozen(ok.apiKeys)).toBe(true);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
 import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
+import { hostName } from './auth/hosts.js';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
@@ -116,6 +117,10 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   const config = loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
     throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
+  }
+  const badHosts = config.allowedHosts.filter((h) => h.trim() !== '*' && (/[/@]/.test(h) || hostName(h.trim().replace(/^\./, '')) === undefined));
+  if (badHosts.length) {
+    throw new ConfigError('gateway', [`setting ALLOWED_HOSTS must list host names (photos.example.com), domains (.example.com) or *; received ${JSON.stringify(badHosts)}`]);
   }
   return withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
 }
