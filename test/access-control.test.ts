@@ -9,6 +9,8 @@ import { ConfigError } from '@photoenhance/config';
 import { PhotoEnhanceClient } from '@photoenhance/client';
 import { build } from '../apps/gateway/src/app.js';
 import { loadGatewayConfig } from '../apps/gateway/src/config.js';
+import { hostPolicy } from '../apps/gateway/src/auth/hosts.js';
+import { Keyring, keyId } from '../apps/gateway/src/auth/keyring.js';
 import { smallPhoto } from './support/images.js';
 import { fixtureEngine, startGateway, startStack, until, type RunningGateway, type Stack } from './support/stack.js';
 
@@ -340,6 +342,27 @@ describe('host names and headers', () => {
     } finally {
       await https.close();
     }
+  });
+});
+
+describe('the rules as functions', () => {
+  it('host names: parsed by the URL parser, not patterns', () => {
+    const allowed = hostPolicy({ host: '0.0.0.0', publicUrl: 'https://Photos.Example:8443/base', allowedHosts: ['.corp.example'] });
+    const yes = ['localhost', 'localhost:1', 'LocalHost.', 'a.localhost', '127.0.0.1:80', '[::1]:8080', '[::ffff:127.0.0.1]', '192.168.1.9', '2130706433', '0x7f.1', 'photos.example', 'PHOTOS.EXAMPLE.:443', 'corp.example', 'x.corp.example'];
+    const no = ['evil.example', 'localhost.evil.example', '127.0.0.1.evil.example', 'evil@localhost', 'localhost/x', 'localhost?x', 'photos.example.evil', 'xcorp.example', '', ' ', '[::1', 'a b'];
+    for (const h of yes) expect(allowed(h), h).toBe(true);
+    for (const h of no) expect(allowed(h), h).toBe(false);
+  });
+
+  it('keys: name:secret, unnamed ids as before, one client per name', () => {
+    const ring = new Keyring(['alice:alice-secret-1', 'alice:alice-secret-2', 'plain-secret-3']);
+    expect(ring.match('alice-secret-1')).toEqual({ name: 'alice', id: 'n_alice' });
+    expect(ring.match('alice-secret-2')).toEqual({ name: 'alice', id: 'n_alice' });
+    // An unnamed key keeps the owner id earlier versions recorded, so existing jobs stay its own.
+    expect(ring.match('plain-secret-3')?.id).toBe(keyId('plain-secret-3'));
+    expect(ring.match('plain-secret-3')?.name).toMatch(/^key-[0-9a-f]{8}$/);
+    for (const wrong of ['alice:alice-secret-1', 'alice-secret-', 'alice-secret-11', '', 'PLAIN-SECRET-3']) expect(ring.match(wrong), wrong).toBeUndefined();
+    expect(() => new Keyring(['short:abc'])).toThrow(/shorter than 8/);
   });
 });
 
