@@ -3,6 +3,7 @@ import type { EngineOffer, EngineProcessState, ReadyMessage } from '@photoenhanc
 import { engineFailure } from './child-failure.js';
 import type { EnforcementPlan } from './enforcement.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
+import type { GpuPlacement } from './gpu-governance.js';
 import type { SpawnClient } from './start-queue.js';
 import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
 
@@ -17,6 +18,8 @@ export interface PoolContext {
   recycled(profile: string, pid: number | undefined, reason: string, figures: Record<string, unknown>): void;
   /** A profile entered or left the start-failed state: admission must be re-decided. */
   failingChanged(): void;
+  /** GPU hosts: where a new process of this profile goes (CUDA_VISIBLE_DEVICES); undefined = not pinned. */
+  placeGpu?(profile: EngineProfile): GpuPlacement | undefined;
 }
 
 interface Waiter {
@@ -94,10 +97,16 @@ export class EnginePool implements SpawnClient {
   }
 
   async startOne(): Promise<{ pid: number | undefined; ok: boolean }> {
-    const proc = new EngineProcess(this.profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    const gpu = this.ctx.placeGpu?.(this.profile);
+    const profile = gpu ? { ...this.profile, env: { ...this.profile.env, ...gpu.env } } : this.profile;
+    const proc = new EngineProcess(profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    gpu?.attach(() => proc.pid);
     this.procs.add(proc);
     this.starting++;
-    proc.on('exit', (e: EngineExit) => this.onExit(proc, e));
+    proc.on('exit', (e: EngineExit) => {
+      gpu?.release();
+      this.onExit(proc, e);
+    });
     try {
       const ready = await proc.start();
       this.lastReady = ready;
@@ -112,6 +121,7 @@ export class EnginePool implements SpawnClient {
       return { pid: proc.pid, ok: true };
     } catch (e) {
       this.procs.delete(proc);
+      gpu?.release();
       if (!this.closed) this.noteStartFailure(e as EngineJobError);
       return { pid: proc.pid, ok: false };
     } finally {
