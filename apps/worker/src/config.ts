@@ -26,6 +26,7 @@ const ProfileSchema = Type.Object(
     gpus: Type.Optional(Type.Union([Type.Literal('all'), Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })])),
     expectedGpuMemoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
     gpuFloorBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
+    gpuMemoryLimitBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
   },
   { additionalProperties: false },
 );

@@ -20,6 +20,8 @@ export interface PoolContext {
   failingChanged(): void;
   /** GPU hosts: where a new process of this profile goes (CUDA_VISIBLE_DEVICES); undefined = not pinned. */
   placeGpu?(profile: EngineProfile): GpuPlacement | undefined;
+  /** GPU hosts: GPU bytes this process tree held at the last sample (undefined: not pinned / unknown). */
+  gpuUsedBy?(pid: number | undefined): number | undefined;
 }
 
 interface Waiter {
@@ -31,7 +33,7 @@ interface Waiter {
 }
 
 /** Recycles decided by us (counted when decided); the rest are counted when the process is found gone. */
-const PLANNED = new Set(['max-jobs', 'soft-limit', 'idle', 'shutdown']);
+const PLANNED = new Set(['max-jobs', 'soft-limit', 'gpu-soft-limit', 'idle', 'shutdown']);
 
 export const canceledWhileWaiting = (profile: string): EngineJobError =>
   new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
@@ -220,6 +222,12 @@ export class EnginePool implements SpawnClient {
     const soft = this.profile.softLimitRatio * this.profile.memoryLimitBytes;
     if (rss > soft) {
       this.recycle(proc, 'soft-limit', true, { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: this.profile.memoryLimitBytes });
+      return;
+    }
+    const gpuLimit = this.profile.gpuMemoryLimitBytes;
+    const gpuUsed = gpuLimit ? this.ctx.gpuUsedBy?.(proc.pid) : undefined;
+    if (gpuLimit && gpuUsed !== undefined && gpuUsed > this.profile.softLimitRatio * gpuLimit) {
+      this.recycle(proc, 'gpu-soft-limit', true, { gpuUsedBytes: gpuUsed, gpuSoftLimitBytes: Math.round(this.profile.softLimitRatio * gpuLimit), gpuLimitBytes: gpuLimit });
       return;
     }
     this.makeIdle(proc);

@@ -105,7 +105,7 @@ export class Governor extends EventEmitter implements GovernorApi {
       pump: () => this.queue.pump(),
       recycled: (profile, pid, reason, figures) => this.onRecycle({ profile, pid, reason, figures }),
       failingChanged: () => void this.refresh(),
-      ...(this.gpu ? { placeGpu: (p: EngineProfile) => this.gpu!.place(p) } : {}),
+      ...(this.gpu ? { placeGpu: (p: EngineProfile) => this.gpu!.place(p), gpuUsedBy: (pid: number | undefined) => this.gpu!.processGpu(pid)?.usedBytes } : {}),
     };
     for (const p of profiles) {
       if (this.pools.has(p.name)) throw new TypeError(`governor: two engine profiles are named "${p.name}"; names must be unique`);

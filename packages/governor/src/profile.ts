@@ -50,6 +50,9 @@ export function defaultProfile(partial: ProfileInput): EngineProfile {
   if (p.gpus !== undefined && p.gpus !== 'all' && !(Array.isArray(p.gpus) && p.gpus.every((g) => Number.isInteger(g) && g >= 0))) {
     fail(name, 'gpus', '"all" or a list of GPU indexes (integers >= 0)', p.gpus);
   }
+  if (p.gpuMemoryLimitBytes !== undefined && !(Number.isFinite(p.gpuMemoryLimitBytes) && p.gpuMemoryLimitBytes > 0)) {
+    fail(name, 'gpuMemoryLimitBytes', 'a positive number of bytes', p.gpuMemoryLimitBytes);
+  }
   for (const k of ['expectedGpuMemoryBytes', 'gpuFloorBytes'] as const) {
     if (p[k] !== undefined && !(Number.isFinite(p[k]) && p[k]! >= 0)) fail(name, k, 'a number of bytes >= 0', p[k]);
   }

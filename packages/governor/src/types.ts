@@ -55,6 +55,9 @@ export interface EngineProfile {
   expectedGpuMemoryBytes?: number;
   /** Free GPU memory needed to start a process or take a job. Default expectedGpuMemoryBytes + the GPU margin. */
   gpuFloorBytes?: number;
+  /** GPU memory limit per process tree (default none): between jobs, a process holding more than softLimitRatio of it
+   * (nvidia-smi's compute apps) is recycled ("gpu-soft-limit"). */
+  gpuMemoryLimitBytes?: number;
 }
 
 export interface AdmissionConfig {

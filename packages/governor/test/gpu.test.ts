@@ -259,6 +259,28 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     expect(g.snapshot().admission.detail).toMatch(/malformed output/);
   });
 
+  it('recycles an engine between jobs when its GPU memory passes softLimitRatio of gpuMemoryLimitBytes', async () => {
+    const smi = fakeSmi();
+    smi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 1024 }]);
+    const g = governor([{ ...gpuProfile, gpuMemoryLimitBytes: 4 * GiB }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
+    g.on('recycle', (r) => recycles.push(r));
+    await g.start();
+    const first = await g.run('gpu', req());
+    const pid = first.engine.pid!;
+    // 2.5 GiB: under the 3 GiB soft limit (0.75 x 4 GiB): kept
+    smi.apps([{ pid, uuid: UUID0, usedMiB: 2560 }]);
+    await waitFor(() => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 2560 * MiB, 10_000, 'the sample with 2.5 GiB');
+    expect((await g.run('gpu', req())).engine.pid).toBe(pid);
+    expect(recycles).toEqual([]);
+    // 3.5 GiB (memory left behind by the engine): recycled after its next job, and replaced
+    smi.apps([{ pid, uuid: UUID0, usedMiB: 3584 }]);
+    await waitFor(() => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 3584 * MiB, 10_000, 'the sample with 3.5 GiB');
+    expect((await g.run('gpu', req())).engine.pid).toBe(pid);
+    expect(recycles).toEqual([{ profile: 'gpu', pid, reason: 'gpu-soft-limit', figures: expect.objectContaining({ gpuUsedBytes: 3584 * MiB, gpuSoftLimitBytes: 3 * GiB, gpuLimitBytes: 4 * GiB }) }]);
+    expect((await g.run('gpu', req())).engine.pid).not.toBe(pid);
+  });
+
   it('no GPU: GPU parts off with one log line; engines start unpinned and admission is host memory only', async () => {
     const smi = fakeSmi();
     unlinkSync(smi.path);
