@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
+import { loadWorkerConfig } from '../apps/worker/src/config.js';
+import { resolveProfiles } from '../apps/worker/src/resolve-profiles.js';
 import { FIXTURE_ENGINE, REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
 
 /**
@@ -74,6 +76,7 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
       return x?.admission.state === 'holding' ? x : undefined;
     });
     expect(held.admission.reason).toBe('GPU_MEMORY_LOW');
+    expect(held.transitions.at(-1)).toMatchObject({ state: 'holding', reason: 'GPU_MEMORY_LOW' });
     expect((held.admission as { detail?: string }).detail).toContain(`GPU 1 (NVIDIA Fake L4, ${UUID1}) has 1 GiB free of 16 GiB; engine gpu needs 4 GiB free (expected 3 GiB + margin 1 GiB)`);
 
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpu', scale: '1' });
@@ -88,5 +91,20 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
     const done = await waitForStatus(gw.url, id, ['completed', 'failed']);
     expect(done.status).toBe('completed');
     expect((await host())?.admission.state).toBe('admitting');
+  });
+});
+
+describe('GPU settings', () => {
+  it('reads GPU_GOVERNANCE, NVIDIA_SMI, GPU_MARGIN and the GPU profile fields, and names a bad one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
+    const file = join(dir, 'worker.json');
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0, 1], expectedGpuMemoryBytes: '2GiB', gpuFloorBytes: '3GiB', gpuMemoryLimitBytes: '12GiB' }], run: ['g'] }));
+    const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file, GPU_GOVERNANCE: 'off', NVIDIA_SMI: '/opt/nvidia/bin/nvidia-smi', GPU_MARGIN: '1GiB' } });
+    expect(c).toMatchObject({ gpu: 'off', nvidiaSmi: '/opt/nvidia/bin/nvidia-smi', gpuMarginBytes: 2 ** 30 });
+    expect(resolveProfiles(c)[0]).toMatchObject({ gpus: [0, 1], expectedGpuMemoryBytes: 2 * 2 ** 30, gpuFloorBytes: 3 * 2 ** 30, gpuMemoryLimitBytes: 12 * 2 ** 30 });
+    expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_MARGIN: 'lots' } })).toThrow(/GPU_MARGIN/);
+    expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_GOVERNANCE: 'maybe' } })).toThrow(/GPU_GOVERNANCE/);
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [-1] }], run: ['g'] }));
+    expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).toThrow(/gpus/);
   });
 });

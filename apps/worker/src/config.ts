@@ -75,7 +75,7 @@ export const WORKER_ENV = {
   enforcement: 'ENFORCEMENT',
   startFailureLimit: 'START_FAILURE_LIMIT',
   shutdownGraceMs: 'SHUTDOWN_GRACE_MS',
-  gpu: 'GPU',
+  gpu: 'GPU_GOVERNANCE',
   nvidiaSmi: 'NVIDIA_SMI',
   gpuMarginBytes: 'GPU_MARGIN',
   logLevel: 'LOG_LEVEL',
