@@ -147,7 +147,9 @@ export class Governor extends EventEmitter implements GovernorApi {
   admitting(profile?: string): boolean {
     if (profile === undefined) return this.admission.state.state === 'admitting';
     const pool = this.pools.get(profile);
-    return !!pool && !pool.failing() && this.admission.memoryVerdict(this.memory) === undefined && this.gpu?.verdict() === undefined;
+    // GPU figures concern GPU engines only (the host as a whole still holds while they are low)
+    const gpuOk = !pool || !this.gpu || !this.gpu.usesGpu(pool.profile) || this.gpu.verdict() === undefined;
+    return !!pool && !pool.failing() && this.admission.memoryVerdict(this.memory) === undefined && gpuOk;
   }
 
   /** Change admission thresholds at run time; resolves with the state decided on fresh figures. */
