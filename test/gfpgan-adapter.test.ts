@@ -702,6 +702,14 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       expect(noPkg.code).toBe(1);
       const entry = noPkg.report.imports.find((i: { module: string }) => i.module === 'gfpgan');
       expect(entry).toMatchObject({ ok: false, fix: `${noPkg.report.interpreter.path as string} -m pip install gfpgan` });
+
+      // opencv-python on a headless host without libGL: the fix is the system libraries, not another pip install
+      const headless = join(work, 'headless');
+      mkdirSync(join(headless, 'cv2'), { recursive: true });
+      writeFileSync(join(headless, 'cv2', '__init__.py'), 'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")\n');
+      const noGl = check(['--model-dir', models], { ...CUDA, PYTHONPATH: `${headless}:${DOUBLE}` });
+      expect(noGl.code).toBe(1);
+      expect(noGl.report.imports.find((i: { module: string }) => i.module === 'cv2')?.fix).toMatch(/apt-get install -y libgl1 libglib2\.0-0/);
     });
   });
 });
