@@ -175,7 +175,7 @@ const engines: Engine[] = [];
 let work = '';
 let models = '';
 let n = 0;
-const inputs = { big: SAMPLE, small: '', png: '', aligned: '', truncated: '', garbage: '' };
+const inputs = { big: SAMPLE, small: '', png: '', aligned: '', truncated: '', garbage: '', w962: '' };
 
 function makeModelDir(name: string, skip: string[] = []): string {
   const dir = join(work, name);
@@ -194,6 +194,13 @@ function start(args: string[] = [], env: Record<string, string> = {}, modelDir =
 }
 
 const CUDA = { GFPGAN_DOUBLE_CUDA: '1' };
+
+/** What the torch double's empty_cache() reported: GPU bytes still held by live tensors at each call. */
+function emptyCacheLive(stderr: string): number[] {
+  return [...stderr.matchAll(/torch\.cuda\.empty_cache\(\) call \d+: returned \d+ bytes to the driver; (\d+) bytes still held by live tensors/g)].map((m) => Number(m[1]));
+}
+
+const DOWNLOAD_CALLED = 'torch.hub.download_url_to_file CALLED';
 
 function job(input: string, options: Partial<JobOptions> = {}): WorkerToEngine & { type: 'job' } {
   const format = options.format ?? 'png';
@@ -227,6 +234,8 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     models = makeModelDir('models');
     inputs.small = join(work, 'small.jpg');
     await sharp(SAMPLE).resize({ width: 640 }).jpeg({ quality: 90 }).toFile(inputs.small);
+    inputs.w962 = join(work, 'w962.jpg');
+    await sharp(SAMPLE).resize({ width: 962 }).jpeg({ quality: 90 }).toFile(inputs.w962);
     inputs.png = join(work, 'small.png');
     await sharp(SAMPLE).resize({ width: 320 }).png().toFile(inputs.png);
     inputs.aligned = join(work, 'aligned.png');
@@ -257,7 +266,10 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     expect(e.messages[0]?.type).toBe('ready');
     expect(ready).toMatchObject({ protocol: 1, engine: 'gfpgan', capabilities: { scales: [1, 2, 4], formats: ['png', 'jpeg', 'webp'] } });
     expect(ready.capabilities.options).toEqual(expect.arrayContaining(['scale', 'version', 'weight', 'onlyCenterFace', 'aligned', 'bgUpsampler', 'bgTile', 'format', 'quality']));
+    // gfpgan and realesrgan export no __version__: the versions come from the package metadata
+    expect(ready.version).toBe('1.3.8+testdouble');
     const info = ready.info as Record<string, any>;
+    expect(info.packages).toEqual({ torch: '2.6.0+testdouble', basicsr: '1.4.2+testdouble', facexlib: '0.3.0+testdouble', gfpgan: '1.3.8+testdouble', realesrgan: '0.3.0+testdouble' });
     expect(info).toMatchObject({ device: 'cuda', gpuName: 'NVIDIA Test Double GPU', half: true, bgUpsampler: 'realesrgan', versionsLoaded: ['1.4'], maxModels: 1 });
     expect(info.memory.rssBytes).toBeGreaterThan(96 * 2 ** 20);
     expect(info.memory.gpuTotalBytes).toBe(16384 * 2 ** 20);
@@ -327,7 +339,8 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     expect(one.messages.some((m) => m.type === 'log' && /evicted GFPGAN 1\.4/.test(m.message))).toBe(true);
 
     const dir = makeModelDir('models-no-restoreformer', ['RestoreFormer.pth']);
-    const two = start(['--max-models', '2'], CUDA, dir);
+    // version 1 (the 'original' arch) needs basicsr's compiled CUDA ops: this double plays a basicsr built with them
+    const two = start(['--max-models', '2'], { ...CUDA, GFPGAN_DOUBLE_BASICSR_EXT: '1' }, dir);
     const ready = await two.ready();
     expect((ready.info as Record<string, unknown>).maxModels).toBe(2);
     const steps: Array<[JobOptions['version'], Record<string, unknown>]> = [
@@ -357,9 +370,9 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     expect((await two.done(again.id)).meta).toMatchObject({ modelLoaded: false, versionsLoaded: ['1.4', '1.2'] });
   });
 
-  it('CUDA out of memory once: empties the cache and retries with half the tile', async () => {
+  it('CUDA out of memory once: releases what the failed attempt held, empties the cache and retries with half the tile', async () => {
     const e = start([], { ...CUDA, GFPGAN_DOUBLE_OOM: '1' });
-    await e.ready();
+    const weights = ((await e.ready()).info as { memory: { gpuAllocatedBytes: number } }).memory.gpuAllocatedBytes;
     const j = job(inputs.small, { bgTile: 400 });
     e.send(j);
     const d = await e.done(j.id);
@@ -369,7 +382,9 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     expect([d.output.width, d.output.height]).toEqual([src.width! * 2, src.height! * 2]);
     const warn = e.messages.find((m): m is LogMessage => m.type === 'log' && m.id === j.id && m.level === 'warn');
     expect(warn?.message).toMatch(/CUDA out of memory.*retrying once with background tile 200/);
-    expect(e.stderr).toContain('torch.cuda.empty_cache()');
+    // the traceback's frames (the layers that ran before the OOM) and the upsampler's last input/output were dropped
+    // before the cache was emptied, so only the model weights were still held and the rest went back to the driver
+    expect(emptyCacheLive(e.stderr)).toEqual([weights]);
     // the fault is spent: the next job runs at the tile it asked for
     const k = job(inputs.small, { bgTile: 400 });
     e.send(k);
@@ -413,6 +428,139 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     const k = job(inputs.small, { bgTile: 100 });
     e.send(k);
     expect((await e.done(k.id)).meta).toMatchObject({ oomRetries: 0, bgTile: 100 });
+  });
+
+  it('an odd bgTile (301) is rounded down to even: x2 RRDBNet pixel_unshuffle asserts even tiles', async () => {
+    const e = start([], CUDA);
+    await e.ready();
+    const odd = job(inputs.small, { bgTile: 301 });
+    const tiny = job(inputs.small, { bgTile: 7 });
+    e.send(odd, tiny);
+    const d = await e.done(odd.id);
+    expect(d.applied).toMatchObject({ bgTile: 300 });
+    expect(d.meta).toMatchObject({ bgTile: 300, oomRetries: 0 });
+    const src = await sharp(inputs.small).metadata();
+    expect([d.output.width, d.output.height]).toEqual([src.width! * 2, src.height! * 2]);
+    const t = await e.done(tiny.id);
+    expect(t.applied).toMatchObject({ bgTile: 32 });
+  });
+
+  it('OOM with bgTile 0 on a 962 px photo: retries at an even half (480), with the failed attempt released first', async () => {
+    // 1200 MiB GPU: the untiled 962x641 background needs ~1.3 GiB of activations, a 480 px tile ~0.5 GiB
+    const e = start([], { ...CUDA, GFPGAN_DOUBLE_GPU_TOTAL_MB: '1200' });
+    const weights = ((await e.ready()).info as { memory: { gpuAllocatedBytes: number } }).memory.gpuAllocatedBytes;
+    const j = job(inputs.w962, { bgTile: 0 });
+    e.send(j);
+    const d = await e.done(j.id);
+    expect(d.meta).toMatchObject({ oomRetries: 1, bgTile: 480 });
+    expect(d.applied).toMatchObject({ bgTile: 480 });
+    expect([d.output.width, d.output.height]).toEqual([1924, 1282]);
+    expect(emptyCacheLive(e.stderr)).toEqual([weights]);
+    const warn = e.messages.find((m): m is LogMessage => m.type === 'log' && m.id === j.id && m.level === 'warn');
+    expect(warn?.message).toMatch(/retrying once with background tile 480/);
+  });
+
+  it('version 1 with a pip-installed basicsr: refused at load with how to build the CUDA ops (permanent); --check says so', async () => {
+    const e = start([], CUDA);
+    await e.ready();
+    const v1 = job(inputs.small, { version: '1' });
+    const ok = job(inputs.png);
+    e.send(v1, ok);
+    const err = (await e.result(v1.id)) as ErrorMessage;
+    expect(err).toMatchObject({ type: 'error', code: 'ENGINE_FAILED', retryable: false });
+    expect(err.message).toMatch(/fused_act_ext/);
+    expect(err.message).toMatch(/BASICSR_EXT=True/);
+    expect(err.message).toMatch(/BASICSR_JIT=True/);
+    // refused before GFPGANer was built: the resident model was not evicted for it
+    expect((await e.done(ok.id)).meta).toMatchObject({ modelLoaded: false, versionsLoaded: ['1.4'] });
+
+    // as the default version it stops start-up
+    const start1 = start(['--default-version', '1'], CUDA);
+    const se = await start1.waitFor<ErrorMessage>((m) => m.type === 'error', 'start-up error');
+    expect(se).toMatchObject({ code: 'ENGINE_START_FAILED', retryable: false });
+    expect(se.message).toMatch(/BASICSR_EXT=True/);
+
+    // BASICSR_JIT=True compiles the ops when basicsr is imported, which needs nvcc
+    const jit = start([], { ...CUDA, BASICSR_JIT: 'True' });
+    const je = await jit.waitFor<ErrorMessage>((m) => m.type === 'error', 'start-up error');
+    expect(je.code).toBe('ENGINE_START_FAILED');
+    expect(je.message).toMatch(/CUDA_HOME/);
+    expect(je.message).toMatch(/nvcc/);
+    // ... and works where nvcc is
+    const built = start([], { ...CUDA, BASICSR_JIT: 'True', GFPGAN_DOUBLE_NVCC: '1' });
+    await built.ready();
+    const v1b = job(inputs.small, { version: '1' });
+    built.send(v1b);
+    expect((await built.done(v1b.id)).meta).toMatchObject({ faces: 2, versionsLoaded: ['1'] });
+
+    // on CPU the compiled op refuses CPU tensors (GFPGAN would swallow that and return unrestored faces)
+    const cpu = start([], { GFPGAN_DOUBLE_BASICSR_EXT: '1' });
+    await cpu.ready();
+    const v1c = job(inputs.png, { version: '1' });
+    cpu.send(v1c);
+    const ce = (await cpu.result(v1c.id)) as ErrorMessage;
+    expect(ce).toMatchObject({ type: 'error', code: 'ENGINE_FAILED', retryable: false });
+    expect(ce.message).toMatch(/CUDA/);
+  });
+
+  it('facexlib weights missing: start-up fails with the exact commands, and nothing is ever downloaded', async () => {
+    const dir = makeModelDir('models-no-facexlib', ['gfpgan/weights/detection_Resnet50_Final.pth', 'gfpgan/weights/parsing_parsenet.pth']);
+    const e = start([], CUDA, dir);
+    const err = await e.waitFor<ErrorMessage>((m) => m.type === 'error', 'start-up error');
+    expect(err).toMatchObject({ code: 'ENGINE_START_FAILED', retryable: false });
+    const weights = join(dir, 'gfpgan/weights');
+    expect(err.message).toContain(`mkdir -p ${weights} && curl -L -o ${join(weights, 'detection_Resnet50_Final.pth')} https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth`);
+    expect(err.message).toContain(`curl -L -o ${join(weights, 'parsing_parsenet.pth')} https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth`);
+    expect((await e.exit()).code).toBe(1);
+    expect(e.stderr).not.toContain(DOWNLOAD_CALLED);
+
+    // removed while the engine runs: loading another version fails (permanently) instead of downloading
+    const dir2 = makeModelDir('models-facexlib-removed');
+    const live = start([], CUDA, dir2);
+    await live.ready();
+    rmSync(join(dir2, 'gfpgan/weights/parsing_parsenet.pth'));
+    const j = job(inputs.png, { version: '1.3' });
+    live.send(j);
+    const je = (await live.result(j.id)) as ErrorMessage;
+    expect(je).toMatchObject({ type: 'error', code: 'ENGINE_FAILED', retryable: false });
+    expect(je.message).toContain('parsing_parsenet.pth');
+    expect(live.stderr).not.toContain(DOWNLOAD_CALLED);
+  });
+
+  it('classifies failures: assertion, name, key and unpickling errors are permanent; other runtime errors retryable', async () => {
+    const dir = makeModelDir('models-bad-checkpoints');
+    // a checkpoint that pickles more than tensors (refused by torch >= 2.6's weights_only default) and one without params
+    writeFileSync(join(dir, 'GFPGANv1.3.pth'), 'TEST-DOUBLE-CHECKPOINT {"keys": ["params_ema"], "globals": ["argparse.Namespace"]}');
+    writeFileSync(join(dir, 'RestoreFormer.pth'), 'TEST-DOUBLE-CHECKPOINT {"keys": ["state_dict"]}');
+    const e = start([], { ...CUDA, GFPGAN_DOUBLE_RAISE: 'AssertionError,NameError,KeyError,UnpicklingError,RuntimeError' }, dir);
+    await e.ready();
+    const jobs = Array.from({ length: 5 }, () => job(inputs.png));
+    e.send(...jobs);
+    const results = [];
+    for (const j of jobs) results.push((await e.result(j.id)) as ErrorMessage);
+    expect(results.map((r) => [r.code, r.retryable])).toEqual([
+      ['ENGINE_FAILED', false],
+      ['ENGINE_FAILED', false],
+      ['ENGINE_FAILED', false],
+      ['ENGINE_FAILED', false],
+      ['ENGINE_FAILED', true],
+    ]);
+    expect(results[0]!.message).toMatch(/^AssertionError/);
+    expect(results[4]!.message).toMatch(/illegal memory access/);
+
+    const pickled = job(inputs.png, { version: '1.3' });
+    const noParams = job(inputs.png, { version: 'RestoreFormer' });
+    const ok = job(inputs.png);
+    e.send(pickled, noParams, ok);
+    const pe = (await e.result(pickled.id)) as ErrorMessage;
+    expect(pe).toMatchObject({ type: 'error', code: 'ENGINE_FAILED', retryable: false });
+    expect(pe.message).toMatch(/weights_only/);
+    expect(pe.message).toMatch(/TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1/);
+    const ke = (await e.result(noParams.id)) as ErrorMessage;
+    expect(ke).toMatchObject({ type: 'error', code: 'ENGINE_FAILED', retryable: false });
+    expect(ke.message).toMatch(/KeyError: 'params'/);
+    expect(ke.message).toContain('https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth');
+    await e.done(ok.id);
   });
 
   it('no face found: still a background result, and the metadata says so', async () => {
@@ -523,10 +671,22 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       expect(problems.some((p) => p.fix.includes(join(dir, 'gfpgan/weights/detection_Resnet50_Final.pth')))).toBe(true);
     });
 
-    it('everything in place with a GPU: usable, with the GPU named', () => {
+    it('everything in place with a GPU: usable, with the GPU named and package versions from metadata', () => {
       const { code, report } = check(['--model-dir', models], CUDA);
       expect(code).toBe(0);
       expect(report).toMatchObject({ ok: true, problems: [], cuda: { available: true, deviceName: 'NVIDIA Test Double GPU' }, device: { resolved: 'cuda' } });
+      const versions = Object.fromEntries((report.imports as Array<{ module: string; version: string }>).map((i) => [i.module, i.version]));
+      expect(versions).toMatchObject({ torch: '2.6.0+testdouble', basicsr: '1.4.2+testdouble', facexlib: '0.3.0+testdouble', gfpgan: '1.3.8+testdouble', realesrgan: '0.3.0+testdouble' });
+      // version 1 needs basicsr's compiled ops, which a pip install lacks: a warning (a problem if it is the default)
+      expect(report.basicsrOps).toMatchObject({ fusedAct: false, upfirdn2d: false });
+      const v1 = (report.warnings as Array<{ check: string; fix: string }>).find((w) => w.check === 'version 1');
+      expect(v1?.fix).toMatch(/BASICSR_EXT=True/);
+      const asDefault = check(['--model-dir', models, '--default-version', '1'], CUDA);
+      expect(asDefault.code).toBe(1);
+      expect((asDefault.report.problems as Array<{ check: string }>).some((p) => p.check === 'version 1')).toBe(true);
+      const built = check(['--model-dir', models, '--default-version', '1'], { ...CUDA, GFPGAN_DOUBLE_BASICSR_EXT: '1' });
+      expect(built.code).toBe(0);
+      expect(built.report.basicsrOps).toMatchObject({ fusedAct: true, upfirdn2d: true });
     });
 
     it('--device cuda without a visible GPU, and a missing package, are problems with fixes', () => {
@@ -542,6 +702,14 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       expect(noPkg.code).toBe(1);
       const entry = noPkg.report.imports.find((i: { module: string }) => i.module === 'gfpgan');
       expect(entry).toMatchObject({ ok: false, fix: `${noPkg.report.interpreter.path as string} -m pip install gfpgan` });
+
+      // opencv-python on a headless host without libGL: the fix is the system libraries, not another pip install
+      const headless = join(work, 'headless');
+      mkdirSync(join(headless, 'cv2'), { recursive: true });
+      writeFileSync(join(headless, 'cv2', '__init__.py'), 'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")\n');
+      const noGl = check(['--model-dir', models], { ...CUDA, PYTHONPATH: `${headless}:${DOUBLE}` });
+      expect(noGl.code).toBe(1);
+      expect(noGl.report.imports.find((i: { module: string }) => i.module === 'cv2')?.fix).toMatch(/apt-get install -y libgl1 libglib2\.0-0/);
     });
   });
 });

@@ -17,8 +17,10 @@ import argparse
 import collections
 import gc
 import importlib
+import importlib.metadata
 import json
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -61,8 +63,31 @@ SCALES = [1, 2, 4]
 FORMATS = {'png': '.png', 'jpeg': '.jpg', 'webp': '.webp'}
 DEFAULTS = {'scale': 2, 'version': '1.4', 'weight': 0.5, 'onlyCenterFace': False, 'aligned': False,
             'bgUpsampler': 'realesrgan', 'bgTile': 400, 'format': 'png', 'quality': 92}
+# RealESRGAN x2plus runs basicsr's pixel_unshuffle(scale=2), which asserts even tile sizes (tile + 2 x BG_TILE_PAD
+# when padded), so every tile the adapter uses is even: user values are rounded down (not below MIN_USER_TILE) and an
+# OOM retry halves to an even size (not below MIN_RETRY_TILE).
+MIN_USER_TILE = 32
 MIN_RETRY_TILE = 64
 BG_TILE_PAD = 10
+
+# Failures that repeat identically on a retry (code or installation problems, not load): assertions such as
+# pixel_unshuffle's, missing compiled ops (NameError: fused_act_ext), checkpoints without 'params' (KeyError) or that
+# torch refuses to unpickle. A job failing with one of these is not retryable.
+PERMANENT_ERRORS = (AssertionError, NameError, LookupError, AttributeError, TypeError, ImportError, NotImplementedError,
+                    pickle.UnpicklingError)
+
+# pip distribution names for the modules whose versions the adapter reports (cv2 ships under several names)
+DISTRIBUTIONS = {
+    'cv2': ('opencv-python', 'opencv-python-headless', 'opencv-contrib-python', 'opencv-contrib-python-headless'),
+}
+
+BASICSR_OPS_FIX = (
+    "GFPGAN version 1 (the 'original' arch) needs basicsr's compiled CUDA ops (fused_act_ext, upfirdn2d_ext), which "
+    '`pip install basicsr` does not build (the first face then fails with NameError: fused_act_ext). Fix, with nvcc '
+    "from a CUDA toolkit matching torch's CUDA version installed: either reinstall basicsr with the ops compiled, "
+    '`BASICSR_EXT=True {python} -m pip install --no-build-isolation --no-cache-dir --force-reinstall --no-deps '
+    "basicsr`, or set BASICSR_JIT=True in the engine profile's env (compiles them at every start-up); or use version "
+    '1.2, 1.3 or 1.4 (engines/gfpgan/README.md)')
 
 # pip package to install for each import the adapter needs (doctor output)
 IMPORTS = [
@@ -161,13 +186,67 @@ def install_functional_tensor_shim():
 
 
 def package_version(name):
+    """The installed version of the package providing module `name`, from its metadata: gfpgan and realesrgan have
+    no __version__ attribute (their `from .version import *` skips underscore names). Falls back to __version__."""
+    for dist in DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        except Exception:  # noqa: BLE001 (broken metadata must not stop start-up)
+            break
     mod = sys.modules.get(name)
     v = getattr(mod, '__version__', None) if mod is not None else None
     return str(v) if v is not None else None
 
 
+def basicsr_ops():
+    """Whether basicsr's compiled CUDA ops are importable: a plain `pip install basicsr` silently lacks them, and then
+    the 'original' arch (GFPGAN version 1) fails at its first face with NameError: fused_act_ext."""
+    found = {}
+    for key, module, attr in (('fusedAct', 'basicsr.ops.fused_act.fused_act', 'fused_act_ext'),
+                              ('upfirdn2d', 'basicsr.ops.upfirdn2d.upfirdn2d', 'upfirdn2d_ext')):
+        try:
+            found[key] = hasattr(importlib.import_module(module), attr)
+        except Exception:  # noqa: BLE001
+            found[key] = False
+    found['jit'] = os.environ.get('BASICSR_JIT') == 'True'
+    return found
+
+
+def facexlib_missing(model_dir):
+    """facexlib's weights that are not in <model-dir>/gfpgan/weights, with the command that fetches each. facexlib
+    would otherwise download them itself through torch.hub, with no timeout."""
+    folder = os.path.join(model_dir, FACEXLIB_SUBDIR)
+    missing = []
+    for item in FACEXLIB_WEIGHTS:
+        path = os.path.join(folder, item['file'])
+        if not os.path.exists(path):  # facexlib's own test: it downloads only what does not exist
+            missing.append(f'mkdir -p {folder} && curl -L -o {path} {item["url"]}')
+    return missing
+
+
+def load_error_fix(err, url):
+    """What to do about an exception raised while loading a checkpoint."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and ('weights_only' in text or 'weights only' in text.lower()):
+        return ('torch >= 2.6 loads checkpoints with weights_only=True and this file holds more than tensors: '
+                f're-download the official file ({url}); only if you trust this file, set '
+                "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in the engine profile's env, or use torch < 2.6")
+    if isinstance(err, KeyError):
+        return f'the checkpoint has neither params_ema nor params (not a GFPGAN/Real-ESRGAN weights file): re-download {url}'
+    return f're-download {url}'
+
+
 def import_fix(module, error):
     pip = f'{sys.executable} -m pip install'
+    if 'CUDA_HOME' in error or (os.environ.get('BASICSR_JIT') == 'True' and module in ('', 'basicsr', 'gfpgan')):
+        return ('BASICSR_JIT=True makes basicsr compile its CUDA ops when it is imported, which needs nvcc: install the '
+                "CUDA toolkit matching torch's CUDA version and set CUDA_HOME, or remove BASICSR_JIT from the engine "
+                "profile's env (GFPGAN version 1 then needs basicsr built with BASICSR_EXT=True)")
+    if 'libGL.so' in error or 'libgthread' in error or 'libglib' in error:
+        return ('OpenCV needs system libraries: apt-get install -y libgl1 libglib2.0-0, or replace opencv-python with '
+                f'`{pip} "opencv-python-headless<4.12"`')
     if 'functional_tensor' in error:
         return (f'basicsr needs torchvision.transforms.functional_tensor (removed in torchvision 0.17): either '
                 f'`{pip} "torchvision<0.17"` with a matching torch, or edit basicsr/data/degradations.py to import '
@@ -217,6 +296,21 @@ def sniff(data):
     if data[:4] in (b'II*\x00', b'MM\x00*'):
         return 'tiff'
     return None
+
+
+def even_tile(tile, minimum):
+    """The background tile to use: even (RRDBNet x2 asserts even sizes in pixel_unshuffle), at least `minimum`."""
+    return max(minimum, int(tile) - int(tile) % 2)
+
+
+def clear_traceback(err):
+    """Clear the local variables of the frames an exception's traceback (and its cause/context) references."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if err.__traceback__ is not None:
+            traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
 
 
 def read_image(path, cv2, np):
@@ -381,6 +475,9 @@ class Engine:
         else:
             self.half = True if self.args.half is None else bool(self.args.half)
 
+        missing = facexlib_missing(self.model_dir)
+        if missing:
+            raise StartFailure(self.facexlib_message(missing))
         self.setup_bg()
         self.get_model(self.args.default_version)
         # From `ready` on, a signal means a graceful stop (the worker may signal as soon as it reads `ready`).
@@ -414,8 +511,14 @@ class Engine:
             log(self.bg_note, 'warn')
             return
         model = self.RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)
-        self.bg = self.RealESRGANer(scale=2, model_path=path, model=model, tile=DEFAULTS['bgTile'],
-                                    tile_pad=BG_TILE_PAD, pre_pad=0, half=self.half, device=self.device)
+        try:
+            self.bg = self.RealESRGANer(scale=2, model_path=path, model=model, tile=DEFAULTS['bgTile'],
+                                        tile_pad=BG_TILE_PAD, pre_pad=0, half=self.half, device=self.device)
+        except Exception as err:  # noqa: BLE001
+            if self.is_oom(err):
+                raise
+            raise StartFailure(f'cannot load the background upsampler from {path}: {type(err).__name__}: {err}. '
+                               f'Fix: {load_error_fix(err, BG_WEIGHTS["url"])}')
         self.bg_watch = OomWatch(self.bg.model, self.is_oom)
         self.bg.model = self.bg_watch
 
@@ -430,6 +533,13 @@ class Engine:
         if not os.path.isfile(path):
             raise JobFailure('ENGINE_FAILED', f'GFPGAN {version} weights {path} are missing; download '
                              f'{spec["url"]} into {self.model_dir}', retryable=False)
+        # Checked before GFPGANer is built: facexlib would download missing weights (no timeout), and the original
+        # arch would fail only at its first face.
+        missing = facexlib_missing(self.model_dir)
+        if missing:
+            raise JobFailure('ENGINE_FAILED', self.facexlib_message(missing), retryable=False)
+        if spec['arch'] == 'original':
+            self.check_original_arch(version)
         evicted = []
         while len(self.models) >= self.args.max_models:
             old = next(iter(self.models))  # least recently used; no reference kept, so it can be freed
@@ -451,8 +561,7 @@ class Engine:
             if self.is_oom(err):
                 raise JobFailure('ENGINE_GPU_OOM', f'out of GPU memory loading GFPGAN {version}: {err}', True)
             raise JobFailure('ENGINE_FAILED', f'cannot load GFPGAN {version} from {path}: {type(err).__name__}: '
-                             f'{err}. Check the file (re-download {spec["url"]}) and the facexlib weights in '
-                             f'{os.path.join(self.model_dir, FACEXLIB_SUBDIR)}', retryable=False)
+                             f'{err}. Fix: {load_error_fix(err, spec["url"])}', retryable=False)
         finally:
             os.chdir(previous)
         if callable(getattr(restorer, 'gfpgan', None)):
@@ -463,6 +572,29 @@ class Engine:
         self.note(f'loaded GFPGAN {version} ({spec["file"]}, arch {spec["arch"]}) on {self.device_type} in '
                   f'{time.monotonic() - t0:.1f}s')
         return restorer, True, evicted
+
+    def facexlib_message(self, missing):
+        return ('facexlib\'s face detection/parsing weights are missing from '
+                f'{os.path.join(self.model_dir, FACEXLIB_SUBDIR)} (facexlib would try to download them, with no timeout). '
+                f'Fix: {"; ".join(missing)}')
+
+    def check_original_arch(self, version):
+        """The 'original' arch runs basicsr's compiled CUDA ops: refuse it up front where they cannot run."""
+        if self.device_type != 'cuda':
+            raise JobFailure('ENGINE_FAILED', f'GFPGAN {version} (the \'original\' arch) runs only on CUDA: basicsr\'s '
+                             'fused_act op has no CPU implementation (GFPGAN would swallow the error and return '
+                             'unrestored faces). Use version 1.2, 1.3 or 1.4 on CPU', retryable=False)
+        ops = basicsr_ops()
+        if not (ops['fusedAct'] and ops['upfirdn2d']):
+            raise JobFailure('ENGINE_FAILED', BASICSR_OPS_FIX.format(python=sys.executable), retryable=False)
+
+    def release_job_tensors(self):
+        """Drop the background upsampler's last input and output: RealESRGANer keeps them as attributes (`img`,
+        `output`) after enhance() returns or fails, holding GPU memory until the next job replaces them."""
+        if self.bg is not None:
+            for name in ('img', 'output'):
+                if getattr(self.bg, name, None) is not None:
+                    setattr(self.bg, name, None)
 
     def free_memory(self):
         gc.collect()
@@ -627,6 +759,7 @@ class Engine:
             self.progress(job_id, 0.2, 'restore')
             t = time.monotonic()
             out, meta, applied = self.restore(job_id, restorer, img, o)
+            self.release_job_tensors()  # before meta.memory is read: nothing of this job stays on the GPU
             timings['restoreMs'] = round((time.monotonic() - t) * 1000, 1)
             self.checkpoint(job_id)
             self.progress(job_id, 0.9, 'encode')
@@ -653,20 +786,36 @@ class Engine:
         except JobFailure as f:
             self.fail(job_id, f.code, str(f), f.retryable)
         except MemoryError as err:
+            clear_traceback(err)
+            self.release_job_tensors()
             self.free_memory()
             self.fail(job_id, 'ENGINE_MEMORY_LIMIT', f'out of host memory: {err}', True)
         except Exception as err:  # noqa: BLE001
             traceback.print_exc(file=sys.stderr)
+            code, message, retryable = self.classify(err)
+            clear_traceback(err)  # its frames hold the failed attempt's tensors
+            self.release_job_tensors()
             self.free_memory()
-            if self.is_oom(err):
-                self.fail(job_id, 'ENGINE_GPU_OOM', str(err), True)
-            elif 'DefaultCPUAllocator' in str(err):
-                self.fail(job_id, 'ENGINE_MEMORY_LIMIT', f'out of host memory: {err}', True)
-            else:
-                self.fail(job_id, 'ENGINE_FAILED', f'{type(err).__name__}: {err}', True)
+            self.fail(job_id, code, message, retryable)
         finally:
             with self.lock:
                 self.canceled.discard(job_id)
+            # The upsampler's last input/output would otherwise stay on the GPU until the next job.
+            self.release_job_tensors()
+
+    def classify(self, err):
+        """(code, message, retryable) for an exception a job raised."""
+        text = f'{type(err).__name__}: {err}'
+        if self.is_oom(err):
+            return 'ENGINE_GPU_OOM', str(err), True
+        if 'DefaultCPUAllocator' in str(err):
+            return 'ENGINE_MEMORY_LIMIT', f'out of host memory: {err}', True
+        if isinstance(err, NameError) and ('fused_act_ext' in str(err) or 'upfirdn2d_ext' in str(err)):
+            return 'ENGINE_FAILED', f'{text}. {BASICSR_OPS_FIX.format(python=sys.executable)}', False
+        if isinstance(err, PERMANENT_ERRORS):
+            # the same input on the same installation fails the same way: retrying only delays the answer
+            return 'ENGINE_FAILED', text, False
+        return 'ENGINE_FAILED', text, True
 
     def fail(self, job_id, code, message, retryable):
         log(f'job {job_id} failed: {code}: {message}', 'error')
@@ -694,7 +843,7 @@ class Engine:
         h, w = img.shape[:2]
         scale = o['scale']
         use_bg = o['bgUpsampler'] == 'realesrgan' and self.bg is not None and not o['aligned']
-        tile = o['bgTile']
+        tile = even_tile(o['bgTile'], MIN_USER_TILE) if o['bgTile'] > 0 else 0
         tiles_tried = []
         oom_retries = 0
         face_watch = self.face_watch.get(o['version'])
@@ -712,7 +861,7 @@ class Engine:
             for watch in (face_watch, self.bg_watch):
                 if watch is not None:
                     del watch.hits[:]
-            oom = None
+            oom_text = None
             try:
                 cropped, restored, result = restorer.enhance(
                     img, has_aligned=o['aligned'], only_center_face=o['onlyCenterFace'], paste_back=True,
@@ -721,21 +870,34 @@ class Engine:
                 oom = self.first_hit(face_watch) or (err if self.is_oom(err) else None)
                 if oom is None:
                     raise
+                oom_text = str(oom)
+                # Only the text is kept: the exceptions' tracebacks hold the frames of the layers that ran, and
+                # with them their CUDA tensors.
+                self.drop_exceptions(face_watch, oom, err)
+                oom = None
             else:
                 oom = self.first_hit(face_watch)
-            if oom is None:
+                if oom is not None:
+                    oom_text = str(oom)
+                    self.drop_exceptions(face_watch, oom)
+                    oom = None
+            if oom_text is None:
                 break
-            # CUDA ran out of memory (raised, or swallowed by GFPGAN / Real-ESRGAN): free the cache and try once more
-            # with half the background tile (the whole image counts as one tile when tiling is off), not below 64.
+            # CUDA ran out of memory (raised, or swallowed by GFPGAN / Real-ESRGAN): release what the failed attempt
+            # still references, empty the cache and try once more with half the background tile (the whole image
+            # counts as one tile when tiling is off), even and not below 64.
+            result = cropped = restored = None
+            self.release_job_tensors()
             self.free_memory()
             if oom_retries >= 1 or self.device_type != 'cuda':
                 tried = f' (background tiles tried: {", ".join(map(str, tiles_tried))})' if tiles_tried else ''
-                raise JobFailure('ENGINE_GPU_OOM', f'CUDA out of memory{tried}: {oom}', retryable=True)
+                raise JobFailure('ENGINE_GPU_OOM', f'CUDA out of memory{tried}: {oom_text}', retryable=True)
             oom_retries += 1
             if use_bg:
-                effective = tile if tile > 0 else max(h, w)
-                tile = max(MIN_RETRY_TILE, effective // 2)
-            self.note(f'CUDA out of memory ({str(oom).splitlines()[0][:160]}); emptied the CUDA cache, retrying once'
+                # a tile at least as large as the image is the whole image
+                effective = min(tile, max(h, w)) if tile > 0 else max(h, w)
+                tile = even_tile(effective // 2, MIN_RETRY_TILE)
+            self.note(f'CUDA out of memory ({oom_text.splitlines()[0][:160]}); emptied the CUDA cache, retrying once'
                       + (f' with background tile {tile}' if use_bg else ''), job_id, 'warn')
             self.checkpoint(job_id)
 
@@ -776,6 +938,17 @@ class Engine:
             applied['quality'] = o['quality']
         return result, meta, applied
 
+    def drop_exceptions(self, face_watch, *errors):
+        """Forget recorded OOMs and clear the frames their tracebacks reference (the locals of finished frames, i.e.
+        the network's intermediate tensors), so gc and empty_cache can give that GPU memory back."""
+        for watch in (face_watch, self.bg_watch):
+            if watch is not None:
+                for hit in watch.hits:
+                    clear_traceback(hit)
+                del watch.hits[:]
+        for err in errors:
+            clear_traceback(err)
+
     def first_hit(self, face_watch):
         for watch in (face_watch, self.bg_watch):
             if watch is not None and watch.hits:
@@ -810,9 +983,9 @@ def run_check(args, proto):
     for module, _pkg in IMPORTS:
         entry = {'module': module}
         try:
-            mod = importlib.import_module(module)
+            importlib.import_module(module)
             entry['ok'] = True
-            entry['version'] = str(getattr(mod, '__version__', '')) or None
+            entry['version'] = package_version(module)
         except Exception as err:  # noqa: BLE001
             entry['ok'] = False
             entry['error'] = f'{type(err).__name__}: {err}'
@@ -879,6 +1052,22 @@ def run_check(args, proto):
         check_file('facexlib', item['file'], item['url'], os.path.join(model_dir, FACEXLIB_SUBDIR), True,
                    'facexlib face detection/parsing weights')
     report['models'] = models
+
+    # Version 1 (the 'original' arch) needs basicsr's compiled CUDA ops, which `pip install basicsr` does not build.
+    if sys.modules.get('basicsr') is not None:
+        ops = basicsr_ops()
+        report['basicsrOps'] = ops
+        v1_default = args.default_version == '1'
+        if resolved != 'cuda':
+            (problem if v1_default else warning)(
+                'version 1', "GFPGAN version 1 (the 'original' arch) runs only on CUDA (basicsr's fused_act has no CPU "
+                'implementation)' + ('' if v1_default else '; jobs asking for version 1 will fail'),
+                'use version 1.2, 1.3 or 1.4 on CPU')
+        elif not (ops['fusedAct'] and ops['upfirdn2d']):
+            (problem if v1_default else warning)(
+                'version 1', "basicsr's compiled CUDA ops are missing"
+                + ('' if v1_default else '; jobs asking for version 1 will fail'),
+                BASICSR_OPS_FIX.format(python=sys.executable))
     report['problems'] = problems
     report['warnings'] = warnings
     report['ok'] = not problems

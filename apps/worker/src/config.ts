@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
 
 const ProfileSchema = Type.Object(
   {
@@ -22,6 +22,11 @@ const ProfileSchema = Type.Object(
     cpuQuota: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     maxOpenFiles: Type.Optional(Type.Integer({ minimum: 16 })),
     outputPattern: Type.Optional(Type.String()),
+    /** GPU engines: the GPUs (nvidia-smi indexes) its processes may be pinned to, or "all". */
+    gpus: Type.Optional(Type.Union([Type.Literal('all'), Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })])),
+    expectedGpuMemoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
+    gpuFloorBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
+    gpuMemoryLimitBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
   },
   { additionalProperties: false },
 );
@@ -46,6 +51,12 @@ export const WorkerConfigSchema = Type.Object({
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /** Time given to running jobs at shutdown before engines are stopped. */
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
+  /** GPU admission and placement for engines with `gpus`: auto (on when nvidia-smi lists GPUs) or off. */
+  gpu: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto' }),
+  /** nvidia-smi to sample GPUs with. */
+  nvidiaSmi: Type.String({ default: 'nvidia-smi', minLength: 1 }),
+  /** Added to an engine's expected GPU footprint for its default GPU floor (bytes or a size such as 512MiB). */
+  gpuMarginBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
   logLevel: LogLevelSchema,
 });
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
@@ -64,6 +75,9 @@ export const WORKER_ENV = {
   enforcement: 'ENFORCEMENT',
   startFailureLimit: 'START_FAILURE_LIMIT',
   shutdownGraceMs: 'SHUTDOWN_GRACE_MS',
+  gpu: 'GPU_GOVERNANCE',
+  nvidiaSmi: 'NVIDIA_SMI',
+  gpuMarginBytes: 'GPU_MARGIN',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -77,5 +91,14 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
       // left as is: the schema check names the setting
     }
   }
-  return loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  // GPU_MARGIN accepts sizes like 512MiB, from the environment or the file.
+  if (typeof config.gpuMarginBytes === 'string') {
+    try {
+      return { ...config, gpuMarginBytes: parseBytes(config.gpuMarginBytes) };
+    } catch (err) {
+      throw new ConfigError('worker', [`setting GPU_MARGIN (gpuMarginBytes): ${(err as Error).message}`]);
+    }
+  }
+  return config;
 }

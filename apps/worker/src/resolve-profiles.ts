@@ -17,16 +17,22 @@ export function resolveProfiles(config: Readonly<WorkerConfig>): EngineProfile[]
   const merged = new Map<string, Partial<EngineProfile> & { name: string }>();
   for (const p of builtinProfiles()) merged.set(p.name, { ...p });
   for (const raw of config.engines as ProfileInput[]) {
-    const { memoryLimitBytes, expectedMemoryBytes, ...rest } = raw;
+    const { memoryLimitBytes, expectedMemoryBytes, expectedGpuMemoryBytes, gpuFloorBytes, gpuMemoryLimitBytes, ...rest } = raw;
     const prev = merged.get(raw.name) ?? { name: raw.name };
     const memLimit = size(memoryLimitBytes, `engines[${raw.name}].memoryLimitBytes`);
     const expected = size(expectedMemoryBytes, `engines[${raw.name}].expectedMemoryBytes`);
+    const expectedGpu = size(expectedGpuMemoryBytes, `engines[${raw.name}].expectedGpuMemoryBytes`);
+    const gpuFloor = size(gpuFloorBytes, `engines[${raw.name}].gpuFloorBytes`);
+    const gpuLimit = size(gpuMemoryLimitBytes, `engines[${raw.name}].gpuMemoryLimitBytes`);
     merged.set(raw.name, {
       ...prev,
       ...rest,
       env: { ...(prev.env ?? {}), ...(raw.env ?? {}) },
       ...(memLimit !== undefined ? { memoryLimitBytes: memLimit } : {}),
       ...(expected !== undefined ? { expectedMemoryBytes: expected } : {}),
+      ...(expectedGpu !== undefined ? { expectedGpuMemoryBytes: expectedGpu } : {}),
+      ...(gpuFloor !== undefined ? { gpuFloorBytes: gpuFloor } : {}),
+      ...(gpuLimit !== undefined ? { gpuMemoryLimitBytes: gpuLimit } : {}),
     });
   }
   const run = config.run ?? (config.engines.length ? config.engines.map((e) => e.name) : ['classic']);

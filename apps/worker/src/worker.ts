@@ -67,6 +67,10 @@ export class EnhanceWorker {
       enforcement: c.enforcement,
       startFailureLimit: c.startFailureLimit,
       logger: this.logger.child({ component: 'governor' }),
+      // GPU parts only where an engine is a GPU engine: other hosts never run nvidia-smi.
+      ...(c.gpu !== 'off' && this.profiles.some((p) => p.gpus !== undefined)
+        ? { gpu: { nvidiaSmi: c.nvidiaSmi, ...(c.gpuMarginBytes !== undefined ? { marginBytes: Number(c.gpuMarginBytes) } : {}) } }
+        : {}),
     });
   }
 
@@ -142,6 +146,7 @@ export class EnhanceWorker {
       recycles: snap.recycles,
       recycleEvents: [...this.recycleEvents],
       transitions: snap.transitions,
+      ...(snap.gpu ? { gpu: snap.gpu } : {}),
     };
   }
 

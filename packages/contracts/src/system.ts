@@ -15,6 +15,37 @@ export interface EngineProcessState {
   startedAt: number;
   uptimeMs: number;
   enforcement: EnforcementMode;
+  /** GPU hosts: the GPU this process is pinned to (CUDA_VISIBLE_DEVICES) and the GPU memory its process tree holds. */
+  gpu?: { index: number; uuid: string; usedBytes: number };
+}
+
+/** One GPU as nvidia-smi reports it. */
+export interface GpuInfo {
+  index: number;
+  uuid: string;
+  name: string;
+  totalBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  /** utilization.gpu in percent; absent where the board does not report it. */
+  utilizationPercent?: number;
+}
+
+/** A process holding GPU memory (nvidia-smi --query-compute-apps). */
+export interface GpuProcess {
+  pid: number;
+  gpuUuid: string;
+  usedBytes: number;
+}
+
+/** The GPU part of a host's state. `state: off` = no GPU or driver (GPU governance off); `error` = sampling failing. */
+export interface HostGpus {
+  state: 'on' | 'off' | 'error' | 'unknown';
+  reason: string;
+  gpus: GpuInfo[];
+  /** When the figures were read, and what reading them cost (ms). */
+  sampledAt?: number;
+  sampleCostMs?: number;
 }
 
 export interface HostMemory {
@@ -34,7 +65,8 @@ export interface AdmissionTransition {
 
 export interface AdmissionState {
   state: AdmissionStatus;
-  /** Why holding (e.g. MEMORY_AVAILABLE_LOW, MEMORY_USED_HIGH, MEMORY_PRESSURE_HIGH, ENGINE_START_FAILED); `ok` when admitting. */
+  /** Why holding (e.g. MEMORY_AVAILABLE_LOW, MEMORY_USED_HIGH, MEMORY_PRESSURE_HIGH, ENGINE_START_FAILED, GPU_MEMORY_LOW,
+   * GPU_UNAVAILABLE); `ok` when admitting. */
   reason: string;
   detail?: string;
   since: number;
@@ -66,6 +98,8 @@ export interface HostState {
   /** The most recent recycles and kills (newest last, at most 50), with their reasons. */
   recycleEvents?: RecycleEvent[];
   transitions: AdmissionTransition[];
+  /** GPU hosts (absent on hosts without the GPU parts). */
+  gpu?: HostGpus;
 }
 
 export interface RecycleEvent {

@@ -3,6 +3,7 @@ import type { EngineOffer, EngineProcessState, ReadyMessage } from '@photoenhanc
 import { engineFailure } from './child-failure.js';
 import type { EnforcementPlan } from './enforcement.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
+import type { GpuPlacement } from './gpu-governance.js';
 import type { SpawnClient } from './start-queue.js';
 import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
 
@@ -17,6 +18,10 @@ export interface PoolContext {
   recycled(profile: string, pid: number | undefined, reason: string, figures: Record<string, unknown>): void;
   /** A profile entered or left the start-failed state: admission must be re-decided. */
   failingChanged(): void;
+  /** GPU hosts: where a new process of this profile goes (CUDA_VISIBLE_DEVICES); undefined = not pinned. */
+  placeGpu?(profile: EngineProfile): GpuPlacement | undefined;
+  /** GPU hosts: GPU bytes this process tree held at the last sample (undefined: not pinned / unknown). */
+  gpuUsedBy?(pid: number | undefined): number | undefined;
 }
 
 interface Waiter {
@@ -28,7 +33,7 @@ interface Waiter {
 }
 
 /** Recycles decided by us (counted when decided); the rest are counted when the process is found gone. */
-const PLANNED = new Set(['max-jobs', 'soft-limit', 'idle', 'shutdown']);
+const PLANNED = new Set(['max-jobs', 'soft-limit', 'gpu-soft-limit', 'idle', 'shutdown']);
 
 export const canceledWhileWaiting = (profile: string): EngineJobError =>
   new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
@@ -94,10 +99,16 @@ export class EnginePool implements SpawnClient {
   }
 
   async startOne(): Promise<{ pid: number | undefined; ok: boolean }> {
-    const proc = new EngineProcess(this.profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    const gpu = this.ctx.placeGpu?.(this.profile);
+    const profile = gpu ? { ...this.profile, env: { ...this.profile.env, ...gpu.env } } : this.profile;
+    const proc = new EngineProcess(profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    gpu?.attach(() => proc.pid);
     this.procs.add(proc);
     this.starting++;
-    proc.on('exit', (e: EngineExit) => this.onExit(proc, e));
+    proc.on('exit', (e: EngineExit) => {
+      gpu?.release();
+      this.onExit(proc, e);
+    });
     try {
       const ready = await proc.start();
       this.lastReady = ready;
@@ -112,6 +123,7 @@ export class EnginePool implements SpawnClient {
       return { pid: proc.pid, ok: true };
     } catch (e) {
       this.procs.delete(proc);
+      gpu?.release();
       if (!this.closed) this.noteStartFailure(e as EngineJobError);
       return { pid: proc.pid, ok: false };
     } finally {
@@ -210,6 +222,12 @@ export class EnginePool implements SpawnClient {
     const soft = this.profile.softLimitRatio * this.profile.memoryLimitBytes;
     if (rss > soft) {
       this.recycle(proc, 'soft-limit', true, { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: this.profile.memoryLimitBytes });
+      return;
+    }
+    const gpuLimit = this.profile.gpuMemoryLimitBytes;
+    const gpuUsed = gpuLimit ? this.ctx.gpuUsedBy?.(proc.pid) : undefined;
+    if (gpuLimit && gpuUsed !== undefined && gpuUsed > this.profile.softLimitRatio * gpuLimit) {
+      this.recycle(proc, 'gpu-soft-limit', true, { gpuUsedBytes: gpuUsed, gpuSoftLimitBytes: Math.round(this.profile.softLimitRatio * gpuLimit), gpuLimitBytes: gpuLimit });
       return;
     }
     this.makeIdle(proc);

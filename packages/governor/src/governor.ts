@@ -6,6 +6,7 @@ import { Admission } from './admission.js';
 import { formatBytes } from './child-failure.js';
 import { detectEnforcement, type EnforcementPlan } from './enforcement.js';
 import { EnginePool, type PoolContext } from './engine-pool.js';
+import { GpuGovernance, type GpuOptions } from './gpu-governance.js';
 import { readHostMemory, type MemoryReader } from './host-memory.js';
 import { OneshotPool } from './oneshot-pool.js';
 import { defaultProfile, type ProfileInput } from './profile.js';
@@ -32,6 +33,8 @@ export interface GovernorExtras {
   startBackoff?: { baseMs?: number; maxMs?: number };
   /** Parent cgroup the engines' groups are made under. Default "photoenhance". */
   cgroupGroup?: string;
+  /** GPU admission and placement for profiles with `gpus` (nvidia-smi). Absent: no GPU parts at all. */
+  gpu?: GpuOptions;
 }
 
 export type GovernorInit = Partial<Omit<GovernorOptions, 'profiles' | 'admission'>> & {
@@ -79,6 +82,7 @@ export class Governor extends EventEmitter implements GovernorApi {
   private started: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private slotSeq = 0;
+  private readonly gpu: GpuGovernance | undefined;
 
   constructor(opts: GovernorInit) {
     super();
@@ -90,6 +94,7 @@ export class Governor extends EventEmitter implements GovernorApi {
     if (profiles.length === 0) throw new TypeError('governor: profiles must list at least one engine profile');
     const largest = Math.max(...profiles.map((p) => p.expectedMemoryBytes));
     this.admission = new Admission(opts.admission ?? {}, largest);
+    this.gpu = opts.gpu ? new GpuGovernance(opts.gpu, profiles, this.logger) : undefined;
     const ctx: PoolContext = {
       plan: () => this.plan,
       logger: this.logger,
@@ -100,6 +105,7 @@ export class Governor extends EventEmitter implements GovernorApi {
       pump: () => this.queue.pump(),
       recycled: (profile, pid, reason, figures) => this.onRecycle({ profile, pid, reason, figures }),
       failingChanged: () => void this.refresh(),
+      ...(this.gpu ? { placeGpu: (p: EngineProfile) => this.gpu!.place(p), gpuUsedBy: (pid: number | undefined) => this.gpu!.processGpu(pid)?.usedBytes } : {}),
     };
     for (const p of profiles) {
       if (this.pools.has(p.name)) throw new TypeError(`governor: two engine profiles are named "${p.name}"; names must be unique`);
@@ -141,7 +147,9 @@ export class Governor extends EventEmitter implements GovernorApi {
   admitting(profile?: string): boolean {
     if (profile === undefined) return this.admission.state.state === 'admitting';
     const pool = this.pools.get(profile);
-    return !!pool && !pool.failing() && this.admission.memoryVerdict(this.memory) === undefined;
+    // GPU figures concern GPU engines only (the host as a whole still holds while they are low)
+    const gpuOk = !pool || !this.gpu || !this.gpu.usesGpu(pool.profile) || this.gpu.verdict() === undefined;
+    return !!pool && !pool.failing() && this.admission.memoryVerdict(this.memory) === undefined && gpuOk;
   }
 
   /** Change admission thresholds at run time; resolves with the state decided on fresh figures. */
@@ -170,9 +178,13 @@ export class Governor extends EventEmitter implements GovernorApi {
       memory: this.memory,
       enforcement: this.enforcement,
       engines: [...this.pools.values()].map((p) => p.offer()),
-      processes: [...this.pools.values()].flatMap((p) => p.states(now)),
+      processes: [...this.pools.values()].flatMap((p) => p.states(now)).map((s) => {
+        const g = this.gpu?.processGpu(s.pid);
+        return g ? { ...s, gpu: g } : s;
+      }),
       recycles: { ...this.recycles },
       transitions: [...this.admission.transitions],
+      ...(this.gpu ? { gpu: this.gpu.snapshot() } : {}),
     };
   }
 
@@ -215,13 +227,14 @@ export class Governor extends EventEmitter implements GovernorApi {
     } catch (e) {
       this.logger.error({ err: e }, 'host memory could not be read; keeping the last figures');
     }
+    await this.gpu?.refresh();
     const failing = [...this.pools.values()].find((p) => p.failing());
     const blocked = failing
       ? {
           reason: 'ENGINE_START_FAILED',
           detail: `engine ${failing.name} failed to start ${failing.failures} times in a row; next try at ${new Date(failing.backoffUntil).toISOString()}. Last: ${failing.lastFailure?.message ?? 'unknown'}`,
         }
-      : undefined;
+      : this.gpu?.verdict();
     const changed = this.admission.update(this.memory, blocked);
     if (changed && !this.closing) {
       const m = this.memory;
@@ -236,6 +249,11 @@ export class Governor extends EventEmitter implements GovernorApi {
   private async canStart(c: SpawnClient): Promise<boolean> {
     const m = await this.refresh();
     if (this.admission.memoryVerdict(m)) return false;
+    const profile = this.pools.get(c.name)?.profile;
+    if (this.gpu && profile && !this.gpu.canStart(profile)) {
+      this.logger.debug({ profile: c.name }, 'engine start waits: no GPU it may use has its GPU floor free');
+      return false;
+    }
     if (!this.admission.canAfford(m, c.expectedMemoryBytes)) {
       this.logger.debug(
         { profile: c.name, availableBytes: m.availableBytes, floorBytes: this.admission.floor(), expectedBytes: c.expectedMemoryBytes },

@@ -47,7 +47,21 @@ export function defaultProfile(partial: ProfileInput): EngineProfile {
     fail(name, 'maxOpenFiles', 'a positive integer', p.maxOpenFiles);
   }
   if (p.kind === 'oneshot' && p.outputPattern === undefined) p.outputPattern = '{output}';
-  return Object.freeze({ ...p, command: Object.freeze([...p.command]) as string[], env: Object.freeze({ ...p.env }) });
+  if (p.gpus !== undefined && p.gpus !== 'all' && !(Array.isArray(p.gpus) && p.gpus.every((g) => Number.isInteger(g) && g >= 0))) {
+    fail(name, 'gpus', '"all" or a list of GPU indexes (integers >= 0)', p.gpus);
+  }
+  if (p.gpuMemoryLimitBytes !== undefined && !(Number.isFinite(p.gpuMemoryLimitBytes) && p.gpuMemoryLimitBytes > 0)) {
+    fail(name, 'gpuMemoryLimitBytes', 'a positive number of bytes', p.gpuMemoryLimitBytes);
+  }
+  for (const k of ['expectedGpuMemoryBytes', 'gpuFloorBytes'] as const) {
+    if (p[k] !== undefined && !(Number.isFinite(p[k]) && p[k]! >= 0)) fail(name, k, 'a number of bytes >= 0', p[k]);
+  }
+  return Object.freeze({
+    ...p,
+    command: Object.freeze([...p.command]) as string[],
+    env: Object.freeze({ ...p.env }),
+    ...(Array.isArray(p.gpus) ? { gpus: Object.freeze([...p.gpus]) as number[] } : {}),
+  });
 }
 
 /** Admission thresholds with defaults filled in (minAvailableBytes stays derived from the profiles when absent). */

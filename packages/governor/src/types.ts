@@ -7,6 +7,7 @@ import type {
   EngineProcessState,
   EnforcementMode,
   ErrorCode,
+  HostGpus,
   HostMemory,
   JobOptions,
 } from '@photoenhance/contracts';
@@ -47,6 +48,16 @@ export interface EngineProfile {
   maxOpenFiles?: number;
   /** oneshot only: where the output appears: a path template or a glob inside {outputDir}. Default "{output}". */
   outputPattern?: string;
+  /** GPU engines only (resident): the GPUs (nvidia-smi indexes) its processes may be pinned to, or "all". Unset: not
+   * a GPU engine (no GPU admission or placement). */
+  gpus?: number[] | 'all';
+  /** GPU memory one process is expected to take (models + a job's activations). Default 2 GiB. */
+  expectedGpuMemoryBytes?: number;
+  /** Free GPU memory needed to start a process or take a job. Default expectedGpuMemoryBytes + the GPU margin. */
+  gpuFloorBytes?: number;
+  /** GPU memory limit per process tree (default none): between jobs, a process holding more than softLimitRatio of it
+   * (nvidia-smi's compute apps) is recycled ("gpu-soft-limit"). */
+  gpuMemoryLimitBytes?: number;
 }
 
 export interface AdmissionConfig {
@@ -117,6 +128,8 @@ export interface GovernorSnapshot {
   processes: EngineProcessState[];
   recycles: Record<string, number>;
   transitions: AdmissionTransition[];
+  /** Present when the governor was given GPU options. */
+  gpu?: HostGpus;
 }
 
 /**
