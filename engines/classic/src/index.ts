@@ -3,3 +3,4 @@ export { CLASSIC_CAPABILITIES, enhance } from './enhance.js';
 export { configureSharp, type SharpSettings } from './sharp-settings.js';
 export { decodeBmp, encodeBmp24, isBmp, BmpError, type RawImage } from '@photoenhance/imaging';
 export { decodeFailure, openInput } from './input.js';
+export { lanczos3, upscaleLanczos, type Pixels } from './upscale.js';
