@@ -54,6 +54,8 @@ const VARIANTS: Variant[] = [
     },
   },
   { key: 'classic', label: 'classic', engine: 'classic' },
+  // The same engine with every enhancement step off: our plain upscale, over the API.
+  { key: 'classic-plain', label: 'classic, steps off (plain upscale)', engine: 'classic', fields: { denoise: 'false', tone: 'false', sharpen: 'false' } },
   { key: 'esrgan-slim', label: 'esrgan (slim)', engine: 'esrgan' },
   { key: 'esrgan-medium', label: 'esrgan (medium)', engine: 'esrgan-medium' },
   { key: 'portrait', label: 'portrait', engine: 'portrait' },
