@@ -2,7 +2,7 @@ import sharp, { type Sharp } from 'sharp';
 import type { EngineCapabilities, JobRequest, OutputFormat } from '@photoenhance/contracts';
 import { stages, type EngineContext, type EngineResult } from '@photoenhance/engine-protocol';
 import { decodeFailure, openInput } from './input.js';
-import { applyLevels, denoise, estimateNoise, lumaPlane, NOISE_THRESHOLD, planLevels, sharpenDetail } from './filters.js';
+import { applyLevels, denoise, estimateNoise, lumaPlane, NOISE_THRESHOLD, planLevels, sharpenDetail, type Levels } from './filters.js';
 import { upscaleLanczos, type Pixels } from './upscale.js';
 
 /** The options this engine honours; GFPGAN-only ones (version, weight, bgUpsampler, …) are ignored. */
@@ -29,35 +29,18 @@ interface Raw {
  */
 export async function enhance(job: JobRequest, ctx: EngineContext): Promise<EngineResult> {
   const { scale, format, quality } = job.options;
-  const want = {
-    denoise: job.options.denoise !== false,
-    tone: job.options.tone !== false,
-    sharpen: job.options.sharpen !== false,
-  };
+  const want = wantedSteps(job.options);
   const { step, lap, timings } = stages(ctx);
 
   step(0.02, 'decode');
   const decoded = await decode(job.input);
   const { width, height, channels } = decoded.info;
-  let img: Pixels = { data: decoded.data, width, height, channels };
-  let luma = lumaPlane(img);
   lap('decode');
 
-  step(0.15, 'denoise');
-  const noise = estimateNoise(luma, width, height);
-  const denoised = want.denoise && noise > NOISE_THRESHOLD;
-  if (denoised) {
-    img = denoise(img, noise, luma);
-    luma = lumaPlane(img);
-  }
-  lap('denoise');
-
-  step(0.3, 'tone');
-  const levels = want.tone ? planLevels(luma) : undefined;
-  if (levels) {
-    applyLevels(img, levels);
-    luma = lumaPlane(img);
-  }
+  const { img, luma, noise, denoised, levels } = prepare({ data: decoded.data, width, height, channels }, want, (stage) => {
+    if (stage === 'tone') lap('denoise');
+    step(stage === 'denoise' ? 0.15 : 0.3, stage);
+  });
   lap('tone');
 
   step(0.35, 'sharpen');
@@ -82,6 +65,50 @@ export async function enhance(job: JobRequest, ctx: EngineContext): Promise<Engi
       ...(levels ? { levels: { low: levels.low, high: levels.high, gain: Math.round(levels.gain * 1000) / 1000 } } : {}),
     },
   };
+}
+
+/** The enhancement steps a job allows (absent = on). */
+export interface Steps {
+  denoise: boolean;
+  tone: boolean;
+  sharpen: boolean;
+}
+
+export const wantedSteps = (o: Partial<Pick<JobRequest['options'], 'denoise' | 'tone' | 'sharpen'>>): Steps => ({
+  denoise: o.denoise !== false,
+  tone: o.tone !== false,
+  sharpen: o.sharpen !== false,
+});
+
+export interface Prepared {
+  img: Pixels;
+  luma: Float32Array;
+  /** Measured noise σ, 8-bit luma levels. */
+  noise: number;
+  denoised: boolean;
+  levels?: Levels;
+}
+
+/**
+ * The steps before detail and size: measure noise and denoise when noisy, then correct a washed-out photo's tones.
+ * `img` may be changed in place. Shared with the portrait engine, whose faces and background start from these pixels.
+ */
+export function prepare(img: Pixels, want: Steps, onStage?: (stage: 'denoise' | 'tone') => void): Prepared {
+  onStage?.('denoise');
+  let luma = lumaPlane(img);
+  const noise = estimateNoise(luma, img.width, img.height);
+  const denoised = want.denoise && noise > NOISE_THRESHOLD;
+  if (denoised) {
+    img = denoise(img, noise, luma);
+    luma = lumaPlane(img);
+  }
+  onStage?.('tone');
+  const levels = want.tone ? planLevels(luma) : undefined;
+  if (levels) {
+    applyLevels(img, levels);
+    luma = lumaPlane(img);
+  }
+  return { img, luma, noise, denoised, ...(levels ? { levels } : {}) };
 }
 
 /** Read and decode the input to 8-bit sRGB(A) pixels. Input problems become catalogue codes. */
