@@ -7,7 +7,8 @@
  * lanczos3 are the baselines, computed here. Scores: PSNR (RGB) and SSIM (luma) over the whole crop and over the face
  * boxes face-api finds in the truth; time per photo (the job's run time) and the engine process's peak RSS.
  * Writes bench/results/quality-<stamp>.json, bench/results/quality-sheet.png (side-by-side crops) and
- * bench/results/quality-table.md; a full run (not BENCH_QUICK) also puts the table into docs/quality.md.
+ * bench/results/quality-table.md, and puts the table into docs/quality.md; a BENCH_QUICK or QUALITY_ENGINES run
+ * writes quality-sheet-quick.png and quality-table-quick.md instead and leaves the doc alone.
  *
  * QUALITY_ENGINES=classic,esrgan-slim (comma list of variant keys) runs a subset while developing.
  */
@@ -261,11 +262,15 @@ export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
     mkdirSync(results, { recursive: true });
     const at = new Date().toISOString();
     const context = `${what}; ${at}, ${quick ? 'BENCH_QUICK' : 'full set'}`;
-    writeFileSync(join(results, 'quality-table.md'), `${table}\n\n${context}\n`);
+    // Only a full run replaces the committed sheet and table (docs/quality.md shows them); quick or partial runs
+    // write *-quick files beside them (ignored by git).
+    const full = !quick && !only?.length;
+    const suffix = full ? '' : '-quick';
+    writeFileSync(join(results, `quality-table${suffix}.md`), `${table}\n\n${context}\n`);
     writeFileSync(join(results, `quality-${at.replace(/[:.]/g, '-')}.json`), JSON.stringify({ at, quick, crops: crops.map(({ name, region, faces }) => ({ name, region, faces })), summary: summary.map((s) => ({ ...s, variant: s.variant.key })), scores }, null, 2));
     const sheet = sheetRows(crops, variants, kept);
-    if (sheet.length) await cropSheet(sheet, join(results, 'quality-sheet.png'));
-    if (!quick && !only?.length) updateDoc(table, context);
+    if (sheet.length) await cropSheet(sheet, join(results, `quality-sheet${suffix}.png`));
+    if (full) updateDoc(table, context);
     console.error(`\n${table}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
