@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchBatch } from './batch.js';
 import { benchEngines } from './engines.js';
+import { benchQuality } from './quality.js';
 import { benchSpine, type Row } from './spine.js';
 import { REPO } from '../test/support/stack.js';
 import { benchOvershoot } from '../packages/governor/bench/overshoot.js';
@@ -26,6 +27,8 @@ if (want('governor')) {
 }
 if (want('engines')) rows.push(...(await benchEngines({ quick })));
 if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
+// Output quality against ground truth (bench/quality.ts); heavy (ESRGAN on CPU): runs only when named.
+if (only.includes('quality')) rows.push(...(await benchQuality({ quick })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');

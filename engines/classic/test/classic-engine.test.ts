@@ -70,11 +70,12 @@ describe('classic engine (real process, real photos)', () => {
   it('enhances a 1920 px photo at scale 2 to JPEG, with staged progress and exactly the applied options', async () => {
     const { result, progress, meta } = await runOk(samplePhoto(1), { scale: 2, format: 'jpeg', quality: 90, version: '1.3', weight: 0.9 });
     expect([meta.width, meta.height]).toEqual([3840, 2560]);
-    expect(result.applied).toEqual({ scale: 2, format: 'jpeg', quality: 90 });
-    expect(progress.map((p) => p.stage)).toEqual(['decode', 'contrast', 'upscale']);
+    // A clean, well-exposed photo: no denoise, no tone change, detail sharpened.
+    expect(result.applied).toEqual({ scale: 2, format: 'jpeg', quality: 90, denoise: false, tone: false, sharpen: true });
+    expect(progress.map((p) => p.stage)).toEqual(['decode', 'denoise', 'tone', 'sharpen', 'upscale']);
     const values = progress.map((p) => p.progress);
     expect(values).toEqual([...values].sort((a, b) => a - b));
-    expect(result.timings).toMatchObject({ totalMs: expect.any(Number), decodeMs: expect.any(Number), upscaleMs: expect.any(Number) });
+    expect(result.timings).toMatchObject({ totalMs: expect.any(Number), decodeMs: expect.any(Number), denoiseMs: expect.any(Number), toneMs: expect.any(Number), sharpenMs: expect.any(Number), upscaleMs: expect.any(Number) });
   });
 
   it.each([
@@ -117,9 +118,10 @@ describe('classic engine (real process, real photos)', () => {
     const wlo = await runOk(input, { scale: 1, format: 'webp', quality: 30 });
     const whi = await runOk(input, { scale: 1, format: 'webp', quality: 95 });
     expect(wlo.result.output.bytes).toBeLessThan(whi.result.output.bytes);
-    expect(whi.result.applied).toEqual({ scale: 1, format: 'webp', quality: 95 });
+    expect(whi.result.applied).toMatchObject({ scale: 1, format: 'webp', quality: 95 });
     const png = await runOk(input, { scale: 1, format: 'png', quality: 10 });
-    expect(png.result.applied).toEqual({ scale: 1, format: 'png' });
+    expect(png.result.applied).not.toHaveProperty('quality');
+    expect(png.result.applied).toMatchObject({ scale: 1, format: 'png' });
   });
 
   it('fails a truncated JPEG and a non-image with IMAGE_UNREADABLE (not retryable), a missing input with INPUT_MISSING', async () => {
@@ -136,7 +138,7 @@ describe('classic engine (real process, real photos)', () => {
   it('reports several progress stages for a large job (1920 px at scale 4 -> 7680 px)', async () => {
     const { meta, progress } = await runOk(samplePhoto(4), { scale: 4, format: 'jpeg', quality: 80 });
     expect(meta.width).toBe(4 * 1920);
-    expect(progress.map((p) => p.stage)).toEqual(['decode', 'contrast', 'upscale']);
+    expect(progress.map((p) => p.stage)).toEqual(['decode', 'denoise', 'tone', 'sharpen', 'upscale']);
   });
 
   it('cancels a running job: replies canceled, leaves no output, and takes the next job', async () => {

@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 import type { OutputFormat } from '@photoenhance/contracts';
-import { decodeFailure, openInput } from '@photoenhance/engine-classic';
+import { decodeFailure, openInput, upscaleLanczos } from '@photoenhance/engine-classic';
 import type { RgbImage } from './upscale.js';
 
 export interface DecodedImage {
@@ -41,9 +41,15 @@ function split(data: Buffer, width: number, height: number, channels: number): D
   return { rgb: { data: rgb, width, height }, ...(alpha ? { alpha } : {}) };
 }
 
-/** Resize an alpha plane (Lanczos-3); the models only see RGB, so transparency is scaled classically. */
+/**
+ * Resize an alpha plane (Lanczos-3); the models only see RGB, so transparency is scaled classically. Integer upscales
+ * go through the classic engine's Lanczos on the pixel-centre grid, as the model's RGB is: sharp's resize would put
+ * the alpha edge half an output pixel off the colour edge (engines/classic/src/upscale.ts says why).
+ */
 export async function resizeAlpha(alpha: Uint8Array, width: number, height: number, toW: number, toH: number): Promise<Uint8Array> {
   if (width === toW && height === toH) return alpha;
+  const k = toW / width;
+  if (Number.isInteger(k) && k > 1 && toH === height * k) return upscaleLanczos({ data: alpha, width, height, channels: 1 }, k).data;
   const out = await sharp(alpha, { raw: { width, height, channels: 1 } }).resize(toW, toH, { kernel: 'lanczos3' }).extractChannel(0).raw().toBuffer();
   if (out.length !== toW * toH) throw new Error(`alpha resize returned ${out.length} bytes for ${toW}x${toH}`);
   return new Uint8Array(out.buffer, out.byteOffset, out.length);

@@ -56,7 +56,7 @@ describe('portrait engine (real process, real photo)', () => {
     const p = await run(portrait, input, { weight: 1 });
     const c = await run(classic, input);
     expect(p.result.meta?.faces).toBe(2);
-    expect(p.result.applied).toEqual({ scale: 2, format: 'png', onlyCenterFace: false, weight: 1 });
+    expect(p.result.applied).toEqual({ scale: 2, format: 'png', onlyCenterFace: false, weight: 1, denoise: false, tone: false, sharpen: true });
     const a = await raw(p.output);
     const b = await raw(c.output);
     expect([a.info.width, a.info.height]).toEqual([b.info.width, b.info.height]);
@@ -74,8 +74,10 @@ describe('portrait engine (real process, real photo)', () => {
       let core = 0;
       let coreN = 0;
       for (let y = T + (B - T) / 3; y < B - (B - T) / 3; y++) for (let x = L + (R - L) / 3; x < R - (R - L) / 3; x++) (core += diff(Math.round(x), Math.round(y))), coreN++;
-      expect(edge / edgeN, 'mean difference along the region edge').toBeLessThan(1);
-      expect(core / coreN, 'mean difference inside the face').toBeGreaterThan(2);
+      // Both layers come from the same prepared pixels on the same sampling grid: at the edge the result is the
+      // background's own pixels; inside, ESRGAN's face (about 2 levels apart from classic's on this photo).
+      expect(edge / edgeN, 'mean difference along the region edge').toBeLessThan(0.5);
+      expect(core / coreN, 'mean difference inside the face').toBeGreaterThan(1);
     }
   });
 

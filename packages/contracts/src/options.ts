@@ -26,6 +26,9 @@ export const JobOptionsSchema = Type.Object({
   format: Type.Union([Type.Literal('auto'), ...OUTPUT_FORMATS.map((f) => Type.Literal(f))], { default: 'auto', description: 'Output format; auto keeps png/jpeg/webp and writes png otherwise.' }),
   quality: Type.Integer({ minimum: 1, maximum: 100, default: 92, description: 'Encoder quality for jpeg/webp.' }),
   priority: Type.Union(PRIORITIES.map((p) => Type.Literal(p)), { default: 'normal', description: 'Queue priority.' }),
+  denoise: Type.Optional(Type.Boolean({ description: 'classic: denoise when the photo measures noisy (default true); false turns the step off.' })),
+  tone: Type.Optional(Type.Boolean({ description: 'classic: correct a washed-out photo\'s tones (default true); false turns the step off.' })),
+  sharpen: Type.Optional(Type.Boolean({ description: 'classic: halo-free detail sharpening (default true); false turns the step off.' })),
 });
 export type JobOptionsInput = Static<typeof JobOptionsSchema>;
 
@@ -41,6 +44,10 @@ export interface JobOptions {
   format: OutputFormat;
   quality: number;
   priority: (typeof PRIORITIES)[number];
+  /** Enhancement steps of the classic engine (and the background of portrait); absent = true. */
+  denoise?: boolean;
+  tone?: boolean;
+  sharpen?: boolean;
 }
 
 export const DEFAULT_OPTIONS: Readonly<Omit<JobOptions, 'format'> & { format: 'auto' | OutputFormat }> = Object.freeze({
@@ -56,8 +63,11 @@ export const DEFAULT_OPTIONS: Readonly<Omit<JobOptions, 'format'> & { format: 'a
   priority: 'normal',
 });
 
+/** Optional on/off switches of enhancement steps: absent means on, so they have no entry in DEFAULT_OPTIONS. */
+export const STEP_OPTIONS = ['denoise', 'tone', 'sharpen'] as const;
+
 /** Field names accepted in a submission besides the image part. */
-export const OPTION_FIELDS = ['engine', ...Object.keys(DEFAULT_OPTIONS)] as const;
+export const OPTION_FIELDS = ['engine', ...Object.keys(DEFAULT_OPTIONS), ...STEP_OPTIONS] as const;
 
 function invalid(field: string, allowed: string, received: string): never {
   const shown = received.length > 60 ? `${received.slice(0, 60)}…` : received;
@@ -118,6 +128,7 @@ export function parseJobOptions(fields: Readonly<Record<string, string | undefin
   if (f.format !== undefined) o.format = oneOf('format', f.format, ['auto', ...OUTPUT_FORMATS] as const);
   if (f.quality !== undefined) o.quality = num('quality', f.quality, 1, 100, true);
   if (f.priority !== undefined) o.priority = oneOf('priority', f.priority, PRIORITIES);
+  for (const k of STEP_OPTIONS) if (f[k] !== undefined) o[k] = bool(k, f[k]);
   let engine: string | undefined;
   if (f.engine !== undefined) {
     engine = f.engine.trim();
