@@ -4,6 +4,10 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBmp24 } from '@photoenhance/imaging';
 import { isErrorCode } from '@photoenhance/contracts';
+import Fastify from 'fastify';
+import multipart from '@fastify/multipart';
+import { walkMultipart } from '../apps/gateway/src/upload.js';
+import { installProblemHandlers } from '../apps/gateway/src/problems.js';
 import { startStack, waitForStatus, submit, type Stack } from './support/stack.js';
 import { pngClaiming, smallPhoto } from './support/images.js';
 import { makeZip, zipWithTraversal } from './support/zip.js';
@@ -41,6 +45,7 @@ let jpeg: Buffer;
 beforeAll(async () => {
   stack = await startStack({
     gateway: {
+      knownEngines: ['classic', 'parked'],
       maxBatchItems: 20,
       httpHeadersTimeoutMs: 1500,
       httpRequestTimeoutMs: 8000,
@@ -282,4 +287,90 @@ describe('adversarial input', () => {
     const done = await waitForStatus(stack.gw.url, id, ['completed', 'failed'], 90_000);
     expect(done.status).toBe('completed');
   }, 240_000);
+});
+
+describe('refusals reach the client', () => {
+  const big = 60 * 1024 * 1024;
+  const bigBody = (): Buffer => {
+    const body = Buffer.alloc(big);
+    multipartBody(B, [filePart('jobs', jpeg.subarray(0, 64))]).subarray(0, 200).copy(body);
+    return body;
+  };
+
+  it('a 60 MB upload declared by Content-Length: a client that writes it all before reading gets the 413 problem', async () => {
+    const out = await rawExchange(port, postHead('/v1/jobs', MP, big), [bigBody()], { writeBeforeRead: true, timeoutMs: 60_000 });
+    expect('failure' in out ? out : out.status).toBe(413);
+    if ('failure' in out) return;
+    expect(out.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect((JSON.parse(out.body.toString()) as { code: string }).code).toBe('IMAGE_TOO_LARGE');
+  }, 90_000);
+
+  it('a 60 MB chunked upload (no length): refused after MAX_UPLOAD_BYTES, and the client still gets the 413 problem', async () => {
+    const data = bigBody();
+    const framed = [Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n0\r\n\r\n')];
+    const out = await rawExchange(port, postHead('/v1/jobs', MP, undefined, ['Transfer-Encoding: chunked']), framed, { writeBeforeRead: true, timeoutMs: 60_000 });
+    expect('failure' in out ? out : out.status).toBe(413);
+    if ('failure' in out) return;
+    expect((JSON.parse(out.body.toString()) as { code: string }).code).toBe('IMAGE_TOO_LARGE');
+  }, 90_000);
+});
+
+describe('event loop', () => {
+  it('a 4 MiB BMP upload does not block the gateway event loop (checked without decoding on it)', async () => {
+    // 1 bit per pixel: 5800×5800 (33.6 MP, under MAX_PIXELS at scale 1) in 4.2 MB, the costliest BMP to decode.
+    const bmp = oneBitBmp(5800, 5800);
+    expect(bmp.length).toBeGreaterThan(4 * 1024 * 1024);
+    const h = monitorEventLoopDelay({ resolution: 10 });
+    h.enable();
+    // Engine "parked" has no worker: the job waits, so the test measures the gateway alone.
+    const res = await submit(stack.gw.url, bmp, { scale: '1', engine: 'parked' }, 'big.bmp', 'image/bmp');
+    h.disable();
+    expect(res.status).toBe(202);
+    // Decoding it on the loop took 1.85 s; the structural check takes well under a millisecond. Generous bound.
+    if (process.env.PRINT_FIGURES) console.log(`event-loop delay max ${(h.max / 1e6).toFixed(1)} ms`);
+    expect(h.max / 1e6).toBeLessThan(400);
+  }, 60_000);
+});
+
+/** A 1-bit palette BMP (black and white), all pixels 0. */
+function oneBitBmp(width: number, height: number): Buffer {
+  const stride = Math.ceil(width / 32) * 4;
+  const offset = 14 + 40 + 8;
+  const out = Buffer.alloc(offset + stride * height);
+  out.write('BM', 0, 'latin1');
+  out.writeUInt32LE(out.length, 2);
+  out.writeUInt32LE(offset, 10);
+  out.writeUInt32LE(40, 14);
+  out.writeInt32LE(width, 18);
+  out.writeInt32LE(height, 22);
+  out.writeUInt16LE(1, 26);
+  out.writeUInt16LE(1, 28);
+  out.writeUInt32LE(stride * height, 34);
+  out.writeUInt32LE(0x00ffffff, 14 + 40 + 4); // palette: black, white
+  return out;
+}
+
+describe('multipart stall timer', () => {
+  it('a walk that stops moving on a fully sent body is refused with MALFORMED_MULTIPART after the stall timeout', async () => {
+    const app = Fastify();
+    await app.register(multipart);
+    installProblemHandlers(app, () => false);
+    // A consumer that never reads the file stands in for any parser stall the sentinel does not know.
+    app.post('/up', async (req) => {
+      await walkMultipart(req, { fileSize: 1e9, files: 1, fields: 4, fieldSize: 100, parts: 8 }, {}, 1e9, () => new Promise<void>(() => undefined), 500);
+      return { ok: true };
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const body = multipartBody(B, [filePart('jobs', Buffer.alloc(2 * 1024 * 1024, 7))]);
+      const started = Date.now();
+      const out = await rawExchange((app.server.address() as { port: number }).port, postHead('/up', MP, body.length), [body], { timeoutMs: 15_000 });
+      expect('failure' in out ? out : out.status).toBe(400);
+      if ('failure' in out) return;
+      expect((JSON.parse(out.body.toString()) as { code: string }).code).toBe('MALFORMED_MULTIPART');
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      await app.close();
+    }
+  }, 30_000);
 });
