@@ -63,11 +63,17 @@ export async function enhance(job: JobRequest, ctx: EngineContext): Promise<Engi
   };
 }
 
-/** Read and decode the input to 8-bit sRGB(A) pixels with a median-3 denoise. Input problems become catalogue codes. */
+/**
+ * Read and decode the input to 8-bit sRGB(A) pixels with a median-3 denoise. Input problems become catalogue codes.
+ * An image narrower than the 3 px window has no neighbourhood to denoise (libvips refuses: "rank: window too large").
+ */
 async function decode(input: string): Promise<Raw> {
   const src = await openInput(input, { sequentialRead: true });
   try {
-    return (await src.toColourspace('srgb').median(3).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })) as Raw;
+    const meta = await src.metadata();
+    const shortSide = Math.min(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
+    const srgb = src.toColourspace('srgb');
+    return (await (shortSide >= 3 ? srgb.median(3) : srgb).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })) as Raw;
   } catch (err) {
     throw decodeFailure(err);
   }
