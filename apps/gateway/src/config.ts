@@ -58,7 +58,7 @@ export const GatewayConfigSchema = Type.Object({
   /** ... for at most this long, then close. */
   refusedBodyDrainMs: Type.Integer({ default: 5000, minimum: 0 }),
   /** Shorter side of an accepted image, in pixels (smaller ones are refused: 422 IMAGE_DIMENSIONS_TOO_SMALL). */
-  minImageSide: Type.Integer({ default: 8, minimum: 1 }),
+  minImageSide: Type.Integer({ default: 4, minimum: 1 }),
   /** Longer side / shorter side of an accepted image (422 IMAGE_ASPECT_RATIO_TOO_EXTREME above it). */
   maxAspectRatio: Type.Number({ default: 32, minimum: 1 }),
   // --- batches ---

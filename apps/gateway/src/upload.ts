@@ -181,7 +181,7 @@ export function safeName(name: string | undefined): string {
 }
 
 /** Defaults for callers that pass no MIN_IMAGE_SIDE / MAX_ASPECT_RATIO (the gateway config's defaults). */
-export const IMAGE_SHAPE_DEFAULTS = { minSide: 8, maxAspectRatio: 32 };
+export const IMAGE_SHAPE_DEFAULTS = { minSide: 4, maxAspectRatio: 32 };
 
 /**
  * Check dimensions from the header only (cheap even for a tiny file claiming 50000×50000): the pixel limit, the

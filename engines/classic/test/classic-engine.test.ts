@@ -130,7 +130,7 @@ describe('classic engine (real process, real photos)', () => {
     [256, 8, 4],
     [20_000, 1, 1],
     [1, 20_000, 2],
-  ])('handles a %i×%i image at scale %i (the smallest and most extreme sizes; the gateway accepts from 8 px and 32:1)', async (w, h, scale) => {
+  ])('handles a %i×%i image at scale %i (the smallest and most extreme sizes; the gateway accepts from 4 px and 32:1)', async (w, h, scale) => {
     const input = join(dir, `size-${w}x${h}.png`);
     await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
     for (const format of ['png', 'jpeg'] as const) {
