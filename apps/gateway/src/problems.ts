@@ -126,9 +126,17 @@ export function clientErrorProblem(err: NodeJS.ErrnoException, socket: Socket): 
   }
 }
 
-/** A connection idle past HTTP_IDLE_TIMEOUT_MS: a 408 when nothing was answered yet, then closed. */
+/**
+ * A connection idle past HTTP_IDLE_TIMEOUT_MS. A request whose body stopped arriving gets a 408 and is closed; one
+ * whose body is complete is being worked on (a large archive takes a while to extract) and is left alone; anything
+ * else (an idle keep-alive socket, a client that stopped reading a download) is closed.
+ */
 export function idleTimeoutProblem(socket: Socket): void {
-  const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (pending && !pending.headersSent) clientErrorProblem(Object.assign(new Error('idle'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
-  else socket.destroy();
+  const res = (socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: { complete?: boolean } } })._httpMessage;
+  if (res && !res.headersSent) {
+    if (res.req?.complete) return;
+    clientErrorProblem(Object.assign(new Error('idle'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
+  } else {
+    socket.destroy();
+  }
 }
