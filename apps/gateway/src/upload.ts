@@ -139,7 +139,7 @@ export async function walkMultipart(
     const mapped = mapMultipartError(err, maxUploadBytes);
     if (mapped instanceof ApiError && mapped.headers.connection === 'close') {
       // Stop the parser and whoever reads the current file; the reply drains what is left (problems.ts).
-      current?.file.destroy();
+      current?.file.destroy(mapped);
       req.raw.unpipe();
       req.raw.pause();
     }
