@@ -268,6 +268,7 @@ async function runAll(cases: Case[], concurrency = 4): Promise<string[]> {
       while (next < cases.length) {
         const c = cases[next++]!;
         const out = await rawExchange(port, c.head ?? '', c.body, { timeoutMs: 15_000 });
+        if (process.env.PRINT_FIGURES) console.log(`${out.ms} ms  ${c.name}`);
         const f = check(c, out);
         if (f) failures.push(f);
       }
