@@ -35,6 +35,15 @@ describe('gateway config', () => {
     expect(problems(() => loadGatewayConfig({ env: {} })).join('\n')).toContain('REDIS_URL (environment) is required');
   });
 
+  it('edge limits: defaults let a 50 MiB upload through a slow link, and headers may not outlast the whole request', () => {
+    const c = loadGatewayConfig({ env: { REDIS_URL: '/tmp/r.sock' } });
+    expect(c).toMatchObject({ httpHeadersTimeoutMs: 30_000, httpKeepAliveTimeoutMs: 5000, minImageSide: 4, maxAspectRatio: 32 });
+    // 50 MiB within the request timeout needs no more than ~0.5 Mbit/s.
+    expect((c.maxUploadBytes * 8) / (c.httpRequestTimeoutMs / 1000) / 1e6).toBeLessThan(0.5);
+    const p = problems(() => loadGatewayConfig({ env: { REDIS_URL: 'x', HTTP_HEADERS_TIMEOUT_MS: '60000', HTTP_REQUEST_TIMEOUT_MS: '30000' } }));
+    expect(p.join('\n')).toContain('HTTP_HEADERS_TIMEOUT_MS (60000) must not exceed HTTP_REQUEST_TIMEOUT_MS (30000)');
+  });
+
   it('reads a JSON file, refuses unknown keys in it, and lets the environment win', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'pe-cfg-')), 'gw.json');
     writeFileSync(file, JSON.stringify({ port: 9000, redisUrl: '/x.sock', maxUploadBytes: 4096 }));

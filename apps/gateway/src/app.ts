@@ -9,7 +9,7 @@ import type { GatewayContext } from './context.js';
 import { EngineDirectory } from './engine-directory.js';
 import { JobEventHub } from './job-events.js';
 import { JobService } from './job-service.js';
-import { installProblemHandlers } from './problems.js';
+import { clientErrorProblem, idleTimeoutProblem, installProblemHandlers, setDrainLimits } from './problems.js';
 import { installOperatorAuth } from './auth/operator-auth.js';
 import { installApiKeyAuth } from './auth/api-keys.js';
 import { installHostCheck } from './auth/hosts.js';
@@ -94,7 +94,16 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
     requestIdHeader: 'x-request-id',
     // Job ids are generated; long URLs only come from mistakes.
     routerOptions: { maxParamLength: 200 },
+    // Connection limits (docs/limits.md): slowloris headers, a body that never ends, idle sockets.
+    requestTimeout: config.httpRequestTimeoutMs,
+    connectionTimeout: config.httpIdleTimeoutMs,
+    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
+    http: { headersTimeout: config.httpHeadersTimeoutMs, connectionsCheckingInterval: config.httpTimeoutCheckIntervalMs },
+    // What Node refuses before routing (431, 408, bad HTTP) also leaves as problem+json.
+    clientErrorHandler: clientErrorProblem,
   });
+  if (config.httpIdleTimeoutMs > 0) app.server.on('timeout', idleTimeoutProblem);
+  setDrainLimits(app.server, { bytes: config.refusedBodyDrainBytes, ms: config.refusedBodyDrainMs });
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !ctx.redisReady());
   // Security headers on every answer, then refuse host names this gateway does not serve (DNS rebinding).

@@ -51,6 +51,27 @@ export const GatewayConfigSchema = Type.Object({
   /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
   maxEventLoopDelayMs: Type.Integer({ default: 1000, minimum: 0 }),
   maxHeapUsedBytes: Type.Integer({ default: 0, minimum: 0 }),
+  // --- edges: connection limits and refused input (docs/limits.md) ---
+  /** Whole request (headers and body) must arrive within this; 15 min lets a 50 MiB upload through at ~0.5 Mbit/s. 0 = none. */
+  httpRequestTimeoutMs: Type.Integer({ default: 900_000, minimum: 0 }),
+  /** Request headers must arrive within this (slowloris). */
+  httpHeadersTimeoutMs: Type.Integer({ default: 30_000, minimum: 1000 }),
+  /** A connection with no bytes in either direction for this long is closed (SSE streams ping every 15 s). 0 = never. */
+  httpIdleTimeoutMs: Type.Integer({ default: 120_000, minimum: 0 }),
+  /** An idle keep-alive connection is closed after this. */
+  httpKeepAliveTimeoutMs: Type.Integer({ default: 5000, minimum: 1 }),
+  /** How often Node checks the header and request timeouts (their granularity). */
+  httpTimeoutCheckIntervalMs: Type.Integer({ default: 2000, minimum: 100 }),
+  /** A multipart body that stops moving although the client has sent it (a stalled parser) is refused after this. */
+  multipartStallTimeoutMs: Type.Integer({ default: 15_000, minimum: 100 }),
+  /** After refusing a body early (413, malformed), read and discard up to this many more bytes so the client, still sending, gets the answer. */
+  refusedBodyDrainBytes: Type.Integer({ default: 64 * 1024 * 1024, minimum: 0 }),
+  /** ... for at most this long, then close. */
+  refusedBodyDrainMs: Type.Integer({ default: 5000, minimum: 0 }),
+  /** Shorter side of an accepted image, in pixels (smaller ones are refused: 422 IMAGE_DIMENSIONS_TOO_SMALL). */
+  minImageSide: Type.Integer({ default: 4, minimum: 1 }),
+  /** Longer side / shorter side of an accepted image (422 IMAGE_ASPECT_RATIO_TOO_EXTREME above it). */
+  maxAspectRatio: Type.Number({ default: 32, minimum: 1 }),
   // --- batches ---
   maxBatchItems: Type.Integer({ default: 500, minimum: 1, maximum: 100_000 }),
   /** Whole batch request (many images, or one ZIP archive). */
@@ -101,6 +122,16 @@ export const GATEWAY_ENV = {
   allowedHosts: 'ALLOWED_HOSTS',
   maxEventLoopDelayMs: 'MAX_EVENT_LOOP_DELAY_MS',
   maxHeapUsedBytes: 'MAX_HEAP_USED_BYTES',
+  httpRequestTimeoutMs: 'HTTP_REQUEST_TIMEOUT_MS',
+  httpHeadersTimeoutMs: 'HTTP_HEADERS_TIMEOUT_MS',
+  httpIdleTimeoutMs: 'HTTP_IDLE_TIMEOUT_MS',
+  httpKeepAliveTimeoutMs: 'HTTP_KEEP_ALIVE_TIMEOUT_MS',
+  httpTimeoutCheckIntervalMs: 'HTTP_TIMEOUT_CHECK_INTERVAL_MS',
+  multipartStallTimeoutMs: 'MULTIPART_STALL_TIMEOUT_MS',
+  refusedBodyDrainBytes: 'REFUSED_BODY_DRAIN_BYTES',
+  refusedBodyDrainMs: 'REFUSED_BODY_DRAIN_MS',
+  minImageSide: 'MIN_IMAGE_SIDE',
+  maxAspectRatio: 'MAX_ASPECT_RATIO',
   maxBatchItems: 'MAX_BATCH_ITEMS',
   maxBatchBytes: 'MAX_BATCH_BYTES',
   maxArchiveUncompressedBytes: 'MAX_ARCHIVE_UNCOMPRESSED_BYTES',
@@ -117,6 +148,9 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   const config = loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
     throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
+  }
+  if (config.httpRequestTimeoutMs > 0 && config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new ConfigError('gateway', [`setting HTTP_HEADERS_TIMEOUT_MS (${config.httpHeadersTimeoutMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${config.httpRequestTimeoutMs})`]);
   }
   const badHosts = config.allowedHosts.filter((h) => h.trim() !== '*' && (/[/@]/.test(h) || hostName(h.trim().replace(/^\./, '')) === undefined));
   if (badHosts.length) {

@@ -1,9 +1,9 @@
 import type { MultipartFile, Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
-import { bmpDimensions, decodeBmp } from '@photoenhance/imaging';
+import { BMP_HEADER_BYTES, bmpDimensions, inspectBmp } from '@photoenhance/imaging';
 import {
   ApiError,
   FORMAT_EXTENSIONS,
@@ -13,6 +13,7 @@ import {
 } from '@photoenhance/contracts';
 import { LocalStorage, UploadTooLargeError } from '@photoenhance/storage';
 import type { Fingerprint } from './idempotency/index.js';
+import { malformed, watchMultipart, type MultipartWatch } from './multipart-guard.js';
 
 export interface ReceivedUpload {
   fields: Record<string, string>;
@@ -53,7 +54,7 @@ export async function readHead(source: MultipartFile | Readable): Promise<Buffer
  */
 export async function receiveUpload(
   req: FastifyRequest,
-  opts: { id: string; storage: LocalStorage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint },
+  opts: { id: string; storage: LocalStorage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint; stallMs?: number },
 ): Promise<ReceivedUpload> {
   const fileField = opts.fileField ?? 'image';
   if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);
@@ -78,15 +79,20 @@ export async function receiveUpload(
     const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head, ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}) });
     if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
     input = { key, name, format, bytes, width: 0, height: 0 };
-  });
+  }, opts.stallMs);
   if (!input) throw new ApiError('IMAGE_REQUIRED', `No file part named "${fileField}" in the request`);
   return { fields, input };
 }
 
+/** Default for walks whose caller passes no MULTIPART_STALL_TIMEOUT_MS. */
+const DEFAULT_STALL_MS = 15_000;
+
 /**
  * Walk a multipart body: text parts into `fields`, each file part to `onFile`. Iterated by hand, because leaving a
  * for-await would call return(), which drains the rest of the body first. Errors become problems; once the body is
- * known to be too large, no more of it is read (the answer goes out with Connection: close).
+ * known to be too large or malformed, no more of it is read here (the answer goes out with Connection: close and a
+ * bounded drain). The parser is watched (multipart-guard.ts): a part it would drop or stall on, a body without its
+ * closing boundary and a walk that stops moving all end as 400 MALFORMED_MULTIPART instead of a hang.
  */
 export async function walkMultipart(
   req: FastifyRequest,
@@ -94,6 +100,7 @@ export async function walkMultipart(
   fields: Record<string, string>,
   maxUploadBytes: number,
   onFile: (part: MultipartFile) => Promise<void>,
+  stallMs: number = DEFAULT_STALL_MS,
 ): Promise<void> {
   let parts: AsyncIterableIterator<Multipart>;
   try {
@@ -102,27 +109,48 @@ export async function walkMultipart(
   } catch (err) {
     throw mapMultipartError(err, maxUploadBytes);
   }
+  let current: MultipartFile | undefined;
+  let watch: MultipartWatch | undefined;
+  // Each step races the watch; a step that loses is still observed so it cannot become an unhandled rejection.
+  const step = <T>(p: Promise<T>): Promise<T> => {
+    p.catch(() => undefined);
+    return watch ? Promise.race([p, watch.failed]) : p;
+  };
   try {
     for (;;) {
-      const next = await parts.next();
+      const pending = parts.next();
+      // The first next() pipes the body into the parser; only then may the watch listen to it.
+      if (!watch && req.raw.readableFlowing !== null) watch = watchMultipart(req.raw, { stallMs, fileBytes: () => current?.file.bytesRead ?? 0 });
+      const next = await step(pending);
       if (next.done) return;
+      watch?.progress();
       const part = next.value;
       if (part.type === 'field') {
         if (typeof part.value !== 'string') throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, { extensions: { field: part.fieldname } });
+        if (part.valueTruncated) throw new ApiError('INVALID_OPTION', `Field "${part.fieldname.slice(0, 80)}" is longer than ${limits.fieldSize} bytes`, { extensions: { field: part.fieldname.slice(0, 200), limitBytes: limits.fieldSize } });
         fields[part.fieldname] = part.value;
       } else {
-        await onFile(part);
+        current = part;
+        await step(onFile(part));
+        current = undefined;
       }
     }
   } catch (err) {
     const mapped = mapMultipartError(err, maxUploadBytes);
-    if (mapped instanceof ApiError && (mapped.code === 'IMAGE_TOO_LARGE' || mapped.code === 'BATCH_TOO_LARGE')) {
+    if (mapped instanceof ApiError && mapped.headers.connection === 'close') {
+      // Stop the parser and whoever reads the current file; the reply drains what is left (problems.ts).
+      current?.file.destroy(mapped);
       req.raw.unpipe();
       req.raw.pause();
     }
     throw mapped;
+  } finally {
+    watch?.stop();
   }
 }
+
+/** busboy's and Dicer's words for a body that is not well-formed multipart. */
+const MALFORMED_MESSAGES = /Unexpected end of (form|multipart data)|terminated early|Malformed part header|Boundary not found|Multipart: |Header size limit/i;
 
 export function mapMultipartError(err: unknown, limit: number): unknown {
   if (err instanceof ApiError) return err;
@@ -131,14 +159,16 @@ export function mapMultipartError(err: unknown, limit: number): unknown {
   }
   const code = (err as { code?: string }).code ?? '';
   if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
-    return new ApiError('UNEXPECTED_FIELD', 'Too many parts: send one file part "image" and the option fields');
+    return new ApiError('UNEXPECTED_FIELD', 'Too many parts: send one file part "image" and the option fields', { headers: { connection: 'close' } });
   }
   if (code === 'FST_INVALID_MULTIPART_CONTENT_TYPE' || code === 'FST_NO_FORM_DATA') {
     return new ApiError('MULTIPART_REQUIRED', 'The body is not valid multipart/form-data');
   }
-  if (/Unexpected end of form|Malformed part header|Multipart: Boundary not found/i.test((err as Error).message ?? '')) {
-    return new ApiError('INVALID_REQUEST', `The multipart body is malformed (${(err as Error).message})`);
-  }
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new ApiError('INVALID_OPTION', 'A field declared as application/json is not valid JSON; send option fields as plain text');
+  if (code === 'FST_PROTO_VIOLATION') return malformed('A part is named after an Object prototype property (__proto__, constructor, ...)');
+  if (code === 'FST_MP_PREMATURE_CLOSE') return malformed('The request was closed before the multipart body was complete');
+  const message = (err as Error).message ?? '';
+  if (MALFORMED_MESSAGES.test(message)) return malformed(`The multipart body is malformed (${message})`);
   return err;
 }
 
@@ -150,15 +180,21 @@ export function safeName(name: string | undefined): string {
   return cleaned || 'photo';
 }
 
+/** Defaults for callers that pass no MIN_IMAGE_SIDE / MAX_ASPECT_RATIO (the gateway config's defaults). */
+export const IMAGE_SHAPE_DEFAULTS = { minSide: 4, maxAspectRatio: 32 };
+
 /**
- * Check dimensions from the header only (cheap even for a tiny file claiming 50000×50000), then decode once at
- * reduced size to catch truncated or corrupt data before the job is queued.
+ * Check dimensions from the header only (cheap even for a tiny file claiming 50000×50000): the pixel limit, the
+ * smallest side and the aspect ratio every engine can process. Then prove the data readable without blocking the
+ * event loop: JPEG/PNG/WebP/TIFF decode at reduced size in libvips' thread pool; BMP (which libvips cannot read) is
+ * checked structurally, which for uncompressed pixels is as strict as decoding it (packages/imaging inspectBmp).
  */
 export async function inspectImage(
   path: string,
-  opts: { maxPixels: number; scale: number; format: InputFormat },
+  opts: { maxPixels: number; scale: number; format: InputFormat; minSide?: number; maxAspectRatio?: number },
 ): Promise<{ width: number; height: number }> {
   const { width, height } = await headerDimensions(path, opts.format);
+  assertShape(width, height, { minSide: opts.minSide ?? IMAGE_SHAPE_DEFAULTS.minSide, maxAspectRatio: opts.maxAspectRatio ?? IMAGE_SHAPE_DEFAULTS.maxAspectRatio });
   const inPx = width * height;
   const outPx = inPx * opts.scale * opts.scale;
   if (inPx > opts.maxPixels || outPx > opts.maxPixels) {
@@ -169,31 +205,51 @@ export async function inspectImage(
   }
   try {
     if (opts.format === 'bmp') {
-      // sharp's libvips reads no BMP: decode it with ours (bounded by the pixel check above).
-      decodeBmp(await readFile(path));
-    } else {
-      // Shrink-on-load keeps this cheap for JPEG/WebP; any truncation or corruption fails here.
-      await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
+      await withBmpHead(path, (head, size) => inspectBmp(head, size));
+      return { width, height };
     }
+    // Shrink-on-load keeps this cheap for JPEG/WebP; any truncation or corruption fails here.
+    await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
   } catch (err) {
+    if (err instanceof ApiError) throw err;
     throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${(err as Error).message.split('\n')[0]})`);
   }
   return { width, height };
 }
 
+/** Refuse what no engine can process: a side under MIN_IMAGE_SIDE, or longer/shorter side over MAX_ASPECT_RATIO. */
+export function assertShape(width: number, height: number, o: { minSide: number; maxAspectRatio: number }): void {
+  const short = Math.min(width, height);
+  const long = Math.max(width, height);
+  if (short < o.minSide) {
+    throw new ApiError('IMAGE_DIMENSIONS_TOO_SMALL', `The image is ${width}×${height}; its shorter side must be at least ${o.minSide} pixels (MIN_IMAGE_SIDE)`, {
+      extensions: { width, height, minSide: o.minSide },
+    });
+  }
+  if (long / short > o.maxAspectRatio) {
+    throw new ApiError('IMAGE_ASPECT_RATIO_TOO_EXTREME', `The image is ${width}×${height} (ratio ${(long / short).toFixed(1)}:1); at most ${o.maxAspectRatio}:1 is accepted (MAX_ASPECT_RATIO)`, {
+      extensions: { width, height, ratio: Number((long / short).toFixed(2)), maxAspectRatio: o.maxAspectRatio },
+    });
+  }
+}
+
+/** The first BMP_HEADER_BYTES of a file and its size. */
+async function withBmpHead<T>(path: string, fn: (head: Buffer, size: number) => T): Promise<T> {
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(BMP_HEADER_BYTES);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    const { size } = await fh.stat();
+    return fn(head.subarray(0, bytesRead), size);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Dimensions from the header only: cheap even for a tiny file that claims 50000×50000. */
 async function headerDimensions(path: string, format: InputFormat): Promise<{ width: number; height: number }> {
   try {
-    if (format === 'bmp') {
-      const fh = await open(path, 'r');
-      try {
-        const head = Buffer.alloc(64);
-        const { bytesRead } = await fh.read(head, 0, 64, 0);
-        return bmpDimensions(head.subarray(0, bytesRead));
-      } finally {
-        await fh.close();
-      }
-    }
+    if (format === 'bmp') return await withBmpHead(path, (head) => bmpDimensions(head));
     const meta = await sharp(path, { limitInputPixels: false }).metadata();
     const width = meta.autoOrient?.width ?? meta.width;
     const height = meta.autoOrient?.height ?? meta.height;

@@ -124,6 +124,23 @@ describe('classic engine (real process, real photos)', () => {
     expect(png.result.applied).toMatchObject({ scale: 1, format: 'png' });
   });
 
+  it.each([
+    [1, 1, 4],
+    [2, 3, 4],
+    [8, 8, 4],
+    [8, 256, 4],
+    [256, 8, 4],
+    [20_000, 1, 1],
+    [1, 20_000, 2],
+  ])('handles a %i×%i image at scale %i (the smallest and most extreme sizes; the gateway accepts from 4 px and 32:1)', async (w, h, scale) => {
+    const input = join(dir, `size-${w}x${h}.png`);
+    await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
+    for (const format of ['png', 'jpeg'] as const) {
+      const { meta } = await runOk(input, { scale: scale as 1 | 2 | 4, format });
+      expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
+    }
+  });
+
   it('fails a truncated JPEG and a non-image with IMAGE_UNREADABLE (not retryable), a missing input with INPUT_MISSING', async () => {
     for (const name of ['truncated.jpg', 'not-an-image.jpg']) {
       const j = job(join(dir, name), { scale: 2, format: 'jpeg' });

@@ -52,6 +52,18 @@ afterAll(async () => {
 });
 
 describe('esrgan engine (real process, real models)', () => {
+  it.each([
+    [1, 1, 4],
+    [4, 4, 4],
+    [4, 128, 2],
+    [128, 4, 4],
+  ] as const)('handles a %i×%i image at scale %i (the smallest and most extreme sizes the gateway accepts: 4 px, 32:1)', async (w, h, scale) => {
+    const input = join(dir, `size-${w}x${h}.png`);
+    await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
+    const { meta } = await runOk(input, { scale, format: 'png' });
+    expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
+  });
+
   it.each([2, 4] as const)('x%d matches the model package reference result far better than bicubic', async (scale) => {
     const { output, meta, result, progress } = await runOk(fixture, { scale, format: 'png' });
     expect([meta.width, meta.height]).toEqual([128 * scale, 128 * scale]);

@@ -51,6 +51,19 @@ afterAll(async () => {
 });
 
 describe('portrait engine (real process, real photo)', () => {
+  it.each([
+    [1, 1, 4],
+    [4, 4, 4],
+    [4, 128, 2],
+    [128, 4, 4],
+  ] as const)('handles a %i×%i image at scale %i (the smallest and most extreme sizes the gateway accepts: 4 px, 32:1)', async (w, h, scale) => {
+    const input = join(dir, `size-${w}x${h}.png`);
+    await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
+    const { output } = await run(portrait, input, { scale });
+    const meta = await sharp(output).metadata();
+    expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
+  });
+
   it('restores the faces and blends them in without a seam', async () => {
     const input = join(dir, 'faces.png');
     const p = await run(portrait, input, { weight: 1 });

@@ -48,7 +48,26 @@ export function bmpDimensions(head: Buffer): { width: number; height: number } {
   throw new BmpError(`unsupported BMP header size ${dibSize}`);
 }
 
-export function decodeBmp(buf: Buffer): RawImage {
+/** Bytes of a BMP file that hold every header, mask and palette: enough for inspectBmp. */
+export const BMP_HEADER_BYTES = 2048;
+
+interface BmpLayout {
+  width: number;
+  height: number;
+  topDown: boolean;
+  bpp: number;
+  dataOffset: number;
+  stride: number;
+  masks: { r: Mask; g: Mask; b: Mask; a: Mask | undefined } | undefined;
+  palette: Uint8Array | undefined;
+}
+
+/**
+ * Everything decodeBmp checks, from the headers and the file size alone: signature, header size, dimensions, bit
+ * depth, compression, masks, palette and that the pixel rows fit in the file. Uncompressed pixel bytes cannot be
+ * corrupt, so a BMP that passes this decodes. `head` holds at least the first BMP_HEADER_BYTES (or the whole file).
+ */
+function parseBmp(buf: Buffer, fileSize: number): BmpLayout {
   if (buf.length < 26 || !isBmp(buf)) throw new BmpError('not a BMP file (no "BM" header)');
   const dataOffset = buf.readUInt32LE(10);
   const dibSize = buf.readUInt32LE(14);
@@ -82,7 +101,7 @@ export function decodeBmp(buf: Buffer): RawImage {
   if (![1, 4, 8, 16, 24, 32].includes(bpp)) throw new BmpError(`unsupported BMP bit depth ${bpp}`);
 
   // Channel masks: in the V2+ header, or right after a 40-byte header for BI_BITFIELDS.
-  let masks: { r: Mask; g: Mask; b: Mask; a: Mask | undefined } | undefined;
+  let masks: BmpLayout['masks'];
   let paletteOffset = 14 + dibSize;
   if (compression === 3 || compression === 6) {
     if (bpp !== 16 && bpp !== 32) throw new BmpError(`BI_BITFIELDS needs 16 or 32 bits per pixel, not ${bpp}`);
@@ -97,7 +116,7 @@ export function decodeBmp(buf: Buffer): RawImage {
     if (dibSize === 40) paletteOffset += compression === 6 ? 16 : 12;
   } else if (bpp === 16) {
     masks = { r: mask(0x7c00)!, g: mask(0x03e0)!, b: mask(0x001f)!, a: undefined };
-  } else if (bpp === 32 && dibSize >= 56 && buf.readUInt32LE(66) !== 0) {
+  } else if (bpp === 32 && dibSize >= 56 && buf.length >= 70 && buf.readUInt32LE(66) !== 0) {
     // V4/V5 headers may declare an alpha mask even for BI_RGB.
     masks = { r: mask(0x00ff0000)!, g: mask(0x0000ff00)!, b: mask(0x000000ff)!, a: mask(buf.readUInt32LE(66)) };
   }
@@ -105,7 +124,7 @@ export function decodeBmp(buf: Buffer): RawImage {
   let palette: Uint8Array | undefined;
   if (bpp <= 8) {
     const count = colorsUsed > 0 && colorsUsed <= 1 << bpp ? colorsUsed : 1 << bpp;
-    if (buf.length < paletteOffset + count * paletteEntry) throw new BmpError('truncated BMP palette');
+    if (Math.min(buf.length, fileSize) < paletteOffset + count * paletteEntry) throw new BmpError('truncated BMP palette');
     palette = new Uint8Array(count * 3);
     for (let i = 0; i < count; i++) {
       const at = paletteOffset + i * paletteEntry;
@@ -117,9 +136,20 @@ export function decodeBmp(buf: Buffer): RawImage {
 
   const stride = Math.floor((bpp * width + 31) / 32) * 4;
   const rowBytes = Math.ceil((bpp * width) / 8);
-  if (dataOffset + stride * (height - 1) + rowBytes > buf.length) {
-    throw new BmpError(`truncated BMP: pixel data needs ${stride * height} bytes from offset ${dataOffset}, file has ${buf.length} bytes`);
+  if (dataOffset + stride * (height - 1) + rowBytes > fileSize) {
+    throw new BmpError(`truncated BMP: pixel data needs ${stride * height} bytes from offset ${dataOffset}, file has ${fileSize} bytes`);
   }
+  return { width, height, topDown, bpp, dataOffset, stride, masks, palette };
+}
+
+/** Check a BMP without decoding it (see parseBmp): O(1), safe on an event loop. Throws BmpError. */
+export function inspectBmp(head: Buffer, fileSize: number): { width: number; height: number } {
+  const { width, height } = parseBmp(head, fileSize);
+  return { width, height };
+}
+
+export function decodeBmp(buf: Buffer): RawImage {
+  const { width, height, topDown, bpp, dataOffset, stride, masks, palette } = parseBmp(buf, buf.length);
 
   // 32-bit BI_RGB: the fourth byte is usually padding (0); treat it as alpha only if some pixel sets it.
   let alphaFromPadding = false;

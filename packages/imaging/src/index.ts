@@ -1,1 +1,1 @@
-export { BmpError, bmpDimensions, decodeBmp, encodeBmp24, isBmp, type RawImage } from './bmp.js';
+export { BMP_HEADER_BYTES, BmpError, bmpDimensions, decodeBmp, encodeBmp24, inspectBmp, isBmp, type RawImage } from './bmp.js';

@@ -72,6 +72,7 @@ export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts
       maxBatchBytes: config.maxBatchBytes,
       archive: { maxUncompressedBytes: config.maxArchiveUncompressedBytes, maxRatio: config.maxArchiveRatio },
       ...(fingerprint ? { fingerprint } : {}),
+      stallMs: config.multipartStallTimeoutMs,
       items,
     });
     let fields = received;

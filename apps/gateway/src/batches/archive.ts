@@ -11,7 +11,9 @@ import { ApiError } from '@photoenhance/contracts';
  * - `nested-archive`: an entry is itself an archive (by name or content); `encrypted`; `unsupported-compression`;
  * - `unsafe-entry-name`: an absolute path, a drive letter, a backslash or a `..` segment. Entry names are only ever
  *   display names (their base name); files are stored under generated job ids.
- * Sizes declared in the directory are enforced while inflating (yauzl validateEntrySizes), so a lying header fails too.
+ * Sizes declared in the directory are enforced while inflating (yauzl validateEntrySizes), so a lying header fails too:
+ * - `size-mismatch`: an entry inflates to more or fewer bytes than its header declares;
+ * - `corrupt-data`: an entry's compressed data cannot be inflated.
  */
 export type ArchiveReason =
   | 'not-a-zip'
@@ -21,7 +23,9 @@ export type ArchiveReason =
   | 'nested-archive'
   | 'encrypted'
   | 'unsupported-compression'
-  | 'unsafe-entry-name';
+  | 'unsafe-entry-name'
+  | 'size-mismatch'
+  | 'corrupt-data';
 
 export function archiveRefused(reason: ArchiveReason, message: string, extensions: Record<string, unknown> = {}): ApiError {
   return new ApiError('ARCHIVE_REFUSED', message, { extensions: { reason, ...extensions } });
@@ -131,11 +135,30 @@ export async function extractArchive(path: string, wanted: ArchiveEntryInfo[], f
       const stream = await new Promise<Readable>((resolve, reject) => {
         zip.openReadStream(entry, (err, s) => (err || !s ? reject(archiveRefused('not-a-zip', `The archive entry ${JSON.stringify(name)} cannot be read (${err?.message ?? 'no data'})`)) : resolve(s)));
       });
-      await fn(info, stream);
+      // Whatever the consumer makes of a failing entry stream, the archive is what is wrong: say how.
+      let broken: Error | undefined;
+      stream.once('error', (err: Error) => {
+        broken = err;
+      });
+      try {
+        await fn(info, stream);
+      } catch (err) {
+        if (broken) throw entryBroken(name, broken);
+        throw err;
+      }
+      if (broken) throw entryBroken(name, broken);
     });
   } finally {
     zip.close();
   }
+}
+
+/** An entry whose stream failed: a lying size in its header, or compressed data that does not inflate. */
+function entryBroken(name: string, err: Error): ApiError {
+  if (/bytes in the stream/i.test(err.message)) {
+    return archiveRefused('size-mismatch', `The archive entry ${JSON.stringify(name)} does not match the size its header declares (${err.message})`, { entry: name });
+  }
+  return archiveRefused('corrupt-data', `The archive entry ${JSON.stringify(name)} is corrupt and cannot be inflated (${err.message})`, { entry: name });
 }
 
 /** Content that is itself an archive (zip, gzip, 7z, rar, bzip2, xz). */

@@ -31,6 +31,8 @@ export interface BatchReceiveOptions {
   maxBatchBytes: number;
   archive: Omit<ArchiveLimits, 'maxEntries'>;
   fingerprint?: Fingerprint;
+  /** MULTIPART_STALL_TIMEOUT_MS */
+  stallMs?: number;
   /** Filled as parts arrive, so the caller can delete what was stored when the request is refused half-way. */
   items: ReceivedItem[];
 }
@@ -146,7 +148,7 @@ export async function receiveBatch(req: FastifyRequest, o: BatchReceiveOptions):
     o.items.push(item);
     total += await storePhoto(item, part.file, o, o.fingerprint?.file(item.name));
     if (total > o.maxBatchBytes) throw tooLarge('The batch is larger than allowed: it is', o.maxBatchBytes, 'MAX_BATCH_BYTES');
-  });
+  }, o.stallMs);
   if (!archiveKey) {
     if (o.items.length === 0) {
       throw new ApiError('IMAGE_REQUIRED', `No photos in the request: send file parts named "${o.imageField}"${o.archiveField ? ` or one ZIP archive part "${o.archiveField}"` : ''}`);

@@ -9,7 +9,7 @@ import { acceptJob, contentDisposition, downloadName } from '../routes/jobs.js';
 import { acceptBatch } from '../batches/accept.js';
 import { ResultNames } from '../batches/batch-service.js';
 import { sendResultsZip } from '../batches/routes.js';
-import { redisUnavailable } from '../problems.js';
+import { lingerOnClose, redisUnavailable } from '../problems.js';
 
 /**
  * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`
@@ -50,6 +50,8 @@ function fromApiError(err: ApiError): CompatError {
     UNSUPPORTED_MEDIA_TYPE: 400,
     IMAGE_UNREADABLE: 400,
     IMAGE_DIMENSIONS_TOO_LARGE: 400,
+    IMAGE_DIMENSIONS_TOO_SMALL: 400,
+    IMAGE_ASPECT_RATIO_TOO_EXTREME: 400,
     UNEXPECTED_FIELD: 400,
     BATCH_TOO_LARGE: 400,
     IMAGE_REQUIRED: 422,
@@ -122,6 +124,7 @@ export function compatRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         e = new CompatError(500, `Internal error (request id ${req.id})`);
       }
       for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
+      if (e.headers.connection === 'close') lingerOnClose(reply);
       return reply.code(e.status).type('application/json; charset=utf-8').send({ detail: e.detail });
     });
 

@@ -49,7 +49,7 @@ export type ParsedOptions = ReturnType<typeof parseJobOptions>['options'];
  * compat routes, so every item gets the same checks.
  */
 export async function prepareJob(ctx: GatewayContext, p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
-  const dims = await inspectImage(ctx.storage.path(p.input.key), { maxPixels: ctx.config.maxPixels, scale: p.options.scale, format: p.input.format });
+  const dims = await inspectImage(ctx.storage.path(p.input.key), { maxPixels: ctx.config.maxPixels, minSide: ctx.config.minImageSide, maxAspectRatio: ctx.config.maxAspectRatio, scale: p.options.scale, format: p.input.format });
   const format = resolveFormat(p.options.format, p.input.format);
   return {
     id: p.id,
@@ -124,7 +124,7 @@ export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: 
   let claim: ClaimedKey | undefined;
   try {
     const fingerprint = idemKey ? new Fingerprint() : undefined;
-    const received = await receiveUpload(req, { id, storage, maxUploadBytes: config.maxUploadBytes, fileField: opts.fileField ?? 'image', ...(fingerprint ? { fingerprint } : {}) });
+    const received = await receiveUpload(req, { id, storage, maxUploadBytes: config.maxUploadBytes, fileField: opts.fileField ?? 'image', stallMs: config.multipartStallTimeoutMs, ...(fingerprint ? { fingerprint } : {}) });
     let fields = received.fields;
     const { input } = received;
     opts.checkName?.(input.name);

@@ -1,27 +1,81 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { lookup as dnsLookupAsync } from 'node:dns/promises';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { ApiError, WEBHOOK_EVENTS, type WebhookEvent } from '@photoenhance/contracts';
 
-/** Addresses a webhook may never reach unless the operator allows it (WEBHOOK_ALLOW_PRIVATE). */
-const BLOCKED = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
-  ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) BLOCKED.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32]] as const) BLOCKED.addSubnet(net, bits, 'ipv6');
+/**
+ * Transition ranges that carry an IPv4 address inside an IPv6 one (RFC 4291 mapped, RFC 6145 translated, RFC 6052
+ * NAT64, RFC 3056 6to4, RFC 4380 Teredo): allowed only when every embedded IPv4 address is itself public.
+ */
+const EMBEDS_IPV4 = new Set(['ipv4Mapped', 'rfc6145', 'rfc6052', '6to4', 'teredo']);
 
-/** Loopback, private, link-local, CGNAT, multicast, documentation or unspecified: not a public address. */
-export function isPrivateAddress(address: string): boolean {
-  const v = isIP(address);
-  if (v === 4) return BLOCKED.check(address, 'ipv4');
-  if (v === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return BLOCKED.check(mapped[1]!, 'ipv4');
-    return BLOCKED.check(address, 'ipv6');
+function v4(hi: number, lo: number): ipaddr.IPv4 {
+  return new ipaddr.IPv4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
+}
+
+/** The IPv4 addresses an IPv6 address of a transition range leads to. */
+export function embeddedIpv4(ip: ipaddr.IPv6, range: string): ipaddr.IPv4[] {
+  const p = ip.parts;
+  switch (range) {
+    case '6to4':
+      return [v4(p[1]!, p[2]!)];
+    case 'teredo':
+      // Server address in bits 32-63; client address in the last 32 bits, inverted.
+      return [v4(p[2]!, p[3]!), v4(~p[6]! & 0xffff, ~p[7]! & 0xffff)];
+    case 'ipv4Compatible':
+    case 'ipv4Mapped':
+    case 'rfc6145':
+    case 'rfc6052':
+      return [v4(p[6]!, p[7]!)];
+    default:
+      return [];
   }
-  return true;
+}
+
+/**
+ * Why an address is not a public unicast one, or undefined when it is. Ranges come from ipaddr.js, which follows the
+ * IANA IPv4 and IPv6 special-purpose address registries (loopback, private, link-local, CGNAT, multicast,
+ * documentation, benchmarking, reserved, discard-only, ORCHID, unique-local, deprecated site-local, ...); embedded IPv4
+ * addresses are decoded and judged too. IPv4-compatible IPv6 (::a.b.c.d, deprecated by RFC 4291), which ipaddr.js
+ * calls unicast, is refused outright, as is NAT64's local-use prefix 64:ff9b:1::/48 (RFC 8215).
+ */
+export function specialRange(address: string): string | undefined {
+  if (isIP(address) === 6) address = canonicalIpv6(address);
+  if (!ipaddr.isValid(address)) return 'not an IP address';
+  const ip = ipaddr.parse(address);
+  if (ip.kind() === 'ipv4') {
+    const range = ip.range();
+    return range === 'unicast' ? undefined : range;
+  }
+  const v6 = ip as ipaddr.IPv6;
+  const range = v6.range();
+  if (range === 'unicast') {
+    return v6.parts.slice(0, 6).every((x) => x === 0) ? 'ipv4Compatible (deprecated)' : undefined;
+  }
+  if (range === 'rfc6052' && v6.parts[2] !== 0) return 'rfc8215 (local-use NAT64)';
+  if (EMBEDS_IPV4.has(range)) {
+    for (const inner of embeddedIpv4(v6, range)) {
+      const innerRange = inner.range();
+      if (innerRange !== 'unicast') return `${range} to ${inner.toString()} (${innerRange})`;
+    }
+    return undefined;
+  }
+  return range;
+}
+
+/** IPv6 in hex groups only: ipaddr.js reads the dotted tail of `::8.8.8.8` (IPv4-compatible) as IPv4-mapped. */
+function canonicalIpv6(address: string): string {
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
+}
+
+/** Loopback, private, link-local, CGNAT, multicast, documentation, reserved, ...: not a public address. */
+export function isPrivateAddress(address: string): boolean {
+  return specialRange(address) !== undefined;
 }
 
 export type RefusalReason = 'not-configured' | 'invalid-url' | 'scheme' | 'unresolvable' | 'private-address' | 'invalid-events';
@@ -68,8 +122,10 @@ export async function assertDeliverable(raw: string, allowPrivate: boolean): Pro
       throw new WebhookRefused('unresolvable', `The webhook host ${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
   }
-  const bad = addresses.filter(isPrivateAddress);
-  if (bad.length > 0) throw new WebhookRefused('private-address', `The webhook host ${host} resolves to a loopback, private or link-local address (${bad.join(', ')})`);
+  const bad = addresses.map((a) => [a, specialRange(a)] as const).filter(([, r]) => r !== undefined);
+  if (bad.length > 0) {
+    throw new WebhookRefused('private-address', `The webhook host ${host} resolves to a non-public address (${bad.map(([a, r]) => `${a}: ${r}`).join(', ')})`);
+  }
   return u;
 }
 
