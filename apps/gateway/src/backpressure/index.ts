@@ -46,7 +46,9 @@ export async function registerBackpressure(app: FastifyInstance, config: Readonl
     await app.register(underPressure, {
       ...(config.maxEventLoopDelayMs > 0 ? { maxEventLoopDelay: config.maxEventLoopDelayMs } : {}),
       ...(config.maxHeapUsedBytes > 0 ? { maxHeapUsedBytes: config.maxHeapUsedBytes } : {}),
-      sampleInterval: 250,
+      // A window with no histogram sample reads as Infinity (the loop was blocked the whole window). Keep the window at
+      // least as long as the limit, so that reading is only ever given for a stall that really passed the limit.
+      sampleInterval: Math.max(250, config.maxEventLoopDelayMs),
       retryAfter,
       pressureHandler: (req, _reply, type, value) => {
         if (EXEMPT.has(pathOf(req))) return Promise.resolve();
