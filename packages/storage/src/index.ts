@@ -6,6 +6,7 @@ export * from './types.js';
 export { LocalStorage, PARTIAL_DIR, byteCounter } from './local.js';
 export { S3Storage, isTransient, type S3Settings } from './s3.js';
 export { isAbandoned, ownerTag } from './owner.js';
+export { withLocalFile } from './files.js';
 
 /** The storage settings every app reads (the same environment variables everywhere). */
 export interface StorageSettings {
