@@ -4,6 +4,9 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -13,7 +16,6 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { byteCounter } from './local.js';
 import { StorageConfigError, StorageUnavailableError, type ByteRange, type ObjectRead, type Storage, type StoredObject, type WriteOptions } from './types.js';
@@ -120,28 +122,58 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * Streamed multipart upload (lib-storage): at most one part (5 MiB) in memory, one part in flight. Objects appear only
-   * when the upload completes; past the limit the upload is aborted without reading the rest of `source`.
+   * Streamed multipart upload: one part buffer (5 MiB), reused for every part, one part in flight; a body smaller than
+   * a part is one PUT. The object appears only when the upload completes. Past the limit (or when the client or the
+   * server fails) the multipart upload is aborted and the rest of `source` is not read.
+   *
+   * Why not lib-storage's Upload: its chunker concatenates every part into a new buffer, which measured +24 MiB of RSS
+   * for a 50 MiB upload against +3 MiB here; these are the same SDK commands it sends.
    */
   async writeStream(key: string, source: Readable, opts: WriteOptions): Promise<number> {
     const counter = byteCounter(opts);
     const early = counter.tooLarge();
     if (early) throw early;
-    const upload = new Upload({ client: this.client, params: { Bucket: this.settings.bucket, Key: this.k(key), Body: counter.stream }, queueSize: 1, partSize: this.partSize });
+    const Bucket = this.settings.bucket;
+    const Key = this.k(key);
     const piped = pipeline(source, counter.stream);
+    piped.catch(() => undefined);
+    const part = Buffer.allocUnsafe(this.partSize);
+    let filled = 0;
+    let uploadId: string | undefined;
+    const parts: Array<{ PartNumber: number; ETag: string }> = [];
+    const flush = async (): Promise<void> => {
+      uploadId ??= (await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId;
+      if (!uploadId) throw new Error('the server returned no UploadId');
+      const PartNumber = parts.length + 1;
+      const r = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber, Body: part.subarray(0, filled), ContentLength: filled }));
+      parts.push({ PartNumber, ETag: r.ETag ?? '' });
+      filled = 0;
+    };
     try {
-      await Promise.all([
-        upload.done().catch((err: unknown) => {
-          // The upload gave up (server away): stop reading the source too.
-          counter.stream.destroy(err as Error);
-          throw err;
-        }),
-        piped,
-      ]);
+      for await (const chunk of counter.stream as AsyncIterable<Buffer>) {
+        let at = 0;
+        while (at < chunk.length) {
+          const n = chunk.copy(part, filled, at);
+          filled += n;
+          at += n;
+          if (filled === part.length) await flush();
+        }
+      }
+      await piped;
+      if (!uploadId) {
+        await this.client.send(new PutObjectCommand({ Bucket, Key, Body: part.subarray(0, filled), ContentLength: filled }));
+      } else {
+        if (filled > 0) await flush();
+        await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+      }
     } catch (err) {
-      piped.catch(() => undefined);
-      await upload.abort().catch(() => undefined);
-      // Our own limit comes first: the upload's failure (or its abort's) is only a consequence.
+      counter.stream.destroy();
+      if (uploadId) {
+        const UploadId = uploadId;
+        // Best effort: what is left is aborted at the next start (cleanPartials) or by a bucket lifecycle rule.
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      }
+      // Our own limit comes first: the upload's failure is only a consequence.
       throw counter.tooLarge() ?? this.wrap(err, `uploading ${key}`);
     }
     return counter.total();
