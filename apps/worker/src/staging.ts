@@ -72,7 +72,7 @@ export class JobStaging {
   async commit(staged: StagedJob, data: JobData, engine: string): Promise<number> {
     const st = await stat(staged.output).catch(() => undefined);
     if (!st || st.size === 0) throw new EngineJobError('OUTPUT_MISSING', `engine ${engine} reported done but ${data.outputKey} is missing or empty`);
-    return (await this.storage.putFile(data.outputKey, staged.output)).size;
+    return (await this.storage.putFile(data.outputKey, staged.output, { move: true })).size;
   }
 
   async release(staged: StagedJob | undefined): Promise<void> {

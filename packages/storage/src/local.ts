@@ -111,9 +111,18 @@ export class LocalStorage implements Storage {
     return counter.total();
   }
 
-  async putFile(key: string, file: string): Promise<StoredObject> {
+  async putFile(key: string, file: string, opts: { move?: boolean } = {}): Promise<StoredObject> {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
+    if (opts.move) {
+      try {
+        // Same file system (worker staging under the root): one atomic rename, no copy.
+        await rename(file, target);
+        return (await this.stat(key))!;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      }
+    }
     // A temp name in the job's own folder, then one rename: readers see the old file or the whole new one.
     const tmp = `${target}.${ownerTag()}.tmp`;
     try {

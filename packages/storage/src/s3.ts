@@ -179,7 +179,7 @@ export class S3Storage implements Storage {
     return counter.total();
   }
 
-  async putFile(key: string, file: string, opts: { contentType?: string } = {}): Promise<StoredObject> {
+  async putFile(key: string, file: string, opts: { contentType?: string; move?: boolean } = {}): Promise<StoredObject> {
     const size = (await fsStat(file)).size;
     // A plain streamed PUT with its length: S3 publishes it whole or not at all.
     await this.send(`storing ${key}`, () => this.client.send(new PutObjectCommand({

@@ -40,8 +40,11 @@ export interface Storage {
   readonly location: string;
   /** Stream `source` into `key` without buffering it whole; published only once complete. Returns the byte count. */
   writeStream(key: string, source: Readable, opts: WriteOptions): Promise<number>;
-  /** Publish a finished local file as `key` (worker results, thumbnails): atomic, a reader never sees a partial file. */
-  putFile(key: string, file: string, opts?: { contentType?: string }): Promise<StoredObject>;
+  /**
+   * Publish a finished local file as `key` (worker results, thumbnails): atomic, a reader never sees a partial file.
+   * `move`: the caller gives the file up (a folder backend may rename it into place instead of copying).
+   */
+  putFile(key: string, file: string, opts?: { contentType?: string; move?: boolean }): Promise<StoredObject>;
   /** The object, or undefined when it does not exist. */
   stat(key: string): Promise<StoredObject | undefined>;
   /** Open for reading (a range already resolved against stat()); undefined when it does not exist. */
