@@ -174,6 +174,8 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
       storages.push(noBucket, badKey, away);
       await expect(noBucket.check(3000)).rejects.toMatchObject({ name: 'StorageConfigError', setting: 'STORAGE_URL', message: expect.stringMatching(/bucket "no-such-bucket".*does not exist/) });
       await expect(badKey.check(3000)).rejects.toMatchObject({ name: 'StorageConfigError', setting: 'AWS_ACCESS_KEY_ID', message: expect.stringMatching(/rejected the credentials/) });
+      // At run time (keys revoked under a running system) the same is a retryable outage, not a crash.
+      await expect(badKey.writeStream('j_x/input.jpg', Readable.from([Buffer.from('x')]), { limit: 10 })).rejects.toMatchObject({ name: 'StorageUnavailableError', setting: 'AWS_ACCESS_KEY_ID' });
       const t0 = Date.now();
       await expect(away.check(3000)).rejects.toMatchObject({ name: 'StorageUnavailableError', setting: 'S3_ENDPOINT', message: expect.stringMatching(/S3_ENDPOINT.*unreachable/) });
       expect(Date.now() - t0).toBeLessThan(10_000);

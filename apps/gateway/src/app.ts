@@ -86,6 +86,7 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
       return 0;
     });
     if (removed) logger.info({ removed, storage: storage.location }, 'removed unfinished uploads left by a stopped gateway');
+    logger.info({ storage: storage.location, backend: storage.kind }, 'storage ready');
   }
   const jobs = new JobService(redis, storage, config);
   const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);

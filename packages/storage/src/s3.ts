@@ -106,9 +106,14 @@ export class S3Storage implements Storage {
   /** A transient failure becomes StorageUnavailableError (retryable); anything else is rethrown as is. */
   private wrap(err: unknown, what: string): unknown {
     if (err instanceof StorageUnavailableError || err instanceof StorageConfigError) return err;
+    const e = err as SdkError;
     if (isTransient(err)) {
-      const e = err as SdkError;
       return new StorageUnavailableError(`object storage at ${this.where} unavailable while ${what}: ${e.code ?? e.name}: ${e.message}`, { cause: err, setting: 'S3_ENDPOINT' });
+    }
+    const s = statusOf(err);
+    if (s === 401 || s === 403) {
+      // Credentials revoked or a policy changed under a running system: an operator fixes it, then work resumes.
+      return new StorageUnavailableError(`object storage at ${this.where} refused access while ${what} (HTTP ${s} ${e.name}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy`, { cause: err, setting: 'AWS_ACCESS_KEY_ID' });
     }
     return err;
   }
