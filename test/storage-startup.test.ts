@@ -21,6 +21,8 @@ let redis: TestRedis;
 let s3: TestS3;
 let silent: Server;
 const sockets: Socket[] = [];
+/** Every child started here, stopped in afterAll whatever happened. */
+const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
 beforeAll(async () => {
@@ -32,6 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const s of sockets) s.destroy();
   silent?.close();
   await s3?.close();
@@ -45,6 +48,7 @@ function run(app: 'gateway' | 'worker', env: Record<string, string>): { proc: Ch
     env: { ...process.env, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ENFORCEMENT: 'watchdog', WORKER_CONFIG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.push(proc);
   let out = '';
   let onLine: (() => void) | undefined;
   const take = (c: Buffer): void => {
