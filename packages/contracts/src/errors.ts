@@ -56,7 +56,7 @@ export const ERRORS = {
   OUTPUT_MISSING: { status: 500, kind: 'job', retryable: true, title: 'Output missing', hint: 'The engine reported success but wrote no readable output; check the engine.' },
   JOB_CANCELED: { status: 409, kind: 'job', retryable: false, title: 'Job canceled', hint: 'The job was canceled on request; submit it again if that was a mistake.' },
   STORAGE_UNAVAILABLE: { status: 503, kind: 'job', retryable: true, title: 'Storage unavailable', hint: 'The file storage (STORAGE_URL / STORAGE_DIR) cannot be reached right now; nothing is lost: retry after the Retry-After delay, and queued jobs are retried by themselves. Operators: check S3_ENDPOINT, the bucket and /readyz.' },
-  INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: all hosts must share STORAGE_DIR.' },
+  INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: every gateway and worker must use the same storage (STORAGE_URL, or one shared STORAGE_DIR).' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
