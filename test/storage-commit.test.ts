@@ -21,7 +21,7 @@ for (const storage of ['local', 's3'] as const) {
       stack = await startStack({
         storage,
         engines: [{ name: 'late', kind: 'oneshot', command: [process.execPath, LATE, '{input}', '{output}'], env: { LATE_TRIGGER: join(dir, 'go'), LATE_DONE: join(dir, 'done') } }],
-        gateway: { knownEngines: ['late'], defaultEngine: 'late' },
+        gateway: { knownEngines: ['late'], defaultEngine: 'late', maxEventLoopDelayMs: 0 },
       });
     });
     afterAll(async () => {

@@ -45,7 +45,7 @@ afterAll(async () => {
 function run(app: 'gateway' | 'worker', env: Record<string, string>): { proc: ChildProcess; output: () => string; exited: Promise<number | null>; listening: Promise<string> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO, `apps/${app}/src/main.ts`)], {
     cwd: REPO,
-    env: { ...process.env, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ENFORCEMENT: 'watchdog', WORKER_CONFIG: '', ...env },
+    env: { ...process.env, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ENFORCEMENT: 'watchdog', WORKER_CONFIG: '', MAX_EVENT_LOOP_DELAY_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(proc);
@@ -155,7 +155,7 @@ describe('partial uploads of a killed gateway', () => {
     const total = photo.length + 4 * 1024 * 1024;
 
     // A gateway of this process, running all along.
-    live = await startGateway(redis.url, { knownEngines: ['classic'] }, dir);
+    live = await startGateway(redis.url, { knownEngines: ['classic'], maxEventLoopDelayMs: 0 }, dir);
     const doomed = run('gateway', { STORAGE_DIR: dir, KNOWN_ENGINES: 'classic' });
     const doomedUrl = await bounded(doomed.listening, 40_000, 'gateway start');
     const first = slowUpload(doomedUrl, total);
@@ -177,7 +177,7 @@ describe('partial uploads of a killed gateway', () => {
     const inFlight = partials().filter((n) => n !== left);
 
     // ...when another gateway starts on the same folder: the dead one's partial goes, the live one's stays.
-    const next = await startGateway(redis.url, { knownEngines: ['classic'] }, dir);
+    const next = await startGateway(redis.url, { knownEngines: ['classic'], maxEventLoopDelayMs: 0 }, dir);
     try {
       expect(partials()).toEqual(inFlight);
       second.sendRest();
