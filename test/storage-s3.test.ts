@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage, type Storage } from '@photoenhance/storage';
-import { smallPhoto } from './support/images.js';
+import { smallPhoto, truncatedJpeg } from './support/images.js';
 import { fixtureEngine, startGateway, startStack, submit, until, waitForStatus, type RunningGateway, type Stack } from './support/stack.js';
 import { makeZip, readZip } from './support/zip.js';
 
@@ -85,6 +85,23 @@ describe('on S3-compatible storage', () => {
     // The worker's staging folders are gone once the job is done.
     const log = stack.worker.output.join('\n');
     expect(log).not.toMatch(/"level":50/);
+  });
+
+  it('validation while streaming works as on a folder: 413 past the limit, 415 by content, 422 truncated; nothing stays in the bucket', async () => {
+    const gw = await startGateway(stack.redis.url, { ...stack.s3!.settings('jobs'), knownEngines: ['quick', 'slow'], defaultEngine: 'quick', maxUploadBytes: 6 * 1024 * 1024, maxEventLoopDelayMs: 0 });
+    extra.push(gw);
+    const before = (await bucket.staleJobs(0, Date.now() + 1e9)).length;
+    const photo = await smallPhoto('jpeg', 160);
+    // Past a multipart part (5 MiB) and past the limit: the multipart upload is under way when the limit stops it.
+    const tooBig = await submit(gw.url, Buffer.concat([photo, Buffer.alloc(12 * 1024 * 1024, 1)]), { scale: '1' });
+    expect(tooBig.status).toBe(413);
+    expect(((await tooBig.json()) as { code: string }).code).toBe('IMAGE_TOO_LARGE');
+    const notImage = await submit(gw.url, Buffer.from('just some text, not a photo'), { scale: '1' });
+    expect(notImage.status).toBe(415);
+    const truncated = await submit(gw.url, await truncatedJpeg(), { scale: '1' });
+    expect(truncated.status).toBe(422);
+    expect(((await truncated.json()) as { code: string }).code).toBe('IMAGE_UNREADABLE');
+    expect((await bucket.staleJobs(0, Date.now() + 1e9)).length).toBe(before);
   });
 
   it('RESULT_REDIRECT=presigned answers 302 to a short-lived URL of the bucket', async () => {
