@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { build, type Gateway } from '../../apps/gateway/src/app.js';
 import { loadGatewayConfig, type GatewayConfig } from '../../apps/gateway/src/config.js';
 import { startTestRedis, type TestRedis } from './redis.js';
+import { startTestS3, type TestS3 } from './s3.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -153,6 +154,8 @@ export interface Stack {
   redis: TestRedis;
   gw: RunningGateway;
   worker: RunningWorker;
+  /** Set with `storage: 's3'`: the private s3rver both the gateway and the worker store into. */
+  s3?: TestS3;
   close(): Promise<void>;
 }
 
@@ -160,22 +163,27 @@ export interface Stack {
  * The whole system for one test file: a private Redis, the gateway in this process, and the worker app as a child
  * process running `engines` (profiles as in a WORKER_CONFIG file), ready to take jobs.
  */
-export async function startStack(opts: { gateway?: Partial<GatewayConfig>; engines: unknown[]; workerEnv?: Record<string, string> }): Promise<Stack> {
+export async function startStack(opts: { gateway?: Partial<GatewayConfig>; engines: unknown[]; workerEnv?: Record<string, string>; storage?: 'local' | 's3' }): Promise<Stack> {
   const redis = await startTestRedis();
-  const gw = await startGateway(redis.url, opts.gateway ?? {});
+  // Object storage: a private s3rver process; gateway and worker share nothing but Redis and the bucket.
+  const s3 = opts.storage === 's3' ? await startTestS3() : undefined;
+  const gw = await startGateway(redis.url, { ...(s3 ? s3.settings('jobs') : {}), ...opts.gateway });
   const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
   const cfg = join(cfgDir, 'worker.json');
   writeFileSync(cfg, JSON.stringify({ engines: opts.engines }));
-  const worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, ...opts.workerEnv });
+  const storageEnv = s3 ? s3.env('jobs') : { STORAGE_DIR: gw.storageDir };
+  const worker = await startWorker({ REDIS_URL: redis.url, ...storageEnv, WORKER_CONFIG: cfg, ...opts.workerEnv });
   await worker.waitForLog((r) => r.msg === 'worker ready');
   return {
     redis,
     gw,
     worker,
+    ...(s3 ? { s3 } : {}),
     async close() {
       await worker.stop();
       await gw.close();
       await redis.close();
+      await s3?.close();
       rmSync(cfgDir, { recursive: true, force: true });
     },
   };

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { storageSettingProblems } from '@photoenhance/storage';
 
 const ProfileSchema = Type.Object(
   {
@@ -58,6 +59,18 @@ export const WorkerConfigSchema = Type.Object({
   /** Added to an engine's expected GPU footprint for its default GPU floor (bytes or a size such as 512MiB). */
   gpuMarginBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
   logLevel: LogLevelSchema,
+  // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
+  storageUrl: Type.Optional(Type.String({ minLength: 1 })),
+  s3Endpoint: Type.Optional(Type.String({ minLength: 1 })),
+  s3ForcePathStyle: Type.Boolean({ default: false }),
+  awsRegion: Type.Optional(Type.String({ minLength: 1 })),
+  awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
+  awsSecretAccessKey: Type.Optional(Type.String({ minLength: 1 })),
+  storageCheckTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000 }),
+  /** Per-job temp folders the engines read and write (default: <STORAGE_DIR>/.staging, or the OS temp dir for S3). */
+  stagingDir: Type.Optional(Type.String({ minLength: 1 })),
+  /** A job whose storage is away after its last attempt waits this long and tries again (it is never failed for it). */
+  storageRetryMs: Type.Integer({ default: 5000, minimum: 10 }),
 });
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
 
@@ -79,6 +92,15 @@ export const WORKER_ENV = {
   nvidiaSmi: 'NVIDIA_SMI',
   gpuMarginBytes: 'GPU_MARGIN',
   logLevel: 'LOG_LEVEL',
+  storageUrl: 'STORAGE_URL',
+  s3Endpoint: 'S3_ENDPOINT',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  awsRegion: 'AWS_REGION',
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+  stagingDir: 'STAGING_DIR',
+  storageRetryMs: 'STORAGE_RETRY_MS',
 } as const;
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {
@@ -92,6 +114,8 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
     }
   }
   const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const storageProblems = storageSettingProblems(config);
+  if (storageProblems.length) throw new ConfigError('worker', storageProblems.map((p) => `setting ${p}`));
   // GPU_MARGIN accepts sizes like 512MiB, from the environment or the file.
   if (typeof config.gpuMarginBytes === 'string') {
     try {

@@ -53,6 +53,7 @@ export const ERRORS = {
   REQUEST_TIMEOUT: { status: 408, kind: 'http', title: 'Request timed out', hint: 'The request (headers or body) arrived too slowly; send it again on a faster link, or ask the operator to raise HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS.' },
   IMAGE_DIMENSIONS_TOO_SMALL: { status: 422, kind: 'http', title: 'Image dimensions too small', hint: 'Send a photo at least MIN_IMAGE_SIDE pixels on its shorter side (the limit is named in this error).' },
   IMAGE_ASPECT_RATIO_TOO_EXTREME: { status: 422, kind: 'http', title: 'Image aspect ratio too extreme', hint: 'Crop the image so its longer side is at most MAX_ASPECT_RATIO times its shorter side (the limit is named in this error).' },
+  RANGE_NOT_SATISFIABLE: { status: 416, kind: 'http', title: 'Range not satisfiable', hint: 'Ask for a byte range inside the file (its size is in Content-Range: bytes */SIZE), or leave the Range header out.' },
   INTERNAL_ERROR: { status: 500, kind: 'http', title: 'Internal error', hint: 'Retry later; if it persists, report it with the request id from the response.' },
 
   ENGINE_CRASHED: { status: 500, kind: 'job', retryable: true, title: 'Engine crashed', hint: 'The engine process exited mid-job; the job is retried on a fresh engine. If every attempt crashes, check the engine log.' },
@@ -64,7 +65,8 @@ export const ERRORS = {
   ENGINE_FAILED: { status: 500, kind: 'job', retryable: true, title: 'Engine failed', hint: 'The engine reported a failure; the message says why.' },
   OUTPUT_MISSING: { status: 500, kind: 'job', retryable: true, title: 'Output missing', hint: 'The engine reported success but wrote no readable output; check the engine.' },
   JOB_CANCELED: { status: 409, kind: 'job', retryable: false, title: 'Job canceled', hint: 'The job was canceled on request; submit it again if that was a mistake.' },
-  INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: all hosts must share STORAGE_DIR.' },
+  STORAGE_UNAVAILABLE: { status: 503, kind: 'job', retryable: true, title: 'Storage unavailable', hint: 'The file storage (STORAGE_URL / STORAGE_DIR) cannot be reached right now; nothing is lost: retry after the Retry-After delay, and queued jobs are retried by themselves. Operators: check S3_ENDPOINT, the bucket and /readyz.' },
+  INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: every gateway and worker must use the same storage (STORAGE_URL, or one shared STORAGE_DIR).' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
