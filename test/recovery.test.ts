@@ -1,0 +1,68 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_PREFIX, queueName } from '@photoenhance/queue';
+import { startAofRedis, type FaultRedis } from './support/faults.js';
+import { fixtureEngine, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+
+/** Engine-completion lines in a job's BullMQ log: one per engine run that finished. */
+async function engineRuns(redis: FaultRedis, engine: string, id: string): Promise<string[]> {
+  const lines = await redis.client().lrange(`${KEY_PREFIX}:${queueName(engine)}:${id}:logs`, 0, -1);
+  return lines.filter((l) => l.includes(': done by '));
+}
+
+describe('a result computed while Redis was away is kept', () => {
+  let redis: FaultRedis;
+  let gw: RunningGateway;
+  let worker: RunningWorker;
+  let cfgDir: string;
+  let image: Buffer;
+
+  beforeAll(async () => {
+    redis = await startAofRedis();
+    gw = await startGateway(redis.url);
+    cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
+    writeFileSync(join(cfgDir, 'worker.json'), JSON.stringify({ engines: [fixtureEngine('slow', 'sleep', 2500)] }));
+    worker = await startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: join(cfgDir, 'worker.json'),
+      LOCK_DURATION_MS: '2000',
+      STALLED_INTERVAL_MS: '500',
+    });
+    await worker.waitForLog((r) => r.msg === 'worker ready');
+    image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } }).png().toBuffer();
+  }, 60_000);
+
+  afterAll(async () => {
+    await worker?.stop();
+    await gw?.close();
+    await redis?.close();
+    if (cfgDir) rmSync(cfgDir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('Redis stops mid-job for longer than the lock: the job completes once, with the first result', async () => {
+    const res = await submit(gw.url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await waitForStatus(gw.url, id, ['active'], 30_000);
+    // The lock is about to expire when Redis goes away (as after any outage longer than the lock): it is gone when
+    // Redis comes back, and the job is still active.
+    const lockKey = `${KEY_PREFIX}:${queueName('slow')}:${id}:lock`;
+    expect(await redis.client().pexpire(lockKey, 200)).toBe(1);
+    await redis.stop('SIGTERM');
+    const downAt = Date.now();
+    // The engine finishes (2.5 s) while Redis is down.
+    await until('the outage to outlast the job', () => Date.now() - downAt > 4_000, 10_000, 100);
+    await redis.start();
+    const upAt = Date.now();
+    const body = await waitForStatus(gw.url, id, ['completed', 'failed', 'canceled'], 30_000);
+    expect(body.status).toBe('completed');
+    console.log(`committed ${Date.now() - upAt} ms after Redis came back`);
+    // The engine ran once: its result was committed, not thrown away and computed again.
+    expect(await engineRuns(redis, 'slow', id)).toHaveLength(1);
+    expect(worker.output.some((l) => l.includes('stalled job moved back'))).toBe(false);
+  }, 90_000);
+});
