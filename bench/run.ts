@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchBatch } from './batch.js';
+import { benchChaos } from './chaos.js';
 import { benchEngines } from './engines.js';
 import { benchSpine, type Row } from './spine.js';
 import { REPO } from '../test/support/stack.js';
@@ -15,7 +16,8 @@ import { benchOvershoot } from '../packages/governor/bench/overshoot.js';
 const quick = process.env.BENCH_QUICK === '1';
 const only = process.argv.slice(2);
 const rows: Row[] = [];
-const want = (name: string): boolean => only.length === 0 || only.includes(name);
+// chaos is a run of its own (`npm run chaos`): faults would disturb the other sections' figures.
+const want = (name: string): boolean => (only.length === 0 && name !== 'chaos') || only.includes(name);
 
 if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
 if (want('governor')) {
@@ -26,6 +28,7 @@ if (want('governor')) {
 }
 if (want('engines')) rows.push(...(await benchEngines({ quick })));
 if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
+if (want('chaos')) rows.push(...(await benchChaos({ quick })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');
