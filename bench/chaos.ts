@@ -45,6 +45,8 @@ export interface FaultResult {
   duplicated: number;
   /** Per injection: from the fault to the affected work running again (see FAULTS). */
   recoverMs: number[];
+  /** Engines of a killed worker still running 1.5 s after it died. */
+  orphans: number;
 }
 
 const ENGINE = 'chaos';
@@ -144,6 +146,7 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
     await until('the next job to finish', async () => (await completedCount()) > after, 60_000, 25);
   };
 
+  let orphans = 0;
   const inject: Record<FaultKind, (ids: string[]) => Promise<number>> = {
     'engine-kill': async () => {
       const pid = await until('a busy engine', async () => (await listHosts(client)).flatMap((h) => h.processes).find((p) => p.state === 'busy' && p.pid)?.pid, 60_000, 25);
@@ -155,8 +158,14 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
     },
     'worker-kill': async (ids) => {
       const { id, token, victim } = await heldJob(ids);
+      const engines = (await listHosts(client)).filter((h) => h.pid === victim.pid).flatMap((h) => h.processes.map((p) => p.pid)).filter((p): p is number => !!p);
       victim.proc.kill('SIGKILL');
       const t0 = Date.now();
+      // Engines die with their worker (parent-death signal): none may keep computing.
+      await until('the dead worker\'s engines to be gone', () => engines.every((p) => !running(p)), 1_500, 20).catch(() => {
+        orphans += engines.filter(running).length;
+        for (const p of engines.filter(running)) process.kill(p, 'SIGKILL');
+      });
       await rerun(id, token, victim.pid);
       const ms = Date.now() - t0;
       await victim.stop();
@@ -256,6 +265,7 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
         lost: st.filter((s) => s !== 'completed' && s !== 'failed').length,
         duplicated: [...ids].filter((id) => (done.get(id) ?? 0) > 1).length + r.keys.filter((k) => (byKey.get(k)?.size ?? 0) > 1).length,
         recoverMs: r.recoverMs,
+        orphans: r.fault === 'worker-kill' ? orphans : 0,
       });
     }
   } finally {
@@ -273,11 +283,11 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
 }
 
 export function printChaos(results: FaultResult[], log: (l: string) => void = (l) => console.log(l)): void {
-  log('| fault | injected | accepted | completed | failed | lost | duplicated | recover max (ms) | recover median (ms) |');
-  log('|---|---|---|---|---|---|---|---|---|');
+  log('| fault | injected | accepted | completed | failed | lost | duplicated | orphaned engines | recover max (ms) | recover median (ms) |');
+  log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const sorted = [...r.recoverMs].sort((a, b) => a - b);
-    log(`| ${LABEL[r.fault]} | ${r.injected} | ${r.accepted} | ${r.completed} | ${r.failed} | ${r.lost} | ${r.duplicated} | ${sorted.at(-1) ?? '-'} | ${sorted[sorted.length >> 1] ?? '-'} |`);
+    log(`| ${LABEL[r.fault]} | ${r.injected} | ${r.accepted} | ${r.completed} | ${r.failed} | ${r.lost} | ${r.duplicated} | ${r.orphans} | ${sorted.at(-1) ?? '-'} | ${sorted[sorted.length >> 1] ?? '-'} |`);
   }
 }
 
@@ -291,7 +301,7 @@ export async function benchChaos({ quick }: { quick: boolean }): Promise<Row[]> 
   printChaos(results);
   return results.flatMap((r) => {
     const worst = Math.max(...r.recoverMs);
-    const counts = `injected ${r.injected}, accepted ${r.accepted}, completed ${r.completed}, failed ${r.failed}, lost ${r.lost}, duplicated ${r.duplicated}`;
+    const counts = `injected ${r.injected}, accepted ${r.accepted}, completed ${r.completed}, failed ${r.failed}, lost ${r.lost}, duplicated ${r.duplicated}, orphaned engines ${r.orphans}`;
     return [
       { section: 'chaos', metric: `${LABEL[r.fault]}: lost + duplicated`, value: r.lost + r.duplicated, unit: 'jobs', goal: '0', note: counts },
       { section: 'chaos', metric: `${LABEL[r.fault]}: time to recover (worst)`, value: worst, unit: 'ms', goal: r.fault.startsWith('worker') ? '<= 15000' : '', note: FAULTS[r.fault] },
