@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
 import { BIN, REPO, SAMPLE, cleanEnv, eventually, freePort, isGone, runCli, startLauncher, type RunningLauncher } from '../apps/cli/test/launch.js';
 import { spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { lockHolder } from './support/chaos.js';
+import { FIXTURE_ENGINE, until } from './support/stack.js';
 
 describe('photoenhance start (the launcher)', () => {
   let launcher: RunningLauncher;
@@ -114,7 +117,8 @@ describe('photoenhance start supervises its children', () => {
   beforeAll(async () => {
     cfgDir = mkdtempSync(join(tmpdir(), 'pe-launcher-cfg-'));
     cfg = join(cfgDir, 'worker.json');
-    writeFileSync(cfg, JSON.stringify({ heartbeatMs: 2000 }));
+    // The classic engine replaced by a slow fixture, so a job is still running when its worker is killed.
+    writeFileSync(cfg, JSON.stringify({ heartbeatMs: 2000, engines: [{ name: 'classic', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '4000'] }] }));
     launcher = await startLauncher({ env: { WORKER_CONFIG: cfg } });
   }, 180_000);
 
@@ -125,9 +129,29 @@ describe('photoenhance start supervises its children', () => {
 
   const pidOf = (name: string): number | undefined => launcher.state().children.find((c) => c.name === name)?.pid;
 
-  it('a worker killed with SIGKILL is restarted; the gateway and Redis keep running', async () => {
+  it('a worker killed with SIGKILL mid-job is restarted; its job runs again within 15 s; the gateway and Redis keep running', async () => {
     const before = { worker: pidOf('worker')!, gateway: pidOf('gateway')!, redis: pidOf('redis')! };
-    process.kill(before.worker, 'SIGKILL');
+    const form = new FormData();
+    form.append('format', 'png');
+    form.append('image', new Blob([await sharp({ create: { width: 32, height: 32, channels: 3, background: '#357' } }).png().toBuffer()], { type: 'image/png' }), 'a.png');
+    const res = await fetch(`${launcher.url}/v1/jobs`, { method: 'POST', body: form });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const redis = new Redis({ path: launcher.state().redisUrl, maxRetriesPerRequest: null });
+    redis.on('error', () => undefined);
+    try {
+      const first = await until('the worker to run the job', () => lockHolder(redis, 'classic', id), 60_000, 25);
+      expect(first.pid).toBe(before.worker);
+      process.kill(before.worker, 'SIGKILL');
+      const killedAt = Date.now();
+      await until('the restarted worker to run the job', () => lockHolder(redis, 'classic', id).then((h) => h && h.token !== first.token), 60_000, 50);
+      const rerunMs = Date.now() - killedAt;
+      console.log(`npm start: the killed worker's job ran again ${rerunMs} ms after the kill`);
+      expect(rerunMs).toBeLessThan(15_000);
+      await until('the job to complete', async () => ((await (await fetch(`${launcher.url}/v1/jobs/${id}`)).json()) as { status: string }).status === 'completed', 60_000, 100);
+    } finally {
+      redis.disconnect();
+    }
     await launcher.waitFor(/worker was killed \(SIGKILL[^\n]*restarting it in 1\.0 s/, 10_000);
     await eventually(() => {
       const p = pidOf('worker');
