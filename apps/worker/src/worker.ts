@@ -150,7 +150,7 @@ export class EnhanceWorker {
       if (!this.governor.admitting()) worker.pause(true);
       void worker.run().catch((err: unknown) => logger.error({ err }, 'queue worker stopped'));
     }
-    this.instance = describeInstance({ hostId: config.hostId, startedAt: this.startedAt, workers: Object.fromEntries([...this.workers.values()].map((w) => [w.name, w.id])) });
+    this.instance = describeInstance({ hostId: config.hostId, startedAt: this.startedAt, workers: Object.fromEntries([...this.workers.values()].map((w) => [w.name, w.id])), ttlMs: config.heartbeatMs * 3 });
     await this.publish();
     await this.recover();
     this.heartbeat = setInterval(() => void this.publish().then(() => this.recover()), config.heartbeatMs);

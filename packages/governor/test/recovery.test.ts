@@ -45,7 +45,7 @@ describe('engines die with their worker', () => {
       host.kill('SIGKILL');
       if (enginePid !== undefined && running(enginePid)) process.kill(enginePid, 'SIGKILL'); // the old behaviour's orphan
     }
-  }, 30_000);
+  }, 60_000);
 });
 
 const v1Skip = v1Unavailable();

@@ -25,8 +25,9 @@ export interface InstanceRecord {
   pidNs: string | undefined;
   /** Queue name → BullMQ worker id (the prefix of every lock token the worker holds). */
   workers: Record<string, string>;
-  /** Last heartbeat that refreshed this record. */
+  /** Last heartbeat that refreshed this record, and how long it counts (the heartbeat's expiry). */
   seenAt: number;
+  ttlMs: number;
 }
 
 /** Records of instances that died this long ago (and that no live worker could handle) are dropped. */
@@ -42,8 +43,8 @@ export function ownPidNamespace(): string | undefined {
   }
 }
 
-export function describeInstance(opts: { hostId: string; startedAt: number; workers: Record<string, string> }): InstanceRecord {
-  return { hostId: opts.hostId, pid: process.pid, startedAt: opts.startedAt, hostname: hostname(), pidNs: ownPidNamespace(), workers: opts.workers, seenAt: Date.now() };
+export function describeInstance(opts: { hostId: string; startedAt: number; workers: Record<string, string>; ttlMs: number }): InstanceRecord {
+  return { hostId: opts.hostId, pid: process.pid, startedAt: opts.startedAt, hostname: hostname(), pidNs: ownPidNamespace(), workers: opts.workers, seenAt: Date.now(), ttlMs: opts.ttlMs };
 }
 
 /** Write (or refresh) this instance's record; called with every heartbeat. */
@@ -72,7 +73,8 @@ export interface DeadInstance {
 
 /**
  * Registered instances other than `self` that are dead: their host heartbeat expired (or now belongs to another
- * process with the same host id), or they ran on this machine (same host name and pid namespace) and their process
+ * process with the same host id) and their own record was not refreshed within the heartbeat's expiry, or they ran on
+ * this machine (same host name and pid namespace) and their process
  * is gone. A frozen process (SIGSTOP) still exists, so only its heartbeat's expiry counts it dead.
  */
 export async function deadInstances(redis: Redis, self: InstanceRecord): Promise<DeadInstance[]> {
@@ -101,6 +103,8 @@ export async function deadInstances(redis: Redis, self: InstanceRecord): Promise
       state = undefined;
     }
     if (state && state.pid === rec.pid && state.startedAt === rec.startedAt) continue;
+    // Its own record is still fresh: alive, even if another process publishes under the same host id (HOST_ID set twice).
+    if (Date.now() - rec.seenAt < (rec.ttlMs ?? 0)) continue;
     if (Date.now() - rec.seenAt > FORGET_AFTER_MS) {
       stale.push(id);
       continue;
