@@ -9,6 +9,20 @@ import { startAofRedis, type FaultRedis } from './support/faults.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { fixtureEngine, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
 
+/** Submit, resending through 503s (right after start-up the gateway may not have seen the worker's heartbeat yet). */
+async function submitAccepted(url: string, image: Buffer): Promise<string> {
+  const res = await until('the gateway to accept the job', async () => {
+    const r = await submit(url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
+    if (r.status === 503) {
+      await r.body?.cancel();
+      return undefined;
+    }
+    return r;
+  }, 30_000, 200);
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
 /** Engine-completion lines in a job's BullMQ log: one per engine run that finished. */
 async function engineRuns(redis: FaultRedis, engine: string, id: string): Promise<string[]> {
   const lines = await redis.client().lrange(`${KEY_PREFIX}:${queueName(engine)}:${id}:logs`, 0, -1);
@@ -46,9 +60,7 @@ describe('a result computed while Redis was away is kept', () => {
   }, 30_000);
 
   it('Redis stops mid-job for longer than the lock: the job completes once, with the first result', async () => {
-    const res = await submit(gw.url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
-    expect(res.status).toBe(202);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitAccepted(gw.url, image);
     await waitForStatus(gw.url, id, ['active'], 30_000);
     // The lock is about to expire when Redis goes away (as after any outage longer than the lock): it is gone when
     // Redis comes back, and the job is still active.
@@ -105,9 +117,7 @@ describe('a dead or frozen worker\'s job runs again within 15 s (default lock, s
 
   /** Submit, find the worker running it, hit it with `signal`, and time until another worker runs the job. */
   async function rerunAfter(signal: NodeJS.Signals): Promise<{ id: string; victim: RunningWorker; rerunMs: number }> {
-    const res = await submit(gw.url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
-    expect(res.status).toBe(202);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitAccepted(gw.url, image);
     const client = redis.client();
     const first = await until('a worker to take the job', () => lockHolder(client, 'slow', id).then((h) => (h?.pid ? h : undefined)), 30_000);
     const victim = workers.find((w) => w.pid === first.pid)!;
