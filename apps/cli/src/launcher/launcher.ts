@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { redisOptions } from '@photoenhance/queue';
 import { CliError, EXIT, explain } from '../exit.js';
 import { REPO_ROOT } from '../paths.js';
@@ -200,8 +201,9 @@ export class Launcher {
     r.delayMs = Math.min(RESTART.maxMs, r.delayMs * 2);
     this.restarts.set(dead.name, r);
     this.say(`${describeExit(dead.name, info)}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${r.times.length} of at most ${RESTART.max} within ${RESTART.windowMs / 60_000} min)`, true);
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
-    if (this.stopping) return;
+    // A stop during the backoff ends the wait at once (run() aborts on stop).
+    const waited = await delay(delayMs, true, { signal: this.abort.signal }).catch(() => false);
+    if (!waited || this.stopping) return;
     const i = this.children.indexOf(dead);
     if (i >= 0) this.children.splice(i, 1);
     try {
