@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
@@ -66,6 +66,13 @@ let warnedNoPrlimit = false;
  * computing and writing. Linux only; elsewhere engines rely on stdin EOF (the engine runtime exits on it).
  */
 const SETPRIV = process.platform === 'linux' ? ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) : undefined;
+let setprivWorks: boolean | undefined;
+/** util-linux older than 2.33 has setpriv without --pdeathsig: try it once (a few ms) before relying on it. */
+function pdeathsigWrapper(): string | undefined {
+  if (!SETPRIV) return undefined;
+  setprivWorks ??= spawnSync(SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, '-e', '0'], { stdio: 'ignore', timeout: 5_000 }).status === 0;
+  return setprivWorks ? SETPRIV : undefined;
+}
 let warnedNoSetpriv = false;
 
 /** Whether `cmd` names an executable file (a path, or a name found on PATH). */
@@ -161,10 +168,12 @@ export class SupervisedChild extends EventEmitter {
       }
     }
     // Only for a program that exists: otherwise the spawn must fail as itself (ENOENT), not as setpriv's exit 127.
-    if (SETPRIV && executable(s.argv[0] ?? '', s.env, s.cwd)) argv = [SETPRIV, '--pdeathsig', 'KILL', '--', ...argv];
-    else if (!warnedNoSetpriv) {
+    const setpriv = pdeathsigWrapper();
+    if (setpriv) {
+      if (executable(s.argv[0] ?? '', s.env, s.cwd)) argv = [setpriv, '--pdeathsig', 'KILL', '--', ...argv];
+    } else if (!warnedNoSetpriv) {
       warnedNoSetpriv = true;
-      s.logger.warn('no setpriv binary (util-linux): an engine outlives a worker killed outright until it sees EOF on stdin');
+      s.logger.warn('no setpriv with --pdeathsig (util-linux >= 2.33): an engine outlives a worker killed outright until it sees EOF on stdin');
     }
     const sub = execa(argv[0]!, argv.slice(1), {
       detached: true, // own process group: the ladder signals the whole tree
