@@ -5,7 +5,7 @@
  * AOF), and SIGSTOP of a worker past its lock. Each fault reports accepted / completed / failed / lost / duplicated
  * jobs and the time to recover. `npm run chaos` runs the full counts; test/chaos.test.ts a CI-sized run.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -65,6 +65,21 @@ export const FAULTS: Record<FaultKind, string> = {
   'redis-kill': 'kill → Redis back on its AOF and the next job finishes',
   'worker-stop': "SIGSTOP → the frozen worker's job runs on another worker",
 };
+
+/** The fixture engine process a worker started (its direct child), if running. */
+function engineOf(workerPid: number): number | undefined {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === workerPid && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('fixture-engine')) return Number(name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
 
 export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
   const log = opts.log ?? ((l: string) => console.log(l));
@@ -126,7 +141,10 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
   };
   const submitMany = (n: number): Promise<string[]> => Promise.all(Array.from({ length: n }, () => submit()));
   const completedCount = async (): Promise<number> => [...(await completions(client, ENGINE)).values()].reduce((a, b) => a + b, 0);
-  /** An active job of `ids` whose lock a worker of ours holds. */
+  /**
+   * An active job of `ids` whose lock a worker of ours holds. Should the round's jobs all be done before the fault
+   * (a slow client on a loaded machine), one more is submitted into the round (`ids` grows).
+   */
   const heldJob = (ids: string[]): Promise<{ id: string; token: string; victim: RunningWorker }> =>
     until('a job of this round to be running on a worker', async () => {
       for (const id of ids) {
@@ -134,6 +152,8 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
         const victim = h && workers.find((w) => w.pid === h.pid && w.proc.exitCode === null && w.proc.signalCode === null);
         if (h && victim) return { id, token: h.token, victim };
       }
+      const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+      if (states.every((st) => st === 'completed' || st === 'failed')) ids.push(await submit());
       return undefined;
     }, 60_000, 25);
   const rerun = (id: string, token: string, victimPid: number): Promise<boolean> =>
@@ -148,8 +168,12 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
 
   let orphans = 0;
   const inject: Record<FaultKind, (ids: string[]) => Promise<number>> = {
-    'engine-kill': async () => {
-      const pid = await until('a busy engine', async () => (await listHosts(client)).flatMap((h) => h.processes).find((p) => p.state === 'busy' && p.pid)?.pid, 60_000, 25);
+    'engine-kill': async (ids) => {
+      // The engine running a job of this round: the fixture child of the worker holding that job's lock.
+      const pid = await until('an engine running a job of this round', async () => {
+        const { victim } = await heldJob(ids);
+        return engineOf(victim.pid);
+      }, 60_000, 25);
       const before = await completedCount();
       process.kill(pid, 'SIGKILL');
       const t0 = Date.now();
@@ -231,8 +255,8 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
       for (let i = 0; i < opts.counts[fault]; i++) {
         const firstKey = usedKeys.length;
         const ids = await submitMany(opts.jobsPerFault);
-        round.ids.push(...ids);
         const ms = await inject[fault](ids);
+        round.ids.push(...ids);
         round.recoverMs.push(ms);
         round.keys.push(...usedKeys.slice(firstKey));
         log(`chaos: ${LABEL[fault]} #${i + 1}: recovered in ${ms} ms`);
