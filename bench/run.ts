@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchBatch } from './batch.js';
+import { benchChaos } from './chaos.js';
 import { benchEngines } from './engines.js';
 import { benchQuality } from './quality.js';
 import { benchSpine, type Row } from './spine.js';
@@ -16,7 +17,8 @@ import { benchOvershoot } from '../packages/governor/bench/overshoot.js';
 const quick = process.env.BENCH_QUICK === '1';
 const only = process.argv.slice(2);
 const rows: Row[] = [];
-const want = (name: string): boolean => only.length === 0 || only.includes(name);
+// chaos is a run of its own (`npm run chaos`): faults would disturb the other sections' figures.
+const want = (name: string): boolean => (only.length === 0 && name !== 'chaos') || only.includes(name);
 
 if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
 if (want('governor')) {
@@ -29,6 +31,7 @@ if (want('engines')) rows.push(...(await benchEngines({ quick })));
 if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
 // Output quality against ground truth (bench/quality.ts); heavy (ESRGAN on CPU): runs only when named.
 if (only.includes('quality')) rows.push(...(await benchQuality({ quick })));
+if (want('chaos')) rows.push(...(await benchChaos({ quick })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
 import { BIN, REPO, SAMPLE, cleanEnv, eventually, freePort, isGone, runCli, startLauncher, type RunningLauncher } from '../apps/cli/test/launch.js';
 import { spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { lockHolder } from './support/chaos.js';
+import { FIXTURE_ENGINE, until } from './support/stack.js';
 
 describe('photoenhance start (the launcher)', () => {
   let launcher: RunningLauncher;
@@ -104,4 +107,91 @@ describe('photoenhance start without redis-server', () => {
       rmSync(varDir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe('photoenhance start supervises its children', () => {
+  let launcher: RunningLauncher;
+  let cfgDir: string;
+  let cfg: string;
+
+  beforeAll(async () => {
+    cfgDir = mkdtempSync(join(tmpdir(), 'pe-launcher-cfg-'));
+    cfg = join(cfgDir, 'worker.json');
+    // The classic engine replaced by a slow fixture, so a job is still running when its worker is killed.
+    writeFileSync(cfg, JSON.stringify({ heartbeatMs: 2000, engines: [{ name: 'classic', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '4000'] }] }));
+    launcher = await startLauncher({ env: { WORKER_CONFIG: cfg } });
+  }, 180_000);
+
+  afterAll(async () => {
+    await launcher?.dispose();
+    rmSync(cfgDir, { recursive: true, force: true });
+  }, 60_000);
+
+  const pidOf = (name: string): number | undefined => launcher.state().children.find((c) => c.name === name)?.pid;
+
+  it('a worker killed with SIGKILL mid-job is restarted; its job runs again within 15 s; the gateway and Redis keep running', async () => {
+    const before = { worker: pidOf('worker')!, gateway: pidOf('gateway')!, redis: pidOf('redis')! };
+    const form = new FormData();
+    form.append('format', 'png');
+    form.append('image', new Blob([await sharp({ create: { width: 32, height: 32, channels: 3, background: '#357' } }).png().toBuffer()], { type: 'image/png' }), 'a.png');
+    const res = await fetch(`${launcher.url}/v1/jobs`, { method: 'POST', body: form });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const redis = new Redis({ path: launcher.state().redisUrl, maxRetriesPerRequest: null });
+    redis.on('error', () => undefined);
+    try {
+      const first = await until('the worker to run the job', () => lockHolder(redis, 'classic', id), 60_000, 25);
+      expect(first.pid).toBe(before.worker);
+      process.kill(before.worker, 'SIGKILL');
+      const killedAt = Date.now();
+      await until('the restarted worker to run the job', () => lockHolder(redis, 'classic', id).then((h) => h && h.token !== first.token), 60_000, 50);
+      const rerunMs = Date.now() - killedAt;
+      console.log(`npm start: the killed worker's job ran again ${rerunMs} ms after the kill`);
+      expect(rerunMs).toBeLessThan(15_000);
+      await until('the job to complete', async () => ((await (await fetch(`${launcher.url}/v1/jobs/${id}`)).json()) as { status: string }).status === 'completed', 60_000, 100);
+    } finally {
+      redis.disconnect();
+    }
+    await launcher.waitFor(/worker was killed \(SIGKILL[^\n]*restarting it in 1\.0 s/, 10_000);
+    await eventually(() => {
+      const p = pidOf('worker');
+      return p !== undefined && p !== before.worker && !isGone(p);
+    }, 60_000, 'a new worker pid in launcher.json');
+    expect(pidOf('gateway')).toBe(before.gateway);
+    expect(pidOf('redis')).toBe(before.redis);
+    expect(isGone(before.gateway) || isGone(before.redis)).toBe(false);
+    // The new worker takes jobs: it publishes its host state.
+    const pid = pidOf('worker');
+    await eventually(async () => {
+      const res = await fetch(`${launcher.url}/v1/system`);
+      const { hosts } = (await res.json()) as { hosts: HostState[] };
+      return hosts.some((h) => h.pid === pid);
+    }, 60_000, 'the restarted worker to publish its host state');
+    expect(launcher.proc.exitCode).toBeNull();
+  }, 120_000);
+
+  it('Redis killed with SIGKILL is restarted on the same address with its data; the gateway is ready again', async () => {
+    const before = pidOf('redis')!;
+    process.kill(before, 'SIGKILL');
+    await launcher.waitFor(/redis was killed[^\n]*restarting it/, 10_000);
+    await eventually(() => {
+      const p = pidOf('redis');
+      return p !== undefined && p !== before && !isGone(p);
+    }, 30_000, 'a new redis pid');
+    await eventually(async () => (await fetch(`${launcher.url}/readyz`)).status === 200, 30_000, '/readyz 200 again');
+  }, 60_000);
+
+  it('a child that exits with the configuration-error code (78) is not restarted: everything stops and the error shows', async () => {
+    writeFileSync(cfg, JSON.stringify({ heartbeatMs: 'soon' }));
+    const pids = launcher.state().children.map((c) => c.pid);
+    process.kill(pidOf('worker')!, 'SIGKILL');
+    const exit = await launcher.exited;
+    expect(exit.code).toBe(2);
+    const out = launcher.output();
+    expect(out).toMatch(/heartbeatMs/);
+    expect(out).toMatch(/worker exited with code 78 \(configuration error[^\n]*not restarting it/);
+    // Started at launch, restarted after each of the two kills, and not after the exit 78.
+    expect(out.match(/worker started \(pid/g)?.length).toBe(3);
+    for (const pid of pids) await eventually(() => isGone(pid), 10_000, `pid ${pid} is gone`);
+  }, 60_000);
 });

@@ -691,9 +691,14 @@ class Engine:
             elif kind == 'shutdown':
                 # Jobs sent before this still run; keep reading so a cancel for them still arrives.
                 log('shutdown requested')
+                self.shutdown_seen = True
                 self.jobs.put(None)
             else:
                 self.note(f'ignored an unknown message type {json.dumps(kind)}', level='warn')
+        if not getattr(self, 'shutdown_seen', False):
+            # EOF without `shutdown`: the worker died; nobody will commit this job, so stop now (no orphan).
+            log('stdin closed without shutdown: the worker is gone; exiting now')
+            os._exit(0)
         log('stdin closed: shutting down')
         self.jobs.put(None)
 

@@ -50,6 +50,16 @@ export const WorkerConfigSchema = Type.Object({
   holdRequeueMs: Type.Integer({ default: 1000, minimum: 10 }),
   enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
+  /**
+   * BullMQ job lock: a worker renews the locks of its running jobs every lockDurationMs/4 to /2 (BullMQ's renewal timer),
+   * so a lock always has at least half its duration left; a worker that stops renewing (dead, frozen, cut off from
+   * Redis) loses its jobs once the lock expires. The backstop of recovery; the heartbeat usually acts first.
+   */
+  lockDurationMs: Type.Integer({ default: 10_000, minimum: 1_000 }),
+  /** How often this worker runs BullMQ's stalled-job check (lock gone → job back to wait). */
+  stalledIntervalMs: Type.Integer({ default: 5_000, minimum: 100 }),
+  /** A job whose worker died this many times is failed instead of run again (a job that kills its worker). */
+  maxStalledCount: Type.Integer({ default: 1, minimum: 0 }),
   /** Time given to running jobs at shutdown before engines are stopped. */
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
   /** GPU admission and placement for engines with `gpus`: auto (on when nvidia-smi lists GPUs) or off. */
@@ -91,6 +101,9 @@ export const WORKER_ENV = {
   gpu: 'GPU_GOVERNANCE',
   nvidiaSmi: 'NVIDIA_SMI',
   gpuMarginBytes: 'GPU_MARGIN',
+  lockDurationMs: 'LOCK_DURATION_MS',
+  stalledIntervalMs: 'STALLED_INTERVAL_MS',
+  maxStalledCount: 'MAX_STALLED_COUNT',
   logLevel: 'LOG_LEVEL',
   storageUrl: 'STORAGE_URL',
   s3Endpoint: 'S3_ENDPOINT',

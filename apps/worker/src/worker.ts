@@ -6,6 +6,16 @@ import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent,
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
+import {
+  deadInstances,
+  describeInstance,
+  forgetInstance,
+  registerInstance,
+  reclaimLock,
+  releaseLocks,
+  type InstanceRecord,
+  type QueueKeys,
+} from '@photoenhance/queue';
 import type { WorkerConfig } from './config.js';
 import { resolveProfiles } from './resolve-profiles.js';
 import { JobStaging, storageFailure, type StagedJob } from './staging.js';
@@ -42,6 +52,12 @@ export class EnhanceWorker {
   private readonly active = new Map<string, AbortController>();
   private readonly recycleEvents: RecycleEvent[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Recovery (see recover() and stalledCheck()): this process's registry record, the stalled-check timer, and the
+   * end of the quiet period after a Redis reconnect, during which no worker moves anyone's jobs. */
+  private instance: InstanceRecord | undefined;
+  private stalledTimer: NodeJS.Timeout | undefined;
+  private quietUntil = 0;
+  private redisWasDown = false;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
 
@@ -54,6 +70,12 @@ export class EnhanceWorker {
     this.redis = createRedis(opts.config.redisUrl, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redisUrl, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
+    this.redis.on('close', () => (this.redisWasDown = true));
+    this.redis.on('ready', () => {
+      if (!this.redisWasDown) return;
+      this.redisWasDown = false;
+      this.onRedisBack();
+    });
     this.records = new JobRecords(this.redis, 0);
     const c = opts.config;
     this.governor = new Governor({
@@ -119,9 +141,16 @@ export class EnhanceWorker {
         prefix: KEY_PREFIX,
         concurrency: profile.poolSize,
         autorun: false,
-        // A stalled job (its worker died) is retried once more, then failed.
-        maxStalledCount: 1,
+        // A stalled job (its worker died) is retried maxStalledCount more times, then failed.
+        maxStalledCount: config.maxStalledCount,
+        lockDuration: config.lockDurationMs,
+        // BullMQ renews on a timer of lockRenewTime/2: every lockDuration/4 to /2, so a lock keeps ≥ half its life.
+        lockRenewTime: config.lockDurationMs / 2,
+        stalledInterval: config.stalledIntervalMs,
+        // The stalled check runs on our timer instead (stalledCheck), so it can wait out a Redis reconnect.
+        skipStalledCheck: true,
       });
+      worker.on('stalled', (jobId) => logger.warn({ jobId, engine: profile.name }, 'stalled job moved back to the queue (its worker stopped renewing its lock)'));
       worker.on('error', (err) => logger.warn({ err: err.message, engine: profile.name }, 'queue worker error'));
       worker.on('failed', (job, err) => logger.info({ jobId: job?.id, engine: profile.name, reason: err.message, attempts: job?.attemptsMade }, 'job attempt failed'));
       worker.on('completed', (job) => logger.info({ jobId: job.id, engine: profile.name }, 'job completed'));
@@ -129,8 +158,11 @@ export class EnhanceWorker {
       if (!this.governor.admitting()) worker.pause(true);
       void worker.run().catch((err: unknown) => logger.error({ err }, 'queue worker stopped'));
     }
+    this.instance = describeInstance({ hostId: config.hostId, startedAt: this.startedAt, workers: Object.fromEntries([...this.workers.values()].map((w) => [w.name, w.id])), ttlMs: config.heartbeatMs * 3 });
     await this.publish();
-    this.heartbeat = setInterval(() => void this.publish(), config.heartbeatMs);
+    await this.recover();
+    this.heartbeat = setInterval(() => void this.publish().then(() => this.recover()), config.heartbeatMs);
+    this.scheduleStalledCheck();
     logger.info({ hostId: config.hostId, engines: this.profiles.map((p) => p.name), storage: this.storage.location }, 'worker ready');
   }
 
@@ -171,12 +203,95 @@ export class EnhanceWorker {
   }
 
   private async publish(): Promise<void> {
-    if (this.closing) return;
+    // While Redis is away, beats would only queue up and arrive stale.
+    if (this.closing || this.redis.status !== 'ready') return;
     try {
       await publishHost(this.redis, this.hostState(), this.config.heartbeatMs * 3);
+      if (this.instance) await registerInstance(this.redis, this.instance);
     } catch (err) {
       this.logger.debug({ err: (err as Error).message }, 'heartbeat not published');
     }
+  }
+
+  private queueKeys(w: Worker): QueueKeys {
+    return { active: w.keys.active!, stalled: w.keys.stalled!, stalledCheck: w.keys['stalled-check']!, jobPrefix: w.toKey('') };
+  }
+
+  /** After a reconnect every worker first keeps what it runs, and moves nobody's jobs until all had time to do so. */
+  private quiet(): boolean {
+    return !this.closing && this.redis.status === 'ready' && Date.now() >= this.quietUntil;
+  }
+
+  /**
+   * Redis is back (restarted, or reachable again): locks of our running jobs may have expired meanwhile. Take them back
+   * while the jobs are still ours (active, unlocked), before any worker's stalled check runs again.
+   */
+  private onRedisBack(): void {
+    this.quietUntil = Date.now() + this.config.heartbeatMs * 2;
+    this.logger.info({ quietMs: this.config.heartbeatMs * 2 }, 'Redis is back: keeping the locks of running jobs, no stalled checks for a moment');
+    void this.publish();
+    for (const w of this.workers.values()) {
+      // BullMQ's lock manager knows which jobs this worker runs, and with which token.
+      const tracked = (w as unknown as { lockManager?: { trackedJobs?: Map<string, { token: string }> } }).lockManager?.trackedJobs;
+      for (const [jobId, { token }] of tracked ?? []) {
+        void reclaimLock(this.redis, this.queueKeys(w), jobId, token, this.config.lockDurationMs).then(
+          (ok) => this.logger.info({ jobId, kept: ok }, ok ? 'kept the lock of a running job across the Redis outage' : 'a running job was taken over while Redis was away'),
+          () => undefined,
+        );
+      }
+    }
+  }
+
+  /** Before a result is committed: the job must still be ours (lock held, or taken back while still active). */
+  private async stillOurs(job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile): Promise<boolean> {
+    const w = this.workers.get(profile.name);
+    if (!token || !w || job.id === undefined) return true;
+    return reclaimLock(this.redis, this.queueKeys(w), job.id, token, this.config.lockDurationMs);
+  }
+
+  /**
+   * Move the jobs of dead worker instances back to the queue now, instead of when their locks expire: an instance is
+   * dead when its heartbeat expired, or (same machine) its process is gone. Runs with every heartbeat.
+   */
+  private async recover(): Promise<void> {
+    if (!this.instance || !this.quiet()) return;
+    try {
+      for (const { record, why } of await deadInstances(this.redis, this.instance)) {
+        let handledAll = true;
+        for (const [queue, workerId] of Object.entries(record.workers)) {
+          const w = [...this.workers.values()].find((x) => x.name === queue);
+          if (!w) {
+            handledAll = false; // a host running that engine will
+            continue;
+          }
+          const released = await releaseLocks(this.redis, this.queueKeys(w), [workerId]);
+          if (released.length) {
+            this.logger.warn({ deadHost: record.hostId, deadPid: record.pid, why, jobIds: released, queue }, `worker ${record.hostId} (pid ${record.pid}) is dead (${why}): moving its ${released.length} running job(s) back to the queue`);
+            await this.stalledCheck(w);
+          }
+        }
+        if (handledAll) await forgetInstance(this.redis, record);
+      }
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'dead-worker check failed; the next heartbeat tries again');
+    }
+  }
+
+  /** BullMQ's own stalled check (its Lua script), on our timer so it can pause after a reconnect. */
+  private async stalledCheck(only?: Worker): Promise<void> {
+    for (const w of only ? [only] : this.workers.values()) {
+      if (!this.quiet() || (await w.client).status !== 'ready') return;
+      try {
+        await (w as unknown as { moveStalledJobsToWait(): Promise<void> }).moveStalledJobsToWait();
+      } catch (err) {
+        this.logger.debug({ err: (err as Error).message, queue: w.name }, 'stalled check failed; retried on the next tick');
+      }
+    }
+  }
+
+  private scheduleStalledCheck(): void {
+    if (this.closing) return;
+    this.stalledTimer = setTimeout(() => void this.stalledCheck().finally(() => this.scheduleStalledCheck()), this.config.stalledIntervalMs);
   }
 
   private async process(job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile): Promise<JobResult> {
@@ -228,6 +343,12 @@ export class EnhanceWorker {
         onLog: jobLog,
       });
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
+      // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
+      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away).
+      if (!(await this.stillOurs(job, token, profile))) {
+        log.warn('the job was taken over by another worker while this one was cut off from Redis; its result is not committed');
+        throw new Error('job lost its lock while Redis was away');
+      }
       const bytes = await this.staging.commit(staged, data, profile.name);
       const d = run.done;
       return {
@@ -291,6 +412,7 @@ export class EnhanceWorker {
       const { logger } = this;
       logger.info('worker stopping');
       if (this.heartbeat) clearInterval(this.heartbeat);
+      if (this.stalledTimer) clearTimeout(this.stalledTimer);
       const closing = Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
       const graceful = await Promise.race([closing.then(() => true), delay(this.config.shutdownGraceMs).then(() => false)]);
       if (!graceful) {
@@ -300,6 +422,7 @@ export class EnhanceWorker {
       await this.governor.close();
       await Promise.race([closing, delay(5000)]);
       await removeHost(this.redis, this.config.hostId).catch(() => undefined);
+      if (this.instance) await forgetInstance(this.redis, this.instance).catch(() => undefined);
       this.subscriber.disconnect();
       this.redis.disconnect();
       this.staging.close();

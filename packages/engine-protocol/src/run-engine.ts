@@ -65,8 +65,9 @@ let running = false;
 
 /**
  * Turn a handler into an engine process speaking the engine protocol (docs/engine-protocol.md) on stdin/stdout.
- * Never returns: the process exits 0 after `shutdown` or stdin closing (once the current job is answered),
- * promptly on SIGTERM/SIGINT, and 1 if `init` fails or an exception escapes.
+ * Never returns: the process exits 0 after `shutdown` (once the current job is answered), at once when stdin closes
+ * without a `shutdown` (the worker is gone: the current job is abandoned and its partial output removed), promptly on
+ * SIGTERM/SIGINT, and 1 if `init` fails or an exception escapes.
  */
 export function runEngine(def: EngineDefinition, opts: RunEngineOptions = {}): Promise<never> {
   if (running) throw new Error('runEngine may be called once per process');
@@ -214,9 +215,11 @@ export function runEngine(def: EngineDefinition, opts: RunEngineOptions = {}): P
     onOverflow: ({ head, bytes }) => {
       send({ type: 'error', code: 'ENGINE_PROTOCOL_ERROR', message: `dropped a line over ${bytes} bytes (limit ${opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES}): ${head.slice(0, 80)}`, retryable: false });
     },
-    onEnd: requestShutdown,
+    // EOF after `shutdown` is the graceful goodbye. EOF without it means the worker died (or dropped us): nobody will
+    // commit this job's result, so stop at once instead of computing and writing on as an orphan.
+    onEnd: () => (shutdownRequested ? requestShutdown() : terminate()),
   });
-  process.stdin.on('error', requestShutdown);
+  process.stdin.on('error', terminate);
   // The worker is gone: nobody can read our answers any more.
   process.stdout.on('error', () => exit(0));
   process.once('SIGTERM', terminate);

@@ -127,6 +127,20 @@ describe('runEngine over real stdio', () => {
     expect(await e.waitExit()).toEqual({ code: 0, signal: null });
   });
 
+  it('stdin closing mid-job without a shutdown (the worker died) abandons the job and exits at once', async () => {
+    const e = start();
+    await e.ready();
+    e.send({ type: 'job', ...job('orphaned', 'gate-orphan.jpg') });
+    await e.take('progress', { id: 'orphaned' });
+    const closedAt = Date.now();
+    e.closeStdin();
+    expect(await e.waitExit(3000)).toEqual({ code: 0, signal: null });
+    expect(Date.now() - closedAt).toBeLessThan(1500);
+    // The gate was never opened: the job did not finish, and no output was left behind.
+    expect(e.messages.some((m) => m.type === 'done')).toBe(false);
+    expect(existsSync(join(dir, 'orphaned.png'))).toBe(false);
+  });
+
   it('on shutdown finishes the current job first, then exits 0; later jobs are refused', async () => {
     const e = start();
     await e.ready();

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { EnforcementPlan } from './enforcement.js';
@@ -169,4 +169,55 @@ export class CgroupSlot {
     }
     return ok;
   }
+}
+
+/** `pe-<profile>-<pid>-<seq>` (see Governor's slot names) and `pe-probe-<pid>`: the pid of the worker that made it. */
+const OWNED_LEAF = /^pe-(?:.+-(\d+)-\d+|probe-(\d+))$/;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove the engine groups that dead workers left under `parents` (a worker killed outright cannot remove its own).
+ * Only groups named for a worker pid that is no longer alive, and only empty ones: a group of a live worker (this
+ * one included), or one that still holds a process, is never touched. Returns the removed paths.
+ */
+export function removeStaleGroups(parents: readonly string[], opts: { fake?: boolean; alive?: (pid: number) => boolean } = {}): string[] {
+  const alive = opts.alive ?? pidAlive;
+  const removed: string[] = [];
+  for (const parent of parents) {
+    let names: string[];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = OWNED_LEAF.exec(name);
+      const pid = Number(m?.[1] ?? m?.[2]);
+      if (!m || !(pid > 0) || pid === process.pid || alive(pid)) continue;
+      const dir = join(parent, name);
+      let procs: string;
+      try {
+        procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
+      } catch {
+        continue; // not a group (or gone meanwhile)
+      }
+      if (procs.trim() !== '') continue;
+      try {
+        if (opts.fake) rmSync(dir, { recursive: true, force: true });
+        else rmdirSync(dir); // the kernel refuses a group that is not empty: a process that joined meanwhile is safe
+        removed.push(dir);
+      } catch {
+        /* busy or gone */
+      }
+    }
+  }
+  return removed;
 }

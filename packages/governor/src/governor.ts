@@ -3,6 +3,7 @@ import { rmdirSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import type { AdmissionState, EngineOffer, EngineProcessState, HostMemory } from '@photoenhance/contracts';
 import { Admission } from './admission.js';
+import { removeStaleGroups } from './cgroup.js';
 import { formatBytes } from './child-failure.js';
 import { detectEnforcement, type EnforcementPlan } from './enforcement.js';
 import { EnginePool, type PoolContext } from './engine-pool.js';
@@ -123,6 +124,10 @@ export class Governor extends EventEmitter implements GovernorApi {
         ...(this.opts.cgroupGroup ? { group: this.opts.cgroupGroup } : {}),
       });
       this.logger.info({ mode: this.plan.mode, reason: this.plan.reason }, `memory enforcement: ${this.plan.mode} — ${this.plan.reason}`);
+      // A worker killed outright cannot remove its engines' groups: the next one to start does.
+      const parents = [this.plan.v2Dir, this.plan.v1MemoryDir, this.plan.v1CpuDir].filter((d): d is string => !!d);
+      const stale = removeStaleGroups(parents, { fake: this.plan.fake });
+      if (stale.length) this.logger.info({ removed: stale }, `removed ${stale.length} empty engine cgroup(s) left by workers that are gone`);
       await this.refresh();
       this.schedule();
       if (this.opts.prewarm ?? true) for (const p of this.pools.values()) p.prewarm = true;

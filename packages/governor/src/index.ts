@@ -2,7 +2,7 @@ export * from './types.js';
 export { Governor, type GovernorExtras, type GovernorInit, type RecycleInfo } from './governor.js';
 export { defaultProfile, defaultAdmission, type ProfileInput } from './profile.js';
 export { detectEnforcement, isCgroupFs, ownCgroupV2Path, type EnforcementPlan, type DetectOptions } from './enforcement.js';
-export { CgroupSlot, JOIN_SCRIPT } from './cgroup.js';
+export { CgroupSlot, JOIN_SCRIPT, removeStaleGroups } from './cgroup.js';
 export { Admission } from './admission.js';
 export { readHostMemory, readProcMeminfo, readPressureSome10, type MemoryReader } from './host-memory.js';
 export { MemoryWatchdog, type WatchdogOptions } from './watchdog.js';

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
@@ -59,6 +60,35 @@ export const backstopFor = (limitBytes: number): number => limitBytes + Math.max
 
 const PRLIMIT = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => existsSync(p));
 let warnedNoPrlimit = false;
+/**
+ * util-linux `setpriv --pdeathsig KILL` sets the kernel's parent-death signal and execs the engine (kept across exec):
+ * a worker killed outright (kill -9, OOM) takes its engines with it at once, instead of leaving orphans that keep
+ * computing and writing. Linux only; elsewhere engines rely on stdin EOF (the engine runtime exits on it).
+ */
+const SETPRIV = process.platform === 'linux' ? ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) : undefined;
+let setprivWorks: boolean | undefined;
+/** util-linux older than 2.33 has setpriv without --pdeathsig: try it once (a few ms) before relying on it. */
+function pdeathsigWrapper(): string | undefined {
+  if (!SETPRIV) return undefined;
+  setprivWorks ??= spawnSync(SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, '-e', '0'], { stdio: 'ignore', timeout: 5_000 }).status === 0;
+  return setprivWorks ? SETPRIV : undefined;
+}
+let warnedNoSetpriv = false;
+
+/** Whether `cmd` names an executable file (a path, or a name found on PATH). */
+function executable(cmd: string, env: Record<string, string>, cwd?: string): boolean {
+  const ok = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (!cmd) return false;
+  if (cmd.includes('/')) return ok(isAbsolute(cmd) ? cmd : resolvePath(cwd ?? process.cwd(), cmd));
+  return (env.PATH ?? process.env.PATH ?? '').split(delimiter).some((dir) => dir && ok(join(dir, cmd)));
+}
 const TAIL_LINES = 20;
 
 /**
@@ -136,6 +166,14 @@ export class SupervisedChild extends EventEmitter {
       } catch (e) {
         s.logger.warn({ err: e, slot: s.slotName }, 'could not create the engine cgroup; this process runs under the watchdog only');
       }
+    }
+    // Only for a program that exists: otherwise the spawn must fail as itself (ENOENT), not as setpriv's exit 127.
+    const setpriv = pdeathsigWrapper();
+    if (setpriv) {
+      if (executable(s.argv[0] ?? '', s.env, s.cwd)) argv = [setpriv, '--pdeathsig', 'KILL', '--', ...argv];
+    } else if (!warnedNoSetpriv) {
+      warnedNoSetpriv = true;
+      s.logger.warn('no setpriv with --pdeathsig (util-linux >= 2.33): an engine outlives a worker killed outright until it sees EOF on stdin');
     }
     const sub = execa(argv[0]!, argv.slice(1), {
       detached: true, // own process group: the ladder signals the whole tree

@@ -15,6 +15,8 @@ export interface ManagedChild {
   /** Resolves when the process has exited (never rejects). */
   exited: Promise<ExitInfo>;
   exit: ExitInfo | undefined;
+  /** When it was spawned (ms since epoch). */
+  startedAt: number;
 }
 
 export interface StartChildOptions {
@@ -44,6 +46,7 @@ export function startChild(name: string, command: string, args: string[], opts: 
         pid: proc.pid!,
         proc,
         exit: undefined,
+        startedAt: Date.now(),
         exited: new Promise<ExitInfo>((done) => {
           proc.once('exit', (code, signal) => {
             child.exit = { code, signal };

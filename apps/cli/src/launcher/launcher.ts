@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { redisOptions } from '@photoenhance/queue';
 import { CliError, EXIT, explain } from '../exit.js';
 import { REPO_ROOT } from '../paths.js';
-import { describeExit, signalChild, startChild, stopChild, type ManagedChild } from './children.js';
+import { describeExit, signalChild, startChild, stopChild, type ExitInfo, type ManagedChild } from './children.js';
 import { canListen } from './ports.js';
 import { startPrivateRedis, waitForPing } from './redis.js';
 
@@ -36,11 +37,21 @@ export interface LauncherState {
 /** A second signal this soon after the first is the same Ctrl-C delivered twice, not a request to force. */
 const DUPLICATE_SIGNAL_MS = 1000;
 
+/** The exit code of a configuration error (EX_CONFIG): restarting cannot help, so the launcher stops and says why. */
+export const CONFIG_ERROR_EXIT = 78;
+
+/**
+ * Restarts of a child that died: 1 s, 2 s, 4 s … 30 s apart; a child that stayed up STABLE_MS starts over at 1 s.
+ * More than MAX_RESTARTS within RESTART_WINDOW_MS is a crash loop: the launcher stops everything and says so.
+ */
+export const RESTART = { baseMs: 1_000, maxMs: 30_000, stableMs: 60_000, max: 5, windowMs: 5 * 60_000 };
+
 const PREFIX = { launcher: 'launcher | ', gateway: 'gateway  | ', worker: 'worker   | ' };
 
 /**
  * `photoenhance start`: Redis (private unless REDIS_URL), then the gateway, then the worker, each in its own process
  * group so only the launcher sees a terminal Ctrl-C; it then stops them in order: worker, gateway, Redis.
+ * Once all are ready it supervises them: a child that dies is restarted with backoff while the others keep running.
  */
 export class Launcher {
   private readonly s: LauncherSettings;
@@ -52,6 +63,11 @@ export class Launcher {
   private stopping = false;
   private readonly stateFile: string;
   private readonly baseUrl: string;
+  /** Set once everything answered: from then on a child that dies is restarted instead of ending the launch. */
+  private supervising = false;
+  private redisUrl = '';
+  private appEnv: NodeJS.ProcessEnv = {};
+  private readonly restarts = new Map<string, { times: number[]; delayMs: number }>();
 
   constructor(settings: LauncherSettings) {
     this.s = settings;
@@ -104,13 +120,13 @@ export class Launcher {
       redisUrl = redis.url;
       this.say(`redis-server ready (pid ${redis.child.pid}, ${redisUrl})`);
     }
+    this.redisUrl = redisUrl;
     this.writeState(redisUrl);
 
-    const common = { ...this.s.env, REDIS_URL: redisUrl, STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
-    const tsx = import.meta.resolve('tsx');
-    const gateway = await this.spawnApp('gateway', [tsx, join(REPO_ROOT, 'apps/gateway/src/main.ts')], { ...common, HOST: this.s.host, PORT: String(this.s.port) });
+    this.appEnv = { ...this.s.env, REDIS_URL: redisUrl, STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
+    const gateway = await this.spawnApp('gateway');
     this.writeState(redisUrl);
-    const worker = await this.spawnApp('worker', [tsx, join(REPO_ROOT, 'apps/worker/src/main.ts')], common);
+    const worker = await this.spawnApp('worker');
     this.writeState(redisUrl);
 
     await this.poll(`gateway (${this.baseUrl}/readyz)`, this.s.gatewayReadyMs, async (signal) => {
@@ -131,26 +147,80 @@ export class Launcher {
       return ours ? true : `${hosts.length} host(s) listed, not yet this worker`;
     });
     this.printReady(Date.now() - t0);
+    this.supervising = true;
   }
 
-  private async spawnApp(name: 'gateway' | 'worker', args: string[], env: NodeJS.ProcessEnv): Promise<ManagedChild> {
+  private async spawnApp(name: 'gateway' | 'worker'): Promise<ManagedChild> {
     this.abort.signal.throwIfAborted();
-    const [loader, main] = args as [string, string];
+    const loader = import.meta.resolve('tsx');
+    const main = join(REPO_ROOT, `apps/${name}/src/main.ts`);
     if (!existsSync(main)) throw new CliError(EXIT.FAILED, `error: ${main} does not exist; is the checkout complete?`);
+    const env = name === 'gateway' ? { ...this.appEnv, HOST: this.s.host, PORT: String(this.s.port) } : this.appEnv;
     const child = await startChild(name, process.execPath, ['--import', loader, main], { env, prefix: PREFIX[name] });
     this.adopt(child);
     this.say(`${name} started (pid ${child.pid})`);
     return child;
   }
 
-  /** Track a child for shutdown, and treat its exit before a stop as a failure of the whole launch. */
+  /**
+   * Track a child for shutdown. Before everything is ready its exit fails the launch (a broken setup); afterwards it is
+   * restarted with backoff, unless it reported a configuration error or keeps dying (then everything stops).
+   */
   private adopt(child: ManagedChild): void {
     this.children.push(child);
     void child.exited.then((info) => {
       if (this.stopping) return;
-      this.say(`${describeExit(child.name, info)}; stopping the rest`, true);
-      this.requestStop(EXIT.FAILED);
+      if (!this.supervising) {
+        this.say(`${describeExit(child.name, info)}; stopping the rest`, true);
+        this.requestStop(EXIT.FAILED);
+        return;
+      }
+      if (info.code === CONFIG_ERROR_EXIT) {
+        this.say(`${describeExit(child.name, info)}; not restarting it: correct the setting its message names, then start again. Stopping the rest`, true);
+        this.requestStop(EXIT.USAGE);
+        return;
+      }
+      void this.restart(child, info);
     });
+  }
+
+  /** Start a dead child again after its backoff; a crash loop stops everything. Other children keep running. */
+  private async restart(dead: ManagedChild, info: ExitInfo): Promise<void> {
+    const now = Date.now();
+    const r = this.restarts.get(dead.name) ?? { times: [], delayMs: RESTART.baseMs };
+    // A child that ran for a while died of something new, not of the same start-up fault: start over at the base delay.
+    if (now - dead.startedAt >= RESTART.stableMs) r.delayMs = RESTART.baseMs;
+    r.times = r.times.filter((t) => now - t < RESTART.windowMs);
+    if (r.times.length >= RESTART.max) {
+      this.say(`${describeExit(dead.name, info)}, the ${r.times.length + 1}th time within ${RESTART.windowMs / 60_000} min: giving up; see its messages above. Stopping the rest`, true);
+      this.requestStop(EXIT.FAILED);
+      return;
+    }
+    r.times.push(now);
+    const delayMs = r.delayMs;
+    r.delayMs = Math.min(RESTART.maxMs, r.delayMs * 2);
+    this.restarts.set(dead.name, r);
+    this.say(`${describeExit(dead.name, info)}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${r.times.length} of at most ${RESTART.max} within ${RESTART.windowMs / 60_000} min)`, true);
+    // A stop during the backoff ends the wait at once (run() aborts on stop).
+    const waited = await delay(delayMs, true, { signal: this.abort.signal }).catch(() => false);
+    if (!waited || this.stopping) return;
+    const i = this.children.indexOf(dead);
+    if (i >= 0) this.children.splice(i, 1);
+    try {
+      const child = dead.name === 'redis' ? (await this.restartRedis()).child : await this.spawnApp(dead.name as 'gateway' | 'worker');
+      this.writeState(this.redisUrl);
+      this.say(`${dead.name} restarted (pid ${child.pid})`);
+    } catch (err) {
+      if (this.stopping) return;
+      this.say(`${dead.name} could not be restarted: ${explain(err).message}; stopping the rest`, true);
+      this.requestStop(EXIT.FAILED);
+    }
+  }
+
+  /** The private Redis again, on the same data dir and address (the gateway and worker reconnect by themselves). */
+  private restartRedis(): ReturnType<typeof startPrivateRedis> {
+    const port = this.redisUrl.startsWith('redis://') ? Number(new URL(this.redisUrl).port) : undefined;
+    return startPrivateRedis(this.s.varDir, { env: this.s.env, signal: this.abort.signal, onSpawn: (c) => this.adopt(c), ...(port ? { port } : {}) });
   }
 
   private requestStop(code: number): void {

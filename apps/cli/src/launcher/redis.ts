@@ -22,7 +22,7 @@ export interface PrivateRedis {
  */
 export async function startPrivateRedis(
   varDir: string,
-  opts: { env: NodeJS.ProcessEnv; signal: AbortSignal; onSpawn: (child: ManagedChild) => void; deadlineMs?: number },
+  opts: { env: NodeJS.ProcessEnv; signal: AbortSignal; onSpawn: (child: ManagedChild) => void; deadlineMs?: number; /** Reuse this TCP port (a restart keeps the address). */ port?: number },
 ): Promise<PrivateRedis> {
   const dir = join(varDir, 'redis');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -33,7 +33,7 @@ export async function startPrivateRedis(
     listen = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700'];
     url = socket;
   } else {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     listen = ['--bind', '127.0.0.1', '--port', String(port)];
     url = `redis://127.0.0.1:${port}`;
   }
