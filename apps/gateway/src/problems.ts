@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, toProblem, type ErrorCode } from '@photoenhance/contracts';
+import { isRedisUnavailableError } from '@photoenhance/queue';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -47,8 +48,6 @@ export function redisUnavailable(): ApiError {
 }
 
 function isRedisError(err: Error): boolean {
-  const name = err.name ?? '';
-  const msg = err.message ?? '';
-  return name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|ECONNREFUSED|ENOENT.*redis|connect ETIMEDOUT/i.test(msg);
+  return isRedisUnavailableError(err);
 }
 

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
 const ProfileSchema = Type.Object(
   {
@@ -28,7 +29,13 @@ const ProfileSchema = Type.Object(
 export type ProfileInput = Static<typeof ProfileSchema>;
 
 export const WorkerConfigSchema = Type.Object({
-  redisUrl: Type.String({ minLength: 1 }),
+  /** One Redis node; or Sentinel / Cluster below (docs/redis.md). */
+  redisUrl: Type.Optional(Type.String({ minLength: 1 })),
+  redisPassword: Type.Optional(Type.String({ minLength: 1 })),
+  redisSentinels: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  redisSentinelMaster: Type.Optional(Type.String({ minLength: 1 })),
+  redisSentinelPassword: Type.Optional(Type.String({ minLength: 1 })),
+  redisClusterNodes: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   storageDir: Type.String({ default: './var/storage', minLength: 1 }),
   hostId: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
   /** Engine profiles (config file): built-ins are overridden field by field; new names add engines. */
@@ -48,10 +55,13 @@ export const WorkerConfigSchema = Type.Object({
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
   logLevel: LogLevelSchema,
 });
-export type WorkerConfig = Static<typeof WorkerConfigSchema>;
+export type WorkerConfig = Static<typeof WorkerConfigSchema> & {
+  /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings. */
+  readonly redis: RedisTarget;
+};
 
 export const WORKER_ENV = {
-  redisUrl: 'REDIS_URL',
+  ...REDIS_ENV,
   storageDir: 'STORAGE_DIR',
   hostId: 'HOST_ID',
   run: 'WORKER_ENGINES',
@@ -77,5 +87,13 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
       // left as is: the schema check names the setting
     }
   }
-  return loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  let redis: RedisTarget;
+  try {
+    redis = opts.overrides?.redis ?? parseRedisTarget(config);
+  } catch (err) {
+    if (err instanceof RedisConfigError) throw new ConfigError('worker', err.problems);
+    throw err;
+  }
+  return Object.freeze({ ...config, redis });
 }

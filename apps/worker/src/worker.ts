@@ -2,7 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { pino, type Logger } from 'pino';
 import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
@@ -50,8 +50,8 @@ export class EnhanceWorker {
     this.logger = opts.logger ?? pino({ name: 'worker', level: opts.config.logLevel });
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
     this.storage = new LocalStorage(opts.config.storageDir);
-    this.redis = createRedis(opts.config.redisUrl, 'blocking', 'worker');
-    this.subscriber = createRedis(opts.config.redisUrl, 'blocking', 'worker-cancel');
+    this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
+    this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
     this.records = new JobRecords(this.redis, 0);
     const c = opts.config;
@@ -72,7 +72,7 @@ export class EnhanceWorker {
 
   async start(): Promise<void> {
     const { config, logger } = this;
-    await waitForRedis(this.redis, 30_000, config.redisUrl);
+    await waitForRedis(this.redis, 30_000, config.redis);
     await assertNoEviction(this.redis);
     await this.subscriber.subscribe(keys.cancelChannel, keys.controlChannel);
     this.subscriber.on('message', (channel: string, message: string) => {
@@ -107,7 +107,7 @@ export class EnhanceWorker {
     });
     for (const profile of this.profiles) {
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
-        connection: createRedis(config.redisUrl, 'blocking', `worker-${profile.name}`),
+        connection: createRedis(config.redis, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
         concurrency: profile.poolSize,
         autorun: false,
