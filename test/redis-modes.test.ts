@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchAccepted, BatchView, HostState } from '@photoenhance/contracts';
-import { KEY_PREFIX, keys } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, ReplicaWait, createRedis, keys, parseRedisTarget, waitForRedis } from '@photoenhance/queue';
 import { loadGatewayConfig } from '../apps/gateway/src/config.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
 import { smallPhoto } from './support/images.js';
@@ -48,6 +48,13 @@ const GATEWAY = { knownEngines: ['paced', 'slow'], defaultEngine: 'paced' };
 
 type Accepted = { id: string; links: { self: string; result: string } };
 
+/** The 202 body; anything else fails with the problem the gateway sent. */
+async function acceptedBody<T = Accepted>(res: Response): Promise<T> {
+  const body = (await res.json()) as T;
+  expect({ status: res.status, body: res.status === 202 ? 'ok' : body }).toEqual({ status: 202, body: 'ok' });
+  return body;
+}
+
 describe.each(Object.keys(MODES))('Redis %s', (mode) => {
   let servers: Servers;
   let stack: Omit<Stack, 'redis'>;
@@ -64,9 +71,7 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
 
   it('submit → SSE events → completed → download', async () => {
     const { gw } = stack;
-    const res = await submit(gw.url, await smallPhoto('jpeg', 120), { scale: '2' });
-    const accepted = (await res.json()) as Accepted;
-    expect({ status: res.status, body: res.status === 202 ? 'ok' : accepted }).toEqual({ status: 202, body: 'ok' });
+    const accepted = await acceptedBody(await submit(gw.url, await smallPhoto('jpeg', 120), { scale: '2' }));
     const events = await readSse(await fetch(`${gw.url}/v1/jobs/${accepted.id}/events`), (evs) => evs.some((e) => e.event === 'status' && ['completed', 'failed'].includes((e.data as { status: string }).status)));
     expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'completed' } });
     const view = await waitForStatus(gw.url, accepted.id, ['completed', 'failed']);
@@ -82,9 +87,7 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
     const form = new FormData();
     form.append('scale', '1');
     for (let i = 0; i < 3; i++) form.append('images', new Blob([jpeg], { type: 'image/jpeg' }), `b${i}.jpg`);
-    const res = await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form });
-    expect(res.status).toBe(202);
-    const batch = (await res.json()) as BatchAccepted;
+    const batch = await acceptedBody<BatchAccepted>(await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form }));
     const done = await until('the batch to finish', async () => {
       const v = (await (await fetch(`${gw.url}/v1/batches/${batch.id}`)).json()) as BatchView;
       return v.status === 'completed' ? v : undefined;
@@ -104,12 +107,10 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
       form.append('image', new Blob([photo], { type: 'image/jpeg' }), 'p.jpg');
       return fetch(`${gw.url}/v1/jobs`, { method: 'POST', body: form, headers: { 'idempotency-key': `modes-${mode.replace(/\W/g, '')}-1` } });
     };
-    const first = await post();
-    expect(first.status).toBe(202);
-    const second = await post();
-    expect(second.status).toBe(202);
-    expect(second.headers.get('idempotent-replayed')).toBe('true');
-    expect(((await second.json()) as Accepted).id).toBe(((await first.json()) as Accepted).id);
+    const first = await acceptedBody(await post());
+    const res = await post();
+    expect(res.headers.get('idempotent-replayed')).toBe('true');
+    expect((await acceptedBody(res)).id).toBe(first.id);
   });
 
   it('cancelling an active job reaches its worker over pub/sub', async () => {
@@ -166,6 +167,34 @@ describe('Redis settings', () => {
     expect(gatewayProblems({})).toMatch(/REDIS_URL \(environment\) is required.*REDIS_SENTINELS \+ REDIS_SENTINEL_MASTER.*REDIS_CLUSTER_NODES/);
     expect(() => loadWorkerConfig({ env: { REDIS_SENTINELS: 'a:1' } })).toThrow(/worker: invalid configuration[\s\S]*REDIS_SENTINEL_MASTER/);
   });
+});
+
+describe('Redis Cluster with replicas: WAIT reaches the master owning the project slot', () => {
+  it('confirms through that master, and reports a shortfall when its replica stops acknowledging', async () => {
+    const c = await startClusterRedis({ masters: 3, replicasPerMaster: 1 });
+    const redis = createRedis(parseRedisTarget({ redisClusterNodes: c.env.REDIS_CLUSTER_NODES!.split(',') }), 'fail-fast', 'wait-check');
+    redis.on('error', () => undefined);
+    try {
+      await waitForRedis(redis, 10_000, 'cluster');
+      const wait = new ReplicaWait(redis, { replicas: undefined, timeoutMs: 500 });
+      await new JobRecords(redis, 60).create('j_waitcheck', 'paced', Date.now());
+      expect(await wait.confirm()).toEqual({ needed: 1, acked: 1, ok: true });
+      // Freeze every replica: the owner's replica among them stops acknowledging.
+      const roles = await Promise.all(c.nodes.map(async (n) => ((await n.client().call('ROLE')) as unknown[])[0]));
+      const replicas = c.nodes.filter((_, i) => roles[i] === 'slave');
+      expect(replicas).toHaveLength(3);
+      for (const r of replicas) process.kill(r.pid!, 'SIGSTOP');
+      try {
+        await new JobRecords(redis, 60).create('j_waitcheck2', 'paced', Date.now());
+        expect(await wait.confirm()).toEqual({ needed: 1, acked: 0, ok: false });
+      } finally {
+        for (const r of replicas) process.kill(r.pid!, 'SIGCONT');
+      }
+    } finally {
+      redis.disconnect();
+      await c.close();
+    }
+  }, 60_000);
 });
 
 describe('Redis Sentinel: durability and failover', () => {

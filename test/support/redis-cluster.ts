@@ -79,7 +79,19 @@ export async function startClusterRedis(opts: ClusterOptions = {}): Promise<Clus
           c.disconnect();
         }
       }));
-      if (states.every(Boolean)) break;
+      // Replicas (if any) must also have finished their first sync, or WAIT and failover see nothing to count on.
+      const synced = per === 0 || (await Promise.all(nodes.map(async (n) => {
+        const c = n.client();
+        try {
+          const info = String(await c.info('replication'));
+          return /role:master/.test(info) || /master_link_status:up/.test(info);
+        } catch {
+          return false;
+        } finally {
+          c.disconnect();
+        }
+      }))).every(Boolean);
+      if (states.every(Boolean) && synced) break;
       if (Date.now() > deadline) throw new Error('redis cluster did not reach cluster_state:ok within 20 s');
       await new Promise((r) => setTimeout(r, 100));
     }
