@@ -119,6 +119,11 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
     const res = await submit(gw.url, await smallPhoto('jpeg', 48), { engine: 'slow', scale: '1' });
     const { id } = (await res.json()) as Accepted;
     await waitForStatus(gw.url, id, ['active']);
+    // Running in its engine (not still waiting for the engine to start), so the stop must come over pub/sub.
+    await until('the slow engine to be busy', async () => {
+      const sys = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
+      return sys.hosts.some((h) => h.processes.some((p) => p.profile === 'slow' && p.state === 'busy'));
+    }, 30_000);
     expect((await fetch(`${gw.url}/v1/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
     await worker.waitForLog((r) => r.jobId === id && String(r.reason).startsWith('JOB_CANCELED'), 20_000);
   });
@@ -236,10 +241,20 @@ describe('Redis Sentinel: durability and failover', () => {
     } finally {
       process.kill(replicaPid, 'SIGCONT');
     }
-    // Nothing of the refused job stays: the only job record and job hash are the accepted job's.
+    // The refused job was withdrawn: canceled if still queued or running; if a worker already finished it (the engine is
+    // faster than the WAIT timeout), deleted with its result. Either way nobody sees it completed.
     const m = s.master.client();
-    expect(await m.keys(keys.record('*'))).toEqual([keys.record(id)]);
-    expect(await m.keys(`${keys.queueBase('paced')}:j_*`).then((ks) => ks.filter((k) => /:j_[a-z0-9]+$/.test(k)))).toEqual([`${keys.queueBase('paced')}:${id}`]);
+    const records = await m.keys(keys.record('*'));
+    expect(records).toHaveLength(2);
+    const refusedId = records.map((k) => k.slice(keys.record('').length)).find((x) => x !== id)!;
+    const refusedView = (await (await fetch(`${gw.url}/v1/jobs/${refusedId}`)).json()) as { status: string | number; code?: string };
+    expect(refusedView.status === 'canceled' || refusedView.code === 'JOB_EXPIRED').toBe(true);
+    expect((await fetch(`${gw.url}/v1/jobs/${refusedId}/result`)).status).not.toBe(200);
+    const settled = await until('the withdrawn job to be gone or finished', async () => {
+      const h = await m.hgetall(`${keys.queueBase('paced')}:${refusedId}`);
+      return Object.keys(h).length === 0 || h.finishedOn ? h : undefined;
+    }, 30_000);
+    expect(settled.returnvalue).toBeUndefined();
     await waitForStatus(gw.url, id, ['completed']);
   });
 
@@ -333,6 +348,6 @@ describe('Redis Sentinel: durability and failover', () => {
     const after = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
     const host = after.hosts.find((h) => h.pid === worker.pid);
     expect(host).toBeDefined();
-    for (const pid of enginePids) expect(host!.processes.map((p) => p.pid)).toContain(pid);
+    expect({ pids: host!.processes.map((p) => p.pid).filter((p) => enginePids.includes(p)), recycles: host!.recycleEvents ?? [] }).toEqual({ pids: enginePids, recycles: [] });
   }, 240_000);
 });

@@ -81,13 +81,13 @@ export class JobService {
 
   /**
    * A 202 must survive a Redis failover: wait until a replica holds the job (WAIT, when the master has replicas).
-   * When none confirms in time the job is withdrawn and the client told to retry, rather than promised and maybe lost.
+   * When none confirms in time the job is withdrawn (canceled: a worker may already have taken it) and the client is
+   * told to retry, rather than promised a job that a failover could lose.
    */
   private async confirmDurable(data: JobData): Promise<void> {
     const r = await this.replicas.confirm();
     if (r.ok) return;
-    await this.queue(data.engine).remove(data.id).catch(() => 0);
-    await this.redis.del(keys.record(data.id)).catch(() => 0);
+    await this.cancel(data.id).catch(() => undefined);
     throw new ApiError('NOT_REPLICATED', `${r.acked} of ${r.needed} Redis replica(s) confirmed the job within ${this.config.redisWaitTimeoutMs} ms`, {
       headers: { 'retry-after': '2' },
       extensions: { replicasNeeded: r.needed, replicasAcked: r.acked },
