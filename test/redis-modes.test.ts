@@ -3,6 +3,7 @@ import type { BatchAccepted, BatchView, HostState } from '@photoenhance/contract
 import { JobRecords, KEY_PREFIX, ReplicaWait, createRedis, keys, parseRedisTarget, waitForRedis } from '@photoenhance/queue';
 import { loadGatewayConfig } from '../apps/gateway/src/config.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
+import { startLauncher } from '../apps/cli/test/launch.js';
 import { smallPhoto } from './support/images.js';
 import { startTestRedis } from './support/redis.js';
 import { startClusterRedis } from './support/redis-cluster.js';
@@ -177,6 +178,26 @@ describe('Redis settings', () => {
     expect(gatewayProblems({})).toMatch(/REDIS_URL \(environment\) is required.*REDIS_SENTINELS \+ REDIS_SENTINEL_MASTER.*REDIS_CLUSTER_NODES/);
     expect(() => loadWorkerConfig({ env: { REDIS_SENTINELS: 'a:1' } })).toThrow(/worker: invalid configuration[\s\S]*REDIS_SENTINEL_MASTER/);
   });
+});
+
+describe('photoenhance start with REDIS_SENTINELS', () => {
+  it('starts no private Redis and hands the Sentinel settings to the gateway and the worker', async () => {
+    const s = await startSentinelRedis({ downAfterMs: 5000 });
+    const launcher = await startLauncher({ env: { ...s.env, REDIS_URL: undefined } }).catch(async (err: unknown) => {
+      await s.close();
+      throw err;
+    });
+    try {
+      expect(launcher.output()).toContain(`using Redis via REDIS_SENTINELS=${s.env.REDIS_SENTINELS}`);
+      expect(launcher.state().children.map((c) => c.name).sort()).toEqual(['gateway', 'worker']);
+      expect((await fetch(`${launcher.url}/readyz`)).status).toBe(200);
+      // The worker's heartbeat is on the Sentinel master.
+      expect(await s.master.client().zcard(keys.hostIndex)).toBe(1);
+    } finally {
+      await launcher.dispose();
+      await s.close();
+    }
+  }, 180_000);
 });
 
 describe('Redis Cluster with replicas: WAIT reaches the master owning the project slot', () => {
