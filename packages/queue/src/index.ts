@@ -3,3 +3,4 @@ export * from './names.js';
 export * from './records.js';
 export * from './hosts.js';
 export * from './recovery.js';
+export * from './durability.js';

@@ -1,6 +1,6 @@
 import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from './redis.js';
 import type { HostState } from '@photoenhance/contracts';
 import { KEY_PREFIX, keys } from './names.js';
 

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
-import { redisOptions } from '@photoenhance/queue';
+import { RedisConfigError, assertNoEviction, createRedis, describeRedisTarget, parseRedisTarget, redisOptions, waitForRedis, type RedisConnection } from '@photoenhance/queue';
 
 /** One line of the doctor's table. `required: false` checks are shown but never fail the run. */
 export interface CheckResult {
@@ -25,12 +25,36 @@ export function checkNode(version = process.versions.node): CheckResult {
 }
 
 export async function checkRedis(env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
+  if (env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES) return [await checkRoutedRedis(env)];
   if (env.REDIS_URL) return [await checkRedisUrl(env.REDIS_URL)];
   const found = findExecutable('redis-server', process.cwd(), env.PATH);
   if (!found) return [{ name: 'redis-server', ok: false, required: true, detail: 'not found on PATH (and REDIS_URL is not set)', fix: REDIS_INSTALL_HINT }];
   const v = spawnSync(found, ['--version'], { encoding: 'utf8', timeout: 5000 });
   const version = /v=([\d.]+)/.exec(v.stdout ?? '')?.[1];
   return [{ name: 'redis-server', ok: v.status === 0, required: true, detail: `${found}${version ? ` (${version})` : ''}`, ...(v.status === 0 ? {} : { fix: `${found} --version failed: ${(v.stderr || v.error?.message || '').trim()}` }) }];
+}
+
+/** Redis behind Sentinel or a Cluster: connect as the apps do, check noeviction on every master. */
+async function checkRoutedRedis(env: NodeJS.ProcessEnv): Promise<CheckResult> {
+  const name = env.REDIS_SENTINELS ? 'redis (REDIS_SENTINELS)' : 'redis (REDIS_CLUSTER_NODES)';
+  const list = (v: string | undefined): string[] | undefined => v?.split(',').map((x) => x.trim()).filter(Boolean);
+  let client: RedisConnection | undefined;
+  try {
+    const target = parseRedisTarget({
+      redisUrl: env.REDIS_URL, redisPassword: env.REDIS_PASSWORD, redisSentinels: list(env.REDIS_SENTINELS), redisSentinelMaster: env.REDIS_SENTINEL_MASTER,
+      redisSentinelPassword: env.REDIS_SENTINEL_PASSWORD, redisClusterNodes: list(env.REDIS_CLUSTER_NODES),
+    });
+    client = createRedis(target, 'fail-fast', 'doctor');
+    client.on('error', () => undefined);
+    await waitForRedis(client, 5000, target);
+    await assertNoEviction(client);
+    return { name, ok: true, required: true, detail: `${describeRedisTarget(target)} answers; noeviction` };
+  } catch (err) {
+    const detail = err instanceof RedisConfigError ? err.problems.join('; ') : (err as Error).message;
+    return { name, ok: false, required: true, detail, fix: 'see docs/redis.md: reachable sentinels (or cluster nodes), the right master name and passwords, maxmemory-policy noeviction' };
+  } finally {
+    client?.disconnect();
+  }
 }
 
 async function checkRedisUrl(url: string): Promise<CheckResult> {

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify';
 import type { Logger } from 'pino';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
