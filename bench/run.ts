@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchBatch } from './batch.js';
+import { benchScale } from './scale.js';
 import { benchEngines } from './engines.js';
 import { benchSpine, type Row } from './spine.js';
 import { REPO } from '../test/support/stack.js';
@@ -26,6 +27,8 @@ if (want('governor')) {
 }
 if (want('engines')) rows.push(...(await benchEngines({ quick })));
 if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
+// Root only (network namespaces); `npm run bench -- scale` runs it alone.
+if (want('scale')) rows.push(...(await benchScale({ quick })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');

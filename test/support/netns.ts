@@ -1,4 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 /**
@@ -316,6 +318,8 @@ export interface MultiHostOptions {
   gatewayEnv?: Record<string, string>;
   /** Print every process's output with its host name (MULTIHOST_ECHO=1). */
   echo?: boolean;
+  /** Create the worker hosts but start no worker (call restart() on each later). */
+  deferWorkers?: boolean;
 }
 
 export interface RoleHost {
@@ -325,6 +329,7 @@ export interface RoleHost {
   hostId: string;
   dir: string;
   env: NodeJS.ProcessEnv;
+  /** The running role (undefined for a deferred worker not started yet). */
   proc: HostProcess;
   /** Start the role again (same env) after a stop; resolves when it is ready. */
   restart(): Promise<void>;
@@ -375,7 +380,7 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
   const cleanups: Array<() => Promise<void> | void> = [() => rmSync(root, { recursive: true, force: true })];
   const close = async (): Promise<void> => {
     // Apps first (they talk to Redis and S3 while stopping), then the servers, then the network.
-    for (const r of [...result.workers, ...result.gateways]) await r.proc.stop('SIGTERM', 5000);
+    for (const r of [...result.workers, ...result.gateways]) await r.proc?.stop('SIGTERM', 5000);
     for (const c of cleanups.splice(0).reverse()) await c();
     await net.close();
   };
@@ -488,10 +493,26 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
       result.workers.push(await startRole('worker', h, { HOST_ID: h.name, WORKER_CONFIG: cfg, ENFORCEMENT: 'watchdog', HEARTBEAT_MS: '500', ...o.workerEnv }));
     }
     // Start them all at once (tsx start-up is CPU-bound; the waits overlap), then wait for each.
-    await Promise.all([...result.gateways, ...result.workers].map((r) => r.restart()));
+    await Promise.all([...result.gateways, ...(o.deferWorkers ? [] : result.workers)].map((r) => r.restart()));
     return result;
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Whether the apps read REDIS_SENTINELS and STORAGE_URL (built on other branches of this wave): the multi-host suite
+ * and the scale bench need them. A source check, so it costs nothing; remove once everything is merged.
+ */
+export function appSupport(): { sentinel: boolean; s3: boolean } {
+  const root = new URL('../../', import.meta.url).pathname;
+  const sources = ['apps/gateway/src', 'apps/worker/src', 'packages/queue/src', 'packages/storage/src', 'packages/config/src'].flatMap((d) => {
+    try {
+      return readdirSync(join(root, d), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(root, d, f), 'utf8'));
+    } catch {
+      return [];
+    }
+  });
+  return { sentinel: sources.some((t) => t.includes('REDIS_SENTINELS')), s3: sources.some((t) => t.includes('STORAGE_URL')) };
 }
