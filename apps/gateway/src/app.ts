@@ -3,7 +3,7 @@ import multipart from '@fastify/multipart';
 import { pino, type Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import { assertNoEviction, createRedis, waitForRedis } from '@photoenhance/queue';
-import { LocalStorage } from '@photoenhance/storage';
+import { createStorage, type Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 import type { GatewayContext } from './context.js';
 import { EngineDirectory } from './engine-directory.js';
@@ -31,6 +31,8 @@ export interface BuildOptions {
   redis?: Redis;
   /** Check Redis (reachable, noeviction) before serving. Default true. */
   checkRedis?: boolean;
+  /** Pass one to share it; by default built from STORAGE_URL / STORAGE_DIR, checked, and its leftovers cleaned. */
+  storage?: Storage;
 }
 
 export interface Gateway {
@@ -68,7 +70,23 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
     redisReady = false;
   });
 
-  const storage = new LocalStorage(config.storageDir);
+  const storage = opts.storage ?? createStorage(config);
+  if (!opts.storage) {
+    try {
+      // A wrong bucket, key or endpoint is a start-up error naming the variable, not a failure on the first upload.
+      await storage.check(config.storageCheckTimeoutMs);
+    } catch (err) {
+      storage.close();
+      if (ownRedis) redis.disconnect();
+      throw err;
+    }
+    // Uploads a killed gateway left half-written; a live gateway's (here or on another host) are left alone.
+    const removed = await storage.cleanPartials({ maxAgeMs: config.partialUploadMaxAgeSeconds * 1000 }).catch((err: unknown) => {
+      logger.warn({ err: (err as Error).message }, 'could not clean unfinished uploads');
+      return 0;
+    });
+    if (removed) logger.info({ removed, storage: storage.location }, 'removed unfinished uploads left by a stopped gateway');
+  }
   const jobs = new JobService(redis, storage, config);
   const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);
   const events = new JobEventHub(config.redisUrl);
@@ -126,6 +144,7 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
     await events.close();
     await jobs.close();
     if (ownRedis) redis.disconnect();
+    if (!opts.storage) storage.close();
   });
   return { app, ctx, sweeper };
 }

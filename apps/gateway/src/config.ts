@@ -1,4 +1,5 @@
 import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
+import { parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
@@ -55,6 +56,20 @@ export const GatewayConfigSchema = Type.Object({
   webhookAttempts: Type.Integer({ default: 8, minimum: 1, maximum: 50 }),
   webhookBackoffMs: Type.Integer({ default: 2000, minimum: 10 }),
   webhookTimeoutMs: Type.Integer({ default: 10_000, minimum: 100 }),
+  // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
+  storageUrl: Type.Optional(Type.String({ minLength: 1, description: 's3://BUCKET/PREFIX for object storage; else a folder (default STORAGE_DIR).' })),
+  s3Endpoint: Type.Optional(Type.String({ minLength: 1, description: 'S3-compatible endpoint URL (MinIO, Ceph, R2, Garage); AWS when unset.' })),
+  s3ForcePathStyle: Type.Boolean({ default: false, description: 'Path-style bucket addressing (most S3-compatible servers).' }),
+  awsRegion: Type.Optional(Type.String({ minLength: 1, description: 'Region (default us-east-1).' })),
+  awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
+  awsSecretAccessKey: Type.Optional(Type.String({ minLength: 1 })),
+  /** Bound on the start-up and /readyz storage checks. */
+  storageCheckTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000 }),
+  /** `presigned`: result downloads answer 302 to a short-lived presigned URL (object storage only). */
+  resultRedirect: Type.Union([Type.Literal('none'), Type.Literal('presigned')], { default: 'none' }),
+  presignExpiresSeconds: Type.Integer({ default: 300, minimum: 1, maximum: 604_800 }),
+  /** At start-up, unfinished uploads older than this are removed (a dead local process's at once). */
+  partialUploadMaxAgeSeconds: Type.Integer({ default: 3600, minimum: 1 }),
 });
 export type GatewayConfig = Static<typeof GatewayConfigSchema>;
 
@@ -97,6 +112,16 @@ export const GATEWAY_ENV = {
   webhookAttempts: 'WEBHOOK_ATTEMPTS',
   webhookBackoffMs: 'WEBHOOK_BACKOFF_MS',
   webhookTimeoutMs: 'WEBHOOK_TIMEOUT_MS',
+  storageUrl: 'STORAGE_URL',
+  s3Endpoint: 'S3_ENDPOINT',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  awsRegion: 'AWS_REGION',
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+  resultRedirect: 'RESULT_REDIRECT',
+  presignExpiresSeconds: 'PRESIGN_EXPIRES_SECONDS',
+  partialUploadMaxAgeSeconds: 'PARTIAL_UPLOAD_MAX_AGE_SECONDS',
 } as const;
 
 export function loadGatewayConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<GatewayConfig> } = {}): Readonly<GatewayConfig> {
@@ -105,5 +130,16 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
     throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
   }
+  const storageProblems = storageSettingProblems(config);
+  if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
+  if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
   return config;
+}
+
+function parseStorageUrlSafe(c: Pick<GatewayConfig, 'storageUrl' | 'storageDir'>): string | undefined {
+  try {
+    return parseStorageUrl(c.storageUrl, c.storageDir).kind;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { LocalStorage } from '@photoenhance/storage';
+import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 import type { EngineDirectory } from './engine-directory.js';
 import type { JobEventHub } from './job-events.js';
@@ -13,7 +13,7 @@ import type { BatchService } from './batches/batch-service.js';
 export interface GatewayContext {
   config: Readonly<GatewayConfig>;
   redis: Redis;
-  storage: LocalStorage;
+  storage: Storage;
   jobs: JobService;
   engines: EngineDirectory;
   events: JobEventHub;

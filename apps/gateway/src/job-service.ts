@@ -11,7 +11,7 @@ import {
   type JobView,
 } from '@photoenhance/contracts';
 import { JobRecords, KEY_PREFIX, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
-import type { LocalStorage } from '@photoenhance/storage';
+import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
 const ID_ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
@@ -46,7 +46,7 @@ export class JobService {
 
   constructor(
     private readonly redis: Redis,
-    private readonly storage: LocalStorage,
+    private readonly storage: Storage,
     private readonly config: Readonly<GatewayConfig>,
   ) {
     this.records = new JobRecords(redis, config.jobTtlSeconds);

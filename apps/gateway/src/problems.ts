@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, toProblem, type ErrorCode } from '@photoenhance/contracts';
+import { isStorageUnavailable } from '@photoenhance/storage';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -31,6 +32,11 @@ export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => 
     if (fe.code === 'FST_REQ_FILE_TOO_LARGE' || fe.statusCode === 413) {
       return sendProblem(reply, new ApiError('IMAGE_TOO_LARGE', 'The request body is larger than the upload limit', { headers: { connection: 'close' } }), req.url);
     }
+    // Before the Redis test: a storage outage message can also say ECONNREFUSED.
+    if (isStorageUnavailable(error)) {
+      req.log.warn({ err: error.message }, 'storage unavailable');
+      return sendProblem(reply, storageUnavailable(error.message), req.url);
+    }
     if (isRedisDown() || isRedisError(error)) {
       return sendProblem(reply, redisUnavailable(), req.url);
     }
@@ -44,6 +50,10 @@ export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => 
 
 export function redisUnavailable(): ApiError {
   return new ApiError('REDIS_UNAVAILABLE', 'The job queue (Redis) is unreachable right now', { headers: { 'retry-after': '5' } });
+}
+
+export function storageUnavailable(detail?: string): ApiError {
+  return new ApiError('STORAGE_UNAVAILABLE', `The file storage is unreachable right now${detail ? ` (${detail})` : ''}`, { headers: { 'retry-after': '5' } });
 }
 
 function isRedisError(err: Error): boolean {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { keys } from '@photoenhance/queue';
 import type { Redis } from 'ioredis';
-import type { LocalStorage } from '@photoenhance/storage';
+import type { Storage } from '@photoenhance/storage';
 import type { JobService } from './job-service.js';
 
 /**
@@ -13,7 +13,7 @@ export class Sweeper {
   private running: Promise<void> | undefined;
 
   constructor(
-    private readonly deps: { engineNames: () => Promise<string[]>; redis: Redis; storage: LocalStorage; jobs: JobService; logger: Logger; ttlSeconds: number; intervalMs: number },
+    private readonly deps: { engineNames: () => Promise<string[]>; redis: Redis; storage: Storage; jobs: JobService; logger: Logger; ttlSeconds: number; intervalMs: number },
   ) {}
 
   start(): void {

@@ -11,7 +11,7 @@ import {
   type InputFormat,
   type StoredInput,
 } from '@photoenhance/contracts';
-import { LocalStorage, UploadTooLargeError } from '@photoenhance/storage';
+import { LocalStorage, UploadTooLargeError, type Storage } from '@photoenhance/storage';
 import type { Fingerprint } from './idempotency/index.js';
 
 export interface ReceivedUpload {
@@ -53,7 +53,7 @@ export async function readHead(source: MultipartFile | Readable): Promise<Buffer
  */
 export async function receiveUpload(
   req: FastifyRequest,
-  opts: { id: string; storage: LocalStorage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint },
+  opts: { id: string; storage: Storage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint },
 ): Promise<ReceivedUpload> {
   const fileField = opts.fileField ?? 'image';
   if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { storageSettingProblems } from '@photoenhance/storage';
 
 const ProfileSchema = Type.Object(
   {
@@ -47,6 +48,18 @@ export const WorkerConfigSchema = Type.Object({
   /** Time given to running jobs at shutdown before engines are stopped. */
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
   logLevel: LogLevelSchema,
+  // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
+  storageUrl: Type.Optional(Type.String({ minLength: 1 })),
+  s3Endpoint: Type.Optional(Type.String({ minLength: 1 })),
+  s3ForcePathStyle: Type.Boolean({ default: false }),
+  awsRegion: Type.Optional(Type.String({ minLength: 1 })),
+  awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
+  awsSecretAccessKey: Type.Optional(Type.String({ minLength: 1 })),
+  storageCheckTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000 }),
+  /** Per-job temp folders the engines read and write (default: <STORAGE_DIR>/.staging, or the OS temp dir for S3). */
+  stagingDir: Type.Optional(Type.String({ minLength: 1 })),
+  /** A job whose storage is away after its last attempt waits this long and tries again (it is never failed for it). */
+  storageRetryMs: Type.Integer({ default: 5000, minimum: 10 }),
 });
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
 
@@ -65,6 +78,15 @@ export const WORKER_ENV = {
   startFailureLimit: 'START_FAILURE_LIMIT',
   shutdownGraceMs: 'SHUTDOWN_GRACE_MS',
   logLevel: 'LOG_LEVEL',
+  storageUrl: 'STORAGE_URL',
+  s3Endpoint: 'S3_ENDPOINT',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  awsRegion: 'AWS_REGION',
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+  stagingDir: 'STAGING_DIR',
+  storageRetryMs: 'STORAGE_RETRY_MS',
 } as const;
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {
@@ -77,5 +99,8 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
       // left as is: the schema check names the setting
     }
   }
-  return loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const storageProblems = storageSettingProblems(config);
+  if (storageProblems.length) throw new ConfigError('worker', storageProblems.map((p) => `setting ${p}`));
+  return config;
 }

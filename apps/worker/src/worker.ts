@@ -1,15 +1,14 @@
-import { mkdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
-import { LocalStorage } from '@photoenhance/storage';
+import type { Storage } from '@photoenhance/storage';
 import type { WorkerConfig } from './config.js';
 import { resolveProfiles } from './resolve-profiles.js';
+import { JobStaging, storageFailure, type StagedJob } from './staging.js';
 
 /** Progress updates to Redis at most this often per job. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -34,7 +33,8 @@ export class EnhanceWorker {
   readonly logger: Logger;
   readonly profiles: EngineProfile[];
   readonly governor: Governor;
-  private readonly storage: LocalStorage;
+  private readonly storage: Storage;
+  private readonly staging: JobStaging;
   private readonly redis: Redis;
   private readonly subscriber: Redis;
   private readonly records: JobRecords;
@@ -49,7 +49,8 @@ export class EnhanceWorker {
     this.config = opts.config;
     this.logger = opts.logger ?? pino({ name: 'worker', level: opts.config.logLevel });
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
-    this.storage = new LocalStorage(opts.config.storageDir);
+    this.staging = new JobStaging(opts.config);
+    this.storage = this.staging.storage;
     this.redis = createRedis(opts.config.redisUrl, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redisUrl, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
@@ -74,6 +75,9 @@ export class EnhanceWorker {
     const { config, logger } = this;
     await waitForRedis(this.redis, 30_000, config.redisUrl);
     await assertNoEviction(this.redis);
+    // Storage reachable (a wrong bucket, key or endpoint stops the start naming the variable); dead workers' temp folders go.
+    const cleaned = await this.staging.start(config.storageCheckTimeoutMs);
+    if (cleaned) logger.info({ cleaned, staging: this.staging.base }, 'removed staging folders left by stopped workers');
     await this.subscriber.subscribe(keys.cancelChannel, keys.controlChannel);
     this.subscriber.on('message', (channel: string, message: string) => {
       if (channel === keys.cancelChannel) this.active.get(message)?.abort();
@@ -123,7 +127,7 @@ export class EnhanceWorker {
     }
     await this.publish();
     this.heartbeat = setInterval(() => void this.publish(), config.heartbeatMs);
-    logger.info({ hostId: config.hostId, engines: this.profiles.map((p) => p.name), storage: this.storage.root }, 'worker ready');
+    logger.info({ hostId: config.hostId, engines: this.profiles.map((p) => p.name), storage: this.storage.location }, 'worker ready');
   }
 
   hostState(): HostState {
@@ -178,22 +182,28 @@ export class EnhanceWorker {
       await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
       throw new DelayedError();
     }
-    const input = this.storage.path(data.input.key);
-    const output = this.storage.path(data.outputKey);
-    // The output normally goes beside the input, in the job's own folder, which the gateway made.
-    if (dirname(output) !== dirname(input)) await mkdir(dirname(output), { recursive: true });
     // Listen for a cancel first, then look for one that came before: no window in which a cancel is missed.
     const abort = new AbortController();
     this.active.set(data.id, abort);
-    const [canceled, inputStat] = await Promise.all([this.records.isCanceled(data.id), stat(input).catch(() => undefined)]);
-    if (canceled || !inputStat) {
+    // The engine works in a private folder (staging.ts); the result is published only by commit() below.
+    let canceled: boolean;
+    let staged: StagedJob | undefined;
+    try {
+      [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
+    } catch (err) {
       this.active.delete(data.id);
+      throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
+    }
+    if (canceled || !staged) {
+      this.active.delete(data.id);
+      await this.staging.release(staged);
       if (canceled) {
         await this.storage.removeJob(data.id).catch(() => undefined);
         throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
       }
       throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
     }
+    const { input, output } = staged;
     let lastProgress = 0;
     let logLines = 0;
     const jobLog = (line: string): void => {
@@ -213,14 +223,13 @@ export class EnhanceWorker {
         onLog: jobLog,
       });
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
-      const st = await stat(output).catch(() => undefined);
-      if (!st || st.size === 0) throw new EngineJobError('OUTPUT_MISSING', `engine ${profile.name} reported done but ${data.outputKey} is missing or empty`);
+      const bytes = await this.staging.commit(staged, data, profile.name);
       const d = run.done;
       return {
         width: d.output.width,
         height: d.output.height,
         format: data.options.format,
-        bytes: st.size,
+        bytes,
         key: data.outputKey,
         applied: d.applied,
         engine: { name: run.engine.name, version: run.engine.version, host: this.config.hostId, ...(run.engine.pid ? { pid: run.engine.pid } : {}) },
@@ -236,12 +245,18 @@ export class EnhanceWorker {
       throw await this.failure(err, job, token, profile, log);
     } finally {
       this.active.delete(data.id);
+      await this.staging.release(staged);
       if (abort.signal.aborted) await this.storage.removeJob(data.id).catch(() => undefined);
     }
   }
 
   /** Turn an engine failure into what BullMQ should do: retry (Error), stop (UnrecoverableError), or re-delay. */
   private async failure(err: unknown, job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile, log: Logger): Promise<Error> {
+    const storageDown = await storageFailure(err, job, token, this.config.storageRetryMs);
+    if (storageDown) {
+      log.warn({ err: (err as Error).message }, 'storage unavailable; the attempt will be retried');
+      return storageDown;
+    }
     if (!(err instanceof EngineJobError)) {
       log.error({ err }, 'unexpected failure');
       return new Error(encodeJobError({ code: 'ENGINE_FAILED', message: (err as Error).message ?? String(err) }));
@@ -282,6 +297,7 @@ export class EnhanceWorker {
       await removeHost(this.redis, this.config.hostId).catch(() => undefined);
       this.subscriber.disconnect();
       this.redis.disconnect();
+      this.staging.close();
       logger.info('worker stopped');
     })();
     return this.closing;

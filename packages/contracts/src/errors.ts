@@ -43,6 +43,7 @@ export const ERRORS = {
   OPERATOR_AUTH_REQUIRED: { status: 401, kind: 'http', title: 'Operator credential required', hint: 'Send the operator token (DASHBOARD_TOKEN) as `Authorization: Bearer <token>`, as the password of HTTP basic auth, or sign in at /dashboard/login.' },
   OPERATOR_ACCESS_DISABLED: { status: 403, kind: 'http', title: 'Operator pages disabled', hint: 'No operator credential is configured and the gateway listens on a non-loopback address: set DASHBOARD_TOKEN (a long random string) on the gateway, or bind HOST to 127.0.0.1.' },
   DASHBOARD_NOT_BUILT: { status: 503, kind: 'http', title: 'Dashboard not built', hint: 'Build the front-end once: npm run build -w @photoenhance/dashboard (npm start and npm test do it when it is missing or stale).' },
+  RANGE_NOT_SATISFIABLE: { status: 416, kind: 'http', title: 'Range not satisfiable', hint: 'Ask for a byte range inside the file (its size is in Content-Range: bytes */SIZE), or leave the Range header out.' },
   INTERNAL_ERROR: { status: 500, kind: 'http', title: 'Internal error', hint: 'Retry later; if it persists, report it with the request id from the response.' },
 
   ENGINE_CRASHED: { status: 500, kind: 'job', retryable: true, title: 'Engine crashed', hint: 'The engine process exited mid-job; the job is retried on a fresh engine. If every attempt crashes, check the engine log.' },
@@ -54,6 +55,7 @@ export const ERRORS = {
   ENGINE_FAILED: { status: 500, kind: 'job', retryable: true, title: 'Engine failed', hint: 'The engine reported a failure; the message says why.' },
   OUTPUT_MISSING: { status: 500, kind: 'job', retryable: true, title: 'Output missing', hint: 'The engine reported success but wrote no readable output; check the engine.' },
   JOB_CANCELED: { status: 409, kind: 'job', retryable: false, title: 'Job canceled', hint: 'The job was canceled on request; submit it again if that was a mistake.' },
+  STORAGE_UNAVAILABLE: { status: 503, kind: 'job', retryable: true, title: 'Storage unavailable', hint: 'The file storage (STORAGE_URL / STORAGE_DIR) cannot be reached right now; nothing is lost: retry after the Retry-After delay, and queued jobs are retried by themselves. Operators: check S3_ENDPOINT, the bucket and /readyz.' },
   INPUT_MISSING: { status: 500, kind: 'job', retryable: false, title: 'Input missing', hint: 'The stored input is gone (expired or deleted); submit the photo again. Operators: all hosts must share STORAGE_DIR.' },
 } as const satisfies Record<string, ErrorEntry>;
 

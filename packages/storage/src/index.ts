@@ -1,118 +1,88 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { LocalStorage } from './local.js';
+import { S3Storage, type S3Settings } from './s3.js';
+import { StorageConfigError, type Storage } from './types.js';
 
-export class UploadTooLargeError extends Error {
-  constructor(readonly limit: number) {
-    super(`upload exceeds ${limit} bytes`);
-    this.name = 'UploadTooLargeError';
-  }
+export * from './types.js';
+export { LocalStorage, PARTIAL_DIR, byteCounter } from './local.js';
+export { S3Storage, isTransient, type S3Settings } from './s3.js';
+export { isAbandoned, ownerTag } from './owner.js';
+export { withLocalFile } from './files.js';
+
+/** The storage settings every app reads (the same environment variables everywhere). */
+export interface StorageSettings {
+  /** STORAGE_URL: `s3://BUCKET/PREFIX` for object storage, else a folder (`file:///path` or a plain path). */
+  storageUrl?: string | undefined;
+  /** STORAGE_DIR: the folder when STORAGE_URL is unset. */
+  storageDir: string;
+  s3Endpoint?: string | undefined;
+  s3ForcePathStyle?: boolean | undefined;
+  awsRegion?: string | undefined;
+  awsAccessKeyId?: string | undefined;
+  awsSecretAccessKey?: string | undefined;
 }
 
-/**
- * Job files under one root: `<root>/<jobId>/input.<ext>` and `<root>/<jobId>/output.<ext>`.
- * Keys are relative and built only from job ids we generate; a client's file name is never part of a path.
- * The root may be a shared mount (NFS, etc.) so several worker hosts see the same files.
- */
-export class LocalStorage {
-  readonly root: string;
+export type StorageTarget = { kind: 'local'; dir: string } | { kind: 's3'; bucket: string; prefix: string };
 
-  constructor(root: string) {
-    this.root = resolve(root);
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** Parse STORAGE_URL; throws StorageConfigError naming the variable. */
+export function parseStorageUrl(url: string | undefined, storageDir: string): StorageTarget {
+  if (!url) return { kind: 'local', dir: storageDir };
+  if (url.startsWith('file://')) return { kind: 'local', dir: decodeURIComponent(new URL(url).pathname) };
+  const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(url);
+  if (!m) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)} is neither s3://BUCKET/PREFIX nor a folder`);
+    return { kind: 'local', dir: url };
   }
-
-  static inputKey(id: string, ext: string): string {
-    return `${id}/input.${ext}`;
+  const bucket = m[1]!;
+  if (!BUCKET.test(bucket) || bucket.includes('..')) {
+    throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)}: bucket name ${JSON.stringify(bucket)} must be 3-63 lower-case letters, digits, dots or hyphens (s3://BUCKET/PREFIX)`);
   }
-
-  static outputKey(id: string, ext: string): string {
-    return `${id}/output.${ext}`;
+  const raw = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
+  if (raw.split('/').some((s) => s === '..' || s === '.' || s === '') && raw !== '') {
+    throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)}: the prefix must be plain path segments`);
   }
+  return { kind: 's3', bucket, prefix: raw ? `${raw}/` : '' };
+}
 
-  /** Absolute path for a key; refuses keys that would leave the root. */
-  path(key: string): string {
-    if (isAbsolute(key) || key.split(/[\\/]/).includes('..')) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
-    const p = normalize(join(this.root, key));
-    if (!p.startsWith(this.root + sep)) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
-    return p;
+/** Check the settings without connecting (config loading): a list of problems, each naming its variable. */
+export function storageSettingProblems(s: StorageSettings): string[] {
+  let target: StorageTarget;
+  try {
+    target = parseStorageUrl(s.storageUrl, s.storageDir);
+  } catch (err) {
+    return [(err as Error).message];
   }
-
-  jobDir(id: string): string {
-    return this.path(id);
+  if (target.kind !== 's3') return [];
+  const problems: string[] = [];
+  if (Boolean(s.awsAccessKeyId) !== Boolean(s.awsSecretAccessKey)) {
+    problems.push(`${s.awsAccessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is required with ${s.awsAccessKeyId ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} (object storage credentials)`);
   }
-
-  async ensureJobDir(id: string): Promise<string> {
-    const dir = this.jobDir(id);
-    await mkdir(dir, { recursive: true });
-    return dir;
-  }
-
-  /**
-   * Stream `source` into `key`, counting bytes; aborts with UploadTooLargeError as soon as `limit` is passed, without
-   * reading the rest. `head` bytes already read from the stream (for sniffing) are written first.
-   */
-  async writeStream(key: string, source: Readable, opts: { limit: number; head?: Buffer; hash?: { update(data: Buffer): unknown } }): Promise<number> {
-    const file = this.path(key);
-    await mkdir(resolve(file, '..'), { recursive: true });
-    let total = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        total += chunk.length;
-        if (total > opts.limit) return cb(new UploadTooLargeError(opts.limit));
-        opts.hash?.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    if (opts.head && opts.head.length) {
-      total += opts.head.length;
-      if (total > opts.limit) throw new UploadTooLargeError(opts.limit);
-      opts.hash?.update(opts.head);
-      counter.push(opts.head);
-    }
+  if (s.s3Endpoint) {
     try {
-      await pipeline(source, counter, createWriteStream(file));
-    } catch (err) {
-      await rm(file, { force: true });
-      throw err;
-    }
-    return total;
-  }
-
-  async size(key: string): Promise<number | undefined> {
-    try {
-      return (await stat(this.path(key))).size;
+      const u = new URL(s.s3Endpoint);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
     } catch {
-      return undefined;
+      problems.push(`S3_ENDPOINT ${JSON.stringify(s.s3Endpoint)} must be an http(s) URL such as http://127.0.0.1:9000`);
     }
   }
+  return problems;
+}
 
-  async removeJob(id: string): Promise<void> {
-    await rm(this.jobDir(id), { recursive: true, force: true });
-  }
-
-  /** Job folders whose newest file is older than `maxAgeMs` (for sweeping orphans the queue no longer knows). */
-  async staleJobs(maxAgeMs: number, now = Date.now()): Promise<string[]> {
-    let entries: string[];
-    try {
-      entries = await readdir(this.root);
-    } catch {
-      return [];
-    }
-    const stale: string[] = [];
-    for (const name of entries) {
-      try {
-        const dir = join(this.root, name);
-        const st = await stat(dir);
-        if (!st.isDirectory()) continue;
-        let newest = st.mtimeMs;
-        for (const f of await readdir(dir)) newest = Math.max(newest, (await stat(join(dir, f))).mtimeMs);
-        if (now - newest > maxAgeMs) stale.push(name);
-      } catch {
-        // vanished while we looked: nothing to sweep
-      }
-    }
-    return stale;
-  }
+/** LocalStorage or S3Storage, by STORAGE_URL. Connects lazily: call check() to find out whether it works. */
+export function createStorage(s: StorageSettings, tuning: Partial<Pick<S3Settings, 'partSize' | 'connectTimeoutMs' | 'requestTimeoutMs'>> = {}): Storage {
+  const problems = storageSettingProblems(s);
+  if (problems.length) throw new StorageConfigError(problems[0]!.split(' ')[0]!, problems.join('; '));
+  const target = parseStorageUrl(s.storageUrl, s.storageDir);
+  if (target.kind === 'local') return new LocalStorage(target.dir);
+  return new S3Storage({
+    bucket: target.bucket,
+    prefix: target.prefix,
+    ...(s.s3Endpoint ? { endpoint: s.s3Endpoint } : {}),
+    region: s.awsRegion || 'us-east-1',
+    forcePathStyle: s.s3ForcePathStyle ?? false,
+    ...(s.awsAccessKeyId ? { accessKeyId: s.awsAccessKeyId } : {}),
+    ...(s.awsSecretAccessKey ? { secretAccessKey: s.awsSecretAccessKey } : {}),
+    ...tuning,
+  });
 }

@@ -1,11 +1,12 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { ApiError, FORMAT_EXTENSIONS, sniffImageFormat, type StoredInput } from '@photoenhance/contracts';
-import { LocalStorage } from '@photoenhance/storage';
+import { UploadTooLargeError, inputKey, type Storage } from '@photoenhance/storage';
 import { readHead, safeName, walkMultipart } from '../upload.js';
 import { newJobId } from '../job-service.js';
 import type { Fingerprint } from '../idempotency/index.js';
@@ -21,7 +22,7 @@ export interface ReceivedItem {
 
 export interface BatchReceiveOptions {
   batchId: string;
-  storage: LocalStorage;
+  storage: Storage;
   /** Repeated file part with the photos (`images`; compat: `files`). */
   imageField: string;
   /** File part with one ZIP archive instead; absent where archives are not accepted. */
@@ -72,6 +73,46 @@ async function writeCapped(path: string, source: Readable, o: { head: Buffer; li
   return { bytes, over };
 }
 
+/**
+ * Stream one photo into storage, hashing every byte. Over `limit`: the stored copy is abandoned (nothing published)
+ * while the rest of the part is still read, so the next parts of the body arrive. A storage failure stops at once.
+ */
+async function storeCapped(storage: Storage, key: string, source: Readable, o: { head: Buffer; limit: number; hash?: { update(b: Buffer): unknown } }): Promise<{ bytes: number; over: boolean }> {
+  const feed = new PassThrough();
+  let bytes = 0;
+  let over = false;
+  let failed: unknown;
+  const writing = storage.writeStream(key, feed, { limit: o.limit });
+  const settled = writing.then(() => undefined, (err: unknown) => {
+    failed = err;
+  });
+  const take = async (chunk: Buffer): Promise<void> => {
+    bytes += chunk.length;
+    o.hash?.update(chunk);
+    if (over) return;
+    if (failed) throw failed;
+    if (bytes > o.limit) {
+      over = true;
+      feed.destroy(new UploadTooLargeError(o.limit));
+      return;
+    }
+    if (!feed.write(chunk)) await Promise.race([once(feed, 'drain'), settled]);
+  };
+  try {
+    if (o.head.length) await take(o.head);
+    for await (const chunk of source) await take(chunk as Buffer);
+    if (!over) feed.end();
+    await settled;
+  } catch (err) {
+    feed.destroy();
+    await settled;
+    throw err;
+  }
+  if (over) return { bytes, over };
+  if (failed) throw failed;
+  return { bytes, over };
+}
+
 async function drain(source: Readable, hash?: { update(b: Buffer): unknown }): Promise<void> {
   for await (const chunk of source) hash?.update(chunk as Buffer);
 }
@@ -95,8 +136,8 @@ async function storePhoto(item: ReceivedItem, source: Readable, o: BatchReceiveO
     item.error = new ApiError('UNSUPPORTED_MEDIA_TYPE', `The file ${JSON.stringify(item.name)} is not a JPEG, PNG, WebP, BMP or TIFF image by its content`);
     return head.length;
   }
-  const key = LocalStorage.inputKey(item.jobId, FORMAT_EXTENSIONS[format]);
-  const { bytes, over } = await writeCapped(o.storage.path(key), source, { head, limit: o.maxUploadBytes, ...(hash ? { hash } : {}) });
+  const key = inputKey(item.jobId, FORMAT_EXTENSIONS[format]);
+  const { bytes, over } = await storeCapped(o.storage, key, source, { head, limit: o.maxUploadBytes, ...(hash ? { hash } : {}) });
   if (over) {
     item.error = new ApiError('IMAGE_TOO_LARGE', `The file ${JSON.stringify(item.name)} is larger than the upload limit of ${o.maxUploadBytes} bytes`, { extensions: { limitBytes: o.maxUploadBytes } });
     await o.storage.removeJob(item.jobId);
@@ -115,54 +156,67 @@ export async function receiveBatch(req: FastifyRequest, o: BatchReceiveOptions):
   if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);
   const fields: Record<string, string> = {};
   let archiveKey: string | undefined;
-  let total = 0;
-  // throwFileSizeLimit off, so one oversized photo is recorded as a bad item instead of breaking the whole body.
-  const limits = { throwFileSizeLimit: false, fileSize: o.maxBatchBytes + 1, files: o.maxItems + 2, fields: 40, fieldSize: 4096, parts: o.maxItems + 50 };
-  await walkMultipart(req, limits, fields, o.maxUploadBytes, async (part) => {
-    if (o.archiveField && part.fieldname === o.archiveField && !archiveKey && o.items.length === 0) {
-      archiveKey = `${o.batchId}/archive.zip`;
-      const head = await readHead(part);
-      if (!looksLikeArchive(head) || head[0] !== 0x50) {
-        await drain(part.file);
-        throw archiveRefused('not-a-zip', `The "${o.archiveField}" part is not a ZIP archive`);
+  // The archive is read by its central directory, so it needs a file: beside the jobs on a folder backend (same
+  // disk as today), a temp folder for object storage. It is never published.
+  let scratch: string | undefined;
+  const archivePath = async (key: string): Promise<string> => {
+    const own = o.storage.localPath(key);
+    if (own) return own;
+    scratch ??= await mkdtemp(join(tmpdir(), 'pe-archive-'));
+    return join(scratch, 'archive.zip');
+  };
+  try {
+    let total = 0;
+    // throwFileSizeLimit off, so one oversized photo is recorded as a bad item instead of breaking the whole body.
+    const limits = { throwFileSizeLimit: false, fileSize: o.maxBatchBytes + 1, files: o.maxItems + 2, fields: 40, fieldSize: 4096, parts: o.maxItems + 50 };
+    await walkMultipart(req, limits, fields, o.maxUploadBytes, async (part) => {
+      if (o.archiveField && part.fieldname === o.archiveField && !archiveKey && o.items.length === 0) {
+        archiveKey = `${o.batchId}/archive.zip`;
+        const head = await readHead(part);
+        if (!looksLikeArchive(head) || head[0] !== 0x50) {
+          await drain(part.file);
+          throw archiveRefused('not-a-zip', `The "${o.archiveField}" part is not a ZIP archive`);
+        }
+        const hash = o.fingerprint?.file(`archive:${safeName(part.filename)}`);
+        const { bytes } = await writeCapped(await archivePath(archiveKey), part.file, {
+          head,
+          limit: o.maxBatchBytes,
+          ...(hash ? { hash } : {}),
+          stopWhenOver: () => tooLarge('The archive is', o.maxBatchBytes, 'MAX_BATCH_BYTES'),
+        });
+        total += bytes;
+        return;
       }
-      const hash = o.fingerprint?.file(`archive:${safeName(part.filename)}`);
-      const { bytes } = await writeCapped(o.storage.path(archiveKey), part.file, {
-        head,
-        limit: o.maxBatchBytes,
-        ...(hash ? { hash } : {}),
-        stopWhenOver: () => tooLarge('The archive is', o.maxBatchBytes, 'MAX_BATCH_BYTES'),
-      });
-      total += bytes;
-      return;
+      if (part.fieldname !== o.imageField || archiveKey) {
+        await drain(part.file);
+        const what = o.archiveField ? `file parts named "${o.imageField}", or one part "${o.archiveField}" with a ZIP archive` : `file parts named "${o.imageField}"`;
+        throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send ${what}, not both`, { extensions: { field: part.fieldname } });
+      }
+      if (o.items.length >= o.maxItems) throw tooLarge('The batch has more photos than allowed: it is', o.maxItems, 'MAX_BATCH_ITEMS');
+      const item: ReceivedItem = { name: safeName(part.filename), jobId: newJobId() };
+      o.items.push(item);
+      total += await storePhoto(item, part.file, o, o.fingerprint?.file(item.name));
+      if (total > o.maxBatchBytes) throw tooLarge('The batch is larger than allowed: it is', o.maxBatchBytes, 'MAX_BATCH_BYTES');
+    });
+    if (!archiveKey) {
+      if (o.items.length === 0) {
+        throw new ApiError('IMAGE_REQUIRED', `No photos in the request: send file parts named "${o.imageField}"${o.archiveField ? ` or one ZIP archive part "${o.archiveField}"` : ''}`);
+      }
+      return { fields, source: 'multipart' };
     }
-    if (part.fieldname !== o.imageField || archiveKey) {
-      await drain(part.file);
-      const what = o.archiveField ? `file parts named "${o.imageField}", or one part "${o.archiveField}" with a ZIP archive` : `file parts named "${o.imageField}"`;
-      throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send ${what}, not both`, { extensions: { field: part.fieldname } });
-    }
-    if (o.items.length >= o.maxItems) throw tooLarge('The batch has more photos than allowed: it is', o.maxItems, 'MAX_BATCH_ITEMS');
-    const item: ReceivedItem = { name: safeName(part.filename), jobId: newJobId() };
-    o.items.push(item);
-    total += await storePhoto(item, part.file, o, o.fingerprint?.file(item.name));
-    if (total > o.maxBatchBytes) throw tooLarge('The batch is larger than allowed: it is', o.maxBatchBytes, 'MAX_BATCH_BYTES');
-  });
-  if (!archiveKey) {
-    if (o.items.length === 0) {
-      throw new ApiError('IMAGE_REQUIRED', `No photos in the request: send file parts named "${o.imageField}"${o.archiveField ? ` or one ZIP archive part "${o.archiveField}"` : ''}`);
-    }
-    return { fields, source: 'multipart' };
+    const path = await archivePath(archiveKey);
+    const entries = await inspectArchive(path, { ...o.archive, maxEntries: o.maxItems });
+    if (entries.length === 0) throw new ApiError('IMAGE_REQUIRED', 'The archive holds no photos');
+    await extractArchive(path, entries, async (info, stream) => {
+      const item: ReceivedItem = { name: safeName(info.path), jobId: newJobId() };
+      o.items.push(item);
+      const head = await readHead(stream);
+      if (looksLikeArchive(head)) throw archiveRefused('nested-archive', `The archive entry ${JSON.stringify(info.path)} is itself an archive; send photos only`, { entry: info.path });
+      await storePhoto(item, stream, o, undefined, head);
+    });
+    await o.storage.removeJob(o.batchId);
+    return { fields, source: 'archive' };
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   }
-  const path = o.storage.path(archiveKey);
-  const entries = await inspectArchive(path, { ...o.archive, maxEntries: o.maxItems });
-  if (entries.length === 0) throw new ApiError('IMAGE_REQUIRED', 'The archive holds no photos');
-  await extractArchive(path, entries, async (info, stream) => {
-    const item: ReceivedItem = { name: safeName(info.path), jobId: newJobId() };
-    o.items.push(item);
-    const head = await readHead(stream);
-    if (looksLikeArchive(head)) throw archiveRefused('nested-archive', `The archive entry ${JSON.stringify(info.path)} is itself an archive; send photos only`, { entry: info.path });
-    await storePhoto(item, stream, o, undefined, head);
-  });
-  await o.storage.removeJob(o.batchId);
-  return { fields, source: 'archive' };
 }

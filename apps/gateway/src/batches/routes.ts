@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import yazl from 'yazl';
 import { FINAL_BATCH_STATUSES, type BatchItemView, type BatchSummary } from '@photoenhance/contracts';
@@ -44,10 +43,16 @@ export async function sendResultsZip(ctx: GatewayContext, reply: FastifyReply, s
   let n = 0;
   for (const s of states) {
     if (s.view.status !== 'completed' || !s.resultKey) continue;
-    const path = ctx.storage.path(s.resultKey);
-    const st = await stat(path).catch(() => undefined);
+    const key = s.resultKey;
+    const st = await ctx.storage.stat(key);
     if (!st) continue;
-    zip.addFile(path, rename ? rename(s) : s.view.resultName, { compress: false, mtime: st.mtime });
+    // Opened only when its turn comes: one storage read at a time, whatever the batch size.
+    zip.addReadStreamLazy(rename ? rename(s) : s.view.resultName, { compress: false, mtime: st.lastModified, size: st.size }, (cb) => {
+      ctx.storage.openRead(key).then(
+        (obj) => (obj ? cb(null, obj.stream) : cb(new Error(`${key} vanished while zipping`), undefined as never)),
+        (err: unknown) => cb(err as Error, undefined as never),
+      );
+    });
     n++;
   }
   zip.end();

@@ -1,5 +1,3 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, BATCH_ID_PATTERN, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type BatchStatus, type JobView } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
@@ -10,6 +8,7 @@ import { acceptBatch } from '../batches/accept.js';
 import { ResultNames } from '../batches/batch-service.js';
 import { sendResultsZip } from '../batches/routes.js';
 import { redisUnavailable } from '../problems.js';
+import { sendStored } from '../stored-files.js';
 
 /**
  * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`
@@ -152,14 +151,12 @@ export function compatRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       const { job } = await ctx.jobs.find(id);
       if (view.status !== 'completed' || !job?.returnvalue) throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
       const result = job.returnvalue;
-      const path = ctx.storage.path(result.key);
-      const st = await stat(path).catch(() => undefined);
-      if (!st) throw new CompatError(404, 'Result file not found');
-      return reply
-        .type(FORMAT_CONTENT_TYPES[result.format])
-        .header('content-length', st.size)
-        .header('content-disposition', contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])))
-        .send(createReadStream(path));
+      const sent = await sendStored(ctx.storage, req, reply, result.key, {
+        contentType: FORMAT_CONTENT_TYPES[result.format],
+        contentDisposition: contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])),
+      });
+      if (!sent) throw new CompatError(404, 'Result file not found');
+      return sent;
     });
 
     compat.delete<{ Params: { task_id: string } }>('/api/v1/tasks/:task_id', async (req) => {

@@ -1,5 +1,6 @@
-import { createReadStream } from 'node:fs';
-import { access, rename } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
@@ -10,6 +11,8 @@ import { bullStateToStatus } from '../job-service.js';
 import type { QueueObserver } from '../metrics/observer.js';
 import type { DashboardStream } from './live.js';
 import { overview } from './overview.js';
+import { withLocalFile } from '@photoenhance/storage';
+import { sendStored } from '../stored-files.js';
 
 /** Our job statuses as BullMQ states, in the order the jobs table lists them. */
 const STATE_GROUPS: Record<Exclude<JobStatus, 'canceled'>, JobType[]> = {
@@ -145,16 +148,26 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     const { view, job } = await ctx.jobs.find(req.params.id);
     const key = which === 'input' ? job?.data.input.key : view.status === 'completed' ? (job?.returnvalue as JobResult | undefined)?.key : undefined;
     if (!key) throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} has no ${which} image (it is ${view.status})`);
-    const thumb = ctx.storage.path(`${view.id}/thumb-${which}.webp`);
-    // Made once, small, next to the job's files (deleted with them); never the full image.
-    if (!(await exists(thumb))) {
-      const source = ctx.storage.path(key);
-      if (!(await exists(source))) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
-      const tmp = `${thumb}.${process.pid}.${Date.now()}.tmp`;
-      await sharp(source, { limitInputPixels: 400_000_000 }).rotate().resize({ width: THUMB_PX, height: THUMB_PX, fit: 'inside', withoutEnlargement: true }).webp({ quality: 72 }).toFile(tmp);
-      await rename(tmp, thumb);
+    const thumb = `${view.id}/thumb-${which}.webp`;
+    // Made once, small, next to the job's files in storage (deleted with them); never the full image.
+    if (!(await ctx.storage.stat(thumb))) {
+      const made = await withTempDir(async (dir) => {
+        const tmp = join(dir, 'thumb.webp');
+        const found = await withLocalFile(ctx.storage, key, async (source) => {
+          await sharp(source, { limitInputPixels: 400_000_000 }).rotate().resize({ width: THUMB_PX, height: THUMB_PX, fit: 'inside', withoutEnlargement: true }).webp({ quality: 72 }).toFile(tmp);
+          return true;
+        }).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+          throw err;
+        });
+        if (found) await ctx.storage.putFile(thumb, tmp, { contentType: 'image/webp' });
+        return found;
+      });
+      if (!made) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
     }
-    return reply.type('image/webp').header('cache-control', 'private, max-age=3600').send(createReadStream(thumb));
+    const sent = await sendStored(ctx.storage, req, reply, thumb, { contentType: 'image/webp', cacheControl: 'private, max-age=3600' });
+    if (!sent) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
+    return sent;
   });
 
   // --- batches (another part of the gateway owns them; read through ctx.batches when it is there) ---
@@ -245,11 +258,11 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
   });
 }
 
-async function exists(path: string): Promise<boolean> {
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'pe-thumb-'));
   try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,3 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   ApiError,
@@ -14,7 +12,7 @@ import {
   type JobView,
   type StoredInput,
 } from '@photoenhance/contracts';
-import { LocalStorage } from '@photoenhance/storage';
+import { outputKey, withLocalFile } from '@photoenhance/storage';
 import type { GatewayContext } from '../context.js';
 import { inspectImage, receiveUpload } from '../upload.js';
 import { newJobId } from '../job-service.js';
@@ -23,6 +21,7 @@ import { EVENT_ID_PATTERN, compareEventIds, type JobEvent } from '../job-events.
 import { clientIdentity, ownerOf } from '../client-id.js';
 import { Fingerprint, idempotencyKeyOf, type ClaimedKey } from '../idempotency/index.js';
 import { takeWebhook } from '../webhooks/url-guard.js';
+import { sendStored } from '../stored-files.js';
 
 /** Multipart framing around the file part; a Content-Length above limit + this is refused before reading. */
 const MULTIPART_SLACK = 1024 * 1024;
@@ -49,14 +48,15 @@ export type ParsedOptions = ReturnType<typeof parseJobOptions>['options'];
  * compat routes, so every item gets the same checks.
  */
 export async function prepareJob(ctx: GatewayContext, p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
-  const dims = await inspectImage(ctx.storage.path(p.input.key), { maxPixels: ctx.config.maxPixels, scale: p.options.scale, format: p.input.format });
+  // Object storage: inspected from a temp copy (the header and a shrink-on-load decode need a file).
+  const dims = await withLocalFile(ctx.storage, p.input.key, (path) => inspectImage(path, { maxPixels: ctx.config.maxPixels, scale: p.options.scale, format: p.input.format }));
   const format = resolveFormat(p.options.format, p.input.format);
   return {
     id: p.id,
     engine: p.engine,
     options: { ...p.options, format },
     input: { ...p.input, ...dims },
-    outputKey: LocalStorage.outputKey(p.id, FORMAT_EXTENSIONS[format]),
+    outputKey: outputKey(p.id, FORMAT_EXTENSIONS[format]),
     createdAt: Date.now(),
   };
 }
@@ -171,15 +171,15 @@ export function jobRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} is ${view.status}, not completed`, { extensions: { jobStatus: view.status, ...(view.error ? { error: view.error } : {}) } });
     }
     const result = job.returnvalue;
-    const path = ctx.storage.path(result.key);
-    const st = await stat(path).catch(() => undefined);
-    if (!st) throw new ApiError('JOB_EXPIRED', `The result of job ${view.id} is no longer stored`);
-    return reply
-      .type(FORMAT_CONTENT_TYPES[result.format])
-      .header('content-length', st.size)
-      .header('content-disposition', contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])))
-      .header('cache-control', 'private, max-age=3600')
-      .send(createReadStream(path));
+    // Streamed from storage with Content-Length, ETag and Range, or a 302 to a presigned URL (RESULT_REDIRECT).
+    const sent = await sendStored(ctx.storage, req, reply, result.key, {
+      contentType: FORMAT_CONTENT_TYPES[result.format],
+      contentDisposition: contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])),
+      cacheControl: 'private, max-age=3600',
+      ...(ctx.config.resultRedirect === 'presigned' ? { redirect: { expiresInSeconds: ctx.config.presignExpiresSeconds } } : {}),
+    });
+    if (!sent) throw new ApiError('JOB_EXPIRED', `The result of job ${view.id} is no longer stored`);
+    return sent;
   });
 
   app.delete<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
 import { ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
-import { redisUnavailable } from '../problems.js';
+import { redisUnavailable, storageUnavailable } from '../problems.js';
 
 export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get('/healthz', async () => ({ status: 'ok', uptimeSeconds: Math.round(process.uptime()) }));
@@ -14,8 +14,14 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     } catch {
       throw redisUnavailable();
     }
+    try {
+      // Bounded: a storage server that hangs must not hang the probe.
+      await ctx.storage.check(Math.min(ctx.config.storageCheckTimeoutMs, 2000));
+    } catch (err) {
+      throw Object.assign(storageUnavailable((err as Error).message), { extensions: { storage: 'unavailable', backend: ctx.storage.kind } });
+    }
     const hosts = await ctx.engines.hosts();
-    return reply.send({ status: 'ready', redis: 'ok', workers: hosts.length });
+    return reply.send({ status: 'ready', redis: 'ok', storage: 'ok', storageBackend: ctx.storage.kind, workers: hosts.length });
   });
 
   app.get('/v1/system', async () => {
