@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toProblem } from '@photoenhance/contracts';
+import { keys } from '@photoenhance/queue';
 import { GatewayConfigSchema, type GatewayConfig } from '../apps/gateway/src/config.js';
 import { BIN, cleanEnv, runCli } from '../apps/cli/test/launch.js';
 import { AdaptiveWindow } from '../apps/cli/src/batch/adaptive-window.js';
@@ -171,7 +172,7 @@ describe('photoenhance batch against a real gateway and worker', () => {
     expect([...final.values()].every((e) => e.state === 'done')).toBe(true);
     expect(ids.size).toBe(made.length);
     const r = redis.client();
-    const jobsOnGateway = (await r.keys('pe:rec:*')).length;
+    const jobsOnGateway = (await r.keys(keys.record('*'))).length;
     expect(jobsOnGateway).toBeGreaterThanOrEqual(made.length);
     expect(jobsOnGateway - made.length).toBeLessThanOrEqual(lostAnswers);
     for (const e of atKill.values()) {
@@ -182,7 +183,7 @@ describe('photoenhance batch against a real gateway and worker', () => {
     const again = await runCli(args.slice(1), { env, timeoutMs: 60_000 });
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ done: made.length, alreadyDone: made.length, submitted: 0 });
-    expect((await r.keys('pe:rec:*')).length).toBe(jobsOnGateway);
+    expect((await r.keys(keys.record('*'))).length).toBe(jobsOnGateway);
   }, 240_000);
 
   it('Ctrl-C stops submitting, saves the manifest and exits 130; the rerun re-attaches to the running jobs', async () => {
@@ -209,13 +210,13 @@ describe('photoenhance batch against a real gateway and worker', () => {
     const unanswered = [...atStop.values()].filter((e) => e.state === 'submitting').length;
 
     const r = redis.client();
-    const before = (await r.keys('pe:rec:*')).length;
+    const before = (await r.keys(keys.record('*'))).length;
     const rerun = await runCli(args.slice(1), { env, timeoutMs: 120_000 });
     expect(rerun.code, rerun.stderr).toBe(0);
     const summary = JSON.parse(rerun.stdout) as Summary;
     expect(summary).toMatchObject({ photos: made.length, done: made.length, reattached: running });
     expect(summary.submitted).toBe(made.length - [...atStop.values()].filter((e) => e.jobId).length);
-    expect((await r.keys('pe:rec:*')).length - before).toBeLessThanOrEqual(summary.submitted);
+    expect((await r.keys(keys.record('*'))).length - before).toBeLessThanOrEqual(summary.submitted);
     expect(unanswered).toBeLessThanOrEqual(summary.submitted);
   }, 240_000);
 

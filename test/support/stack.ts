@@ -16,10 +16,19 @@ export interface RunningGateway extends Gateway {
   close(): Promise<void>;
 }
 
+/**
+ * How the apps reach Redis in a test, as the environment settings they read: `{ REDIS_URL }`, `{ REDIS_SENTINELS,
+ * REDIS_SENTINEL_MASTER }` or `{ REDIS_CLUSTER_NODES }` (the Sentinel and Cluster helpers' `env`).
+ */
+export interface RedisConnectionSpec {
+  env: Record<string, string>;
+}
+
 /** The real gateway, in this process, listening on a free loopback port (tests talk to it over real HTTP). */
-export async function startGateway(redisUrl: string, overrides: Partial<GatewayConfig> = {}, storageDir?: string): Promise<RunningGateway> {
+export async function startGateway(redis: string | RedisConnectionSpec, overrides: Partial<GatewayConfig> = {}, storageDir?: string): Promise<RunningGateway> {
   const dir = storageDir ?? mkdtempSync(join(tmpdir(), 'pe-storage-'));
-  const config = loadGatewayConfig({ env: {}, overrides: { redisUrl, storageDir: dir, port: 0, logLevel: 'warn', ...overrides } });
+  const env = typeof redis === 'string' ? { REDIS_URL: redis } : redis.env;
+  const config = loadGatewayConfig({ env, overrides: { storageDir: dir, port: 0, logLevel: 'warn', ...overrides } });
   const gw = await build({ config, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const address = await gw.app.listen({ host: '127.0.0.1', port: 0 });
   return {
@@ -151,31 +160,45 @@ export function fixtureEngine(name: string, mode: 'resize' | 'sleep' | 'noop' | 
 
 export interface Stack {
   redis: TestRedis;
+  /** The Redis settings both apps were given. */
+  redisEnv: Record<string, string>;
   gw: RunningGateway;
   worker: RunningWorker;
   close(): Promise<void>;
 }
 
+export interface StackOptions {
+  gateway?: Partial<GatewayConfig>;
+  engines: unknown[];
+  workerEnv?: Record<string, string>;
+  /** Connect to this Redis (Sentinel, Cluster, …: anything with the apps' env settings) instead of a private one; the caller stops it. */
+  redis?: RedisConnectionSpec;
+}
+
 /**
- * The whole system for one test file: a private Redis, the gateway in this process, and the worker app as a child
- * process running `engines` (profiles as in a WORKER_CONFIG file), ready to take jobs.
+ * The whole system for one test file: a private Redis (or the one in `opts.redis`), the gateway in this process, and
+ * the worker app as a child process running `engines` (profiles as in a WORKER_CONFIG file), ready to take jobs.
  */
-export async function startStack(opts: { gateway?: Partial<GatewayConfig>; engines: unknown[]; workerEnv?: Record<string, string> }): Promise<Stack> {
-  const redis = await startTestRedis();
-  const gw = await startGateway(redis.url, opts.gateway ?? {});
+export async function startStack(opts: StackOptions & { redis: RedisConnectionSpec }): Promise<Omit<Stack, 'redis'>>;
+export async function startStack(opts: StackOptions): Promise<Stack>;
+export async function startStack(opts: StackOptions): Promise<Stack | Omit<Stack, 'redis'>> {
+  const own = opts.redis ? undefined : await startTestRedis();
+  const redisEnv = opts.redis?.env ?? { REDIS_URL: own!.url };
+  const gw = await startGateway({ env: redisEnv }, opts.gateway ?? {});
   const cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
   const cfg = join(cfgDir, 'worker.json');
   writeFileSync(cfg, JSON.stringify({ engines: opts.engines }));
-  const worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, ...opts.workerEnv });
+  const worker = await startWorker({ ...redisEnv, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, ...opts.workerEnv });
   await worker.waitForLog((r) => r.msg === 'worker ready');
   return {
-    redis,
+    ...(own ? { redis: own } : {}),
+    redisEnv,
     gw,
     worker,
     async close() {
       await worker.stop();
       await gw.close();
-      await redis.close();
+      await own?.close();
       rmSync(cfgDir, { recursive: true, force: true });
     },
   };

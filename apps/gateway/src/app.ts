@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import { pino, type Logger } from 'pino';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { assertNoEviction, createRedis, waitForRedis } from '@photoenhance/queue';
 import { createStorage, type Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
@@ -49,11 +49,11 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   const { config } = opts;
   const logger = opts.logger ?? pino({ name: 'gateway', level: config.logLevel });
   const ownRedis = !opts.redis;
-  const redis = opts.redis ?? createRedis(config.redisUrl, 'fail-fast', 'gateway');
+  const redis = opts.redis ?? createRedis(config.redis, 'fail-fast', 'gateway');
   redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
   if (opts.checkRedis !== false) {
     try {
-      await waitForRedis(redis, 10_000, config.redisUrl);
+      await waitForRedis(redis, 10_000, config.redis);
       await assertNoEviction(redis);
     } catch (err) {
       if (ownRedis) redis.disconnect();
@@ -89,7 +89,7 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   }
   const jobs = new JobService(redis, storage, config);
   const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);
-  const events = new JobEventHub(config.redisUrl);
+  const events = new JobEventHub(config.redis);
   const engineNames = async (): Promise<string[]> => (await engines.list()).map((e) => e.name);
   const admission = new GatewayAdmission(redis, config, engineNames, () => engines.hosts());
   const idempotency = new IdempotencyStore(redis, config.jobTtlSeconds);
@@ -97,7 +97,7 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   const ctx: GatewayContext = { config, redis, storage, jobs, engines, events, logger, redisReady: () => redisReady && redis.status === 'ready', admission, idempotency, batches };
   // Webhooks only when a secret is set (submissions with a webhook are refused otherwise).
   const deliveries = config.webhookSecret
-    ? new WebhookDeliveries({ redisUrl: config.redisUrl, secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate, attempts: config.webhookAttempts, backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, keepSeconds: config.jobTtlSeconds }, logger)
+    ? new WebhookDeliveries({ redis: config.redis, secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate, attempts: config.webhookAttempts, backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, keepSeconds: config.jobTtlSeconds }, logger)
     : undefined;
   const dispatcher = deliveries ? new WebhookDispatcher({ hub: events, jobs, batches, deliveries, logger, engineNames }) : undefined;
 

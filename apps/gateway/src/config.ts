@@ -1,11 +1,22 @@
 import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
 import { parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
+import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
 export const GatewayConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to bind; loopback by default.' }),
   port: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
   publicUrl: Type.Optional(Type.String({ description: 'Base URL used in links (default: relative links).' })),
-  redisUrl: Type.String({ minLength: 1, description: 'redis://host:port, unix:///path or a socket path.' }),
+  redisUrl: Type.Optional(Type.String({ minLength: 1, description: 'One Redis node: redis://host:port, unix:///path or a socket path.' })),
+  // --- Redis behind Sentinel or a Cluster (instead of REDIS_URL); see docs/redis.md ---
+  redisPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the Redis data nodes (Sentinel or Cluster; with REDIS_URL it may sit in the URL instead).' })),
+  redisSentinels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Sentinels as host:port,host:port.' })),
+  redisSentinelMaster: Type.Optional(Type.String({ minLength: 1, description: 'Master name the sentinels monitor.' })),
+  redisSentinelPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the sentinels themselves.' })),
+  redisClusterNodes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Some cluster nodes as host:port,host:port.' })),
+  /** Replicas that must acknowledge a submission before its 202 (WAIT); unset = 1 when the master has a replica, 0 = never wait. */
+  redisWaitReplicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 })),
+  /** How long a submission waits for replicas before answering 503 NOT_REPLICATED. */
+  redisWaitTimeoutMs: Type.Integer({ default: 1000, minimum: 1, maximum: 60_000 }),
   storageDir: Type.String({ default: './var/storage', minLength: 1 }),
   maxUploadBytes: Type.Integer({ default: 50 * 1024 * 1024, minimum: 1024 }),
   maxPixels: Type.Integer({ default: 40_000_000, minimum: 1 }),
@@ -71,13 +82,18 @@ export const GatewayConfigSchema = Type.Object({
   /** At start-up, unfinished uploads older than this are removed (a dead local process's at once). */
   partialUploadMaxAgeSeconds: Type.Integer({ default: 3600, minimum: 1 }),
 });
-export type GatewayConfig = Static<typeof GatewayConfigSchema>;
+export type GatewayConfig = Static<typeof GatewayConfigSchema> & {
+  /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings; every connection uses it. */
+  readonly redis: RedisTarget;
+};
 
 export const GATEWAY_ENV = {
   host: 'HOST',
   port: 'PORT',
   publicUrl: 'PUBLIC_URL',
-  redisUrl: 'REDIS_URL',
+  ...REDIS_ENV,
+  redisWaitReplicas: 'REDIS_WAIT_REPLICAS',
+  redisWaitTimeoutMs: 'REDIS_WAIT_TIMEOUT_MS',
   storageDir: 'STORAGE_DIR',
   maxUploadBytes: 'MAX_UPLOAD_BYTES',
   maxPixels: 'MAX_PIXELS',
@@ -133,7 +149,16 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   const storageProblems = storageSettingProblems(config);
   if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
   if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
-  return config;
+  return Object.freeze({ ...config, redis: opts.overrides?.redis ?? redisTarget(config) });
+}
+
+function redisTarget(settings: Parameters<typeof parseRedisTarget>[0]): RedisTarget {
+  try {
+    return parseRedisTarget(settings);
+  } catch (err) {
+    if (err instanceof RedisConfigError) throw new ConfigError('gateway', err.problems);
+    throw err;
+  }
 }
 
 function parseStorageUrlSafe(c: Pick<GatewayConfig, 'storageUrl' | 'storageDir'>): string | undefined {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Logger } from 'pino';
 import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError, type HostState } from '@photoenhance/contracts';
 import { listHosts } from '@photoenhance/queue';
 

@@ -1,6 +1,6 @@
 import { QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { KEY_PREFIX, queueName, redisOptions } from '@photoenhance/queue';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
+import { KEY_PREFIX, createRedis, keys, queueName, type RedisTarget } from '@photoenhance/queue';
 
 /**
  * `eventId` is the id of the event in the queue's BullMQ event stream (`<ms>-<seq>`): monotonic per engine queue and
@@ -19,7 +19,7 @@ type Listener = (e: JobEvent) => void;
 
 /** Stream key of an engine queue's BullMQ events. */
 export function eventStreamKey(engine: string): string {
-  return `${KEY_PREFIX}:${queueName(engine)}:events`;
+  return keys.queueEvents(engine);
 }
 
 /** Compare two stream ids (`<ms>-<seq>`); -1, 0, 1. */
@@ -75,7 +75,7 @@ export class JobEventHub {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly global = new Set<Listener>();
 
-  constructor(private readonly redisUrl: string) {}
+  constructor(private readonly redis: RedisTarget) {}
 
   subscribe(engine: string, jobId: string, fn: Listener): () => void {
     this.watch(engine);
@@ -123,7 +123,7 @@ export class JobEventHub {
   /** Start following an engine queue's events (idempotent). */
   watch(engine: string): void {
     if (this.streams.has(engine)) return;
-    const qe = new QueueEvents(queueName(engine), { connection: { ...redisOptions(this.redisUrl), maxRetriesPerRequest: null }, prefix: KEY_PREFIX });
+    const qe = new QueueEvents(queueName(engine), { connection: createRedis(this.redis, 'blocking', 'gateway-events', { lazy: true }), prefix: KEY_PREFIX });
     qe.on('error', () => undefined);
     qe.on('active', ({ jobId }, eventId) => this.emit({ type: 'active', jobId, eventId, engine }));
     qe.on('progress', ({ jobId, data }, eventId) => this.emit({ type: 'progress', jobId, progress: typeof data === 'number' ? data : 0, eventId, engine }));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import {
   ApiError,
   decodeJobError,
@@ -10,7 +10,7 @@ import {
   type JobStatus,
   type JobView,
 } from '@photoenhance/contracts';
-import { JobRecords, KEY_PREFIX, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
@@ -43,6 +43,7 @@ const iso = (ms: number | undefined): string | undefined => (ms ? new Date(ms).t
 export class JobService {
   private readonly queues = new Map<string, Queue>();
   readonly records: JobRecords;
+  private readonly replicas: ReplicaWait;
 
   constructor(
     private readonly redis: Redis,
@@ -50,6 +51,7 @@ export class JobService {
     private readonly config: Readonly<GatewayConfig>,
   ) {
     this.records = new JobRecords(redis, config.jobTtlSeconds);
+    this.replicas = new ReplicaWait(redis, { replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs });
   }
 
   queue(engine: string): Queue {
@@ -74,6 +76,22 @@ export class JobService {
       backoffMs: this.config.jobBackoffMs,
       ttlSeconds: this.config.jobTtlSeconds,
     }));
+    await this.confirmDurable(data);
+  }
+
+  /**
+   * A 202 must survive a Redis failover: wait until a replica holds the job (WAIT, when the master has replicas).
+   * When none confirms in time the job is withdrawn and the client told to retry, rather than promised and maybe lost.
+   */
+  private async confirmDurable(data: JobData): Promise<void> {
+    const r = await this.replicas.confirm();
+    if (r.ok) return;
+    await this.queue(data.engine).remove(data.id).catch(() => 0);
+    await this.redis.del(keys.record(data.id)).catch(() => 0);
+    throw new ApiError('NOT_REPLICATED', `${r.acked} of ${r.needed} Redis replica(s) confirmed the job within ${this.config.redisWaitTimeoutMs} ms`, {
+      headers: { 'retry-after': '2' },
+      extensions: { replicasNeeded: r.needed, replicasAcked: r.acked },
+    });
   }
 
   /** The job, or an ApiError (404 unknown, 410 expired). Canceled jobs come back from their tombstone. */

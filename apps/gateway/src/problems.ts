@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, toProblem, type ErrorCode } from '@photoenhance/contracts';
 import { isStorageUnavailable } from '@photoenhance/storage';
+import { isRedisUnavailableError } from '@photoenhance/queue';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -57,8 +58,6 @@ export function storageUnavailable(detail?: string): ApiError {
 }
 
 function isRedisError(err: Error): boolean {
-  const name = err.name ?? '';
-  const msg = err.message ?? '';
-  return name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|ECONNREFUSED|ENOENT.*redis|connect ETIMEDOUT/i.test(msg);
+  return isRedisUnavailableError(err);
 }
 

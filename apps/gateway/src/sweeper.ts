@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { keys } from '@photoenhance/queue';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import type { JobService } from './job-service.js';
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
 import { storageSettingProblems } from '@photoenhance/storage';
+import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
 const ProfileSchema = Type.Object(
   {
@@ -29,7 +30,13 @@ const ProfileSchema = Type.Object(
 export type ProfileInput = Static<typeof ProfileSchema>;
 
 export const WorkerConfigSchema = Type.Object({
-  redisUrl: Type.String({ minLength: 1 }),
+  /** One Redis node; or Sentinel / Cluster below (docs/redis.md). */
+  redisUrl: Type.Optional(Type.String({ minLength: 1 })),
+  redisPassword: Type.Optional(Type.String({ minLength: 1 })),
+  redisSentinels: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  redisSentinelMaster: Type.Optional(Type.String({ minLength: 1 })),
+  redisSentinelPassword: Type.Optional(Type.String({ minLength: 1 })),
+  redisClusterNodes: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   storageDir: Type.String({ default: './var/storage', minLength: 1 }),
   hostId: Type.String({ default: `${hostname()}-${process.pid}`, minLength: 1 }),
   /** Engine profiles (config file): built-ins are overridden field by field; new names add engines. */
@@ -61,10 +68,13 @@ export const WorkerConfigSchema = Type.Object({
   /** A job whose storage is away after its last attempt waits this long and tries again (it is never failed for it). */
   storageRetryMs: Type.Integer({ default: 5000, minimum: 10 }),
 });
-export type WorkerConfig = Static<typeof WorkerConfigSchema>;
+export type WorkerConfig = Static<typeof WorkerConfigSchema> & {
+  /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings. */
+  readonly redis: RedisTarget;
+};
 
 export const WORKER_ENV = {
-  redisUrl: 'REDIS_URL',
+  ...REDIS_ENV,
   storageDir: 'STORAGE_DIR',
   hostId: 'HOST_ID',
   run: 'WORKER_ENGINES',
@@ -102,5 +112,12 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
   const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
   const storageProblems = storageSettingProblems(config);
   if (storageProblems.length) throw new ConfigError('worker', storageProblems.map((p) => `setting ${p}`));
-  return config;
+  let redis: RedisTarget;
+  try {
+    redis = opts.overrides?.redis ?? parseRedisTarget(config);
+  } catch (err) {
+    if (err instanceof RedisConfigError) throw new ConfigError('worker', err.problems);
+    throw err;
+  }
+  return Object.freeze({ ...config, redis });
 }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { pino, type Logger } from 'pino';
 import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
@@ -51,8 +51,8 @@ export class EnhanceWorker {
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
     this.staging = new JobStaging(opts.config);
     this.storage = this.staging.storage;
-    this.redis = createRedis(opts.config.redisUrl, 'blocking', 'worker');
-    this.subscriber = createRedis(opts.config.redisUrl, 'blocking', 'worker-cancel');
+    this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
+    this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
     this.records = new JobRecords(this.redis, 0);
     const c = opts.config;
@@ -73,7 +73,7 @@ export class EnhanceWorker {
 
   async start(): Promise<void> {
     const { config, logger } = this;
-    await waitForRedis(this.redis, 30_000, config.redisUrl);
+    await waitForRedis(this.redis, 30_000, config.redis);
     await assertNoEviction(this.redis);
     // Storage reachable (a wrong bucket, key or endpoint stops the start naming the variable); dead workers' temp folders go.
     const cleaned = await this.staging.start(config.storageCheckTimeoutMs);
@@ -111,7 +111,7 @@ export class EnhanceWorker {
     });
     for (const profile of this.profiles) {
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
-        connection: createRedis(config.redisUrl, 'blocking', `worker-${profile.name}`),
+        connection: createRedis(config.redis, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
         concurrency: profile.poolSize,
         autorun: false,

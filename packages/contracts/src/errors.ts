@@ -30,6 +30,7 @@ export const ERRORS = {
   JOB_EXPIRED: { status: 410, kind: 'http', title: 'Job expired', hint: 'Results are kept for JOB_TTL_SECONDS after they finish; submit the photo again.' },
   ROUTE_NOT_FOUND: { status: 404, kind: 'http', title: 'No such route', hint: 'Check the method and path against the API reference (GET /docs).' },
   REDIS_UNAVAILABLE: { status: 503, kind: 'http', title: 'Queue unavailable', hint: 'The queue store (Redis) cannot be reached; retry after the Retry-After delay. Operators: check REDIS_URL and the Redis server.' },
+  NOT_REPLICATED: { status: 503, kind: 'http', title: 'Not replicated', hint: 'No Redis replica confirmed the job in time, so it was not accepted (a failover could have lost it); retry after the Retry-After delay. Operators: check the replicas (INFO replication) and REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS.' },
   QUEUE_FULL: { status: 503, kind: 'http', title: 'Queue full', hint: 'Too many jobs are waiting; retry after the Retry-After delay.' },
   WORKERS_HOLDING: { status: 503, kind: 'http', title: 'Workers holding', hint: 'Every worker host is holding for memory; retry after the Retry-After delay.' },
   RATE_LIMITED: { status: 429, kind: 'http', title: 'Rate limit exceeded', hint: 'Slow down: retry after the Retry-After delay.' },

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from './redis.js';
 import type { HostState } from '@photoenhance/contracts';
 import { keys } from './names.js';
 

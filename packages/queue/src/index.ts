@@ -2,3 +2,4 @@ export * from './redis.js';
 export * from './names.js';
 export * from './records.js';
 export * from './hosts.js';
+export * from './durability.js';

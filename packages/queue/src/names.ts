@@ -1,8 +1,12 @@
 import type { JobsOptions } from 'bullmq';
 import type { JobOptions } from '@photoenhance/contracts';
 
-/** All our keys live under this prefix (BullMQ's and our own). */
-export const KEY_PREFIX = 'pe';
+/**
+ * All our keys live under this prefix (BullMQ's and our own). The braces are a Redis Cluster hash tag: only "pe" is
+ * hashed, so every key of the project lives in one slot and every MULTI, pipeline, Lua script and multi-key command
+ * (BullMQ's included) stays valid on a cluster. One node, Sentinel and Cluster use the same names.
+ */
+export const KEY_PREFIX = '{pe}';
 
 /** One BullMQ queue per engine, so a host only takes jobs for the engines it runs. */
 export function queueName(engine: string): string {
@@ -29,6 +33,16 @@ export const keys = {
   compatTasks: (owner: string): string => `${KEY_PREFIX}:compat:tasks:${owner}`,
   /** Sweeper lock, so one gateway sweeps at a time. */
   sweepLock: `${KEY_PREFIX}:lock:sweep`,
+  /** BullMQ's own keys of an engine queue start with this (`<base>:wait`, `:events`, …). */
+  queueBase: (engine: string): string => `${KEY_PREFIX}:${queueName(engine)}`,
+  /** BullMQ event stream of an engine queue. */
+  queueEvents: (engine: string): string => `${KEY_PREFIX}:${queueName(engine)}:events`,
+  /** Idempotency claim per (client, key) digest. */
+  idempotency: (digest: string): string => `${KEY_PREFIX}:idem:${digest}`,
+  /** Marks a finished job as counted by one gateway's metrics. */
+  metricsCounted: (jobId: string, finishedOn: number | string): string => `${KEY_PREFIX}:metrics:counted:${jobId}:${finishedOn}`,
+  /** Key prefix of the rate limiter's counters. */
+  rateLimitNamespace: `${KEY_PREFIX}:rl:`,
 };
 
 export const PRIORITY_VALUES: Record<JobOptions['priority'], number | undefined> = { high: 1, normal: undefined, low: 10 };

@@ -90,7 +90,12 @@ export class Launcher {
     }
 
     let redisUrl: string;
-    if (this.s.redisUrl) {
+    // Sentinel or Cluster settings pass through to the apps untouched (they parse them); no private Redis then.
+    const routed = routedRedis(this.s.env);
+    if (routed) {
+      redisUrl = routed;
+      this.say(`using Redis via ${routed}`);
+    } else if (this.s.redisUrl) {
       redisUrl = this.s.redisUrl;
       this.say(`using Redis at REDIS_URL=${redisUrl}`);
       try {
@@ -106,7 +111,7 @@ export class Launcher {
     }
     this.writeState(redisUrl);
 
-    const common = { ...this.s.env, REDIS_URL: redisUrl, STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
+    const common = { ...this.s.env, ...(routed ? {} : { REDIS_URL: redisUrl }), STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
     const tsx = import.meta.resolve('tsx');
     const gateway = await this.spawnApp('gateway', [tsx, join(REPO_ROOT, 'apps/gateway/src/main.ts')], { ...common, HOST: this.s.host, PORT: String(this.s.port) });
     this.writeState(redisUrl);
@@ -127,7 +132,7 @@ export class Launcher {
       }
       const { hosts } = (await res.json()) as { hosts: Array<{ pid?: number }> };
       // With a shared Redis other hosts may be listed: wait for ours. A private Redis holds only ours.
-      const ours = hosts.some((h) => h.pid === worker.pid) || (!this.s.redisUrl && hosts.length >= 1);
+      const ours = hosts.some((h) => h.pid === worker.pid) || (!this.s.redisUrl && !routed && hosts.length >= 1);
       return ours ? true : `${hosts.length} host(s) listed, not yet this worker`;
     });
     this.printReady(Date.now() - t0);
@@ -303,4 +308,11 @@ export function displayHost(host: string): string {
 
 export function resolveStorageDir(env: NodeJS.ProcessEnv, varDir: string): string {
   return env.STORAGE_DIR ? resolve(env.STORAGE_DIR) : join(varDir, 'storage');
+}
+
+/** `REDIS_SENTINELS=…` or `REDIS_CLUSTER_NODES=…` when Redis is reached that way, else undefined. */
+function routedRedis(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.REDIS_SENTINELS) return `REDIS_SENTINELS=${env.REDIS_SENTINELS} (master ${env.REDIS_SENTINEL_MASTER ?? '?'})`;
+  if (env.REDIS_CLUSTER_NODES) return `REDIS_CLUSTER_NODES=${env.REDIS_CLUSTER_NODES}`;
+  return undefined;
 }

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError, type HostState } from '@photoenhance/contracts';
-import { KEY_PREFIX, queueName } from '@photoenhance/queue';
+import { keys } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 
 export interface QueueLoad {
@@ -69,7 +69,7 @@ export class GatewayAdmission {
     const since = now - this.settings.drainWindowMs;
     const p = this.redis.pipeline();
     for (const name of names) {
-      const k = `${KEY_PREFIX}:${queueName(name)}`;
+      const k = keys.queueBase(name);
       p.llen(`${k}:wait`);
       p.llen(`${k}:paused`);
       p.zcard(`${k}:prioritized`);

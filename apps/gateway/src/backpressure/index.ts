@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import { ApiError } from '@photoenhance/contracts';
-import type { Redis } from 'ioredis';
+import { keys, type RedisConnection as Redis } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import { clientIdentity } from '../client-id.js';
 
@@ -23,7 +23,7 @@ export async function registerBackpressure(app: FastifyInstance, config: Readonl
       max: config.rateLimitMax,
       timeWindow: config.rateLimitWindowMs,
       redis,
-      nameSpace: 'pe:rl:',
+      nameSpace: keys.rateLimitNamespace,
       // Redis down: do not turn every request into a 500; the submission path answers 503 by itself.
       skipOnError: true,
       keyGenerator: (req) => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import {
   ApiError,
   BATCH_ID_PATTERN,
@@ -13,7 +13,7 @@ import {
   type JobError,
   type JobStatus,
 } from '@photoenhance/contracts';
-import { KEY_PREFIX, TOMBSTONE_SECONDS, keys, queueName } from '@photoenhance/queue';
+import { TOMBSTONE_SECONDS, keys } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import type { JobService } from '../job-service.js';
 import type { WebhookSpec } from '../webhooks/url-guard.js';
@@ -121,7 +121,7 @@ export class BatchService {
 
   /** Every item's state in two pipelined round trips, whatever the batch size. */
   async itemStates(rec: BatchRecord, items: BatchItemRecord[]): Promise<ItemState[]> {
-    const base = `${KEY_PREFIX}:${queueName(rec.engine)}`;
+    const base = keys.queueBase(rec.engine);
     const p = this.redis.pipeline();
     for (const it of items) {
       if (!it.jobId) continue;

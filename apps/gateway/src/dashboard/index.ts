@@ -25,7 +25,7 @@ export interface Observability {
  * and /metrics. Access control comes from installOperatorAuth (auth/), which must be installed before this.
  */
 export async function registerObservability(app: FastifyInstance, ctx: GatewayContext): Promise<Observability> {
-  const observer = new QueueObserver({ redis: ctx.redis, redisUrl: ctx.config.redisUrl, jobs: ctx.jobs, engines: ctx.engines, logger: ctx.logger, sampleMs: ctx.config.dashboardSampleMs });
+  const observer = new QueueObserver({ redis: ctx.redis, target: ctx.config.redis, jobs: ctx.jobs, engines: ctx.engines, logger: ctx.logger, sampleMs: ctx.config.dashboardSampleMs });
   const stream = new DashboardStream(observer);
   const metrics = new GatewayMetrics({ observer, sseClients: () => ({ job: ctx.events.clientCount(), dashboard: stream.count() }) });
 

@@ -1,8 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError } from '@photoenhance/contracts';
-import { KEY_PREFIX } from '@photoenhance/queue';
+import { keys } from '@photoenhance/queue';
 
 /**
  * Idempotency-Key on submissions (POST /v1/jobs, POST /v1/batches; IETF draft semantics):
@@ -69,7 +69,7 @@ export class IdempotencyStore {
   ) {}
 
   private key(scope: string, key: string): string {
-    return `${KEY_PREFIX}:idem:${createHash('sha256').update(`${scope}\n${key}`).digest('hex')}`;
+    return keys.idempotency(createHash('sha256').update(`${scope}\n${key}`).digest('hex'));
   }
 
   /** Claim `key` for a new submission with id `id`, or answer with what an earlier one decided. */

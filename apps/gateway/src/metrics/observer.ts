@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { QueueEvents, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Logger } from 'pino';
 import { QUEUE_STATES, decodeJobError, type HostEvent, type HostState, type JobChange, type JobData, type JobResult, type QueueSnapshot, type QueueState, type Sample } from '@photoenhance/contracts';
 
 export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type QueueState, type Sample };
-import { KEY_PREFIX, queueName, redisOptions } from '@photoenhance/queue';
+import { KEY_PREFIX, createRedis, keys, queueName, type RedisTarget } from '@photoenhance/queue';
 import type { EngineDirectory } from '../engine-directory.js';
 import type { JobService } from '../job-service.js';
 
@@ -61,7 +61,7 @@ export class QueueObserver extends EventEmitter {
   constructor(
     private readonly opts: {
       redis: Redis;
-      redisUrl: string;
+      target: RedisTarget;
       jobs: JobService;
       engines: EngineDirectory;
       logger: Logger;
@@ -208,7 +208,7 @@ export class QueueObserver extends EventEmitter {
 
   private watch(engine: string): void {
     if (this.streams.has(engine) || this.closed) return;
-    const qe = new QueueEvents(queueName(engine), { connection: { ...redisOptions(this.opts.redisUrl), maxRetriesPerRequest: null }, prefix: KEY_PREFIX });
+    const qe = new QueueEvents(queueName(engine), { connection: createRedis(this.opts.target, 'blocking', 'gateway-metrics', { lazy: true }), prefix: KEY_PREFIX });
     qe.on('error', () => undefined);
     const change = (event: JobChange['event']) => ({ jobId }: { jobId: string }) => this.emit('job', { engine, jobId, event } satisfies JobChange);
     qe.on('waiting', change('waiting'));
@@ -249,7 +249,7 @@ export class QueueObserver extends EventEmitter {
   /** Every gateway sees every queue event; one of them (the first to set this key) counts it in its metrics. */
   private async claim(jobId: string, finishedOn: number): Promise<boolean> {
     try {
-      const ok = await this.opts.redis.set(`${KEY_PREFIX}:metrics:counted:${jobId}:${finishedOn}`, '1', 'EX', 3600, 'NX');
+      const ok = await this.opts.redis.set(keys.metricsCounted(jobId, finishedOn), '1', 'EX', 3600, 'NX');
       return ok === 'OK';
     } catch {
       return true;

@@ -4,7 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { WEBHOOK_HEADERS, type WebhookPayload } from '@photoenhance/contracts';
-import { KEY_PREFIX, redisOptions } from '@photoenhance/queue';
+import { KEY_PREFIX, createRedis, type RedisConnection, type RedisTarget } from '@photoenhance/queue';
 import { assertDeliverable, guardedLookup } from './url-guard.js';
 
 export const WEBHOOK_QUEUE = 'webhooks';
@@ -15,7 +15,7 @@ export interface DeliveryData {
 }
 
 export interface DeliverySettings {
-  redisUrl: string;
+  redis: RedisTarget;
   secret: string;
   allowPrivate: boolean;
   attempts: number;
@@ -53,19 +53,21 @@ function post(url: URL, body: string, headers: Record<string, string>, s: Delive
 export class WebhookDeliveries {
   readonly queue: Queue<DeliveryData>;
   private worker: Worker<DeliveryData> | undefined;
+  /** BullMQ does not close connections it was handed: close() does. */
+  private readonly connections: RedisConnection[] = [];
 
   constructor(
     private readonly s: DeliverySettings,
     private readonly logger: Logger,
   ) {
-    const connection = { ...redisOptions(s.redisUrl), maxRetriesPerRequest: null };
+    const connection = this.connect('gateway-webhooks');
     this.queue = new Queue<DeliveryData>(WEBHOOK_QUEUE, { connection, prefix: KEY_PREFIX });
     this.queue.on('error', () => undefined);
   }
 
   start(): void {
     if (this.worker) return;
-    const connection = { ...redisOptions(this.s.redisUrl), maxRetriesPerRequest: null };
+    const connection = this.connect('gateway-webhook-worker');
     this.worker = new Worker<DeliveryData>(WEBHOOK_QUEUE, (job) => this.deliver(job), { connection, prefix: KEY_PREFIX, concurrency: 8 });
     this.worker.on('error', () => undefined);
     this.worker.on('failed', (job, err) => {
@@ -100,5 +102,13 @@ export class WebhookDeliveries {
   async close(): Promise<void> {
     await this.worker?.close().catch(() => undefined);
     await this.queue.close().catch(() => undefined);
+    for (const c of this.connections.splice(0)) c.disconnect();
+  }
+
+  private connect(name: string): RedisConnection {
+    const c = createRedis(this.s.redis, 'blocking', name);
+    c.on('error', () => undefined);
+    this.connections.push(c);
+    return c;
   }
 }
