@@ -86,6 +86,9 @@ describe.skipIf(!!why)('multi-host: 2 gateways, 3 worker hosts, Redis Sentinel, 
       storage: 's3',
       engines: [fixtureEngine('fast', 'sleep', FAST_MS), fixtureEngine('slow', 'sleep', SLOW_MS), fixtureEngine('mid', 'sleep', MID_MS)],
       gatewayEnv: { KNOWN_ENGINES: 'fast,slow,mid', DEFAULT_ENGINE: 'fast', JOB_ATTEMPTS: '6', JOB_BACKOFF_MS: '1000', LOG_LEVEL: 'warn' },
+      // Short job locks so a cut-off host's job comes back in seconds (worker settings from the recovery work; without
+      // them BullMQ's 30 s defaults apply and scenario 2 takes about a minute).
+      workerEnv: { LOCK_DURATION_MS: '5000', STALLED_INTERVAL_MS: '1000' },
     });
     // Every worker host is live as seen from either gateway.
     for (const gw of mh.gateways) await waitFor(`${gw.url} to list three worker hosts`, async () => (await hostIds(gw.url)).length === 3, 60_000);
@@ -142,7 +145,7 @@ describe.skipIf(!!why)('multi-host: 2 gateways, 3 worker hosts, Redis Sentinel, 
     const cutAt = Date.now();
     w1!.host.linkDown();
     try {
-      // BullMQ's stalled-job checker on the other hosts moves w1's job back once its lock expires (30 s by default).
+      // BullMQ's stalled-job checker on the other hosts moves w1's job back once its lock expires (LOCK_DURATION_MS).
       const views = await settle(mh.gateways[0]!.url, s.accepted, 120_000);
       figures.takeoverSeconds = Number(((Date.now() - cutAt) / 1000).toFixed(1));
       expect(countBy(views, (v) => v.status)).toEqual({ completed: 3 });
