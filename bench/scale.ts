@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import type { Row } from './spine.js';
 import { fixtureEngine } from '../test/support/stack.js';
-import { appSupport, netnsUnavailable, startMultiHost, type MultiHost, type RoleHost } from '../test/support/netns.js';
+import { netnsUnavailable, startMultiHost, type MultiHost, type RoleHost } from '../test/support/netns.js';
 
 const SECTION = 'scale (network namespaces)';
 /** The gateway listens on a non-loopback address, so operator calls (admission override) need a token. */
@@ -21,7 +21,6 @@ const OPERATOR_TOKEN = 'scale-bench-operator-token-0123456789abcdef';
 export async function benchScale(opts: { quick: boolean }): Promise<Row[]> {
   const why = netnsUnavailable();
   if (why) return [{ section: SECTION, metric: 'skipped', value: 0, unit: '', note: why }];
-  const support = appSupport();
   // SCALE_PARTS=throughput,failover,rss runs some parts only (all by default).
   const parts = new Set((process.env.SCALE_PARTS ?? 'throughput,failover,rss').split(','));
   const rows: Row[] = [];
@@ -29,16 +28,10 @@ export async function benchScale(opts: { quick: boolean }): Promise<Row[]> {
     // Both storages: one folder shows the queue's own scaling; S3 adds the object-store traffic (on one small machine
     // the s3rver process competes with the workers for the same cores).
     rows.push(...(await throughput(opts.quick ? 30 : 100, false)));
-    if (support.s3) rows.push(...(await throughput(opts.quick ? 30 : 100, true)));
+    rows.push(...(await throughput(opts.quick ? 30 : 100, true)));
   }
-  if (parts.has('failover')) {
-    if (support.sentinel) rows.push(...(await failover(opts.quick)));
-    else rows.push({ section: SECTION, metric: 'failover', value: 0, unit: '', note: 'skipped: the apps do not read REDIS_SENTINELS yet' });
-  }
-  if (parts.has('rss')) {
-    if (support.s3) rows.push(...(await uploadRss('s3')), ...(await uploadRss('shared-dir')));
-    else rows.push({ section: SECTION, metric: 'gateway RSS, 50 MiB upload to S3', value: 0, unit: '', note: 'skipped: the apps do not read STORAGE_URL yet' });
-  }
+  if (parts.has('failover')) rows.push(...(await failover(opts.quick)));
+  if (parts.has('rss')) rows.push(...(await uploadRss('s3')), ...(await uploadRss('shared-dir')));
   return rows;
 }
 
@@ -102,7 +95,7 @@ async function failover(quick: boolean): Promise<Row[]> {
     gateways: 1,
     workers: 2,
     redis: 'sentinel',
-    storage: appSupport().s3 ? 's3' : 'shared-dir',
+    storage: 's3',
     engines: [fixtureEngine('fixed100', 'sleep', 100)],
     gatewayEnv: { KNOWN_ENGINES: 'fixed100', DEFAULT_ENGINE: 'fixed100', LOG_LEVEL: 'warn', JOB_ATTEMPTS: '6', JOB_BACKOFF_MS: '1000' },
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smallPhoto } from './support/images.js';
 import { fixtureEngine } from './support/stack.js';
 import { spawn, spawnSync } from 'node:child_process';
-import { appSupport, cleanStale, createNetwork, execOn, linkExists, namespaceExists, netnsUnavailable, NS_PREFIX, startMultiHost, type MultiHost, type RoleHost } from './support/netns.js';
+import { cleanStale, createNetwork, execOn, linkExists, namespaceExists, netnsUnavailable, NS_PREFIX, startMultiHost, type MultiHost, type RoleHost } from './support/netns.js';
 
 /**
  * Many hosts, really separate on the network: every component in its own network namespace on a private test subnet
@@ -14,10 +14,7 @@ import { appSupport, cleanStale, createNetwork, execOn, linkExists, namespaceExi
  */
 
 const noNetns = netnsUnavailable();
-const support = appSupport();
-// Until both are merged from their branches the suite says so instead of failing on a half system.
-const why = noNetns ?? (support.sentinel && support.s3 ? undefined : `the apps do not read ${[support.sentinel ? '' : 'REDIS_SENTINELS', support.s3 ? '' : 'STORAGE_URL'].filter(Boolean).join(' and ')} yet`);
-if (why) console.warn(`multihost suite skipped: ${why}`);
+if (noNetns) console.warn(`multihost suite skipped: ${noNetns}`);
 
 describe.skipIf(!!noNetns)('the test network itself (namespaces, veth, bridge on a private subnet)', () => {
   it('hosts reach each other on the test subnet, a cut link isolates a host, and close() removes everything', async () => {
@@ -72,7 +69,7 @@ interface Submitted {
   refused: Array<{ status: number; code?: string }>;
 }
 
-describe.skipIf(!!why)('multi-host: 2 gateways, 3 worker hosts, Redis Sentinel, S3 storage, each on its own network host', () => {
+describe.skipIf(!!noNetns)('multi-host: 2 gateways, 3 worker hosts, Redis Sentinel, S3 storage, each on its own network host', () => {
   let mh: MultiHost;
   let photo: Buffer;
   const figures: Record<string, number | string> = {};

@@ -1,6 +1,4 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 /**
@@ -499,20 +497,4 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
     await close().catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * Whether the apps read REDIS_SENTINELS and STORAGE_URL (built on other branches of this wave): the multi-host suite
- * and the scale bench need them. A source check, so it costs nothing; remove once everything is merged.
- */
-export function appSupport(): { sentinel: boolean; s3: boolean } {
-  const root = new URL('../../', import.meta.url).pathname;
-  const sources = ['apps/gateway/src', 'apps/worker/src', 'packages/queue/src', 'packages/storage/src', 'packages/config/src'].flatMap((d) => {
-    try {
-      return readdirSync(join(root, d), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(root, d, f), 'utf8'));
-    } catch {
-      return [];
-    }
-  });
-  return { sentinel: sources.some((t) => t.includes('REDIS_SENTINELS')), s3: sources.some((t) => t.includes('STORAGE_URL')) };
 }
