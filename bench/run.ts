@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchBatch } from './batch.js';
 import { benchChaos } from './chaos.js';
+import { benchScale } from './scale.js';
 import { benchEngines } from './engines.js';
 import { benchQuality } from './quality.js';
 import { benchSpine, type Row } from './spine.js';
@@ -32,6 +33,8 @@ if (want('batch')) rows.push(...(await benchBatch({ jobs: quick ? 60 : 200 })));
 // Output quality against ground truth (bench/quality.ts); heavy (ESRGAN on CPU): runs only when named.
 if (only.includes('quality')) rows.push(...(await benchQuality({ quick })));
 if (want('chaos')) rows.push(...(await benchChaos({ quick })));
+// Root only (network namespaces); `npm run bench -- scale` runs it alone.
+if (want('scale')) rows.push(...(await benchScale({ quick })));
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 console.log('');

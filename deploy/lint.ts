@@ -468,8 +468,8 @@ export function checkPhotoenhanceUnit(text: string, role: 'gateway' | 'worker'):
   need('NoNewPrivileges', yes, 'must be yes');
   need('PrivateTmp', yes, 'must be yes');
   need('User', (v) => v === 'photoenhance', 'run as the photoenhance user');
-  need('WorkingDirectory', (v) => v.startsWith('/'), 'node resolves "--import tsx" from here');
-  need('ExecStart', (v) => /^\/\S*node --import tsx \/\S+\/apps\/(gateway|worker)\/src\/main\.ts$/.test(v), 'absolute node path, --import tsx, absolute entry file');
+  need('WorkingDirectory', (v) => v.startsWith('/'), 'the checkout: relative paths in the environment resolve from here');
+  need('ExecStart', (v) => new RegExp(`^/\\S*node /\\S+/apps/cli/bin/photoenhance\\.js ${role}$`).test(v), `absolute node path, then the absolute path of apps/cli/bin/photoenhance.js and the role command "${role}"`);
   need('Restart', (v) => v === 'on-failure' || v === 'always', 'restart after a crash');
   const max = systemdBytes(s.get('Service.MemoryMax') ?? '');
   const high = systemdBytes(s.get('Service.MemoryHigh') ?? '');

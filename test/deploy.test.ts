@@ -35,7 +35,7 @@ After=redis-server.service
 [Service]
 User=photoenhance
 WorkingDirectory=/opt/photoenhance
-ExecStart=/usr/bin/node --import tsx /opt/photoenhance/apps/worker/src/main.ts
+ExecStart=/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js worker
 Restart=on-failure
 KillMode=mixed
 TimeoutStopSec=2min
@@ -82,7 +82,7 @@ describe('deploy files', () => {
     expect(s.get('Service.Restart')).toBe('on-failure');
     expect(s.get('Service.OOMPolicy')).toBe('continue');
     expect(s.get('Service.User')).toBe('photoenhance');
-    expect(s.get('Service.ExecStart')).toBe('/usr/bin/node --import tsx /opt/photoenhance/apps/worker/src/main.ts');
+    expect(s.get('Service.ExecStart')).toBe('/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js worker');
   });
 
   it('the worker MemoryMax is N engines x 8 GiB + headroom, with the arithmetic on a comment line of its own', () => {
@@ -109,7 +109,38 @@ describe('deploy files', () => {
   it('the gateway unit has the same limits and hardening', () => {
     const s = unitSettings(read('systemd/photoenhance-gateway.service'));
     for (const k of ['MemoryMax', 'MemoryHigh', 'CPUQuota', 'TasksMax', 'LimitNOFILE', 'NoNewPrivileges', 'PrivateTmp']) expect(s.has(`Service.${k}`), k).toBe(true);
-    expect(s.get('Service.ExecStart')).toBe('/usr/bin/node --import tsx /opt/photoenhance/apps/gateway/src/main.ts');
+    expect(s.get('Service.ExecStart')).toBe('/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js gateway');
+  });
+
+  it('every unit and program runs a role command, and that command really runs from this checkout (exit 78 naming REDIS_URL without it)', () => {
+    const commands = [
+      ['gateway', unitSettings(read('systemd/photoenhance-gateway.service')).get('Service.ExecStart')!],
+      ['worker', unitSettings(read('systemd/photoenhance-worker.service')).get('Service.ExecStart')!],
+      ...parseSupervisor(read('supervisor/photoenhance.conf')).sections.map((sec) => [sec.name.replace('program:photoenhance-', ''), sec.entries.find((e) => e.key === 'command')!.value]),
+    ];
+    expect(commands).toHaveLength(4);
+    for (const [role, command] of commands) {
+      const argv = command!.split(' ');
+      expect(argv, command).toEqual(['/usr/bin/node', '/opt/photoenhance/apps/cli/bin/photoenhance.js', role]);
+      // Run what the service manager would run, with this checkout in place of /opt/photoenhance and no Redis configured.
+      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn' };
+      const r = spawnSync(process.execPath, [argv[1]!.replace('/opt/photoenhance', root), argv[2]!], { env, encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, `${command}\n${r.stderr}`).toBe(78);
+      expect(r.stderr).toMatch(/REDIS_URL/);
+    }
+  }, 120_000);
+
+  it('the lint rejects a unit that starts the wrong role or an app entry file directly', () => {
+    const wrongRole = GOOD_WORKER.replace('photoenhance.js worker', 'photoenhance.js gateway');
+    expect(messages(checkPhotoenhanceUnit(wrongRole, 'worker')).join()).toMatch(/ExecStart=.*role command "worker"/);
+    const direct = GOOD_WORKER.replace('/opt/photoenhance/apps/cli/bin/photoenhance.js worker', '--import tsx /opt/photoenhance/apps/worker/src/main.ts');
+    expect(messages(checkPhotoenhanceUnit(direct, 'worker')).join()).toMatch(/ExecStart=/);
+  });
+
+  it('a configuration error (exit 78) does not restart-loop under systemd', () => {
+    for (const unit of ['systemd/photoenhance-gateway.service', 'systemd/photoenhance-worker.service']) {
+      expect(unitSettings(read(unit)).get('Service.RestartPreventExitStatus'), unit).toBe('78');
+    }
   });
 
   it('the env file names what both apps need', () => {
@@ -329,8 +360,8 @@ print(json.dumps({p.name: {'command': p.command, 'stopasgroup': p.stopasgroup, '
       const r = spawnSync('/usr/bin/python3', ['-c', script, dir], { input: read('supervisor/photoenhance.conf'), encoding: 'utf8', timeout: 30_000 });
       expect(r.status, r.stderr).toBe(0);
       const parsed = JSON.parse(r.stdout) as Record<string, { command: string; stopasgroup: boolean; killasgroup: boolean; stopwaitsecs: number }>;
-      expect(parsed['photoenhance-worker']).toEqual({ command: '/usr/bin/node --import tsx /opt/photoenhance/apps/worker/src/main.ts', stopasgroup: true, killasgroup: true, stopwaitsecs: 120 });
-      expect(parsed['photoenhance-gateway']?.command).toBe('/usr/bin/node --import tsx /opt/photoenhance/apps/gateway/src/main.ts');
+      expect(parsed['photoenhance-worker']).toEqual({ command: '/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js worker', stopasgroup: true, killasgroup: true, stopwaitsecs: 120 });
+      expect(parsed['photoenhance-gateway']?.command).toBe('/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js gateway');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

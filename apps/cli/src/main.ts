@@ -6,6 +6,8 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerStart } from './commands/start.js';
 import { registerBatch } from './commands/batch.js';
 import { registerWatch } from './commands/watch.js';
+import { registerGateway } from './commands/gateway.js';
+import { registerWorker } from './commands/worker.js';
 
 /**
  * `photoenhance`: one file per command under commands/, each exporting `register<Name>(program)`.
@@ -17,6 +19,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerStart(program);
+  registerGateway(program);
+  registerWorker(program);
   registerEnhance(program);
   registerStatus(program);
   registerDoctor(program);
