@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
+import { encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
@@ -188,16 +188,22 @@ export class EnhanceWorker {
 
   /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
   private async control(raw: string): Promise<void> {
-    let msg: ControlMessage;
-    try {
-      msg = JSON.parse(raw) as ControlMessage;
-    } catch {
+    const parsed = parseControlMessage(raw);
+    if (!parsed.ok) {
+      // Anyone with Redis access can publish here: a bad command is reported, never allowed to stop the worker.
+      this.logger.warn({ problem: parsed.problem, received: raw.slice(0, 500) }, 'ignored an invalid operator control message');
       return;
     }
+    const msg = parsed.message;
     if (msg.hostId !== '*' && msg.hostId !== this.config.hostId) return;
     if (msg.type === 'admission') {
-      const state = await this.governor.setAdmission(msg.admission);
-      this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+      try {
+        const state = await this.governor.setAdmission(msg.admission);
+        this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+      } catch (err) {
+        this.logger.warn({ err, admission: msg.admission }, 'ignored an operator control message the governor refused');
+        return;
+      }
       await this.publish();
     }
   }
