@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseBytes, parseDuration } from '@photoenhance/config';
+import { DEFAULT_MEMORY_LIMIT_BYTES, defaultProfile } from '@photoenhance/governor';
 import { loadGatewayConfig } from '../apps/gateway/src/config.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
 import { resolveProfiles } from '../apps/worker/src/resolve-profiles.js';
@@ -61,6 +62,13 @@ describe('worker config and engine profiles', () => {
     const [classic] = resolveProfiles(c);
     expect(classic).toMatchObject({ name: 'classic', kind: 'resident', poolSize: 1 });
     expect(classic!.command[0]).toBe(process.execPath);
+  });
+
+  it('built-in engines and bare profiles share the one memory-limit default, 8 GiB (it was 2 GiB for built-ins)', () => {
+    expect(DEFAULT_MEMORY_LIMIT_BYTES).toBe(8 * 1024 ** 3);
+    const profiles = resolveProfiles(loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_ENGINES: 'classic,esrgan,portrait' } }));
+    expect(profiles.map((p) => p.memoryLimitBytes)).toEqual([DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES]);
+    expect(defaultProfile({ name: 'x', command: ['x'] }).memoryLimitBytes).toBe(DEFAULT_MEMORY_LIMIT_BYTES);
   });
 
   it('says which engine is unknown and how to add it', () => {
