@@ -3,7 +3,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
-import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
+import { EngineJobError, Governor, recycleEvent, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import {
@@ -118,20 +118,7 @@ export class EnhanceWorker {
       void this.publish();
     });
     this.governor.on('recycle', (info) => {
-      const f = info.figures;
-      const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
-      const peak = num(f.peakBytes) ?? num(f.rssBytes);
-      const limit = num(f.limitBytes);
-      const detail = [typeof f.exit === 'string' ? f.exit : undefined, typeof f.enforcedBy === 'string' ? `enforced by ${f.enforcedBy}` : undefined].filter(Boolean).join('; ');
-      this.recycleEvents.push({
-        at: Date.now(),
-        profile: info.profile,
-        reason: info.reason,
-        ...(info.pid !== undefined ? { pid: info.pid } : {}),
-        ...(detail ? { detail } : {}),
-        ...(peak !== undefined ? { rssBytes: peak } : {}),
-        ...(limit !== undefined ? { limitBytes: limit } : {}),
-      });
+      this.recycleEvents.push(recycleEvent(info));
       if (this.recycleEvents.length > MAX_RECYCLE_EVENTS) this.recycleEvents.splice(0, this.recycleEvents.length - MAX_RECYCLE_EVENTS);
       void this.publish();
     });
