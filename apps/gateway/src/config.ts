@@ -181,6 +181,9 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   if (badHosts.length) {
     throw new ConfigError('gateway', [`setting ALLOWED_HOSTS must list host names (photos.example.com), domains (.example.com) or *; received ${JSON.stringify(badHosts)}`]);
   }
+  const storageProblems = storageSettingProblems(config);
+  if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
+  if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
   return withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
 }
 
@@ -211,10 +214,6 @@ function withKeyFile(config: Readonly<GatewayConfig>, envLabel: string): Readonl
   if (problems.length) throw new ConfigError('gateway', problems);
   if (all.length === config.apiKeys.length) return config;
   return Object.freeze({ ...config, apiKeys: Object.freeze(all) as string[] });
-  const storageProblems = storageSettingProblems(config);
-  if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
-  if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
-  return config;
 }
 
 function parseStorageUrlSafe(c: Pick<GatewayConfig, 'storageUrl' | 'storageDir'>): string | undefined {
