@@ -116,6 +116,12 @@ describe('sizes and durations (one Bytes/Duration type, parsed once at load)', (
     expect(problems(() => loadGatewayConfig({ env: { REDIS_URL: '/r.sock', MAX_UPLOAD_BYTES: 'big' } })).join('\n')).toContain('MAX_UPLOAD_BYTES (environment) must be a size such as');
   });
 
+  it('the admission settings have the bounds of the operator control message schema', () => {
+    const p = problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MAX_USED_RATIO: '5', ADMISSION_MAX_PRESSURE: '101' } })).join('\n');
+    expect(p).toContain('ADMISSION_MAX_USED_RATIO (environment) must be a number <= 1');
+    expect(p).toContain('ADMISSION_MAX_PRESSURE (environment) must be a number >= 0 and <= 100');
+  });
+
   it('the worker process exits 78 naming the setting and the value (it used to crash with "received null")', async () => {
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = execFile(process.execPath, ['--import', 'tsx', 'apps/worker/src/main.ts'], { env: { ...process.env, REDIS_URL: '/nonexistent/r.sock', ADMISSION_MIN_AVAILABLE: '4 gigs' }, timeout: 30_000 }, (_err, _out, stderr) => resolve({ code: child.exitCode, stderr }));

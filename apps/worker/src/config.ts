@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { Bytes, ConfigError, Duration, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
+import { ADMISSION_BOUNDS } from '@photoenhance/contracts';
 import { storageSettingProblems } from '@photoenhance/storage';
 
 const ProfileSchema = Type.Object(
@@ -42,9 +43,9 @@ export const WorkerConfigSchema = Type.Object({
   /** Which engines this host runs (profile names). Default: those in `engines`, or `classic` when there are none. */
   run: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
   heartbeatMs: Duration({ default: 2000, minimum: 100 }),
-  admissionMinAvailable: Type.Optional(Bytes({ minimum: 0 })),
-  admissionMaxUsedRatio: Type.Number({ default: 0.8, exclusiveMinimum: 0, maximum: 1 }),
-  admissionMaxPressure: Type.Number({ default: 10, minimum: 0, maximum: 100 }),
+  admissionMinAvailable: Type.Optional(Bytes(ADMISSION_BOUNDS.minAvailableBytes)),
+  admissionMaxUsedRatio: Type.Number({ default: 0.8, ...ADMISSION_BOUNDS.maxUsedRatio }),
+  admissionMaxPressure: Type.Number({ default: 10, ...ADMISSION_BOUNDS.maxPressureSome10 }),
   admissionCheckMs: Duration({ default: 1000, minimum: 50 }),
   /** A job fetched while holding goes back to the queue (for other hosts) after this delay. */
   holdRequeueMs: Duration({ default: 1000, minimum: 10 }),

@@ -6,11 +6,18 @@ import { Value } from '@sinclair/typebox/value';
  * PUT /v1/system/hosts/:hostId/admission and by the worker to validate what arrives on the channel (anyone with Redis
  * access can publish there, so the worker does not trust the gateway to have checked).
  */
+/** The admission thresholds' bounds, shared by this schema and the worker's start-up settings (ADMISSION_*). */
+export const ADMISSION_BOUNDS = {
+  minAvailableBytes: { minimum: 0 },
+  maxUsedRatio: { exclusiveMinimum: 0, maximum: 1 },
+  maxPressureSome10: { minimum: 0, maximum: 100 },
+} as const;
+
 export const AdmissionOverrideSchema = Type.Object(
   {
-    minAvailableBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'Hold while available memory is below this many bytes.' })),
-    maxUsedRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Hold while the used share of memory is above this.' })),
-    maxPressureSome10: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'Hold while PSI memory some avg10 is above this.' })),
+    minAvailableBytes: Type.Optional(Type.Integer({ ...ADMISSION_BOUNDS.minAvailableBytes, description: 'Hold while available memory is below this many bytes.' })),
+    maxUsedRatio: Type.Optional(Type.Number({ ...ADMISSION_BOUNDS.maxUsedRatio, description: 'Hold while the used share of memory is above this.' })),
+    maxPressureSome10: Type.Optional(Type.Number({ ...ADMISSION_BOUNDS.maxPressureSome10, description: 'Hold while PSI memory some avg10 is above this.' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );
