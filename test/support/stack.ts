@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { build, type Gateway } from '../../apps/gateway/src/app.js';
 import { loadGatewayConfig, type GatewayConfig } from '../../apps/gateway/src/config.js';
+import { until } from './poll.js';
 import { startTestRedis, type TestRedis } from './redis.js';
 import { startTestS3, type TestS3 } from './s3.js';
 
@@ -116,21 +117,7 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
   };
 }
 
-/** Poll `fn` until it returns a truthy value, or fail with `what` after the deadline. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null> | T | undefined | false | null, timeoutMs = 30_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { poll, until } from './poll.js';
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });

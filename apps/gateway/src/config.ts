@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
+import { Bytes, ConfigError, Duration, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
 import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
 import { hostName } from './auth/hosts.js';
 import { parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
@@ -21,35 +21,35 @@ export const GatewayConfigSchema = Type.Object({
   /** How long a submission waits for replicas before answering 503 NOT_REPLICATED. */
   redisWaitTimeoutMs: Type.Integer({ default: 1000, minimum: 1, maximum: 60_000 }),
   storageDir: Type.String({ default: './var/storage', minLength: 1 }),
-  maxUploadBytes: Type.Integer({ default: 50 * 1024 * 1024, minimum: 1024 }),
+  maxUploadBytes: Bytes({ default: 50 * 1024 * 1024, minimum: 1024 }),
   maxPixels: Type.Integer({ default: 40_000_000, minimum: 1 }),
   defaultEngine: Type.String({ default: 'classic', minLength: 1 }),
   /** Engines accepted even when no live worker offers them right now (jobs wait for a worker). */
   knownEngines: Type.Array(Type.String(), { default: ['classic'] }),
   jobAttempts: Type.Integer({ default: 3, minimum: 1, maximum: 50 }),
-  jobBackoffMs: Type.Integer({ default: 2000, minimum: 0 }),
+  jobBackoffMs: Duration({ default: 2000, minimum: 0 }),
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
-  sweepIntervalMs: Type.Integer({ default: 60_000, minimum: 100 }),
+  sweepIntervalMs: Duration({ default: 60_000, minimum: 100 }),
   logLevel: LogLevelSchema,
   /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
   dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
   bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
-  dashboardSampleMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000, description: 'Dashboard sampling period (charts keep one hour).' }),
+  dashboardSampleMs: Duration({ default: 5000, minimum: 100, maximum: 60_000, description: 'Dashboard sampling period (charts keep one hour).' }),
   dashboardDir: Type.Optional(Type.String({ minLength: 1, description: 'Built dashboard assets (default apps/dashboard/dist).' })),
   // --- backpressure (issue 6) ---
   /** Submissions answer 503 QUEUE_FULL while this many jobs wait (waiting + prioritized + delayed, all engines). */
   maxQueuedJobs: Type.Integer({ default: 1000, minimum: 1 }),
   /** Submissions answer 503 WORKERS_HOLDING once every live worker host has held for memory this long. */
-  holdingGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
+  holdingGraceMs: Duration({ default: 30_000, minimum: 0 }),
   /** How long the queue depth and drain rate are cached (keeps the submission path cheap). */
-  queueDepthCacheMs: Type.Integer({ default: 250, minimum: 0 }),
+  queueDepthCacheMs: Duration({ default: 250, minimum: 0 }),
   /** Window over which finished jobs are counted to measure the drain rate for Retry-After. */
-  drainWindowMs: Type.Integer({ default: 60_000, minimum: 1000 }),
+  drainWindowMs: Duration({ default: 60_000, minimum: 1000 }),
   retryAfterMinSeconds: Type.Integer({ default: 1, minimum: 1 }),
   retryAfterMaxSeconds: Type.Integer({ default: 300, minimum: 1 }),
   /** Requests per client per window (by API key when keys are configured, else by address); 0 turns rate limiting off. */
   rateLimitMax: Type.Integer({ default: 0, minimum: 0 }),
-  rateLimitWindowMs: Type.Integer({ default: 60_000, minimum: 100 }),
+  rateLimitWindowMs: Duration({ default: 60_000, minimum: 100 }),
   /**
    * API keys clients send as `Authorization: Bearer <secret>` or `X-API-Key`; entries are `secret` or `name:secret` (logs
    * show the name). Set, they are required on every job, batch and compat route and jobs belong to their key
@@ -61,25 +61,25 @@ export const GatewayConfigSchema = Type.Object({
   /** Host names served besides loopback names, IP addresses, HOST and PUBLIC_URL's host (`.example.com` = its subdomains, `*` = any). */
   allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
-  maxEventLoopDelayMs: Type.Integer({ default: 1000, minimum: 0 }),
-  maxHeapUsedBytes: Type.Integer({ default: 0, minimum: 0 }),
+  maxEventLoopDelayMs: Duration({ default: 1000, minimum: 0 }),
+  maxHeapUsedBytes: Bytes({ default: 0, minimum: 0 }),
   // --- edges: connection limits and refused input (docs/limits.md) ---
   /** Whole request (headers and body) must arrive within this; 15 min lets a 50 MiB upload through at ~0.5 Mbit/s. 0 = none. */
-  httpRequestTimeoutMs: Type.Integer({ default: 900_000, minimum: 0 }),
+  httpRequestTimeoutMs: Duration({ default: 900_000, minimum: 0 }),
   /** Request headers must arrive within this (slowloris). */
-  httpHeadersTimeoutMs: Type.Integer({ default: 30_000, minimum: 1000 }),
+  httpHeadersTimeoutMs: Duration({ default: 30_000, minimum: 1000 }),
   /** A connection with no bytes in either direction for this long is closed (SSE streams ping every 15 s). 0 = never. */
-  httpIdleTimeoutMs: Type.Integer({ default: 120_000, minimum: 0 }),
+  httpIdleTimeoutMs: Duration({ default: 120_000, minimum: 0 }),
   /** An idle keep-alive connection is closed after this. */
-  httpKeepAliveTimeoutMs: Type.Integer({ default: 5000, minimum: 1 }),
+  httpKeepAliveTimeoutMs: Duration({ default: 5000, minimum: 1 }),
   /** How often Node checks the header and request timeouts (their granularity). */
-  httpTimeoutCheckIntervalMs: Type.Integer({ default: 2000, minimum: 100 }),
+  httpTimeoutCheckIntervalMs: Duration({ default: 2000, minimum: 100 }),
   /** A multipart body that stops moving although the client has sent it (a stalled parser) is refused after this. */
-  multipartStallTimeoutMs: Type.Integer({ default: 15_000, minimum: 100 }),
+  multipartStallTimeoutMs: Duration({ default: 15_000, minimum: 100 }),
   /** After refusing a body early (413, malformed), read and discard up to this many more bytes so the client, still sending, gets the answer. */
-  refusedBodyDrainBytes: Type.Integer({ default: 64 * 1024 * 1024, minimum: 0 }),
+  refusedBodyDrainBytes: Bytes({ default: 64 * 1024 * 1024, minimum: 0 }),
   /** ... for at most this long, then close. */
-  refusedBodyDrainMs: Type.Integer({ default: 5000, minimum: 0 }),
+  refusedBodyDrainMs: Duration({ default: 5000, minimum: 0 }),
   /** Shorter side of an accepted image, in pixels (smaller ones are refused: 422 IMAGE_DIMENSIONS_TOO_SMALL). */
   minImageSide: Type.Integer({ default: 4, minimum: 1 }),
   /** Longer side / shorter side of an accepted image (422 IMAGE_ASPECT_RATIO_TOO_EXTREME above it). */
@@ -87,8 +87,8 @@ export const GatewayConfigSchema = Type.Object({
   // --- batches ---
   maxBatchItems: Type.Integer({ default: 500, minimum: 1, maximum: 100_000 }),
   /** Whole batch request (many images, or one ZIP archive). */
-  maxBatchBytes: Type.Integer({ default: 2 * 1024 * 1024 * 1024, minimum: 1024 }),
-  maxArchiveUncompressedBytes: Type.Integer({ default: 4 * 1024 * 1024 * 1024, minimum: 1024 }),
+  maxBatchBytes: Bytes({ default: 2 * 1024 * 1024 * 1024, minimum: 1024 }),
+  maxArchiveUncompressedBytes: Bytes({ default: 4 * 1024 * 1024 * 1024, minimum: 1024 }),
   /** Largest uncompressed/compressed ratio accepted for one archive entry (photos barely compress). */
   maxArchiveRatio: Type.Number({ default: 50, minimum: 1 }),
   // --- webhooks ---
@@ -97,8 +97,8 @@ export const GatewayConfigSchema = Type.Object({
   /** Deliver webhooks to loopback, private and link-local addresses too (tests, closed networks). */
   webhookAllowPrivate: Type.Boolean({ default: false }),
   webhookAttempts: Type.Integer({ default: 8, minimum: 1, maximum: 50 }),
-  webhookBackoffMs: Type.Integer({ default: 2000, minimum: 10 }),
-  webhookTimeoutMs: Type.Integer({ default: 10_000, minimum: 100 }),
+  webhookBackoffMs: Duration({ default: 2000, minimum: 10 }),
+  webhookTimeoutMs: Duration({ default: 10_000, minimum: 100 }),
   // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
   storageUrl: Type.Optional(Type.String({ minLength: 1, description: 's3://BUCKET/PREFIX for object storage; else a folder (default STORAGE_DIR).' })),
   s3Endpoint: Type.Optional(Type.String({ minLength: 1, description: 'S3-compatible endpoint URL (MinIO, Ceph, R2, Garage); AWS when unset.' })),
@@ -107,14 +107,14 @@ export const GatewayConfigSchema = Type.Object({
   awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
   awsSecretAccessKey: Type.Optional(Type.String({ minLength: 1 })),
   /** Bound on the start-up and /readyz storage checks. */
-  storageCheckTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000 }),
+  storageCheckTimeoutMs: Duration({ default: 5000, minimum: 100, maximum: 60_000 }),
   /** `presigned`: result downloads answer 302 to a short-lived presigned URL (object storage only). */
   resultRedirect: Type.Union([Type.Literal('none'), Type.Literal('presigned')], { default: 'none' }),
   presignExpiresSeconds: Type.Integer({ default: 300, minimum: 1, maximum: 604_800 }),
   /** At start-up, unfinished uploads older than this are removed (a dead local process's at once). */
   partialUploadMaxAgeSeconds: Type.Integer({ default: 3600, minimum: 1 }),
 });
-export type GatewayConfig = Static<typeof GatewayConfigSchema> & {
+export type GatewayConfig = StaticDecode<typeof GatewayConfigSchema> & {
   /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings; every connection uses it. */
   readonly redis: RedisTarget;
 };

@@ -9,6 +9,7 @@ import {
   type JobResult,
   type JobStatus,
   type JobView,
+  statusOfBullState,
 } from '@photoenhance/contracts';
 import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
@@ -21,20 +22,6 @@ export function newJobId(): string {
   let s = 'j_';
   for (const b of bytes) s += ID_ALPHABET[b % 36];
   return s;
-}
-
-export function bullStateToStatus(state: string): JobStatus {
-  switch (state) {
-    case 'active':
-      return 'active';
-    case 'completed':
-      return 'completed';
-    case 'failed':
-      return 'failed';
-    default:
-      // waiting, delayed (incl. retry backoff), prioritized, waiting-children
-      return 'queued';
-  }
 }
 
 const iso = (ms: number | undefined): string | undefined => (ms ? new Date(ms).toISOString() : undefined);
@@ -108,7 +95,7 @@ export class JobService {
     const state = await this.queue(rec.engine).getJobState(id);
     const job = (await this.queue(rec.engine).getJob(id)) as Job<JobData, JobResult> | undefined;
     if (!job) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
-    return { view: this.toView(job, bullStateToStatus(state)), job };
+    return { view: this.toView(job, statusOfBullState(state)), job };
   }
 
   toView(job: Job<JobData, JobResult>, status: JobStatus): JobView {

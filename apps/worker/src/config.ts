@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { Bytes, ConfigError, Duration, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
+import { ADMISSION_BOUNDS } from '@photoenhance/contracts';
 import { storageSettingProblems } from '@photoenhance/storage';
 import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
@@ -11,28 +12,28 @@ const ProfileSchema = Type.Object(
     env: Type.Optional(Type.Record(Type.String(), Type.String())),
     cwd: Type.Optional(Type.String()),
     poolSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    startupTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
-    jobTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
-    stopGraceMs: Type.Optional(Type.Integer({ minimum: 0 })),
-    memoryLimitBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
+    startupTimeoutMs: Type.Optional(Duration({ minimum: 100 })),
+    jobTimeoutMs: Type.Optional(Duration({ minimum: 100 })),
+    stopGraceMs: Type.Optional(Duration({ minimum: 0 })),
+    memoryLimitBytes: Type.Optional(Bytes({ minimum: 1 })),
     softLimitRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
-    expectedMemoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
+    expectedMemoryBytes: Type.Optional(Bytes({ minimum: 0 })),
     maxJobs: Type.Optional(Type.Integer({ minimum: 0 })),
     maxJobsJitter: Type.Optional(Type.Integer({ minimum: 0 })),
-    idleTtlMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    idleTtlMs: Type.Optional(Duration({ minimum: 0 })),
     memoryRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
     cpuQuota: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     maxOpenFiles: Type.Optional(Type.Integer({ minimum: 16 })),
     outputPattern: Type.Optional(Type.String()),
     /** GPU engines: the GPUs (nvidia-smi indexes) its processes may be pinned to, or "all". */
     gpus: Type.Optional(Type.Union([Type.Literal('all'), Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })])),
-    expectedGpuMemoryBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
-    gpuFloorBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
-    gpuMemoryLimitBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
+    expectedGpuMemoryBytes: Type.Optional(Bytes({ minimum: 0 })),
+    gpuFloorBytes: Type.Optional(Bytes({ minimum: 0 })),
+    gpuMemoryLimitBytes: Type.Optional(Bytes({ minimum: 1 })),
   },
   { additionalProperties: false },
 );
-export type ProfileInput = Static<typeof ProfileSchema>;
+export type ProfileInput = StaticDecode<typeof ProfileSchema>;
 
 export const WorkerConfigSchema = Type.Object({
   /** One Redis node; or Sentinel / Cluster below (docs/redis.md). */
@@ -48,13 +49,13 @@ export const WorkerConfigSchema = Type.Object({
   engines: Type.Array(ProfileSchema, { default: [] }),
   /** Which engines this host runs (profile names). Default: those in `engines`, or `classic` when there are none. */
   run: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
-  heartbeatMs: Type.Integer({ default: 2000, minimum: 100 }),
-  admissionMinAvailable: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
-  admissionMaxUsedRatio: Type.Number({ default: 0.8, exclusiveMinimum: 0, maximum: 1 }),
-  admissionMaxPressure: Type.Number({ default: 10, minimum: 0, maximum: 100 }),
-  admissionCheckMs: Type.Integer({ default: 1000, minimum: 50 }),
+  heartbeatMs: Duration({ default: 2000, minimum: 100 }),
+  admissionMinAvailable: Type.Optional(Bytes(ADMISSION_BOUNDS.minAvailableBytes)),
+  admissionMaxUsedRatio: Type.Number({ default: 0.8, ...ADMISSION_BOUNDS.maxUsedRatio }),
+  admissionMaxPressure: Type.Number({ default: 10, ...ADMISSION_BOUNDS.maxPressureSome10 }),
+  admissionCheckMs: Duration({ default: 1000, minimum: 50 }),
   /** A job fetched while holding goes back to the queue (for other hosts) after this delay. */
-  holdRequeueMs: Type.Integer({ default: 1000, minimum: 10 }),
+  holdRequeueMs: Duration({ default: 1000, minimum: 10 }),
   enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /**
@@ -62,19 +63,19 @@ export const WorkerConfigSchema = Type.Object({
    * so a lock always has at least half its duration left; a worker that stops renewing (dead, frozen, cut off from
    * Redis) loses its jobs once the lock expires. The backstop of recovery; the heartbeat usually acts first.
    */
-  lockDurationMs: Type.Integer({ default: 10_000, minimum: 1_000 }),
+  lockDurationMs: Duration({ default: 10_000, minimum: 1_000 }),
   /** How often this worker runs BullMQ's stalled-job check (lock gone → job back to wait). */
-  stalledIntervalMs: Type.Integer({ default: 5_000, minimum: 100 }),
+  stalledIntervalMs: Duration({ default: 5_000, minimum: 100 }),
   /** A job whose worker died this many times is failed instead of run again (a job that kills its worker). */
   maxStalledCount: Type.Integer({ default: 1, minimum: 0 }),
   /** Time given to running jobs at shutdown before engines are stopped. */
-  shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0 }),
+  shutdownGraceMs: Duration({ default: 30_000, minimum: 0 }),
   /** GPU admission and placement for engines with `gpus`: auto (on when nvidia-smi lists GPUs) or off. */
   gpu: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto' }),
   /** nvidia-smi to sample GPUs with. */
   nvidiaSmi: Type.String({ default: 'nvidia-smi', minLength: 1 }),
   /** Added to an engine's expected GPU footprint for its default GPU floor (bytes or a size such as 512MiB). */
-  gpuMarginBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
+  gpuMarginBytes: Type.Optional(Bytes({ minimum: 0 })),
   logLevel: LogLevelSchema,
   // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
   storageUrl: Type.Optional(Type.String({ minLength: 1 })),
@@ -83,13 +84,13 @@ export const WorkerConfigSchema = Type.Object({
   awsRegion: Type.Optional(Type.String({ minLength: 1 })),
   awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
   awsSecretAccessKey: Type.Optional(Type.String({ minLength: 1 })),
-  storageCheckTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60_000 }),
+  storageCheckTimeoutMs: Duration({ default: 5000, minimum: 100, maximum: 60_000 }),
   /** Per-job temp folders the engines read and write (default: <STORAGE_DIR>/.staging, or the OS temp dir for S3). */
   stagingDir: Type.Optional(Type.String({ minLength: 1 })),
   /** A job whose storage is away after its last attempt waits this long and tries again (it is never failed for it). */
-  storageRetryMs: Type.Integer({ default: 5000, minimum: 10 }),
+  storageRetryMs: Duration({ default: 5000, minimum: 10 }),
 });
-export type WorkerConfig = Static<typeof WorkerConfigSchema> & {
+export type WorkerConfig = StaticDecode<typeof WorkerConfigSchema> & {
   /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings. */
   readonly redis: RedisTarget;
 };
@@ -127,15 +128,7 @@ export const WORKER_ENV = {
 } as const;
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {
-  const env = { ...(opts.env ?? process.env) };
-  // ADMISSION_MIN_AVAILABLE accepts sizes like 4GiB.
-  if (env.ADMISSION_MIN_AVAILABLE && !/^\d+$/.test(env.ADMISSION_MIN_AVAILABLE.trim())) {
-    try {
-      env.ADMISSION_MIN_AVAILABLE = String(parseBytes(env.ADMISSION_MIN_AVAILABLE));
-    } catch {
-      // left as is: the schema check names the setting
-    }
-  }
+  const env = opts.env ?? process.env;
   const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
   const storageProblems = storageSettingProblems(config);
   if (storageProblems.length) throw new ConfigError('worker', storageProblems.map((p) => `setting ${p}`));
@@ -146,14 +139,5 @@ export function loadWorkerConfig(opts: { env?: Record<string, string | undefined
     if (err instanceof RedisConfigError) throw new ConfigError('worker', err.problems);
     throw err;
   }
-  // GPU_MARGIN accepts sizes like 512MiB, from the environment or the file.
-  let gpuMarginBytes = config.gpuMarginBytes;
-  if (typeof gpuMarginBytes === 'string') {
-    try {
-      gpuMarginBytes = parseBytes(gpuMarginBytes);
-    } catch (err) {
-      throw new ConfigError('worker', [`setting GPU_MARGIN (gpuMarginBytes): ${(err as Error).message}`]);
-    }
-  }
-  return Object.freeze({ ...config, gpuMarginBytes, redis });
+  return Object.freeze({ ...config, redis });
 }

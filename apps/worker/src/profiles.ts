@@ -15,7 +15,10 @@ const PORTRAIT_EXPECTED = 768 * MiB;
 
 type BuiltinProfile = Partial<EngineProfile> & Pick<EngineProfile, 'name' | 'kind' | 'command'>;
 
-/** A built-in engine: a resident TypeScript process from engines/<name>, with the settings all of them share. */
+/**
+ * A built-in engine: a resident TypeScript process from engines/<name>, with the settings all of them share. The memory
+ * limit is the governor's one default (DEFAULT_MEMORY_LIMIT_BYTES), not restated here.
+ */
 function builtin(name: string, settings: Partial<EngineProfile>): BuiltinProfile {
   return {
     name,
@@ -23,7 +26,6 @@ function builtin(name: string, settings: Partial<EngineProfile>): BuiltinProfile
     command: nodeTsCommand(`${repoRoot}engines/${name}/src/main.ts`),
     // glibc arenas otherwise let RSS creep across a batch (engines/classic/README.md has the figures).
     env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
-    memoryLimitBytes: 2 * 1024 * MiB,
     ...settings,
   };
 }

@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { pino, type Logger } from 'pino';
-import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
-import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
+import { encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
+import { EngineJobError, Governor, recycleEvent, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import {
@@ -118,20 +118,7 @@ export class EnhanceWorker {
       void this.publish();
     });
     this.governor.on('recycle', (info) => {
-      const f = info.figures;
-      const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
-      const peak = num(f.peakBytes) ?? num(f.rssBytes);
-      const limit = num(f.limitBytes);
-      const detail = [typeof f.exit === 'string' ? f.exit : undefined, typeof f.enforcedBy === 'string' ? `enforced by ${f.enforcedBy}` : undefined].filter(Boolean).join('; ');
-      this.recycleEvents.push({
-        at: Date.now(),
-        profile: info.profile,
-        reason: info.reason,
-        ...(info.pid !== undefined ? { pid: info.pid } : {}),
-        ...(detail ? { detail } : {}),
-        ...(peak !== undefined ? { rssBytes: peak } : {}),
-        ...(limit !== undefined ? { limitBytes: limit } : {}),
-      });
+      this.recycleEvents.push(recycleEvent(info));
       if (this.recycleEvents.length > MAX_RECYCLE_EVENTS) this.recycleEvents.splice(0, this.recycleEvents.length - MAX_RECYCLE_EVENTS);
       void this.publish();
     });
@@ -188,16 +175,22 @@ export class EnhanceWorker {
 
   /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
   private async control(raw: string): Promise<void> {
-    let msg: ControlMessage;
-    try {
-      msg = JSON.parse(raw) as ControlMessage;
-    } catch {
+    const parsed = parseControlMessage(raw);
+    if (!parsed.ok) {
+      // Anyone with Redis access can publish here: a bad command is reported, never allowed to stop the worker.
+      this.logger.warn({ problem: parsed.problem, received: raw.slice(0, 500) }, 'ignored an invalid operator control message');
       return;
     }
+    const msg = parsed.message;
     if (msg.hostId !== '*' && msg.hostId !== this.config.hostId) return;
     if (msg.type === 'admission') {
-      const state = await this.governor.setAdmission(msg.admission);
-      this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+      try {
+        const state = await this.governor.setAdmission(msg.admission);
+        this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+      } catch (err) {
+        this.logger.warn({ err, admission: msg.admission }, 'ignored an operator control message the governor refused');
+        return;
+      }
       await this.publish();
     }
   }

@@ -3,7 +3,7 @@
  * (apps/dashboard) as types only. Also exported through `@photoenhance/contracts/browser`, so the browser build pulls in
  * nothing of Node.
  */
-import type { JobStatus } from './job.js';
+import type { JobStatus, JobView } from './job.js';
 import type { HostState } from './system.js';
 
 export const QUEUE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused', 'waiting-children'] as const;
@@ -105,4 +105,19 @@ export interface JobPage {
   pageSize: number;
   pages: number;
   jobs: JobRow[];
+}
+
+/** GET /dashboard/api/jobs/:id: the public job view (the same JobView as GET /v1/jobs/:id) plus what an operator sees. */
+export interface JobDetail {
+  view: JobView;
+  logs: string[];
+  logCount: number;
+  attemptsMade: number;
+  attemptsStarted: number;
+  maxAttempts: number;
+  failedReason: string | null;
+  /** The last stack traces BullMQ kept (at most 3). */
+  stacktrace: string[];
+  engineRun: { engine: { name: string; version: string; host: string; pid?: number }; timings: Record<string, number> } | null;
+  thumbnails: { input: string | null; output: string | null };
 }

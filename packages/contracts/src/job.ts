@@ -4,6 +4,30 @@ import type { JobError } from './errors.js';
 export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
+/** BullMQ's job states (Job.getState()), less "unknown". */
+export type BullJobState = 'waiting' | 'prioritized' | 'delayed' | 'paused' | 'waiting-children' | 'active' | 'completed' | 'failed';
+
+/**
+ * The one BullMQ state -> public status mapping, as the BullMQ states behind each status (the dashboard's job list
+ * reads them in this order). "canceled" has no BullMQ state: it is the gateway's tombstone.
+ */
+export const BULL_STATES_OF_STATUS: Readonly<Record<Exclude<JobStatus, 'canceled'>, readonly BullJobState[]>> = {
+  // delayed includes retry backoff; paused: the queue is paused, the job still waits its turn.
+  queued: ['waiting', 'prioritized', 'delayed', 'paused', 'waiting-children'],
+  active: ['active'],
+  completed: ['completed'],
+  failed: ['failed'],
+};
+
+const STATUS_OF_BULL_STATE = new Map<string, JobStatus>(
+  Object.entries(BULL_STATES_OF_STATUS).flatMap(([status, states]) => states.map((s) => [s, status as JobStatus] as const)),
+);
+
+/** The public status of a job in this BullMQ state. "unknown" (between two of BullMQ's moves) reads as queued. */
+export function statusOfBullState(state: string): JobStatus {
+  return STATUS_OF_BULL_STATE.get(state) ?? 'queued';
+}
+
 /** What the gateway stored about the input. `key` is relative to the storage root, never a client-chosen name. */
 export interface StoredInput {
   key: string;

@@ -112,12 +112,3 @@ export interface RecycleEvent {
   limitBytes?: number;
 }
 
-/** Thresholds an operator may change at run time (PUT /v1/system/hosts/:hostId/admission). */
-export interface AdmissionOverride {
-  minAvailableBytes?: number;
-  maxUsedRatio?: number;
-  maxPressureSome10?: number;
-}
-
-/** Operator commands to worker hosts, over Redis pub/sub. `hostId: '*'` addresses every host. */
-export type ControlMessage = { type: 'admission'; hostId: string; admission: AdmissionOverride };

@@ -4,6 +4,7 @@ import { engineFailure } from './child-failure.js';
 import type { EnforcementPlan } from './enforcement.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import type { GpuPlacement } from './gpu-governance.js';
+import { dueAfterJob, isPlannedRecycle, type PlannedRecycleReason, type RecycleFigures, type RecycleReason } from './recycle-policy.js';
 import type { SpawnClient } from './start-queue.js';
 import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
 
@@ -15,7 +16,7 @@ export interface PoolContext {
   backoff: { baseMs: number; maxMs: number };
   slotName(profile: string): string;
   pump(): void;
-  recycled(profile: string, pid: number | undefined, reason: string, figures: Record<string, unknown>): void;
+  recycled(profile: string, pid: number | undefined, reason: RecycleReason, figures: RecycleFigures): void;
   /** A profile entered or left the start-failed state: admission must be re-decided. */
   failingChanged(): void;
   /** GPU hosts: where a new process of this profile goes (CUDA_VISIBLE_DEVICES); undefined = not pinned. */
@@ -31,9 +32,6 @@ interface Waiter {
   signal?: AbortSignal;
   onAbort?: () => void;
 }
-
-/** Recycles decided by us (counted when decided); the rest are counted when the process is found gone. */
-const PLANNED = new Set(['max-jobs', 'soft-limit', 'gpu-soft-limit', 'idle', 'shutdown']);
 
 export const canceledWhileWaiting = (profile: string): EngineJobError =>
   new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
@@ -214,20 +212,14 @@ export class EnginePool implements SpawnClient {
   /** After a job: recycle if due, else hand to the next waiter or park idle. */
   private release(proc: EngineProcess): void {
     if (proc.state !== 'idle') return; // stopping or gone: the exit handler replaces it
-    if (proc.maxJobs > 0 && proc.jobsDone >= proc.maxJobs) {
-      this.recycle(proc, 'max-jobs', true, { jobsDone: proc.jobsDone, maxJobs: proc.maxJobs });
-      return;
-    }
-    const rss = proc.child.sampleNow({ cachedTree: true });
-    const soft = this.profile.softLimitRatio * this.profile.memoryLimitBytes;
-    if (rss > soft) {
-      this.recycle(proc, 'soft-limit', true, { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: this.profile.memoryLimitBytes });
-      return;
-    }
-    const gpuLimit = this.profile.gpuMemoryLimitBytes;
-    const gpuUsed = gpuLimit ? this.ctx.gpuUsedBy?.(proc.pid) : undefined;
-    if (gpuLimit && gpuUsed !== undefined && gpuUsed > this.profile.softLimitRatio * gpuLimit) {
-      this.recycle(proc, 'gpu-soft-limit', true, { gpuUsedBytes: gpuUsed, gpuSoftLimitBytes: Math.round(this.profile.softLimitRatio * gpuLimit), gpuLimitBytes: gpuLimit });
+    const due = dueAfterJob(this.profile, {
+      jobsDone: proc.jobsDone,
+      maxJobs: proc.maxJobs,
+      rssBytes: () => proc.child.sampleNow({ cachedTree: true }),
+      gpuUsedBytes: () => this.ctx.gpuUsedBy?.(proc.pid),
+    });
+    if (due) {
+      this.recycle(proc, due.reason, true, due.figures);
       return;
     }
     this.makeIdle(proc);
@@ -261,7 +253,7 @@ export class EnginePool implements SpawnClient {
     this.ttlTimers.delete(proc);
   }
 
-  private recycle(proc: EngineProcess, reason: string, replace: boolean, figures: Record<string, unknown>): void {
+  private recycle(proc: EngineProcess, reason: PlannedRecycleReason, replace: boolean, figures: RecycleFigures): void {
     this.clearTtl(proc);
     const i = this.idle.indexOf(proc);
     if (i >= 0) this.idle.splice(i, 1);
@@ -282,7 +274,8 @@ export class EnginePool implements SpawnClient {
     const i = this.idle.indexOf(proc);
     if (i >= 0) this.idle.splice(i, 1);
     if (!e.wasReady || this.closed) return; // start failures are handled by startOne
-    if (!this.counted.has(proc) && !PLANNED.has(e.reason)) {
+    // Recycles we decided were counted when decided; the rest are counted here, when the process is found gone.
+    if (!this.counted.has(proc) && !isPlannedRecycle(e.reason)) {
       this.ctx.recycled(this.name, proc.pid, e.reason, {
         exit: e.exit.words,
         peakBytes: e.exit.peakBytes,

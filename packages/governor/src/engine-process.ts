@@ -9,6 +9,7 @@ import {
   type ReadyMessage,
 } from '@photoenhance/contracts';
 import { catalogueCode, engineFailure, formatBytes } from './child-failure.js';
+import { exitReason, type RecycleReason } from './recycle-policy.js';
 import type { EnforcementPlan } from './enforcement.js';
 import { SupervisedChild, type ChildExit, type MemoryLimitHit } from './supervised-child.js';
 import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest } from './types.js';
@@ -31,8 +32,8 @@ interface ActiveJob {
 
 export interface EngineExit {
   exit: ChildExit;
-  /** Why it went: our stop reason, or "crash" when it left on its own. */
-  reason: string;
+  /** Why it went: our stop reason, "memory-limit", or "crash" when it left on its own. */
+  reason: RecycleReason;
   wasReady: boolean;
 }
 
@@ -127,7 +128,7 @@ export class EngineProcess extends EventEmitter {
           reject(engineFailure('ENGINE_START_FAILED', { profile: p.name, pid: this.pid, what, stderrTail: this.child.stderrTail() }));
         }
         this.settleOnExit(exit);
-        this.emit('exit', { exit, reason: exit.stopReason ?? (exit.memoryLimit ? 'memory-limit' : 'crash'), wasReady } satisfies EngineExit);
+        this.emit('exit', { exit, reason: exitReason(exit.stopReason, exit.memoryLimit !== undefined), wasReady } satisfies EngineExit);
       });
       this.child.spawn();
     });

@@ -10,6 +10,7 @@ import { EnginePool, type PoolContext } from './engine-pool.js';
 import { GpuGovernance, type GpuOptions } from './gpu-governance.js';
 import { readHostMemory, type MemoryReader } from './host-memory.js';
 import { OneshotPool } from './oneshot-pool.js';
+import type { RecycleInfo } from './recycle-policy.js';
 import { defaultProfile, type ProfileInput } from './profile.js';
 import { StartQueue, type SpawnClient, type StartRecord } from './start-queue.js';
 import {
@@ -56,12 +57,6 @@ interface Pool extends SpawnClient {
   close(): Promise<void>;
 }
 
-export interface RecycleInfo {
-  profile: string;
-  pid: number | undefined;
-  reason: string;
-  figures: Record<string, unknown>;
-}
 
 /**
  * The resource governor: decides whether this host takes work (admission), owns the engine processes (pools),

@@ -1,6 +1,7 @@
 export * from './types.js';
-export { Governor, type GovernorExtras, type GovernorInit, type RecycleInfo } from './governor.js';
-export { defaultProfile, defaultAdmission, type ProfileInput } from './profile.js';
+export { Governor, type GovernorExtras, type GovernorInit } from './governor.js';
+export { dueAfterJob, exitReason, isPlannedRecycle, recycleEvent, type AfterJob, type ExitRecycleReason, type PlannedRecycleReason, type RecycleFigures, type RecycleInfo, type RecycleReason } from './recycle-policy.js';
+export { defaultProfile, defaultAdmission, DEFAULT_MEMORY_LIMIT_BYTES, type ProfileInput } from './profile.js';
 export { detectEnforcement, isCgroupFs, ownCgroupV2Path, type EnforcementPlan, type DetectOptions } from './enforcement.js';
 export { CgroupSlot, JOIN_SCRIPT, removeStaleGroups } from './cgroup.js';
 export { Admission } from './admission.js';

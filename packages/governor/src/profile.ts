@@ -8,6 +8,9 @@ function fail(profile: string, field: string, expected: string, got: unknown): n
   throw new TypeError(`engine profile "${profile}": ${field} must be ${expected}; received ${JSON.stringify(got)}`);
 }
 
+/** The one default hard memory limit per engine process tree (the mission's figure); built-in engines use it too. */
+export const DEFAULT_MEMORY_LIMIT_BYTES = 8 * BYTES.GiB;
+
 /** A complete profile from a partial one; defaults as documented on EngineProfile. Validates and freezes. */
 export function defaultProfile(partial: ProfileInput): EngineProfile {
   const name = partial.name;
@@ -21,7 +24,7 @@ export function defaultProfile(partial: ProfileInput): EngineProfile {
     startupTimeoutMs: 120_000,
     jobTimeoutMs: 600_000,
     stopGraceMs: 5_000,
-    memoryLimitBytes: 8 * BYTES.GiB,
+    memoryLimitBytes: DEFAULT_MEMORY_LIMIT_BYTES,
     softLimitRatio: 0.75,
     expectedMemoryBytes: BYTES.GiB,
     maxJobs: 0,

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { RecycleInfo } from './recycle-policy.js';
 import type {
   AdmissionState,
   AdmissionTransition,
@@ -134,7 +135,7 @@ export interface GovernorSnapshot {
 
 /**
  * The governor's public face, as the worker uses it.
- * Events: 'admission' (AdmissionState) on every admitting ↔ holding transition; 'recycle' ({profile, pid, reason, figures}).
+ * Events: 'admission' (AdmissionState) on every admitting ↔ holding transition; 'recycle' (RecycleInfo, recycle-policy.ts).
  */
 export interface GovernorApi {
   start(): Promise<void>;
@@ -143,5 +144,5 @@ export interface GovernorApi {
   snapshot(): GovernorSnapshot;
   close(): Promise<void>;
   on(event: 'admission', listener: (state: AdmissionState) => void): this;
-  on(event: 'recycle', listener: (info: { profile: string; pid: number | undefined; reason: string; figures: Record<string, unknown> }) => void): this;
+  on(event: 'recycle', listener: (info: RecycleInfo) => void): this;
 }

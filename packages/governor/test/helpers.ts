@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterEach, expect } from 'vitest';
 import type { JobOptions } from '@photoenhance/contracts';
 import { detectEnforcement, Governor, type GovernorInit, type ProfileInput, type RunRequest } from '../src/index.js';
+import { poll } from '../../../test/support/poll.js';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 export const MiB = 1024 * 1024;
@@ -65,15 +66,9 @@ export const alive = (pid: number | undefined): boolean => {
   }
 };
 
-/** Poll until pred() holds, or fail after timeoutMs (no fixed sleeps). */
-export async function waitFor<T>(pred: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Poll until pred() holds, or fail after timeoutMs (no fixed sleeps): the one polling helper, test/support/poll.ts. */
+export function waitFor<T>(pred: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  return poll(what, pred, { timeoutMs, everyMs: 10, retryErrors: false });
 }
 
 /** This process's test cgroups still on disk. */

@@ -4,23 +4,17 @@ import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
-import { ApiError, BATCH_ID_PATTERN, JOB_ID_PATTERN, decodeJobError, type BatchView, type JobData, type JobPage, type JobResult, type JobRow, type JobStatus } from '@photoenhance/contracts';
+import { ApiError, BATCH_ID_PATTERN, BULL_STATES_OF_STATUS, JOB_ID_PATTERN, decodeJobError, statusOfBullState, type BatchView, type JobData, type JobDetail, type JobPage, type JobResult, type JobRow, type JobStatus } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import type { GatewayContext } from '../context.js';
-import { bullStateToStatus } from '../job-service.js';
 import type { QueueObserver } from '../metrics/observer.js';
 import type { DashboardStream } from './live.js';
 import { overview } from './overview.js';
 import { withLocalFile } from '@photoenhance/storage';
 import { sendStored } from '../stored-files.js';
 
-/** Our job statuses as BullMQ states, in the order the jobs table lists them. */
-const STATE_GROUPS: Record<Exclude<JobStatus, 'canceled'>, JobType[]> = {
-  active: ['active'],
-  queued: ['waiting', 'prioritized', 'delayed', 'waiting-children'],
-  failed: ['failed'],
-  completed: ['completed'],
-};
+/** Our job statuses as BullMQ states: the one mapping, from @photoenhance/contracts. */
+const STATE_GROUPS = BULL_STATES_OF_STATUS;
 const LIST_ORDER = ['active', 'queued', 'failed', 'completed'] as const;
 const THUMB_PX = 320;
 const MAX_PAGE_SIZE = 200;
@@ -124,7 +118,7 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     const logs = job ? await ctx.jobs.queue(view.engine).getJobLogs(view.id, 0, 499, true).catch(() => ({ logs: [] as string[], count: 0 })) : { logs: [], count: 0 };
     const rv = job?.returnvalue as JobResult | null | undefined;
     const base = `/dashboard/api/jobs/${view.id}/thumbs`;
-    return {
+    const detail: JobDetail = {
       view,
       logs: logs.logs,
       logCount: logs.count,
@@ -139,6 +133,7 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
         output: view.status === 'completed' ? `${base}/output` : null,
       },
     };
+    return detail;
   });
 
   app.get<{ Params: { id: string; which: string } }>('/dashboard/api/jobs/:id/thumbs/:which', { schema: { hide: true } }, async (req, reply) => {
@@ -254,7 +249,7 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     await job.retry('failed');
     await observer.refresh();
     const state = await job.getState();
-    return { id: view.id, status: bullStateToStatus(state) };
+    return { id: view.id, status: statusOfBullState(state) };
   });
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
-import { ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
+import { AdmissionOverrideSchema, ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import { redisUnavailable, storageUnavailable } from '../problems.js';
 
@@ -35,18 +35,7 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   });
 
   app.put<{ Params: { hostId: string }; Body: AdmissionOverride }>('/v1/system/hosts/:hostId/admission', {
-    schema: {
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        minProperties: 1,
-        properties: {
-          minAvailableBytes: { type: 'integer', minimum: 0 },
-          maxUsedRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-          maxPressureSome10: { type: 'number', minimum: 0, maximum: 100 },
-        },
-      },
-    },
+    schema: { body: AdmissionOverrideSchema },
   }, async (req, reply) => {
     const { hostId } = req.params;
     const hosts = await ctx.engines.hosts();
