@@ -18,6 +18,7 @@ import {
 } from '@photoenhance/queue';
 import type { WorkerConfig } from './config.js';
 import { resolveProfiles } from './resolve-profiles.js';
+import { EngineGate } from './engine-gate.js';
 import { JobStaging, storageFailure, type StagedJob } from './staging.js';
 
 /** Progress updates to Redis at most this often per job. */
@@ -50,6 +51,8 @@ export class EnhanceWorker {
   private readonly records: JobRecords;
   private readonly workers = new Map<string, Worker<JobData, JobResult>>();
   private readonly active = new Map<string, AbortController>();
+  /** Per engine: at most poolSize jobs at the engine; prefetched ones wait here, staged (engine-gate.ts). */
+  private readonly gates = new Map<string, EngineGate>();
   private readonly recycleEvents: RecycleEvent[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   /** Recovery (see recover() and stalledCheck()): this process's registry record, the stalled-check timer, and the
@@ -60,6 +63,8 @@ export class EnhanceWorker {
   private redisWasDown = false;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
+  /** Set the moment close() starts (before `closing` is assigned), so prefetched jobs go back at once. */
+  private stopping = false;
 
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
@@ -115,6 +120,8 @@ export class EnhanceWorker {
         if (state.state === 'holding') w.pause(true);
         else w.resume();
       }
+      // Prefetched jobs go back to the queue for hosts that can take them.
+      for (const g of this.gates.values()) g.releaseWaiting();
       void this.publish();
     });
     this.governor.on('recycle', (info) => {
@@ -136,10 +143,12 @@ export class EnhanceWorker {
       void this.publish();
     });
     for (const profile of this.profiles) {
+      this.gates.set(profile.name, new EngineGate(profile.poolSize, () => this.stopping || !this.governor.admitting()));
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redisUrl, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
-        concurrency: profile.poolSize,
+        // poolSize jobs at the engines, plus PREFETCH per engine held ready; BullMQ renews all their locks.
+        concurrency: profile.poolSize * (1 + config.prefetch),
         autorun: false,
         // A stalled job (its worker died) is retried maxStalledCount more times, then failed.
         maxStalledCount: config.maxStalledCount,
@@ -323,6 +332,16 @@ export class EnhanceWorker {
       }
       throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
     }
+    // Prefetch: wait here, staged, while this engine's processes are busy with earlier jobs.
+    const gate = this.gates.get(profile.name)!;
+    const entry = await gate.enter(abort.signal);
+    if (entry === 'hold' && token) {
+      this.active.delete(data.id);
+      await this.staging.release(staged);
+      log.info('host is holding: the prefetched job goes back to the queue');
+      await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
+      throw new DelayedError();
+    }
     const { input, output } = staged;
     let lastProgress = 0;
     let logLines = 0;
@@ -341,6 +360,9 @@ export class EnhanceWorker {
           void job.updateProgress(Math.max(0, Math.min(1, p))).catch(() => undefined);
         },
         onLog: jobLog,
+      }).finally(() => {
+        // The engine is free the moment it answers: the next (prefetched) job goes in while this one commits.
+        if (entry === 'run') gate.release();
       });
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
@@ -408,11 +430,14 @@ export class EnhanceWorker {
 
   /** Stop taking jobs, give running ones a grace period, stop engines, leave Redis. Idempotent. */
   close(): Promise<void> {
+    this.stopping = true;
     this.closing ??= (async () => {
       const { logger } = this;
       logger.info('worker stopping');
       if (this.heartbeat) clearInterval(this.heartbeat);
       if (this.stalledTimer) clearTimeout(this.stalledTimer);
+      // Prefetched jobs that have not reached an engine go back to the queue instead of running in the grace period.
+      for (const g of this.gates.values()) g.releaseWaiting();
       const closing = Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
       const graceful = await Promise.race([closing.then(() => true), delay(this.config.shutdownGraceMs).then(() => false)]);
       if (!graceful) {
