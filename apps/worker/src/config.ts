@@ -10,6 +10,9 @@ const ProfileSchema = Type.Object(
     env: Type.Optional(Type.Record(Type.String(), Type.String())),
     cwd: Type.Optional(Type.String()),
     poolSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Engines that take batches (their ready declares batch): cap on jobs per request, and the longest wait for more. */
+    maxBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+    maxQueueDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
     startupTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
     jobTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
     stopGraceMs: Type.Optional(Type.Integer({ minimum: 0 })),

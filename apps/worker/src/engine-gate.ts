@@ -17,7 +17,8 @@ export class EngineGate {
   private readonly waiting: Waiter[] = [];
 
   constructor(
-    readonly size: number,
+    /** Jobs at the engine at once: poolSize, × maxBatch when the engine takes batches (read on every entry). */
+    private readonly size: () => number,
     /** True while the host should not start jobs (admission holding, shutting down): waiting jobs go back. */
     private readonly holding: () => boolean,
   ) {}
@@ -33,7 +34,7 @@ export class EngineGate {
    */
   enter(signal: AbortSignal): Promise<GateEntry> {
     if (signal.aborted) return Promise.resolve('canceled');
-    if (this.running < this.size && this.waiting.length === 0) {
+    if (this.running < this.size() && this.waiting.length === 0) {
       this.running++;
       return Promise.resolve('run');
     }
@@ -57,16 +58,21 @@ export class EngineGate {
 
   /** The job left the engine: hand the slot to the next waiting job, or free it. */
   release(): void {
-    while (this.waiting.length) {
+    this.running = Math.max(0, this.running - 1);
+    this.admit();
+  }
+
+  /** Let waiting jobs in while there is room (the size grows when an engine declares batches). */
+  admit(): void {
+    while (this.waiting.length && this.running < this.size()) {
       const w = this.waiting.shift()!;
       if (this.holding()) {
         w.resolve('hold');
         continue;
       }
-      w.resolve('run'); // the slot passes on: running stays the same
-      return;
+      this.running++;
+      w.resolve('run');
     }
-    this.running = Math.max(0, this.running - 1);
   }
 
   /** The host started holding (or stops): every waiting job goes back to the queue now. */

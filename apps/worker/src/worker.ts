@@ -143,7 +143,7 @@ export class EnhanceWorker {
       void this.publish();
     });
     for (const profile of this.profiles) {
-      this.gates.set(profile.name, new EngineGate(profile.poolSize, () => this.stopping || !this.governor.admitting()));
+      this.gates.set(profile.name, new EngineGate(() => this.engineSlots(profile), () => this.stopping || !this.governor.admitting()));
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redisUrl, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
@@ -303,6 +303,24 @@ export class EnhanceWorker {
     this.stalledTimer = setTimeout(() => void this.stalledCheck().finally(() => this.scheduleStalledCheck()), this.config.stalledIntervalMs);
   }
 
+  /** Jobs an engine works on at once: one per process, or a batch per process once its engine declared batches. */
+  private engineSlots(profile: EngineProfile): number {
+    return profile.poolSize * (this.governor.batching(profile.name)?.maxBatch ?? 1);
+  }
+
+  /**
+   * Fetch enough to fill the engines (batches included) plus PREFETCH per slot. The batch size is known only once an
+   * engine said ready, so this is re-fitted as jobs arrive; the gate lets newly allowed jobs in.
+   */
+  private fitConcurrency(profile: EngineProfile): void {
+    const w = this.workers.get(profile.name);
+    const want = this.engineSlots(profile) * (1 + this.config.prefetch);
+    if (w && w.concurrency !== want) {
+      w.concurrency = want;
+      this.gates.get(profile.name)?.admit();
+    }
+  }
+
   private async process(job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile): Promise<JobResult> {
     const data = job.data;
     const log = this.logger.child({ jobId: data.id, engine: profile.name });
@@ -321,8 +339,11 @@ export class EnhanceWorker {
       [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
     } catch (err) {
       this.active.delete(data.id);
+      if (abort.signal.aborted) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
       throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
     }
+    // A cancel that came while staging removed the input too: it is a cancel, not a missing input.
+    if (abort.signal.aborted) canceled = true;
     if (canceled || !staged) {
       this.active.delete(data.id);
       await this.staging.release(staged);
@@ -333,6 +354,7 @@ export class EnhanceWorker {
       throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
     }
     // Prefetch: wait here, staged, while this engine's processes are busy with earlier jobs.
+    this.fitConcurrency(profile);
     const gate = this.gates.get(profile.name)!;
     const entry = await gate.enter(abort.signal);
     if (entry === 'hold' && token) {
@@ -363,6 +385,7 @@ export class EnhanceWorker {
       }).finally(() => {
         // The engine is free the moment it answers: the next (prefetched) job goes in while this one commits.
         if (entry === 'run') gate.release();
+        this.fitConcurrency(profile);
       });
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the

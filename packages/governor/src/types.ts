@@ -23,6 +23,10 @@ export interface EngineProfile {
   cwd?: string;
   /** Engine processes of this profile on this host (= jobs of this engine run at once). Default 1. */
   poolSize: number;
+  /** Dynamic batching, for engines whose ready declares batch: at most this many jobs per request (operator cap). */
+  maxBatch?: number;
+  /** Dynamic batching: wait at most this long for more jobs before sending a smaller batch (overrides the engine's). */
+  maxQueueDelayMs?: number;
   /** Default 120 000. */
   startupTimeoutMs: number;
   /** Default 600 000; past it the job fails with ENGINE_TIMEOUT and the process is replaced. */
