@@ -17,8 +17,13 @@ const BATCH_ENGINE = join(REPO, 'test/fixtures/engines/batch-engine.mjs');
 interface Drained {
   jobs: number;
   spanMs: number;
+  /** Σ the engine's own time per job (done.timings.engineMs: from reading the request to writing the answer). */
   busyMs: number;
-  /** Per job: time waiting at the engine pool to be sent (the wait batching adds; 0 without batching). */
+  /** Σ engine request → answer as the worker saw it (includes the worker's own event-loop delays). */
+  runMs: number;
+  /** Per job: how long an idle engine was held back to fill its batch (the latency batching adds). */
+  batchWaitMs: number[];
+  /** Per job: time at the engine pool before it was sent (includes waiting for a busy engine). */
   poolWaitMs: number[];
   batchSizes: number[];
 }
@@ -26,7 +31,7 @@ interface Drained {
 /** One stack, one engine: queue `n` jobs over HTTP while the queue is paused, resume, wait for all, read the records. */
 async function drain(engine: Record<string, unknown>, n: number, workerEnv: Record<string, string>): Promise<Drained> {
   const name = engine.name as string;
-  const stack = await startStack({ gateway: { knownEngines: [name], maxQueuedJobs: 1_000_000 }, engines: [engine], workerEnv: { LOG_LEVEL: 'warn', ...workerEnv } });
+  const stack = await startStack({ gateway: { knownEngines: [name], maxQueuedJobs: 1_000_000 }, engines: [engine], workerEnv });
   const q = new Queue<unknown, JobResult>(queueName(name), { connection: { ...redisOptions(stack.redis.url) }, prefix: KEY_PREFIX });
   try {
     const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } }).png().toBuffer();
@@ -56,7 +61,9 @@ async function drain(engine: Record<string, unknown>, n: number, workerEnv: Reco
     return {
       jobs: jobs.length,
       spanMs: end - start,
-      busyMs: jobs.reduce((s, j) => s + (j!.returnvalue.timings?.runMs ?? 0), 0),
+      busyMs: jobs.reduce((s, j) => s + (j!.returnvalue.timings?.engineMs ?? 0), 0),
+      runMs: jobs.reduce((s, j) => s + (j!.returnvalue.timings?.runMs ?? 0), 0),
+      batchWaitMs: jobs.map((j) => j!.returnvalue.timings?.batchWaitMs ?? 0),
       poolWaitMs: jobs.map((j) => j!.returnvalue.timings?.waitMs ?? 0),
       batchSizes: jobs.map((j) => Number((j!.returnvalue.meta as { batchSize?: number } | undefined)?.batchSize ?? 1)),
     };
@@ -84,7 +91,7 @@ export async function benchThroughput(opts: { jobs: number; batchJobs: number })
         value: duty,
         unit: 'ratio',
         goal: ms === 100 ? '>= 0.99' : '>= 0.95',
-        note: `${d.jobs} jobs queued over HTTP (gateway running) in ${d.spanMs} ms; ${((d.spanMs - d.busyMs) / d.jobs).toFixed(2)} ms idle per job`,
+        note: `${d.jobs} jobs queued over HTTP (gateway running) in ${d.spanMs} ms; ${((d.spanMs - d.busyMs) / d.jobs).toFixed(2)} ms idle per job; engine's own time ${(d.busyMs / d.jobs).toFixed(1)} ms/job; request→answer as the worker saw it ${(d.runMs / d.spanMs).toFixed(3)} of the span`,
       });
     }
   }
@@ -102,7 +109,7 @@ export async function benchThroughput(opts: { jobs: number; batchJobs: number })
     { section: s, metric: 'one job at a time', value: jps(single), unit: 'jobs/s', note: `span ${single.spanMs} ms` },
     { section: s, metric: 'maxBatch 8, maxQueueDelayMs 5', value: jps(batched), unit: 'jobs/s', note: `span ${batched.spanMs} ms; mean batch ${(batched.batchSizes.reduce((x, y) => x + y, 0) / batched.batchSizes.length).toFixed(2)}` },
     { section: s, metric: 'batched / one at a time', value: jps(batched) / jps(single), unit: 'ratio', goal: '>= 3' },
-    { section: s, metric: 'p95 wait to fill a batch (added latency)', value: pct(batched.poolWaitMs, 95), unit: 'ms', goal: '<= 5 (maxQueueDelayMs)', note: `p50 ${pct(batched.poolWaitMs, 50)} ms, max ${Math.max(...batched.poolWaitMs)} ms` },
+    { section: s, metric: 'p95 added latency (idle engine held back to fill a batch)', value: pct(batched.batchWaitMs, 95), unit: 'ms', goal: '<= 5 (maxQueueDelayMs)', note: `p50 ${pct(batched.batchWaitMs, 50)} ms, max ${Math.max(...batched.batchWaitMs)} ms; time at the pool incl. waiting for the busy engine: p95 ${pct(batched.poolWaitMs, 95)} ms` },
   );
   return rows;
 }

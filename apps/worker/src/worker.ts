@@ -404,7 +404,7 @@ export class EnhanceWorker {
         key: data.outputKey,
         applied: d.applied,
         engine: { name: run.engine.name, version: run.engine.version, host: this.config.hostId, ...(run.engine.pid ? { pid: run.engine.pid } : {}) },
-        timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(d.timings ?? {}) },
+        timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(run.timings.batchWaitMs !== undefined ? { batchWaitMs: run.timings.batchWaitMs } : {}), ...(d.timings ?? {}) },
         ...(d.meta ? { meta: d.meta } : {}),
       };
     } catch (err) {

@@ -240,6 +240,7 @@ export class EnginePool implements SpawnClient {
       for (const p of this.pending.splice(0)) this.settlePending(p, () => p.reject(err));
       return;
     }
+    const free = Date.now();
     // Jobs freed by the batch that just ended arrive within this turn: let them join before the batch is cut.
     await new Promise<void>((resolve) => setImmediate(resolve));
     const b = this.batching() ?? { maxBatch: 1, maxQueueDelayMs: 0 };
@@ -273,7 +274,7 @@ export class EnginePool implements SpawnClient {
       promise.then(
         (done) => {
           answered();
-          p.resolve({ done, engine, timings: { waitMs: t1 - p.since, runMs: Date.now() - t1 } });
+          p.resolve({ done, engine, timings: { waitMs: t1 - p.since, runMs: Date.now() - t1, batchWaitMs: t1 - Math.max(free, p.since) } });
         },
         (err: unknown) => {
           answered();

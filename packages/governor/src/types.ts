@@ -106,8 +106,9 @@ export interface RunHooks {
 export interface RunResult {
   done: DoneMessage;
   engine: { name: string; version: string; pid: number | undefined };
-  /** waitMs: waiting for an engine (admission, start-up); runMs: the engine working on the job. */
-  timings: { waitMs: number; runMs: number };
+  /** waitMs: waiting for an engine (admission, start-up); runMs: the engine working on the job; batchWaitMs (batched
+   * engines): of waitMs, the time an idle engine was held back to fill the batch (bounded by maxQueueDelayMs). */
+  timings: { waitMs: number; runMs: number; batchWaitMs?: number };
 }
 
 /** A failed attempt, with a catalogue code. `retryable: false` means another attempt cannot help. */
