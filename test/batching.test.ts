@@ -12,9 +12,9 @@ import { REPO, startStack, submit, until, waitForStatus, type Stack } from './su
 const ENGINE = join(REPO, 'test/fixtures/engines/batch-engine.mjs');
 const A_MS = 250;
 const B_MS = 10;
-const engine = (name: string, maxBatch: number): Record<string, unknown> => ({
+const engine = (name: string, maxBatch: number, aMs = A_MS, delayMs = 50): Record<string, unknown> => ({
   name,
-  command: [process.execPath, ENGINE, '--a-ms', String(A_MS), '--b-ms', String(B_MS), '--max-batch', String(maxBatch), '--max-queue-delay-ms', '50'],
+  command: [process.execPath, ENGINE, '--a-ms', String(aMs), '--b-ms', String(B_MS), '--max-batch', String(maxBatch), '--max-queue-delay-ms', String(delayMs)],
 });
 
 let stack: Stack;
@@ -22,7 +22,7 @@ let good: Buffer;
 let bad: Buffer;
 
 beforeAll(async () => {
-  stack = await startStack({ gateway: { knownEngines: ['batched', 'single'] }, engines: [engine('batched', 4), engine('single', 0)] });
+  stack = await startStack({ gateway: { knownEngines: ['batched', 'single', 'long'] }, engines: [engine('batched', 4), engine('single', 0), engine('long', 4, 3000, 300)] });
   good = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } }).png().toBuffer();
   // The fixture fails any PNG 13 px wide: a photo the engine cannot process.
   bad = await sharp({ create: { width: 13, height: 32, channels: 3, background: '#884466' } }).png().toBuffer();
@@ -99,6 +99,29 @@ describe('dynamic batching', () => {
       expect(views[1]!.attempts).toBe(1); // not retryable: not run again
       // The bad photo went in the same request as the good ones, and did not take them down.
       expect(Math.max(...views.map((v) => v.result?.meta?.batchSize ?? 0))).toBe(4);
+    } finally {
+      await q.close();
+    }
+  }, 60_000);
+
+  it('a cancel stops only its own job in a batch', async () => {
+    const q = new Queue(queueName('long'), { connection: { ...redisOptions(stack.redis.url) }, prefix: KEY_PREFIX });
+    try {
+      // Warm the engine (its ready declares batches), then queue three and let them go out together.
+      await waitForStatus(stack.gw.url, await submitTo('long', good), ['completed'], 30_000);
+      await q.pause();
+      const ids = [await submitTo('long', good), await submitTo('long', good), await submitTo('long', good)];
+      await q.resume();
+      // At the engine: it reported progress for each (the fixture does when a batch starts).
+      await until('the batch at the engine', async () => (await Promise.all(ids.map((id) => q.getJob(id)))).every((j) => Number(j?.progress) > 0), 20_000, 20);
+      const del = await fetch(`${stack.gw.url}/v1/jobs/${ids[1]}`, { method: 'DELETE' });
+      expect(del.status).toBe(200);
+      const views = (await Promise.all(ids.map((id) => waitForStatus(stack.gw.url, id, ['completed', 'failed', 'canceled'], 30_000)))) as unknown as View[];
+      expect(views.map((v) => v.status)).toEqual(['completed', 'canceled', 'completed']);
+      // The canceled job shared a request with a completed one: all three together (3 + 3), or it and one other (2 + 1).
+      expect([3, 6]).toContain((views[0]!.result?.meta?.batchSize ?? 0) + (views[2]!.result?.meta?.batchSize ?? 0));
+      // The canceled job's attempt ended as a cancel, not as a failure to retry.
+      await stack.worker.waitForLog((r) => r.jobId === ids[1] && String(r.reason).startsWith('JOB_CANCELED'), 10_000);
     } finally {
       await q.close();
     }
