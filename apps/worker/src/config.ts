@@ -12,6 +12,9 @@ const ProfileSchema = Type.Object(
     env: Type.Optional(Type.Record(Type.String(), Type.String())),
     cwd: Type.Optional(Type.String()),
     poolSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Engines that take batches (their ready declares batch): cap on jobs per request, and the longest wait for more. */
+    maxBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+    maxQueueDelayMs: Type.Optional(Duration({ minimum: 0, maximum: 10_000 })),
     startupTimeoutMs: Type.Optional(Duration({ minimum: 100 })),
     jobTimeoutMs: Type.Optional(Duration({ minimum: 100 })),
     stopGraceMs: Type.Optional(Duration({ minimum: 0 })),
@@ -56,6 +59,11 @@ export const WorkerConfigSchema = Type.Object({
   admissionCheckMs: Duration({ default: 1000, minimum: 50 }),
   /** A job fetched while holding goes back to the queue (for other hosts) after this delay. */
   holdRequeueMs: Duration({ default: 1000, minimum: 10 }),
+  /**
+   * Jobs each engine process may hold ready (fetched, input staged, cancel state known) while it works, so it gets the
+   * next one the moment it answers. Only a busy engine prefetches; 0 turns prefetching off.
+   */
+  prefetch: Type.Integer({ default: 1, minimum: 0, maximum: 16 }),
   enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /**
@@ -106,6 +114,7 @@ export const WORKER_ENV = {
   admissionMaxPressure: 'ADMISSION_MAX_PRESSURE',
   admissionCheckMs: 'ADMISSION_CHECK_MS',
   holdRequeueMs: 'HOLD_REQUEUE_MS',
+  prefetch: 'PREFETCH',
   enforcement: 'ENFORCEMENT',
   startFailureLimit: 'START_FAILURE_LIMIT',
   shutdownGraceMs: 'SHUTDOWN_GRACE_MS',

@@ -18,6 +18,7 @@ import {
 } from '@photoenhance/queue';
 import type { WorkerConfig } from './config.js';
 import { resolveProfiles } from './resolve-profiles.js';
+import { EngineGate } from './engine-gate.js';
 import { JobStaging, storageFailure, type StagedJob } from './staging.js';
 
 /** Progress updates to Redis at most this often per job. */
@@ -50,6 +51,8 @@ export class EnhanceWorker {
   private readonly records: JobRecords;
   private readonly workers = new Map<string, Worker<JobData, JobResult>>();
   private readonly active = new Map<string, AbortController>();
+  /** Per engine: at most poolSize jobs at the engine; prefetched ones wait here, staged (engine-gate.ts). */
+  private readonly gates = new Map<string, EngineGate>();
   private readonly recycleEvents: RecycleEvent[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   /** Recovery (see recover() and stalledCheck()): this process's registry record, the stalled-check timer, and the
@@ -60,6 +63,8 @@ export class EnhanceWorker {
   private redisWasDown = false;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
+  /** Set the moment close() starts (before `closing` is assigned), so prefetched jobs go back at once. */
+  private stopping = false;
 
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
@@ -115,6 +120,8 @@ export class EnhanceWorker {
         if (state.state === 'holding') w.pause(true);
         else w.resume();
       }
+      // Prefetched jobs go back to the queue for hosts that can take them.
+      for (const g of this.gates.values()) g.releaseWaiting();
       void this.publish();
     });
     this.governor.on('recycle', (info) => {
@@ -123,10 +130,12 @@ export class EnhanceWorker {
       void this.publish();
     });
     for (const profile of this.profiles) {
+      this.gates.set(profile.name, new EngineGate(() => this.engineSlots(profile), () => this.stopping || !this.governor.admitting()));
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redis, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
-        concurrency: profile.poolSize,
+        // poolSize jobs at the engines, plus PREFETCH per engine held ready; BullMQ renews all their locks.
+        concurrency: profile.poolSize * (1 + config.prefetch),
         autorun: false,
         // A stalled job (its worker died) is retried maxStalledCount more times, then failed.
         maxStalledCount: config.maxStalledCount,
@@ -287,6 +296,24 @@ export class EnhanceWorker {
     this.stalledTimer = setTimeout(() => void this.stalledCheck().finally(() => this.scheduleStalledCheck()), this.config.stalledIntervalMs);
   }
 
+  /** Jobs an engine works on at once: one per process, or a batch per process once its engine declared batches. */
+  private engineSlots(profile: EngineProfile): number {
+    return profile.poolSize * (this.governor.batching(profile.name)?.maxBatch ?? 1);
+  }
+
+  /**
+   * Fetch enough to fill the engines (batches included) plus PREFETCH per slot. The batch size is known only once an
+   * engine said ready, so this is re-fitted as jobs arrive; the gate lets newly allowed jobs in.
+   */
+  private fitConcurrency(profile: EngineProfile): void {
+    const w = this.workers.get(profile.name);
+    const want = this.engineSlots(profile) * (1 + this.config.prefetch);
+    if (w && w.concurrency !== want) {
+      w.concurrency = want;
+      this.gates.get(profile.name)?.admit();
+    }
+  }
+
   private async process(job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile): Promise<JobResult> {
     const data = job.data;
     const log = this.logger.child({ jobId: data.id, engine: profile.name });
@@ -305,8 +332,11 @@ export class EnhanceWorker {
       [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
     } catch (err) {
       this.active.delete(data.id);
+      if (abort.signal.aborted) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
       throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
     }
+    // A cancel that came while staging removed the input too: it is a cancel, not a missing input.
+    if (abort.signal.aborted) canceled = true;
     if (canceled || !staged) {
       this.active.delete(data.id);
       await this.staging.release(staged);
@@ -315,6 +345,17 @@ export class EnhanceWorker {
         throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
       }
       throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
+    }
+    // Prefetch: wait here, staged, while this engine's processes are busy with earlier jobs.
+    this.fitConcurrency(profile);
+    const gate = this.gates.get(profile.name)!;
+    const entry = await gate.enter(abort.signal);
+    if (entry === 'hold' && token) {
+      this.active.delete(data.id);
+      await this.staging.release(staged);
+      log.info('host is holding: the prefetched job goes back to the queue');
+      await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
+      throw new DelayedError();
     }
     const { input, output } = staged;
     let lastProgress = 0;
@@ -334,6 +375,10 @@ export class EnhanceWorker {
           void job.updateProgress(Math.max(0, Math.min(1, p))).catch(() => undefined);
         },
         onLog: jobLog,
+      }).finally(() => {
+        // The engine is free the moment it answers: the next (prefetched) job goes in while this one commits.
+        if (entry === 'run') gate.release();
+        this.fitConcurrency(profile);
       });
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
@@ -352,7 +397,7 @@ export class EnhanceWorker {
         key: data.outputKey,
         applied: d.applied,
         engine: { name: run.engine.name, version: run.engine.version, host: this.config.hostId, ...(run.engine.pid ? { pid: run.engine.pid } : {}) },
-        timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(d.timings ?? {}) },
+        timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(run.timings.batchWaitMs !== undefined ? { batchWaitMs: run.timings.batchWaitMs } : {}), ...(d.timings ?? {}) },
         ...(d.meta ? { meta: d.meta } : {}),
       };
     } catch (err) {
@@ -401,11 +446,14 @@ export class EnhanceWorker {
 
   /** Stop taking jobs, give running ones a grace period, stop engines, leave Redis. Idempotent. */
   close(): Promise<void> {
+    this.stopping = true;
     this.closing ??= (async () => {
       const { logger } = this;
       logger.info('worker stopping');
       if (this.heartbeat) clearInterval(this.heartbeat);
       if (this.stalledTimer) clearTimeout(this.stalledTimer);
+      // Prefetched jobs that have not reached an engine go back to the queue instead of running in the grace period.
+      for (const g of this.gates.values()) g.releaseWaiting();
       const closing = Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
       const graceful = await Promise.race([closing.then(() => true), delay(this.config.shutdownGraceMs).then(() => false)]);
       if (!graceful) {

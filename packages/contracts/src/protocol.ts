@@ -3,7 +3,7 @@
  * docs/engine-protocol.md is the prose version; keep both in step.
  *
  * stdout carries protocol messages only, one JSON object per line. stderr is free text for logs.
- * Worker → engine on stdin: job, cancel, shutdown. Closing stdin means shutdown too.
+ * Worker → engine on stdin: job, batch (engines that declared batch), cancel, shutdown. Closing stdin means shutdown too.
  * Engine → worker on stdout: ready (once, first), progress, log, done, error, canceled.
  */
 import type { ErrorCode } from './errors.js';
@@ -26,6 +26,17 @@ export interface ReadyMessage {
   capabilities: EngineCapabilities;
   /** Free-form facts for operators: device, models loaded, memory. */
   info?: Record<string, unknown>;
+  /**
+   * Dynamic batching (optional): the engine takes up to maxBatch jobs in one `batch` request. The worker waits at most
+   * maxQueueDelayMs (the operator's profile setting wins) for more jobs before sending a smaller batch. Absent or
+   * maxBatch 1: one `job` at a time.
+   */
+  batch?: BatchCapability;
+}
+
+export interface BatchCapability {
+  maxBatch: number;
+  maxQueueDelayMs?: number;
 }
 
 export interface JobRequest {
@@ -36,6 +47,12 @@ export interface JobRequest {
   /** Absolute path the engine must write; its extension matches options.format. */
   output: string;
   options: JobOptions;
+}
+
+/** Several jobs at once (only to engines whose ready declared batch.maxBatch ≥ 2); each is answered on its own. */
+export interface BatchRequest {
+  type: 'batch';
+  jobs: Array<Omit<JobRequest, 'type'>>;
 }
 
 export interface CancelRequest {
@@ -85,7 +102,7 @@ export interface CanceledMessage {
   id: string;
 }
 
-export type WorkerToEngine = JobRequest | CancelRequest | ShutdownRequest;
+export type WorkerToEngine = JobRequest | BatchRequest | CancelRequest | ShutdownRequest;
 export type EngineToWorker = ReadyMessage | ProgressMessage | LogMessage | DoneMessage | ErrorMessage | CanceledMessage;
 
 export class ProtocolError extends Error {

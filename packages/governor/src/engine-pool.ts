@@ -33,6 +33,16 @@ interface Waiter {
   onAbort?: () => void;
 }
 
+/** A job waiting to be sent in a batch (dynamic batching). */
+interface Pending {
+  req: RunRequest;
+  hooks: RunHooks;
+  since: number;
+  resolve(r: RunResult): void;
+  reject(e: unknown): void;
+  onAbort?: () => void;
+}
+
 export const canceledWhileWaiting = (profile: string): EngineJobError =>
   new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
 
@@ -59,6 +69,10 @@ export class EnginePool implements SpawnClient {
   private counted = new WeakSet<EngineProcess>();
   private lastReady: ReadyMessage | undefined;
   private closed = false;
+  /** Dynamic batching: jobs waiting to go out together; one collector at a time takes a process and fills a batch. */
+  private pending: Pending[] = [];
+  private collecting = false;
+  private morePending: (() => void) | undefined;
 
   constructor(
     readonly profile: EngineProfile,
@@ -154,7 +168,21 @@ export class EnginePool implements SpawnClient {
     );
   }
 
+  /**
+   * Dynamic batching in force: the engine's ready declared batch.maxBatch ≥ 2 (capped by the profile's maxBatch); the
+   * queue delay is the profile's maxQueueDelayMs, else the engine's, else 0 (send what is waiting).
+   */
+  batching(): { maxBatch: number; maxQueueDelayMs: number } | undefined {
+    const declared = this.lastReady?.batch;
+    if (!declared || typeof declared.maxBatch !== 'number' || !(declared.maxBatch >= 2)) return undefined;
+    const maxBatch = Math.min(Math.floor(declared.maxBatch), this.profile.maxBatch ?? Infinity);
+    if (maxBatch < 2) return undefined;
+    const delay = this.profile.maxQueueDelayMs ?? declared.maxQueueDelayMs ?? 0;
+    return { maxBatch, maxQueueDelayMs: Number.isFinite(delay) && delay > 0 ? delay : 0 };
+  }
+
   async run(req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
+    if (this.batching()) return this.runBatched(req, hooks);
     const t0 = Date.now();
     let proc = await this.acquire(hooks.signal);
     // It may have died between being handed over and now (an idle crash): take the next one.
@@ -170,6 +198,93 @@ export class EnginePool implements SpawnClient {
     } finally {
       this.release(proc);
     }
+  }
+
+  private runBatched(req: RunRequest, hooks: RunHooks): Promise<RunResult> {
+    if (this.closed) return Promise.reject(governorClosed(this.name));
+    if (hooks.signal?.aborted) return Promise.reject(canceledWhileWaiting(this.name));
+    return new Promise<RunResult>((resolve, reject) => {
+      const p: Pending = { req, hooks, since: Date.now(), resolve, reject };
+      if (hooks.signal) {
+        p.onAbort = () => {
+          const i = this.pending.indexOf(p);
+          if (i >= 0) this.pending.splice(i, 1);
+          reject(canceledWhileWaiting(this.name));
+        };
+        hooks.signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.pending.push(p);
+      this.morePending?.();
+      this.collect();
+    });
+  }
+
+  private collect(): void {
+    if (this.collecting || this.pending.length === 0 || this.closed) return;
+    this.collecting = true;
+    void this.dispatchBatch().finally(() => {
+      this.collecting = false;
+      this.collect();
+    });
+  }
+
+  /** Take a process, wait (at most the queue delay, counted from the oldest waiting job) for a full batch, send it. */
+  private async dispatchBatch(): Promise<void> {
+    let proc: EngineProcess;
+    try {
+      proc = await this.acquire();
+      while (proc.state !== 'idle') proc = await this.acquire();
+    } catch (err) {
+      for (const p of this.pending.splice(0)) this.settlePending(p, () => p.reject(err));
+      return;
+    }
+    const free = Date.now();
+    // Jobs freed by the batch that just ended arrive within this turn: let them join before the batch is cut.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const b = this.batching() ?? { maxBatch: 1, maxQueueDelayMs: 0 };
+    const deadline = (this.pending[0]?.since ?? 0) + b.maxQueueDelayMs;
+    // Bounded: every pass ends at the deadline or with a new job; the deadline is fixed.
+    while (this.pending.length > 0 && this.pending.length < b.maxBatch && Date.now() < deadline && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        this.morePending = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.morePending = undefined;
+    }
+    const batch = this.pending.splice(0, b.maxBatch);
+    if (batch.length === 0 || this.closed || proc.state !== 'idle') {
+      for (const p of batch) this.settlePending(p, () => p.reject(governorClosed(this.name)));
+      this.release(proc);
+      return;
+    }
+    for (const p of batch) if (p.onAbort) p.hooks.signal?.removeEventListener('abort', p.onAbort);
+    const t1 = Date.now();
+    const engine = { name: this.name, version: proc.ready?.version ?? 'unknown', pid: proc.pid };
+    let left = batch.length;
+    const answered = (): void => {
+      if (--left === 0) this.release(proc);
+    };
+    proc.runBatch(batch.map((p) => ({ req: p.req, hooks: p.hooks }))).forEach((promise, i) => {
+      const p = batch[i]!;
+      promise.then(
+        (done) => {
+          answered();
+          p.resolve({ done, engine, timings: { waitMs: t1 - p.since, runMs: Date.now() - t1, batchWaitMs: t1 - Math.max(free, p.since) } });
+        },
+        (err: unknown) => {
+          answered();
+          p.reject(err);
+        },
+      );
+    });
+  }
+
+  private settlePending(p: Pending, settle: () => void): void {
+    if (p.onAbort) p.hooks.signal?.removeEventListener('abort', p.onAbort);
+    settle();
   }
 
   private acquire(signal?: AbortSignal): Promise<EngineProcess> {
@@ -323,6 +438,8 @@ export class EnginePool implements SpawnClient {
     for (const t of this.ttlTimers.values()) clearTimeout(t);
     this.ttlTimers.clear();
     for (const w of this.waiters.splice(0)) this.rejectWaiter(w, governorClosed(this.name));
+    for (const p of this.pending.splice(0)) this.settlePending(p, () => p.reject(governorClosed(this.name)));
+    this.morePending?.();
     await Promise.all([...this.procs].map((p) => p.stop('shutdown', p.state === 'idle')));
   }
 }

@@ -63,7 +63,8 @@ export class EngineProcess extends EventEmitter {
   idleSince = Date.now();
   /** maxJobs with this process's jitter drawn once (gunicorn-style), so a pool does not recycle all at once. */
   readonly maxJobs: number;
-  private job: ActiveJob | undefined;
+  /** Jobs in flight: one, or a batch (engines whose ready declared batch.maxBatch ≥ 2). */
+  private readonly jobs = new Map<string, ActiveJob>();
 
   constructor(
     readonly profile: EngineProfile,
@@ -114,7 +115,7 @@ export class EngineProcess extends EventEmitter {
       this.child.on('stdout', (line: string) => this.onLine(line, fail));
       this.child.on('stderr', (line: string) => {
         this.logger.debug({ enginePid: this.pid, stderr: line }, 'engine stderr');
-        this.job?.hooks.onLog?.(line);
+        for (const j of this.jobs.values()) j.hooks.onLog?.(line);
       });
       this.child.once('exit', (exit: ChildExit) => {
         clearTimeout(timer);
@@ -136,9 +137,18 @@ export class EngineProcess extends EventEmitter {
 
   /** Run one job. The promise settles only once the engine is done with it (answered, or is gone). */
   run(req: RunRequest, hooks: RunHooks = {}): Promise<DoneMessage> {
+    return this.runBatch([{ req, hooks }])[0]!;
+  }
+
+  /**
+   * Run several jobs in one `batch` request (one job: a plain `job` message, as every engine understands). Each
+   * promise settles on its own job's answer; the process is idle again when all are answered.
+   */
+  runBatch(items: Array<{ req: RunRequest; hooks?: RunHooks }>): Array<Promise<DoneMessage>> {
     if (this.state !== 'idle') throw new Error(`engine ${this.profile.name} (pid ${this.pid}) is ${this.state}, not idle`);
+    if (items.length === 0) return [];
     this.state = 'busy';
-    return new Promise<DoneMessage>((resolve, reject) => {
+    const promises = items.map(({ req, hooks = {} }) => new Promise<DoneMessage>((resolve, reject) => {
       const job: ActiveJob = {
         id: req.id,
         hooks,
@@ -147,24 +157,26 @@ export class EngineProcess extends EventEmitter {
         canceling: false,
         timer: setTimeout(() => {
           const err = engineFailure('ENGINE_TIMEOUT', { profile: this.profile.name, pid: this.pid, what: `ran past its job timeout of ${this.profile.jobTimeoutMs} ms on job ${req.id}` });
-          this.killFor('timeout', err, this.profile.stopGraceMs);
+          this.killFor('timeout', err, this.profile.stopGraceMs, job);
         }, this.profile.jobTimeoutMs),
       };
-      this.job = job;
+      this.jobs.set(req.id, job);
       if (hooks.signal) {
         job.onAbort = () => this.cancel(job);
         if (hooks.signal.aborted) queueMicrotask(job.onAbort);
         else hooks.signal.addEventListener('abort', job.onAbort, { once: true });
       }
-      this.child.send(encodeMessage({ type: 'job', id: req.id, input: req.input, output: req.output, options: req.options }));
-    });
+    }));
+    const wire = items.map(({ req }) => ({ id: req.id, input: req.input, output: req.output, options: req.options }));
+    this.child.send(encodeMessage(wire.length === 1 ? { type: 'job', ...wire[0]! } : { type: 'batch', jobs: wire }));
+    return promises;
   }
 
   /** Stop this process. graceful: shutdown message + EOF first. A job in flight fails (retryable). */
   stop(reason: string, graceful: boolean): Promise<ChildExit> {
     if (this.state !== 'exited') this.state = 'stopping';
-    if (this.job && !this.job.killError) {
-      this.job.killError = engineFailure('ENGINE_FAILED', { profile: this.profile.name, pid: this.pid, what: `was stopped (${reason}) while running job ${this.job.id}` });
+    for (const job of this.jobs.values()) {
+      job.killError ??= engineFailure('ENGINE_FAILED', { profile: this.profile.name, pid: this.pid, what: `was stopped (${reason}) while running job ${job.id}` });
     }
     return graceful
       ? this.child.shutdown(reason, this.profile.stopGraceMs, encodeMessage({ type: 'shutdown' }))
@@ -176,29 +188,33 @@ export class EngineProcess extends EventEmitter {
   }
 
   private cancel(job: ActiveJob): void {
-    if (job.canceling || this.job !== job) return;
+    if (job.canceling || this.jobs.get(job.id) !== job) return;
     job.canceling = true;
     this.child.send(encodeMessage({ type: 'cancel', id: job.id }));
     job.cancelTimer = setTimeout(() => {
-      this.killFor('cancel', this.canceledError(`did not stop job ${job.id} within ${this.profile.stopGraceMs} ms of cancel; killed`), this.profile.stopGraceMs);
+      this.killFor('cancel', this.canceledError(`did not stop job ${job.id} within ${this.profile.stopGraceMs} ms of cancel; killed`), this.profile.stopGraceMs, job);
     }, this.profile.stopGraceMs);
   }
 
-  /** We kill the process; the job settles with `err` once it is gone. */
-  private killFor(reason: string, err: EngineJobError, graceMs: number): void {
-    if (this.job && !this.job.killError) this.job.killError = err;
+  /** We kill the process; `only`'s job (default: every job in flight) settles with `err` once it is gone, the others of
+   * its batch as stopped (retryable). */
+  private killFor(reason: string, err: EngineJobError, graceMs: number, only?: ActiveJob): void {
+    for (const job of this.jobs.values()) {
+      job.killError ??= only && job !== only
+        ? engineFailure('ENGINE_FAILED', { profile: this.profile.name, pid: this.pid, what: `was stopped (${reason} of job ${only.id} in the same batch) while running job ${job.id}` })
+        : err;
+    }
     if (this.state !== 'exited') this.state = 'stopping';
     void this.child.terminate(reason, graceMs);
   }
 
-  private settle(outcome: { done: DoneMessage } | { error: EngineJobError }): void {
-    const job = this.job;
-    if (!job) return;
-    this.job = undefined;
+  private settle(job: ActiveJob, outcome: { done: DoneMessage } | { error: EngineJobError }): void {
+    if (this.jobs.get(job.id) !== job) return;
+    this.jobs.delete(job.id);
     clearTimeout(job.timer);
     if (job.cancelTimer) clearTimeout(job.cancelTimer);
     if (job.onAbort) job.hooks.signal?.removeEventListener('abort', job.onAbort);
-    if (this.state === 'busy') {
+    if (this.state === 'busy' && this.jobs.size === 0) {
       this.state = 'idle';
       this.idleSince = Date.now();
     }
@@ -208,8 +224,10 @@ export class EngineProcess extends EventEmitter {
   }
 
   private settleOnExit(exit: ChildExit): void {
-    const job = this.job;
-    if (!job) return;
+    for (const job of [...this.jobs.values()]) this.settleJobOnExit(job, exit);
+  }
+
+  private settleJobOnExit(job: ActiveJob, exit: ChildExit): void {
     const p = this.profile;
     let err: EngineJobError;
     if (job.canceling && job.killError?.code === 'JOB_CANCELED') err = job.killError;
@@ -224,7 +242,7 @@ export class EngineProcess extends EventEmitter {
         details: { exitCode: exit.code, signal: exit.signal },
       });
     }
-    this.settle({ error: err });
+    this.settle(job, { error: err });
   }
 
   private onLine(line: string, failStart: (what: string, reason: string) => void): void {
@@ -238,7 +256,9 @@ export class EngineProcess extends EventEmitter {
       else this.killFor('protocol', engineFailure('ENGINE_PROTOCOL_ERROR', { profile: this.profile.name, pid: this.pid, what }), this.profile.stopGraceMs);
       return;
     }
-    const job = this.job;
+    // Messages name their job; an id-less log or error in a one-job request is about that job.
+    const id = 'id' in msg ? msg.id : undefined;
+    const job = id !== undefined ? this.jobs.get(id) : this.jobs.size === 1 ? [...this.jobs.values()][0] : undefined;
     switch (msg.type) {
       case 'ready':
         if (this.state !== 'starting' || this.ready) {
@@ -253,31 +273,32 @@ export class EngineProcess extends EventEmitter {
         return;
       case 'log':
         this.logger[msg.level === 'error' ? 'error' : msg.level === 'warn' ? 'warn' : 'debug']({ enginePid: this.pid, engineLog: msg.message }, 'engine log');
-        if (job && (msg.id === undefined || msg.id === job.id)) job.hooks.onLog?.(`[${msg.level}] ${msg.message}`);
+        if (job) job.hooks.onLog?.(`[${msg.level}] ${msg.message}`);
+        else if (msg.id === undefined) for (const j of this.jobs.values()) j.hooks.onLog?.(`[${msg.level}] ${msg.message}`);
         return;
       case 'progress':
-        if (job && msg.id === job.id && !job.canceling) job.hooks.onProgress?.(msg.progress, msg.stage);
+        if (job && !job.canceling) job.hooks.onProgress?.(msg.progress, msg.stage);
         return;
       case 'done':
-        if (!job || msg.id !== job.id) break;
-        if (job.canceling) this.settle({ error: this.canceledError(`finished job ${job.id} as it was canceled; result discarded`) });
-        else this.settle({ done: msg });
+        if (!job) break;
+        if (job.canceling) this.settle(job, { error: this.canceledError(`finished job ${job.id} as it was canceled; result discarded`) });
+        else this.settle(job, { done: msg });
         return;
       case 'canceled':
-        if (!job || msg.id !== job.id) break;
-        this.settle({ error: this.canceledError(`canceled job ${job.id} on request`) });
+        if (!job) break;
+        this.settle(job, { error: this.canceledError(`canceled job ${job.id} on request`) });
         return;
       case 'error':
         if (this.state === 'starting') {
           failStart(`reported ${msg.code} before it was ready: ${msg.message}`, 'start-failed');
           return;
         }
-        if (!job || (msg.id !== undefined && msg.id !== job.id)) break;
+        if (!job) break;
         if (job.canceling) {
-          this.settle({ error: this.canceledError(`stopped job ${job.id} on cancel (${msg.code})`) });
+          this.settle(job, { error: this.canceledError(`stopped job ${job.id} on cancel (${msg.code})`) });
           return;
         }
-        this.settle({
+        this.settle(job, {
           error: engineFailure(catalogueCode(msg.code), {
             profile: this.profile.name,
             pid: this.pid,

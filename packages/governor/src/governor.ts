@@ -131,6 +131,12 @@ export class Governor extends EventEmitter implements GovernorApi {
     return this.started;
   }
 
+  /** Dynamic batching in force for a resident profile (its engine declared batch in ready), else undefined. */
+  batching(profile: string): { maxBatch: number; maxQueueDelayMs: number } | undefined {
+    const pool = this.pools.get(profile);
+    return pool instanceof EnginePool ? pool.batching() : undefined;
+  }
+
   async run(profile: string, req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
     if (this.closing) throw new EngineJobError('ENGINE_FAILED', `engine ${profile} is not available: the governor is closing`);
     await this.start();

@@ -24,6 +24,10 @@ export interface EngineProfile {
   cwd?: string;
   /** Engine processes of this profile on this host (= jobs of this engine run at once). Default 1. */
   poolSize: number;
+  /** Dynamic batching, for engines whose ready declares batch: at most this many jobs per request (operator cap). */
+  maxBatch?: number;
+  /** Dynamic batching: wait at most this long for more jobs before sending a smaller batch (overrides the engine's). */
+  maxQueueDelayMs?: number;
   /** Default 120 000. */
   startupTimeoutMs: number;
   /** Default 600 000; past it the job fails with ENGINE_TIMEOUT and the process is replaced. */
@@ -103,8 +107,9 @@ export interface RunHooks {
 export interface RunResult {
   done: DoneMessage;
   engine: { name: string; version: string; pid: number | undefined };
-  /** waitMs: waiting for an engine (admission, start-up); runMs: the engine working on the job. */
-  timings: { waitMs: number; runMs: number };
+  /** waitMs: waiting for an engine (admission, start-up); runMs: the engine working on the job; batchWaitMs (batched
+   * engines): of waitMs, the time an idle engine was held back to fill the batch (bounded by maxQueueDelayMs). */
+  timings: { waitMs: number; runMs: number; batchWaitMs?: number };
 }
 
 /** A failed attempt, with a catalogue code. `retryable: false` means another attempt cannot help. */
