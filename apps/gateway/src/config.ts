@@ -48,6 +48,11 @@ export const GatewayConfigSchema = Type.Object({
   apiKeysFile: Type.Optional(Type.String({ minLength: 1 })),
   /** Host names served besides loopback names, IP addresses, HOST and PUBLIC_URL's host (`.example.com` = its subdomains, `*` = any). */
   allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /**
+   * Origins whose pages may call the job, batch and compat routes from a browser (CORS): `*` (the default: keys travel in
+   * headers, never cookies) or a list of origins (`https://app.example.com`); `none` turns CORS off. Never on operator routes.
+   */
+  corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
   /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
   maxEventLoopDelayMs: Type.Integer({ default: 1000, minimum: 0 }),
   maxHeapUsedBytes: Type.Integer({ default: 0, minimum: 0 }),
@@ -99,6 +104,7 @@ export const GATEWAY_ENV = {
   apiKeys: 'API_KEYS',
   apiKeysFile: 'API_KEYS_FILE',
   allowedHosts: 'ALLOWED_HOSTS',
+  corsOrigins: 'CORS_ORIGINS',
   maxEventLoopDelayMs: 'MAX_EVENT_LOOP_DELAY_MS',
   maxHeapUsedBytes: 'MAX_HEAP_USED_BYTES',
   maxBatchItems: 'MAX_BATCH_ITEMS',
@@ -121,6 +127,10 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   const badHosts = config.allowedHosts.filter((h) => h.trim() !== '*' && (/[/@]/.test(h) || hostName(h.trim().replace(/^\./, '')) === undefined));
   if (badHosts.length) {
     throw new ConfigError('gateway', [`setting ALLOWED_HOSTS must list host names (photos.example.com), domains (.example.com) or *; received ${JSON.stringify(badHosts)}`]);
+  }
+  const badOrigins = config.corsOrigins.filter((o) => o.trim() !== '*' && !(o.trim() === 'none' && config.corsOrigins.length === 1) && !/^https?:\/\/[^/\s]+$/.test(o.trim()));
+  if (badOrigins.length) {
+    throw new ConfigError('gateway', [`setting CORS_ORIGINS must be *, none, or a comma list of origins such as https://app.example.com (scheme, host, optional port; no path); received ${JSON.stringify(badOrigins)}`]);
   }
   return withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
 }

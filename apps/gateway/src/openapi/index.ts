@@ -49,6 +49,14 @@ const DOCS: Record<string, Doc> = {
     produces: ['text/event-stream'],
     response: { 200: { description: 'text/event-stream', type: 'string' } },
   },
+  'GET /': {
+    tags: ['compat'],
+    summary: 'Service description (PhotoEnhanceAI: service, version, status, endpoints); a browser asking for HTML is redirected to /dashboard',
+    response: {
+      200: { type: 'object', properties: { service: { type: 'string' }, version: { type: 'string' }, status: { type: 'string' }, endpoints: { type: 'object', additionalProperties: { type: 'string' } } }, additionalProperties: true },
+      302: { description: 'To /dashboard (Accept: text/html)', type: 'null' },
+    },
+  },
   'GET /healthz': { tags: ['system'], summary: 'Liveness', response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeSeconds: { type: 'integer' } } } } },
   'GET /readyz': { tags: ['system'], summary: 'Readiness (Redis reachable)', response: { 200: { type: 'object', properties: { status: { type: 'string' }, redis: { type: 'string' }, workers: { type: 'integer' } } }, 503: problem('Redis unreachable') } },
   'GET /v1/system': { tags: ['system'], summary: 'Worker hosts: admission, memory, engine processes', response: { 200: { type: 'object', properties: { hosts: { type: 'array', items: HostStateSchema }, sseClients: { type: 'integer' } } } } },
@@ -83,6 +91,7 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
         { name: 'jobs', description: 'Submit, follow and download jobs' },
         { name: 'batches', description: 'Many photos as one batch' },
         { name: 'system', description: 'Health, engines and worker hosts' },
+        { name: 'compat', description: 'PhotoEnhanceAI-compatible routes (its field names, status words and errors)' },
         { name: 'operator', description: 'Operator endpoints (DASHBOARD_TOKEN, or loopback only when it is unset)' },
       ],
       components: {
