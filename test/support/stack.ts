@@ -19,7 +19,8 @@ export interface RunningGateway extends Gateway {
 /** The real gateway, in this process, listening on a free loopback port (tests talk to it over real HTTP). */
 export async function startGateway(redisUrl: string, overrides: Partial<GatewayConfig> = {}, storageDir?: string): Promise<RunningGateway> {
   const dir = storageDir ?? mkdtempSync(join(tmpdir(), 'pe-storage-'));
-  const config = loadGatewayConfig({ env: {}, overrides: { redisUrl, storageDir: dir, port: 0, logLevel: 'warn', ...overrides } });
+  // acceptWithoutWorker: suites queue jobs for engines no worker runs yet (or ever); test/no-worker.test.ts sets it false.
+  const config = loadGatewayConfig({ env: {}, overrides: { redisUrl, storageDir: dir, port: 0, logLevel: 'warn', acceptWithoutWorker: true, ...overrides } });
   const gw = await build({ config, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const address = await gw.app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -10,7 +10,9 @@ export function explain(err: unknown): { message: string; exitCode: number } {
   if (err instanceof CliError) return { message: err.message, exitCode: err.exitCode };
   if (err instanceof ApiProblemError) {
     const retry = err.retryAfterSeconds !== undefined ? ` (retry after ${err.retryAfterSeconds} s)` : '';
-    return { message: `error ${err.code}: ${err.detail}${retry}`, exitCode: EXIT.FAILED };
+    // Codes whose fix is on the operator's side get the catalogue's words on what to do.
+    const hint = err.code === 'NO_WORKER_FOR_ENGINE' ? `\nhint: ${ERRORS.NO_WORKER_FOR_ENGINE.hint}` : '';
+    return { message: `error ${err.code}: ${err.detail}${retry}${hint}`, exitCode: EXIT.FAILED };
   }
   if (err instanceof GatewayUnreachableError) {
     return { message: `error: ${err.message}\nhint: ${UNREACHABLE_HINT}`, exitCode: EXIT.UNREACHABLE };

@@ -12,8 +12,13 @@ export const GatewayConfigSchema = Type.Object({
   maxUploadBytes: Type.Integer({ default: 50 * 1024 * 1024, minimum: 1024 }),
   maxPixels: Type.Integer({ default: 40_000_000, minimum: 1 }),
   defaultEngine: Type.String({ default: 'classic', minLength: 1 }),
-  /** Engines accepted even when no live worker offers them right now (jobs wait for a worker). */
+  /**
+   * Engine names the gateway knows besides those live workers offer: a name in neither is 400 UNKNOWN_ENGINE (a typo);
+   * a known name no live worker offers is 503 NO_WORKER_FOR_ENGINE, or accepted to wait with ACCEPT_WITHOUT_WORKER.
+   */
   knownEngines: Type.Array(Type.String(), { default: ['classic'] }),
+  /** Accept jobs for a known engine no live worker offers (202 with a `warning`; they wait for a worker) instead of 503. */
+  acceptWithoutWorker: Type.Boolean({ default: false }),
   jobAttempts: Type.Integer({ default: 3, minimum: 1, maximum: 50 }),
   jobBackoffMs: Type.Integer({ default: 2000, minimum: 0 }),
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
@@ -84,6 +89,7 @@ export const GATEWAY_ENV = {
   maxPixels: 'MAX_PIXELS',
   defaultEngine: 'DEFAULT_ENGINE',
   knownEngines: 'KNOWN_ENGINES',
+  acceptWithoutWorker: 'ACCEPT_WITHOUT_WORKER',
   jobAttempts: 'JOB_ATTEMPTS',
   jobBackoffMs: 'JOB_BACKOFF_MS',
   jobTtlSeconds: 'JOB_TTL_SECONDS',

@@ -31,6 +31,7 @@ export const ERRORS = {
   ROUTE_NOT_FOUND: { status: 404, kind: 'http', title: 'No such route', hint: 'Check the method and path against the API reference (GET /docs).' },
   REDIS_UNAVAILABLE: { status: 503, kind: 'http', title: 'Queue unavailable', hint: 'The queue store (Redis) cannot be reached; retry after the Retry-After delay. Operators: check REDIS_URL and the Redis server.' },
   QUEUE_FULL: { status: 503, kind: 'http', title: 'Queue full', hint: 'Too many jobs are waiting; retry after the Retry-After delay.' },
+  NO_WORKER_FOR_ENGINE: { status: 503, kind: 'http', title: 'No worker for this engine', hint: 'No live worker host offers this engine right now: start a worker that runs it (WORKER_ENGINES or WORKER_CONFIG), pick an engine GET /v1/engines lists with hosts, or retry after the Retry-After delay.' },
   WORKERS_HOLDING: { status: 503, kind: 'http', title: 'Workers holding', hint: 'Every worker host is holding for memory; retry after the Retry-After delay.' },
   RATE_LIMITED: { status: 429, kind: 'http', title: 'Rate limit exceeded', hint: 'Slow down: retry after the Retry-After delay.' },
   OVERLOADED: { status: 503, kind: 'http', title: 'Gateway overloaded', hint: 'The gateway is under pressure; retry after the Retry-After delay.' },

@@ -170,7 +170,8 @@ async function submitWithRetry(client: PhotoEnhanceClient, input: string, option
     try {
       return await client.submit(input, options, { idempotencyKey });
     } catch (err) {
-      const busy = err instanceof ApiProblemError && (err.status === 503 || err.status === 429);
+      // No worker for the engine is not "busy": waiting a few seconds will not start one, so say so at once (exit.ts).
+      const busy = err instanceof ApiProblemError && (err.status === 503 || err.status === 429) && err.code !== 'NO_WORKER_FOR_ENGINE';
       if (!busy || attempt >= retries) throw err;
       const wait = err.retryAfterSeconds ?? 1;
       if (!quiet) process.stderr.write(`gateway busy (${err.code}); retrying in ${wait} s (retry ${attempt + 1} of ${retries})\n`);
