@@ -20,7 +20,7 @@ const ORIGIN = 'http://127.0.0.1:1'; // any origin but the gateway's own
 let stack: Stack;
 let gw: RunningGateway;
 beforeAll(async () => {
-  stack = await startStack({ gateway: { apiKeys: [`page:${KEY}`], dashboardToken: 'operator-token-for-cors-test' }, engines: [{ name: 'classic' }] });
+  stack = await startStack({ gateway: { apiKeys: [`page:${KEY}`], dashboardToken: 'operator-token-for-cors-test', maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
   gw = stack.gw;
 }, 120_000);
 afterAll(async () => stack?.close(), 60_000);

@@ -18,7 +18,7 @@ let photo: Buffer;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'pe-no-worker-'));
   photo = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#884422' } }).jpeg().toBuffer();
-  stack = await startStack({ gateway: { knownEngines: ['classic', 'parked'], acceptWithoutWorker: false }, engines: [{ name: 'classic' }] });
+  stack = await startStack({ gateway: { knownEngines: ['classic', 'parked'], acceptWithoutWorker: false, maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
 }, 120_000);
 afterAll(async () => {
   await stack?.close();

@@ -80,7 +80,11 @@ export interface Problem {
   [extension: string]: unknown;
 }
 
-export const PROBLEM_TYPE_BASE = 'https://photoenhance.dev/errors/';
+/**
+ * Problem `type` URIs are relative to the gateway that answered: `/docs/errors#CODE`, the catalogue page it serves
+ * (a domain the project does not own would be a dead or hijackable link).
+ */
+export const PROBLEM_TYPE_BASE = '/docs/errors#';
 
 /** An error that becomes a problem+json response. `detail` should say what happened; the hint is appended. */
 export class ApiError extends Error {
@@ -106,7 +110,7 @@ export class ApiError extends Error {
 export function toProblem(code: ErrorCode, message: string, opts: { status?: number; instance?: string; extensions?: Record<string, unknown> } = {}): Problem {
   const entry: ErrorEntry = ERRORS[code];
   return {
-    type: PROBLEM_TYPE_BASE + code.toLowerCase().replace(/_/g, '-'),
+    type: PROBLEM_TYPE_BASE + code,
     title: entry.title,
     status: opts.status ?? entry.status,
     code,

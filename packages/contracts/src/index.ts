@@ -4,5 +4,5 @@ export * from './job.js';
 export * from './protocol.js';
 export * from './system.js';
 export * from './batch.js';
-export { renderErrorCatalogue } from './errors-doc.js';
+export { renderErrorCatalogue, renderErrorCatalogueHtml } from './errors-doc.js';
 export * from './dashboard.js';
