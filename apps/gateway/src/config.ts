@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
+import { ConfigError, LogFormatSchema, LogLevelSchema, Type, loadConfig, type Static } from '@photoenhance/config';
 import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
 import { hostName } from './auth/hosts.js';
 
@@ -24,6 +24,8 @@ export const GatewayConfigSchema = Type.Object({
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
   sweepIntervalMs: Type.Integer({ default: 60_000, minimum: 100 }),
   logLevel: LogLevelSchema,
+  /** auto: pretty on a terminal, JSON lines otherwise; json or pretty force one. */
+  logFormat: LogFormatSchema,
   /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
   dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
   bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
@@ -95,6 +97,7 @@ export const GATEWAY_ENV = {
   jobTtlSeconds: 'JOB_TTL_SECONDS',
   sweepIntervalMs: 'SWEEP_INTERVAL_MS',
   logLevel: 'LOG_LEVEL',
+  logFormat: 'LOG_FORMAT',
   dashboardToken: 'DASHBOARD_TOKEN',
   bullBoardReadOnly: 'BULL_BOARD_READONLY',
   dashboardSampleMs: 'DASHBOARD_SAMPLE_MS',

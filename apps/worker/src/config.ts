@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { ConfigError, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
+import { ConfigError, LogFormatSchema, LogLevelSchema, Type, loadConfig, parseBytes, type Static } from '@photoenhance/config';
 
 const ProfileSchema = Type.Object(
   {
@@ -58,6 +58,8 @@ export const WorkerConfigSchema = Type.Object({
   /** Added to an engine's expected GPU footprint for its default GPU floor (bytes or a size such as 512MiB). */
   gpuMarginBytes: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.String()])),
   logLevel: LogLevelSchema,
+  /** auto: pretty on a terminal, JSON lines otherwise; json or pretty force one. */
+  logFormat: LogFormatSchema,
 });
 export type WorkerConfig = Static<typeof WorkerConfigSchema>;
 
@@ -79,6 +81,7 @@ export const WORKER_ENV = {
   nvidiaSmi: 'NVIDIA_SMI',
   gpuMarginBytes: 'GPU_MARGIN',
   logLevel: 'LOG_LEVEL',
+  logFormat: 'LOG_FORMAT',
 } as const;
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {

@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '@photoenhance/config';
 import { encodeJobError, type ControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
@@ -47,7 +48,7 @@ export class EnhanceWorker {
 
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
-    this.logger = opts.logger ?? pino({ name: 'worker', level: opts.config.logLevel });
+    this.logger = opts.logger ?? createLogger({ name: 'worker', level: opts.config.logLevel, format: opts.config.logFormat });
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
     this.storage = new LocalStorage(opts.config.storageDir);
     this.redis = createRedis(opts.config.redisUrl, 'blocking', 'worker');

@@ -144,4 +144,5 @@ export function parseBytes(input: string | number): number {
 export const LogLevelSchema = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' });
 
 export { Type };
+export { createLogger, LogFormatSchema, type LogFormat } from './logger.js';
 export type { Static } from '@sinclair/typebox';

@@ -8,6 +8,11 @@ export async function start(flags: { config?: string }): Promise<number> {
   const env = { ...process.env };
   if (flags.config) env.WORKER_CONFIG = flags.config;
   addBuiltins(env);
+  // A person at this terminal reads the children's logs through the launcher's pipe: pretty, coloured lines for them.
+  if (process.stdout.isTTY && !env.LOG_FORMAT) {
+    env.LOG_FORMAT = 'pretty';
+    if (!env.NO_COLOR && !env.FORCE_COLOR) env.FORCE_COLOR = '1';
+  }
   const port = Number(env.PORT ?? 8080);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new CliError(EXIT.USAGE, `error: PORT must be a port number from 1 to 65535; received ${JSON.stringify(env.PORT)}`);
