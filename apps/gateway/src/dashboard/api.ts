@@ -173,7 +173,12 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     const views = await Promise.all(newest.map((id) => svc.view(id).catch(() => undefined)));
     return {
       available: true,
-      batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({ ...summary, failedItems: items.filter((i) => i.status === 'failed').slice(0, 50) })),
+      batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({
+        ...summary,
+        failedItems: items.filter((i) => i.status === 'failed').slice(0, 50),
+        // Every item (the page filters by state); bounded by MAX_BATCH_ITEMS.
+        items: items.map((i) => ({ index: i.index, name: i.name, status: i.status, progress: i.progress, ...(i.jobId ? { jobId: i.jobId } : {}), ...(i.error ? { error: i.error } : {}) })),
+      })),
     };
   });
 
