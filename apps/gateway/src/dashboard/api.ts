@@ -41,8 +41,14 @@ function row(job: Job<JobData, JobResult>, status: JobStatus): JobRow {
   if (started) r.startedAt = started;
   const finished = iso(job.finishedOn);
   if (finished && (status === 'completed' || status === 'failed')) r.finishedAt = finished;
+
   if (d?.input) r.input = { name: d.input.name, width: d.input.width, height: d.input.height, bytes: d.input.bytes };
   const err = status === 'failed' || status === 'queued' ? decodeJobError(job.failedReason) : undefined;
+  // A job canceled while it ran sits in BullMQ's failed set; the API calls it canceled, and so does the list.
+  if (err?.code === 'JOB_CANCELED' && status === 'failed') {
+    r.status = 'canceled';
+    return r;
+  }
   if (err) r.error = err;
   return r;
 }
