@@ -52,6 +52,20 @@ describe('a submission for an engine no live host offers', () => {
       const body = (await res.json()) as { id: string; warning?: string };
       expect(body.warning).toContain('No live worker host offers the engine "parked"');
       await fetch(`${lenient.url}/v1/jobs/${body.id}`, { method: 'DELETE' });
+      const form = new FormData();
+      form.append('engine', 'parked');
+      form.append('images', new Blob([photo], { type: 'image/jpeg' }), 'one.jpg');
+      const batch = await fetch(`${lenient.url}/v1/batches`, { method: 'POST', body: form });
+      expect(batch.status).toBe(202);
+      const accepted = (await batch.json()) as { id: string; warning?: string };
+      expect(accepted.warning).toContain('No live worker host offers the engine "parked"');
+      await fetch(`${lenient.url}/v1/batches/${accepted.id}`, { method: 'DELETE' });
+      const refused = new FormData();
+      refused.append('engine', 'parked');
+      refused.append('images', new Blob([photo], { type: 'image/jpeg' }), 'one.jpg');
+      const strict = await fetch(`${stack.gw.url}/v1/batches`, { method: 'POST', body: refused });
+      expect(strict.status).toBe(503);
+      expect(((await strict.json()) as { code: string }).code).toBe('NO_WORKER_FOR_ENGINE');
     } finally {
       await lenient.close();
     }
@@ -66,6 +80,19 @@ describe('a submission for an engine no live host offers', () => {
     expect(run.stderr).toContain('hint: No live worker host offers this engine right now: start a worker that runs it');
     expect(run.stderr).not.toContain('retrying');
   });
+});
+
+describe('photoenhance batch for an engine no worker runs', () => {
+  it('stops at once with the error and its hint instead of retrying forever', async () => {
+    const dir = join(work, 'in');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(dir, { recursive: true });
+    for (const n of ['a.jpg', 'b.jpg']) writeFileSync(join(dir, n), photo);
+    const run = await runCli(['batch', dir, '--out', join(work, 'out'), '--engine', 'parked', '--url', stack.gw.url, '-q'], { timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('error NO_WORKER_FOR_ENGINE: No live worker host offers the engine "parked"');
+    expect(run.stderr).toContain('hint: No live worker host offers this engine right now');
+  }, 60_000);
 });
 
 describe('WORKER_CONFIG under npm start', () => {
