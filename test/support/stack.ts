@@ -29,8 +29,9 @@ export interface RedisConnectionSpec {
 /** The real gateway, in this process, listening on a free loopback port (tests talk to it over real HTTP). */
 export async function startGateway(redis: string | RedisConnectionSpec, overrides: Partial<GatewayConfig> = {}, storageDir?: string): Promise<RunningGateway> {
   const dir = storageDir ?? mkdtempSync(join(tmpdir(), 'pe-storage-'));
+  // acceptWithoutWorker: suites queue jobs for engines no worker runs yet (or ever); test/no-worker.test.ts sets it false.
   const env = typeof redis === 'string' ? { REDIS_URL: redis } : redis.env;
-  const config = loadGatewayConfig({ env, overrides: { storageDir: dir, port: 0, logLevel: 'warn', ...overrides } });
+  const config = loadGatewayConfig({ env, overrides: { storageDir: dir, port: 0, logLevel: 'warn', acceptWithoutWorker: true, ...overrides } });
   const gw = await build({ config, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const address = await gw.app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -1,37 +1,18 @@
 import { ERRORS, isErrorCode } from '@photoenhance/contracts';
 import { ApiProblemError, GatewayUnreachableError } from '@photoenhance/client';
 
-/** Exit codes of every command: documented in apps/cli/README.md. */
-export const EXIT = {
-  OK: 0,
-  /** The job failed, or the API answered with an error. */
-  FAILED: 1,
-  /** Bad usage or input (unknown option, bad value, unreadable file). */
-  USAGE: 2,
-  /** The gateway (or Redis, for `start`) cannot be reached or started. */
-  UNREACHABLE: 3,
-  /** Interrupted by Ctrl-C. */
-  INTERRUPTED: 130,
-} as const;
+import { CliError, EXIT, UNREACHABLE_HINT } from './exit-codes.js';
 
-/** An error that ends a command with a message and an exit code; main() prints it. */
-export class CliError extends Error {
-  readonly exitCode: number;
-  constructor(exitCode: number, message: string) {
-    super(message);
-    this.name = 'CliError';
-    this.exitCode = exitCode;
-  }
-}
-
-export const UNREACHABLE_HINT = 'is the gateway running? start it with npm start or set PHOTOENHANCE_URL';
+export { CliError, EXIT, UNREACHABLE_HINT };
 
 /** One place turns any error into the line(s) a user sees and the exit code. */
 export function explain(err: unknown): { message: string; exitCode: number } {
   if (err instanceof CliError) return { message: err.message, exitCode: err.exitCode };
   if (err instanceof ApiProblemError) {
     const retry = err.retryAfterSeconds !== undefined ? ` (retry after ${err.retryAfterSeconds} s)` : '';
-    return { message: `error ${err.code}: ${err.detail}${retry}`, exitCode: EXIT.FAILED };
+    // Codes whose fix is on the operator's side get the catalogue's words on what to do.
+    const hint = err.code === 'NO_WORKER_FOR_ENGINE' ? `\nhint: ${ERRORS.NO_WORKER_FOR_ENGINE.hint}` : '';
+    return { message: `error ${err.code}: ${err.detail}${retry}${hint}`, exitCode: EXIT.FAILED };
   }
   if (err instanceof GatewayUnreachableError) {
     return { message: `error: ${err.message}\nhint: ${UNREACHABLE_HINT}`, exitCode: EXIT.UNREACHABLE };

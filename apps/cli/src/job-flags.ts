@@ -1,11 +1,15 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { withDefault } from './specs/common.js';
 
-/** The job options every submitting command takes, as commander gives them (strings; camel-cased names = API fields). */
+/** The job options every submitting command takes, as commander gives them (strings; camel-cased names = API fields but modelVersion). */
 export interface JobOptionFlags {
   scale?: string;
   engine?: string;
   format?: string;
   quality?: string;
+  /** The API's `version` field (GFPGAN model version); `--version` is the program's own version. */
+  modelVersion?: string;
+  /** Set only when someone still types the old `--version <v>` after a command: refused with the new name. */
   version?: string;
   weight?: string;
   bgTile?: string;
@@ -15,18 +19,20 @@ export interface JobOptionFlags {
   priority?: string;
 }
 
-/** Declare the job-option flags on a command, the same words for `enhance` and `batch`. */
+/** Declare the job-option flags on a command, the same words for `enhance` and `batch`. Defaults are the gateway's. */
 export function jobOptionFlags(cmd: Command): Command {
   return cmd
-    .option('--scale <n>', 'upscale factor: 1, 2 or 4 (default 2)')
-    .option('--engine <name>', 'engine to use (GET /v1/engines lists them; default: the gateway\'s default)')
-    .option('--format <format>', 'output format: auto, png, jpeg or webp (default auto)')
-    .option('--quality <q>', 'jpeg/webp quality 1-100 (default 92)')
-    .option('--version <v>', 'GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer')
-    .option('--weight <w>', 'blend weight of restored faces, 0-1 (default 0.5)')
-    .option('--bg-tile <px>', 'background tile size: 0 (no tiling) or 32-1024 (default 400)')
-    .option('--bg-upsampler <name>', 'background upsampler: realesrgan or none')
+    .option('--scale <n>', withDefault('upscale factor: 1, 2 or 4', 2))
+    .option('--engine <name>', withDefault("engine to use (GET /v1/engines lists them)", "the gateway's default"))
+    .option('--format <format>', withDefault('output format: auto, png, jpeg or webp (auto keeps png/jpeg/webp)', 'auto'))
+    .option('--quality <q>', withDefault('jpeg/webp quality 1-100', 92))
+    .option('--model-version <v>', withDefault('GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (the API field `version`)', '1.4'))
+    .option('--weight <w>', withDefault('blend weight of restored faces, 0-1', 0.5))
+    .option('--bg-tile <px>', withDefault('background tile size: 0 (no tiling) or 32-1024', 400))
+    .option('--bg-upsampler <name>', withDefault('background upsampler: realesrgan or none', 'realesrgan'))
     .option('--only-center-face', 'restore only the face nearest the centre')
     .option('--aligned', 'the input is an aligned 512x512 face crop')
-    .option('--priority <p>', 'queue priority: high, normal or low');
+    .option('--priority <p>', withDefault('queue priority: high, normal or low', 'normal'))
+    // The old spelling, kept out of --help, so it gets a message naming the new one rather than "unknown option".
+    .addOption(new Option('--version <v>').hideHelp());
 }

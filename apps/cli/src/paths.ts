@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 
@@ -15,6 +16,28 @@ export function varDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export const DEFAULT_GATEWAY_URL = 'http://127.0.0.1:8080';
 
+/**
+ * Where the gateway is: `--url`, else `PHOTOENHANCE_URL`, else the URL a running launcher (`npm start`) wrote to its
+ * state file (<var>/launcher.json, only while its pid is alive: a stale file after a crash points nowhere), else
+ * http://127.0.0.1:8080. So `PORT=9090 npm start` and a plain `photoenhance enhance` find each other.
+ */
 export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return flag ?? env.PHOTOENHANCE_URL ?? DEFAULT_GATEWAY_URL;
+  return flag ?? (env.PHOTOENHANCE_URL || undefined) ?? launcherUrl(env) ?? DEFAULT_GATEWAY_URL;
+}
+
+/** The running launcher's gateway URL, or undefined without a live launcher. */
+export function launcherUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  let state: { pid?: unknown; url?: unknown };
+  try {
+    state = JSON.parse(readFileSync(join(varDir(env), 'launcher.json'), 'utf8')) as typeof state;
+  } catch {
+    return undefined;
+  }
+  if (typeof state.url !== 'string' || typeof state.pid !== 'number') return undefined;
+  try {
+    process.kill(state.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  return state.url;
 }

@@ -14,6 +14,7 @@ import { installOperatorAuth } from './auth/operator-auth.js';
 import { installApiKeyAuth } from './auth/api-keys.js';
 import { installHostCheck } from './auth/hosts.js';
 import { registerSecurityHeaders } from './auth/security-headers.js';
+import { registerCors } from './cors.js';
 import { registerObservability } from './dashboard/index.js';
 import { registerOpenApi } from './openapi/index.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -125,6 +126,8 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   setDrainLimits(app.server, { bytes: config.refusedBodyDrainBytes, ms: config.refusedBodyDrainMs });
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !ctx.redisReady());
+  // CORS first: a preflight (no key, any Host check aside) is answered before host, rate-limit and key hooks run.
+  await registerCors(app, config);
   // Security headers on every answer, then refuse host names this gateway does not serve (DNS rebinding).
   await registerSecurityHeaders(app, config);
   installHostCheck(app, config);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Bytes, ConfigError, Duration, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
+import { Bytes, ConfigError, Duration, LogFormatSchema, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
 import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
 import { hostName } from './auth/hosts.js';
 import { parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
@@ -24,13 +24,20 @@ export const GatewayConfigSchema = Type.Object({
   maxUploadBytes: Bytes({ default: 50 * 1024 * 1024, minimum: 1024 }),
   maxPixels: Type.Integer({ default: 40_000_000, minimum: 1 }),
   defaultEngine: Type.String({ default: 'classic', minLength: 1 }),
-  /** Engines accepted even when no live worker offers them right now (jobs wait for a worker). */
+  /**
+   * Engine names the gateway knows besides those live workers offer: a name in neither is 400 UNKNOWN_ENGINE (a typo);
+   * a known name no live worker offers is 503 NO_WORKER_FOR_ENGINE, or accepted to wait with ACCEPT_WITHOUT_WORKER.
+   */
   knownEngines: Type.Array(Type.String(), { default: ['classic'] }),
+  /** Accept jobs for a known engine no live worker offers (202 with a `warning`; they wait for a worker) instead of 503. */
+  acceptWithoutWorker: Type.Boolean({ default: false }),
   jobAttempts: Type.Integer({ default: 3, minimum: 1, maximum: 50 }),
   jobBackoffMs: Duration({ default: 2000, minimum: 0 }),
   jobTtlSeconds: Type.Integer({ default: 86_400, minimum: 1 }),
   sweepIntervalMs: Duration({ default: 60_000, minimum: 100 }),
   logLevel: LogLevelSchema,
+  /** auto: pretty on a terminal, JSON lines otherwise; json or pretty force one. */
+  logFormat: LogFormatSchema,
   /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
   dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
   bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
@@ -60,6 +67,11 @@ export const GatewayConfigSchema = Type.Object({
   apiKeysFile: Type.Optional(Type.String({ minLength: 1 })),
   /** Host names served besides loopback names, IP addresses, HOST and PUBLIC_URL's host (`.example.com` = its subdomains, `*` = any). */
   allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /**
+   * Origins whose pages may call the job, batch and compat routes from a browser (CORS): `*` (the default: keys travel in
+   * headers, never cookies) or a list of origins (`https://app.example.com`); `none` turns CORS off. Never on operator routes.
+   */
+  corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
   /** Gateway self-protection (503 OVERLOADED): event-loop delay and heap ceilings; 0 turns a check off. */
   maxEventLoopDelayMs: Duration({ default: 1000, minimum: 0 }),
   maxHeapUsedBytes: Bytes({ default: 0, minimum: 0 }),
@@ -131,11 +143,13 @@ export const GATEWAY_ENV = {
   maxPixels: 'MAX_PIXELS',
   defaultEngine: 'DEFAULT_ENGINE',
   knownEngines: 'KNOWN_ENGINES',
+  acceptWithoutWorker: 'ACCEPT_WITHOUT_WORKER',
   jobAttempts: 'JOB_ATTEMPTS',
   jobBackoffMs: 'JOB_BACKOFF_MS',
   jobTtlSeconds: 'JOB_TTL_SECONDS',
   sweepIntervalMs: 'SWEEP_INTERVAL_MS',
   logLevel: 'LOG_LEVEL',
+  logFormat: 'LOG_FORMAT',
   dashboardToken: 'DASHBOARD_TOKEN',
   bullBoardReadOnly: 'BULL_BOARD_READONLY',
   dashboardSampleMs: 'DASHBOARD_SAMPLE_MS',
@@ -151,6 +165,7 @@ export const GATEWAY_ENV = {
   apiKeys: 'API_KEYS',
   apiKeysFile: 'API_KEYS_FILE',
   allowedHosts: 'ALLOWED_HOSTS',
+  corsOrigins: 'CORS_ORIGINS',
   maxEventLoopDelayMs: 'MAX_EVENT_LOOP_DELAY_MS',
   maxHeapUsedBytes: 'MAX_HEAP_USED_BYTES',
   httpRequestTimeoutMs: 'HTTP_REQUEST_TIMEOUT_MS',
@@ -200,6 +215,10 @@ export function loadGatewayConfig(opts: { env?: Record<string, string | undefine
   const storageProblems = storageSettingProblems(config);
   if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
   if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
+  const badOrigins = config.corsOrigins.filter((o) => o.trim() !== '*' && !(o.trim() === 'none' && config.corsOrigins.length === 1) && !/^https?:\/\/[^/\s]+$/.test(o.trim()));
+  if (badOrigins.length) {
+    throw new ConfigError('gateway', [`setting CORS_ORIGINS must be *, none, or a comma list of origins such as https://app.example.com (scheme, host, optional port; no path); received ${JSON.stringify(badOrigins)}`]);
+  }
   const withKeys = withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
   return Object.freeze({ ...withKeys, redis: opts.overrides?.redis ?? redisTarget(config) });
 }

@@ -22,15 +22,15 @@ export class EngineDirectory {
     private readonly cacheMs = 1000,
   ) {}
 
-  async hosts(): Promise<HostState[]> {
+  async hosts(fresh = false): Promise<HostState[]> {
     const now = Date.now();
-    if (this.cache && now - this.cache.at < this.cacheMs) return this.cache.hosts;
+    if (!fresh && this.cache && now - this.cache.at < this.cacheMs) return this.cache.hosts;
     const hosts = await listHosts(this.redis);
     this.cache = { at: now, hosts };
     return hosts;
   }
 
-  async list(): Promise<EngineListing[]> {
+  async list(fresh = false): Promise<EngineListing[]> {
     const byName = new Map<string, EngineListing>();
     const ensure = (name: string): EngineListing => {
       let e = byName.get(name);
@@ -41,7 +41,7 @@ export class EngineDirectory {
       return e;
     };
     for (const name of [this.defaultEngine, ...this.known]) ensure(name);
-    for (const host of await this.hosts()) {
+    for (const host of await this.hosts(fresh)) {
       for (const offer of host.engines) {
         const e = ensure(offer.name);
         e.kind = offer.kind;
@@ -58,5 +58,22 @@ export class EngineDirectory {
     if (!names.includes(engine)) {
       throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${engine}"; available: ${names.join(', ')}`, { extensions: { engine, available: names } });
     }
+  }
+
+  /**
+   * A known engine that no live worker host offers: 503 NO_WORKER_FOR_ENGINE with Retry-After (a job would wait for a
+   * worker nobody may start), or, with ACCEPT_WITHOUT_WORKER, the warning the 202 answer carries. Undefined when offered.
+   * The host list is re-read before refusing, so a worker that just came up is not missed through the cache.
+   */
+  async checkOffered(engine: string, o: { acceptWithoutWorker: boolean; retryAfterSeconds: number }): Promise<string | undefined> {
+    const offered = (list: EngineListing[]): boolean => list.some((e) => e.name === engine && e.hosts.length > 0);
+    if (offered(await this.list()) || offered(await this.list(true))) return undefined;
+    const live = (await this.list()).filter((e) => e.hosts.length > 0).map((e) => e.name);
+    const what = `No live worker host offers the engine "${engine}"${live.length ? ` (live workers offer: ${live.join(', ')})` : ' (no worker host is running)'}`;
+    if (o.acceptWithoutWorker) return `${what}; the job waits until a worker that runs it starts (ACCEPT_WITHOUT_WORKER=true)`;
+    throw new ApiError('NO_WORKER_FOR_ENGINE', what, {
+      extensions: { engine, offered: live, retryAfterSeconds: o.retryAfterSeconds },
+      headers: { 'retry-after': String(o.retryAfterSeconds) },
+    });
   }
 }

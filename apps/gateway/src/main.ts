@@ -1,5 +1,4 @@
-import { pino } from 'pino';
-import { ConfigError } from '@photoenhance/config';
+import { ConfigError, createLogger } from '@photoenhance/config';
 import { RedisPolicyError } from '@photoenhance/queue';
 import { build } from './app.js';
 import { loadGatewayConfig } from './config.js';
@@ -15,17 +14,17 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = pino({ name: 'gateway', level: config.logLevel });
+  const logger = createLogger({ name: 'gateway', level: config.logLevel, format: config.logFormat });
   let gateway;
   try {
     gateway = await build({ config, logger });
   } catch (err) {
-    logger.fatal({ err: (err as Error).message }, err instanceof RedisPolicyError ? 'refusing to start: Redis policy' : 'cannot start');
+    logger.fatal({ err }, err instanceof RedisPolicyError ? 'refusing to start: Redis policy' : 'cannot start');
     process.exit(err instanceof RedisPolicyError ? 78 : 1);
   }
   const { app } = gateway;
-  const address = await app.listen({ host: config.host, port: config.port });
-  logger.info({ address, storage: config.storageDir }, `gateway listening on ${address}`);
+  // Fastify logs the one "listening" line; its text says what ours used to (it was logged twice).
+  await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `gateway listening on ${address} (storage ${config.storageDir})` });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

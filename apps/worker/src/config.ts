@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Bytes, ConfigError, Duration, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
+import { Bytes, ConfigError, Duration, LogFormatSchema, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
 import { ADMISSION_BOUNDS } from '@photoenhance/contracts';
 import { storageSettingProblems } from '@photoenhance/storage';
 import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
@@ -97,6 +97,8 @@ export const WorkerConfigSchema = Type.Object({
   stagingDir: Type.Optional(Type.String({ minLength: 1 })),
   /** A job whose storage is away after its last attempt waits this long and tries again (it is never failed for it). */
   storageRetryMs: Duration({ default: 5000, minimum: 10 }),
+  /** auto: pretty on a terminal, JSON lines otherwise; json or pretty force one. */
+  logFormat: LogFormatSchema,
 });
 export type WorkerConfig = StaticDecode<typeof WorkerConfigSchema> & {
   /** Where Redis is (one node, Sentinel or Cluster), parsed once from the REDIS_* settings. */
@@ -134,6 +136,7 @@ export const WORKER_ENV = {
   storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
   stagingDir: 'STAGING_DIR',
   storageRetryMs: 'STORAGE_RETRY_MS',
+  logFormat: 'LOG_FORMAT',
 } as const;
 
 export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     await worker.start();
   } catch (err) {
     const log = pino({ name: 'worker' });
-    log.fatal({ err: (err as Error).message }, err instanceof RedisPolicyError ? 'refusing to start: Redis policy' : 'cannot start');
+    log.fatal({ err }, err instanceof RedisPolicyError ? 'refusing to start: Redis policy' : 'cannot start');
     await worker.close().catch(() => undefined);
     process.exit(err instanceof RedisPolicyError ? 78 : 1);
   }

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '@photoenhance/config';
 import { encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, recycleEvent, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
@@ -68,7 +69,7 @@ export class EnhanceWorker {
 
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
-    this.logger = opts.logger ?? pino({ name: 'worker', level: opts.config.logLevel });
+    this.logger = opts.logger ?? createLogger({ name: 'worker', level: opts.config.logLevel, format: opts.config.logFormat });
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
     this.staging = new JobStaging(opts.config);
     this.storage = this.staging.storage;

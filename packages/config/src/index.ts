@@ -209,4 +209,5 @@ export const LogLevelSchema = Type.Union(
 );
 
 export { Type };
+export { createLogger, LogFormatSchema, type LogFormat } from './logger.js';
 export type { Static, StaticDecode } from '@sinclair/typebox';

@@ -35,6 +35,8 @@ export interface BatchAccepted {
   rejected: number;
   createdAt: string;
   links: BatchLinks;
+  /** Set when accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the jobs wait for one. */
+  warning?: string;
 }
 
 export type BatchCounts = Record<JobStatus, number>;

@@ -32,6 +32,7 @@ export const ERRORS = {
   REDIS_UNAVAILABLE: { status: 503, kind: 'http', title: 'Queue unavailable', hint: 'The queue store (Redis) cannot be reached; retry after the Retry-After delay. Operators: check REDIS_URL and the Redis server.' },
   NOT_REPLICATED: { status: 503, kind: 'http', title: 'Not replicated', hint: 'No Redis replica confirmed the job in time, so it was not accepted (a failover could have lost it); retry after the Retry-After delay. Operators: check the replicas (INFO replication) and REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS.' },
   QUEUE_FULL: { status: 503, kind: 'http', title: 'Queue full', hint: 'Too many jobs are waiting; retry after the Retry-After delay.' },
+  NO_WORKER_FOR_ENGINE: { status: 503, kind: 'http', title: 'No worker for this engine', hint: 'No live worker host offers this engine right now: start a worker that runs it (WORKER_ENGINES or WORKER_CONFIG), pick an engine GET /v1/engines lists with hosts, or retry after the Retry-After delay.' },
   WORKERS_HOLDING: { status: 503, kind: 'http', title: 'Workers holding', hint: 'Every worker host is holding for memory; retry after the Retry-After delay.' },
   RATE_LIMITED: { status: 429, kind: 'http', title: 'Rate limit exceeded', hint: 'Slow down: retry after the Retry-After delay.' },
   OVERLOADED: { status: 503, kind: 'http', title: 'Gateway overloaded', hint: 'The gateway is under pressure; retry after the Retry-After delay.' },
@@ -87,7 +88,11 @@ export interface Problem {
   [extension: string]: unknown;
 }
 
-export const PROBLEM_TYPE_BASE = 'https://photoenhance.dev/errors/';
+/**
+ * Problem `type` URIs are relative to the gateway that answered: `/docs/errors#CODE`, the catalogue page it serves
+ * (a domain the project does not own would be a dead or hijackable link).
+ */
+export const PROBLEM_TYPE_BASE = '/docs/errors#';
 
 /** An error that becomes a problem+json response. `detail` should say what happened; the hint is appended. */
 export class ApiError extends Error {
@@ -113,7 +118,7 @@ export class ApiError extends Error {
 export function toProblem(code: ErrorCode, message: string, opts: { status?: number; instance?: string; extensions?: Record<string, unknown> } = {}): Problem {
   const entry: ErrorEntry = ERRORS[code];
   return {
-    type: PROBLEM_TYPE_BASE + code.toLowerCase().replace(/_/g, '-'),
+    type: PROBLEM_TYPE_BASE + code,
     title: entry.title,
     status: opts.status ?? entry.status,
     code,

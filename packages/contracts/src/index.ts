@@ -5,5 +5,5 @@ export * from './protocol.js';
 export * from './system.js';
 export * from './control.js';
 export * from './batch.js';
-export { renderErrorCatalogue } from './errors-doc.js';
+export { renderErrorCatalogue, renderErrorCatalogueHtml } from './errors-doc.js';
 export * from './dashboard.js';

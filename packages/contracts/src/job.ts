@@ -98,6 +98,8 @@ export interface JobAccepted {
   status: 'queued';
   createdAt: string;
   links: JobLinks;
+  /** Set when the job was accepted although no live worker offers its engine (ACCEPT_WITHOUT_WORKER=true): it waits until one does. */
+  warning?: string;
 }
 
 export function jobLinks(id: string, base = ''): JobLinks {

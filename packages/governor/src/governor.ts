@@ -84,7 +84,9 @@ export class Governor extends EventEmitter implements GovernorApi {
     super();
     this.opts = opts;
     this.hostId = opts.hostId ?? 'local';
-    this.logger = (opts.logger ?? pino({ level: 'info' })).child({ component: 'governor' });
+    const base = opts.logger ?? pino({ level: 'info' });
+    // A caller's logger may already be the governor's (worker.ts binds component: governor): binding it twice wrote the key twice.
+    this.logger = base.bindings().component === 'governor' ? base : base.child({ component: 'governor' });
     this.readMemory = opts.memoryReader ?? readHostMemory;
     const profiles = opts.profiles.map((p) => defaultProfile(p));
     if (profiles.length === 0) throw new TypeError('governor: profiles must list at least one engine profile');

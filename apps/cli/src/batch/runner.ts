@@ -317,7 +317,12 @@ export class BatchRunner {
       if (this.submitAbort.signal.aborted) return; // stopped mid-upload: the manifest says `submitting`, a rerun resends
       if (err instanceof ApiProblemError) {
         this.reachable();
-        if (err.status === 503 || err.status === 429) {
+        if (err.code === 'NO_WORKER_FOR_ENGINE') {
+          // Waiting will not start a worker: end the run with the gateway's words (manifest saved; rerun once one runs).
+          this.retry.unshift(item);
+          this.fatal ??= err;
+          this.wake();
+        } else if (err.status === 503 || err.status === 429) {
           this.busyTotal++;
           this.busyByCode[err.code] = (this.busyByCode[err.code] ?? 0) + 1;
           this.window.onBusy(sentAt, Date.now(), err.retryAfterSeconds);

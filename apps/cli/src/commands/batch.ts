@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
 import { PhotoEnhanceClient } from '@photoenhance/client';
 import { CliError, EXIT } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
@@ -10,40 +9,12 @@ import { LockedError, Manifest, lockFolder, removeStalePartials, sameOptions } f
 import { BatchRunner, type BatchReport } from '../batch/runner.js';
 import { startProgress } from '../batch/progress.js';
 import { formatSummary, summaryJson } from '../batch/summary.js';
-import { jobOptionFlags, type JobOptionFlags } from '../job-flags.js';
+import type { BatchFlags } from '../specs/batch.js';
 
-interface BatchFlags extends JobOptionFlags {
-  out: string;
-  concurrencyMax: string;
-  json?: boolean;
-  url?: string;
-  apiKey?: string;
-  quiet?: boolean;
-}
-
-export function registerBatch(program: Command): void {
-  const cmd = program
-    .command('batch')
-    .description(
-      'Enhance every photo of a folder (recursively) or glob into --out, keeping relative paths. Resumable: run the same ' +
-        'command again after a crash or Ctrl-C to finish the rest (a manifest in --out records each photo).',
-    )
-    .argument('<source>', 'a folder (walked recursively), one photo, or a glob such as "shots/**/*.jpg" (quote it)')
-    .requiredOption('--out <folder>', 'output folder: <rel dir>/<stem>_enhanced.<ext> for each photo, plus the manifest');
-  jobOptionFlags(cmd)
-    .option('--concurrency-max <n>', 'most jobs of this batch outstanding at once; the window adapts below it (a 503/429 shrinks it to 0.7)', '64')
-    .option('--json', 'print the summary as JSON on stdout')
-    .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
-    .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
-    .option('-q, --quiet', 'no progress on stderr')
-    .action(async (source: string, flags: BatchFlags) => {
-      process.exitCode = await batch(source, flags);
-    });
-}
-
-async function batch(spec: string, flags: BatchFlags): Promise<number> {
+/** `photoenhance batch` (declared in specs/batch.ts). */
+export async function batch(spec: string, flags: BatchFlags): Promise<number> {
   const options = validateOptions(flags);
-  const max = Number(flags.concurrencyMax);
+  const max = Number(flags.concurrencyMax ?? '64');
   if (!Number.isInteger(max) || max < 1 || max > 1024) {
     throw new CliError(EXIT.USAGE, `error: --concurrency-max must be a whole number from 1 to 1024; received ${JSON.stringify(flags.concurrencyMax)}`);
   }

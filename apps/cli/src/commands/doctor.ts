@@ -1,19 +1,12 @@
 import { dirname, resolve } from 'node:path';
-import type { Command } from 'commander';
 import { EXIT } from '../exit.js';
 import { checkNode, checkProfile, checkRedis, checkSharp, readProfiles, type CheckResult } from '../doctor/checks.js';
 
-export function registerDoctor(program: Command): void {
-  program
-    .command('doctor')
-    .description('Check this host: Node, Redis, sharp and every configured engine (Python engines run their own --check).')
-    .option('--config <file>', 'worker config with the engine profiles (env WORKER_CONFIG; default: built-in classic engine only)')
-    .option('--json', 'print the results as JSON')
-    .action(async (flags: { config?: string; json?: boolean }) => {
-      const results = await runChecks(flags.config ?? process.env.WORKER_CONFIG);
-      process.stdout.write(flags.json ? `${JSON.stringify(results, null, 2)}\n` : formatTable(results));
-      process.exitCode = results.some((r) => r.required && !r.ok) ? EXIT.FAILED : EXIT.OK;
-    });
+/** `photoenhance doctor` (declared in specs/doctor.ts). */
+export async function doctor(flags: { config?: string; json?: boolean }): Promise<number> {
+  const results = await runChecks(flags.config ?? process.env.WORKER_CONFIG);
+  process.stdout.write(flags.json ? `${JSON.stringify(results, null, 2)}\n` : formatTable(results));
+  return results.some((r) => r.required && !r.ok) ? EXIT.FAILED : EXIT.OK;
 }
 
 export async function runChecks(configFile: string | undefined): Promise<CheckResult[]> {

@@ -1,51 +1,44 @@
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { pipeline } from 'node:stream/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import type { Command } from 'commander';
 import { ApiError, FORMAT_EXTENSIONS, parseJobOptions, type JobAccepted, type JobView } from '@photoenhance/contracts';
 import { ApiProblemError, PhotoEnhanceClient, type SubmitOptions } from '@photoenhance/client';
 import { CliError, EXIT, jobErrorLine } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
 import { createProgress } from '../progress.js';
-import { jobOptionFlags, type JobOptionFlags } from '../job-flags.js';
-
-interface EnhanceFlags extends JobOptionFlags {
-  output?: string;
-  url?: string;
-  apiKey?: string;
-  retries: string;
-  quiet?: boolean;
-}
+import { paint } from '../colour.js';
+import type { EnhanceFlags } from '../specs/enhance.js';
 
 /** Flags that map one-to-one to API fields (commander camel-cases --bg-tile to bgTile, the API's name). */
-const OPTION_FLAGS = ['scale', 'engine', 'format', 'quality', 'version', 'weight', 'bgTile', 'bgUpsampler', 'priority'] as const;
+const OPTION_FLAGS = ['scale', 'engine', 'format', 'quality', 'weight', 'bgTile', 'bgUpsampler', 'priority'] as const;
 
-export function registerEnhance(program: Command): void {
-  const cmd = program
-    .command('enhance')
-    .description('Enhance one photo: upload it, wait for the job, download the result, print its path.')
-    .argument('<photo>', 'the photo to enhance (JPEG, PNG, WebP, BMP or TIFF)')
-    .option('-o, --output <path>', 'where to write the result; a directory puts it there (default: <stem>_enhanced.<ext> beside the photo)');
-  jobOptionFlags(cmd)
-    .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
-    .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
-    .option('--retries <n>', 'how many times to retry a busy gateway (503/429), waiting Retry-After each time', '3')
-    .option('-q, --quiet', 'no progress on stderr')
-    .action(async (photo: string, flags: EnhanceFlags) => {
-      process.exitCode = await enhance(photo, flags);
-    });
+/** `photoenhance enhance` (declared in specs/enhance.ts). */
+export async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
+  const toStdout = flags.output === '-';
+  if (toStdout && flags.json) throw new CliError(EXIT.USAGE, 'error: -o - (the image on stdout) and --json (the job on stdout) cannot both be used; pick one');
+  const options = validateOptions({ ...flags, format: formatFor(toStdout ? undefined : flags.output, flags.format) });
+  const retries = Number(flags.retries ?? '3');
+  if (!Number.isInteger(retries) || retries < 0) throw new CliError(EXIT.USAGE, `error: --retries must be a whole number >= 0; received ${JSON.stringify(flags.retries)}`);
+  // stdin and stdout go through a private temp folder: the client uploads and downloads files.
+  const scratch = photo === '-' || toStdout ? await mkdtemp(join(tmpdir(), 'photoenhance-')) : undefined;
+  try {
+    const input = photo === '-' ? await stdinToFile(scratch!) : resolve(photo);
+    if (photo !== '-') await checkReadableFile(input, photo);
+    return await run(input, photo === '-', options, retries, flags, scratch);
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
 }
 
-async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
-  const input = resolve(photo);
-  await checkReadableFile(input, photo);
-  const options = validateOptions({ ...flags, format: formatFor(flags.output, flags.format) });
-  const retries = Number(flags.retries);
-  if (!Number.isInteger(retries) || retries < 0) throw new CliError(EXIT.USAGE, `error: --retries must be a whole number >= 0; received ${JSON.stringify(flags.retries)}`);
-
+async function run(input: string, fromStdin: boolean, options: SubmitOptions, retries: number, flags: EnhanceFlags, scratch: string | undefined): Promise<number> {
+  const quiet = flags.quiet === true;
   const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
-  const accepted = await submitWithRetry(client, input, options, retries, flags.quiet === true);
-  const progress = createProgress(accepted.id, flags.quiet === true);
+  const accepted = await submitWithRetry(client, input, options, retries, quiet);
+  const progress = createProgress(accepted.id, quiet);
+  if (!quiet && accepted.warning) process.stderr.write(`${paint(process.stderr)('yellow', 'warning')}: ${accepted.warning}\n`);
 
   // Ctrl-C while waiting cancels the job on the gateway rather than leaving it to run for nobody.
   const abort = new AbortController();
@@ -66,14 +59,50 @@ async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
   progress.end();
 
   if (view.status !== 'completed' || !view.result) {
+    if (flags.json) process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     const e = view.error ?? { code: view.status === 'canceled' ? 'JOB_CANCELED' : 'ENGINE_FAILED', message: `job ${view.id} ended ${view.status}` };
     throw new CliError(EXIT.FAILED, jobErrorLine(e.code, e.message));
   }
-  const defaultName = `${basename(input, extname(input))}_enhanced.${FORMAT_EXTENSIONS[view.result.format]}`;
-  const dest = await outputPath(flags.output, input, defaultName);
+  const ext = FORMAT_EXTENSIONS[view.result.format];
+  if (flags.output === '-') {
+    const saved = await client.download(view.id, join(scratch!, `result.${ext}`));
+    await pipeline(createReadStream(saved.path), process.stdout, { end: false });
+    return EXIT.OK;
+  }
+  const stem = fromStdin ? 'stdin' : basename(input, extname(input));
+  const defaultName = `${stem}_enhanced.${ext}`;
+  // From stdin there is no folder "beside the photo": the current one.
+  const dest = await outputPath(flags.output, fromStdin ? join(process.cwd(), 'stdin') : input, defaultName);
   const saved = await client.download(view.id, dest);
-  process.stdout.write(`${saved.path}\n`);
+  process.stdout.write(flags.json ? `${JSON.stringify({ ...view, path: saved.path }, null, 2)}\n` : `${saved.path}\n`);
   return EXIT.OK;
+}
+
+/** Magic bytes to a file extension, so the upload's name (and the download name) says what it is. */
+function sniffExtension(head: Buffer): string {
+  if (head[0] === 0xff && head[1] === 0xd8) return '.jpg';
+  if (head.subarray(0, 4).toString('latin1') === '\x89PNG') return '.png';
+  if (head.subarray(0, 4).toString('latin1') === 'RIFF' && head.subarray(8, 12).toString('latin1') === 'WEBP') return '.webp';
+  if (head.subarray(0, 2).toString('latin1') === 'BM') return '.bmp';
+  if (['II*\0', 'MM\0*'].includes(head.subarray(0, 4).toString('latin1'))) return '.tif';
+  return '.bin';
+}
+
+async function stdinToFile(dir: string): Promise<string> {
+  if (process.stdin.isTTY) throw new CliError(EXIT.USAGE, 'error: - reads the photo from stdin, but stdin is a terminal; pipe a photo in (cat photo.jpg | photoenhance enhance -)');
+  const raw = join(dir, 'stdin.upload');
+  await pipeline(process.stdin, createWriteStream(raw));
+  const fh = await open(raw, 'r');
+  const head = Buffer.alloc(12);
+  try {
+    const { bytesRead } = await fh.read(head, 0, 12, 0);
+    if (bytesRead === 0) throw new CliError(EXIT.USAGE, 'error: stdin was empty; pipe a photo in (cat photo.jpg | photoenhance enhance -)');
+  } finally {
+    await fh.close();
+  }
+  const named = join(dir, `stdin${sniffExtension(head)}`);
+  await rename(raw, named);
+  return named;
 }
 
 const EXTENSION_FORMATS: Record<string, string> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
@@ -104,8 +133,13 @@ async function checkReadableFile(path: string, shown: string): Promise<void> {
 }
 
 /** Check option values with the API's own parser, so a typo is a usage error before anything is uploaded (also used by batch). */
-export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[number] | 'onlyCenterFace' | 'aligned'>): SubmitOptions {
+export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[number] | 'onlyCenterFace' | 'aligned' | 'modelVersion' | 'version'>): SubmitOptions {
+  if (flags.version !== undefined) {
+    throw new CliError(EXIT.USAGE, `error: --version is the program's version now; the GFPGAN model version is --model-version ${flags.version}`);
+  }
   const fields: Record<string, string> = {};
+  // The API field stays `version`; only the flag is renamed.
+  if (flags.modelVersion !== undefined) fields.version = flags.modelVersion;
   for (const key of OPTION_FLAGS) {
     const v = flags[key];
     if (v !== undefined) fields[key] = v;
@@ -117,7 +151,8 @@ export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[
     parsed = parseJobOptions(fields);
   } catch (err) {
     if (err instanceof ApiError) {
-      const flag = typeof err.extensions.field === 'string' ? ` (--${String(err.extensions.field).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)})` : '';
+      const field = typeof err.extensions.field === 'string' ? String(err.extensions.field) : undefined;
+      const flag = field ? ` (--${field === 'version' ? 'model-version' : field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)})` : '';
       throw new CliError(EXIT.USAGE, `error ${err.code}${flag}: ${err.message}`);
     }
     throw err;
@@ -135,7 +170,8 @@ async function submitWithRetry(client: PhotoEnhanceClient, input: string, option
     try {
       return await client.submit(input, options, { idempotencyKey });
     } catch (err) {
-      const busy = err instanceof ApiProblemError && (err.status === 503 || err.status === 429);
+      // No worker for the engine is not "busy": waiting a few seconds will not start one, so say so at once (exit.ts).
+      const busy = err instanceof ApiProblemError && (err.status === 503 || err.status === 429) && err.code !== 'NO_WORKER_FOR_ENGINE';
       if (!busy || attempt >= retries) throw err;
       const wait = err.retryAfterSeconds ?? 1;
       if (!quiet) process.stderr.write(`gateway busy (${err.code}); retrying in ${wait} s (retry ${attempt + 1} of ${retries})\n`);

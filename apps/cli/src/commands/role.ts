@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { varDir } from '../paths.js';
-import { resolveStorageDir } from '../launcher/launcher.js';
 
 export type Role = 'gateway' | 'worker';
 
@@ -18,6 +16,9 @@ export function registerRole(program: Command, role: Role, summary: string, desc
 
 async function runRole(role: Role): Promise<never> {
   const env = process.env;
+  // Loaded here, not at the top: `photoenhance --help` must not pay for the launcher's imports.
+  const { varDir } = await import('../paths.js');
+  const { resolveStorageDir } = await import('../launcher/launcher.js');
   // The same storage default as `npm start` (<var>/storage), so the two roles on one box equal `npm start` with REDIS_URL.
   // Object storage (STORAGE_URL) needs no folder at all.
   if (!env.STORAGE_DIR && !env.STORAGE_URL) env.STORAGE_DIR = resolveStorageDir(env, varDir(env));

@@ -1,30 +1,23 @@
-import type { Command } from 'commander';
 import { JOB_ID_PATTERN, type JobView } from '@photoenhance/contracts';
 import { ApiProblemError, PhotoEnhanceClient } from '@photoenhance/client';
 import { EXIT } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
+import { paint, type Paint } from '../colour.js';
+import type { StatusFlags } from '../specs/status.js';
 
-export function registerStatus(program: Command): void {
-  program
-    .command('status')
-    .description('Show a job (status, progress, options, result or error) or a batch (counts, progress, failed items).')
-    .argument('<id>', 'a job id (j_…) or a batch id (b_…) from a 202 answer')
-    .option('--json', 'print the raw JSON (JobView or BatchView)')
-    .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
-    .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
-    .action(async (id: string, flags: { json?: boolean; url?: string; apiKey?: string }) => {
-      const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
-      const found = await lookup(client, id);
-      if (found.kind === 'batch') {
-        process.stdout.write(flags.json ? `${JSON.stringify(found.view, null, 2)}\n` : formatBatch(found.view, client.baseUrl));
-        const st = (found.view as { status?: unknown }).status;
-        process.exitCode = st === 'failed' || st === 'partial' ? EXIT.FAILED : EXIT.OK;
-        return;
-      }
-      const view = found.view;
-      process.stdout.write(flags.json ? `${JSON.stringify(view, null, 2)}\n` : formatJob(view, client.baseUrl));
-      process.exitCode = view.status === 'failed' ? EXIT.FAILED : EXIT.OK;
-    });
+/** `photoenhance status` (declared in specs/status.ts). */
+export async function status(id: string, flags: StatusFlags): Promise<number> {
+  const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
+  const found = await lookup(client, id);
+  const c = paint(process.stdout);
+  if (found.kind === 'batch') {
+    process.stdout.write(flags.json ? `${JSON.stringify(found.view, null, 2)}\n` : formatBatch(found.view, client.baseUrl, c));
+    const st = (found.view as { status?: unknown }).status;
+    return st === 'failed' || st === 'partial' ? EXIT.FAILED : EXIT.OK;
+  }
+  const view = found.view;
+  process.stdout.write(flags.json ? `${JSON.stringify(view, null, 2)}\n` : formatJob(view, client.baseUrl, c));
+  return view.status === 'failed' ? EXIT.FAILED : EXIT.OK;
 }
 
 /** `b_…` is a batch, `j_…` a job; anything else is tried as a job, then as a batch (the job's error wins if neither). */
@@ -42,16 +35,16 @@ async function lookup(client: PhotoEnhanceClient, id: string): Promise<{ kind: '
   }
 }
 
-export function formatJob(v: JobView, base: string): string {
+export function formatJob(v: JobView, base: string, c: Paint = paint({ isTTY: false }, {})): string {
   const rows: Array<[string, string]> = [
     ['job', v.id],
-    ['status', `${v.status}${v.status === 'active' ? ` ${Math.round(v.progress * 100)}%` : ''}`],
+    ['status', `${c.state(v.status)}${v.status === 'active' ? ` ${Math.round(v.progress * 100)}%` : ''}`],
     ['engine', v.engine],
     ['input', `${v.input.name} ${v.input.width}x${v.input.height} ${v.input.format}, ${kib(v.input.bytes)}`],
     ['options', Object.entries(v.options).map(([k, x]) => `${k}=${String(x)}`).join(' ')],
   ];
   if (v.result) rows.push(['result', `${v.result.width}x${v.result.height} ${v.result.format}, ${kib(v.result.bytes)}  ${absolute(v.result.url, base)}`]);
-  if (v.error) rows.push(['error', `${v.error.code}: ${v.error.message}`]);
+  if (v.error) rows.push(['error', `${c('red', v.error.code)}: ${v.error.message}`]);
   rows.push(['attempts', String(v.attempts)], ['created', v.createdAt]);
   if (v.startedAt) rows.push(['started', v.startedAt]);
   if (v.finishedAt) rows.push(['finished', v.finishedAt]);
@@ -71,13 +64,13 @@ function absolute(url: string, base: string): string {
  * A batch, human readable. Read defensively: every field is checked before use, so an older or newer gateway's
  * answer still prints what it has.
  */
-export function formatBatch(v: Record<string, unknown>, base: string): string {
+export function formatBatch(v: Record<string, unknown>, base: string, c: Paint = paint({ isTTY: false }, {})): string {
   const str = (x: unknown): string | undefined => (typeof x === 'string' && x ? x : undefined);
   const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
   const rows: Array<[string, string]> = [['batch', str(v.id) ?? '?']];
   const progress = num(v.progress);
   const status = str(v.status) ?? 'unknown';
-  rows.push(['status', `${status}${progress !== undefined && (status === 'running' || status === 'queued') ? ` ${Math.round(progress * 100)}%` : ''}`]);
+  rows.push(['status', `${c.state(status)}${progress !== undefined && (status === 'running' || status === 'queued') ? ` ${Math.round(progress * 100)}%` : ''}`]);
   const counts = v.counts && typeof v.counts === 'object' ? Object.entries(v.counts as Record<string, unknown>).filter(([, n]) => typeof n === 'number' && n > 0) : [];
   const total = num(v.total);
   rows.push(['items', `${total ?? '?'} total${counts.length ? `: ${counts.map(([k, n]) => `${String(n)} ${k}`).join(', ')}` : ''}`]);

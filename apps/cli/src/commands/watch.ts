@@ -1,16 +1,9 @@
-import type { Command } from 'commander';
 import type { HostState } from '@photoenhance/contracts';
 import { ApiProblemError, PhotoEnhanceClient } from '@photoenhance/client';
 import { CliError, EXIT } from '../exit.js';
 import { gatewayUrl } from '../paths.js';
-
-interface WatchFlags {
-  once?: boolean;
-  interval: string;
-  json?: boolean;
-  url?: string;
-  apiKey?: string;
-}
+import { paint, type Paint } from '../colour.js';
+import type { WatchFlags } from '../specs/watch.js';
 
 /** Queue counts by state, as found in the gateway's answers (absent when it publishes none). */
 export type QueueCounts = Partial<Record<'waiting' | 'active' | 'delayed' | 'prioritized' | 'completed' | 'failed' | 'paused', number>>;
@@ -26,26 +19,18 @@ export interface WatchSnapshot {
   processes: { busy: number; idle: number; starting: number; stopping: number };
 }
 
-export function registerWatch(program: Command): void {
-  program
-    .command('watch')
-    .description('Live queue summary: hosts, admission, engine processes and queue counts, refreshed every second until Ctrl-C.')
-    .option('--once', 'print one snapshot and exit')
-    .option('--interval <ms>', 'refresh period in milliseconds', '1000')
-    .option('--json', 'print snapshots as JSON (one object a line)')
-    .option('--url <url>', 'gateway URL (env PHOTOENHANCE_URL, default http://127.0.0.1:8080)')
-    .option('--api-key <key>', 'API key (env PHOTOENHANCE_API_KEY)')
-    .action(async (flags: WatchFlags) => {
-      const every = Number(flags.interval);
-      if (!Number.isInteger(every) || every < 100) throw new CliError(EXIT.USAGE, `error: --interval must be a whole number of milliseconds >= 100; received ${JSON.stringify(flags.interval)}`);
-      const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
-      const render = (s: WatchSnapshot): string => (flags.json ? `${JSON.stringify(s)}\n` : formatSnapshot(s));
-      if (flags.once) {
-        process.stdout.write(render(await snapshot(client)));
-        return;
-      }
-      process.exitCode = await live(client, every, render);
-    });
+/** `photoenhance watch` (declared in specs/watch.ts). */
+export async function watch(flags: WatchFlags): Promise<number> {
+  const every = Number(flags.interval ?? '1000');
+  if (!Number.isInteger(every) || every < 100) throw new CliError(EXIT.USAGE, `error: --interval must be a whole number of milliseconds >= 100; received ${JSON.stringify(flags.interval)}`);
+  const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
+  const c = paint(process.stdout);
+  const render = (s: WatchSnapshot): string => (flags.json ? `${JSON.stringify(s)}\n` : formatSnapshot(s, c));
+  if (flags.once) {
+    process.stdout.write(render(await snapshot(client)));
+    return EXIT.OK;
+  }
+  return await live(client, every, render);
 }
 
 /** Redraw until Ctrl-C (exit 0: stopping is the normal end of watching). A lost gateway is shown, not fatal. */
@@ -62,10 +47,13 @@ async function live(client: PhotoEnhanceClient, every: number, render: (s: Watch
       try {
         text = render(await snapshot(client));
       } catch (err) {
-        text = `${new Date().toISOString()}  ${err instanceof Error ? err.message : String(err)}\n`;
+        text = `${new Date().toISOString()}  ${paint(process.stdout)('red', 'error')}: ${err instanceof Error ? err.message : String(err)}\n`;
       }
       process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n(refreshing every ${every / 1000} s; Ctrl-C to stop)\n` : `${text}\n`);
-      done = await Promise.race([stopped.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), every).unref())]);
+      // The timer must keep the event loop alive: an unref'd one let the process exit (code 13) after the first frame.
+      let timer: NodeJS.Timeout | undefined;
+      done = await Promise.race([stopped.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), every)))]);
+      clearTimeout(timer);
     }
   } finally {
     process.removeListener('SIGINT', onSignal);
@@ -121,13 +109,13 @@ export function findQueueCounts(system: Record<string, unknown>, engines: Record
   return found ? sum : undefined;
 }
 
-export function formatSnapshot(s: WatchSnapshot): string {
+export function formatSnapshot(s: WatchSnapshot, c: Paint = paint({ isTTY: false }, {})): string {
   const lines: string[] = [`photoenhance watch  ${s.url}  ${s.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}`];
   const p = s.processes;
-  const engineFigures = `engine processes ${p.busy} busy, ${p.idle} idle${p.starting ? `, ${p.starting} starting` : ''}${p.stopping ? `, ${p.stopping} stopping` : ''}`;
+  const engineFigures = `engine processes ${p.busy} ${c.state('busy')}, ${p.idle} idle${p.starting ? `, ${p.starting} starting` : ''}${p.stopping ? `, ${p.stopping} stopping` : ''}`;
   if (s.queue) {
     const q = s.queue;
-    const order = COUNT_KEYS.filter((k) => q[k] !== undefined).map((k) => `${k} ${q[k]}`);
+    const order = COUNT_KEYS.filter((k) => q[k] !== undefined).map((k) => `${c.state(k)} ${q[k]}`);
     lines.push(`queue    ${order.join(' · ')}  (${engineFigures})`);
   } else {
     lines.push(`queue    ${engineFigures}; waiting: not published under /v1 by this gateway`);
@@ -144,7 +132,7 @@ export function formatSnapshot(s: WatchSnapshot): string {
     const procs = Array.isArray(h.processes) ? h.processes : [];
     const busy = procs.filter((x) => x.state === 'busy').length;
     const rss = procs.reduce((n, x) => n + (x.rssBytes ?? 0), 0);
-    const adm = h.admission ? `${h.admission.state}${h.admission.state === 'holding' ? ` (${h.admission.reason})` : ''}` : '?';
+    const adm = h.admission ? `${c.state(h.admission.state)}${h.admission.state === 'holding' ? ` (${h.admission.reason})` : ''}` : '?';
     const recycles = h.recycles ? Object.values(h.recycles).reduce((n, x) => n + x, 0) : 0;
     const mem = m ? `mem ${Math.round(m.usedRatio * 100)}% used, ${gib(m.availableBytes)} free${m.pressureSome10 !== undefined ? `, psi ${m.pressureSome10.toFixed(1)}` : ''}` : 'mem ?';
     const seen = typeof h.updatedAt === 'number' ? `, seen ${((now - h.updatedAt) / 1000).toFixed(1)} s ago` : '';

@@ -342,7 +342,8 @@ export class Launcher {
       `  dashboard    ${u}/dashboard`,
       '',
       `  try:  curl -sS -F image=@photo.jpg ${u}/v1/jobs`,
-      `   or:  node ${join('apps', 'cli', 'bin', 'photoenhance.js')} enhance photo.jpg`,
+      // The CLI finds this launcher by its state file, but only with the same PHOTOENHANCE_VAR_DIR: name the URL unless it is the default.
+      `   or:  node ${join('apps', 'cli', 'bin', 'photoenhance.js')} enhance photo.jpg${u === 'http://127.0.0.1:8080' ? '' : ` --url ${u}`}`,
       '  stop: Ctrl-C',
       '',
     ];

@@ -15,7 +15,55 @@ interface BatchSummary {
   updatedAt?: string;
   finishedAt?: string;
   links?: { self: string; results: string; events: string };
-  failedItems?: Array<{ index: number; name: string; jobId?: string; status: string; error?: { code: string; message: string } }>;
+  failedItems?: Array<BatchItem>;
+  /** Every item (newer gateways); the page falls back to failedItems without it. */
+  items?: Array<BatchItem>;
+}
+
+interface BatchItem {
+  /** 0-based in the API; shown from 1, as people count. */
+  index: number;
+  name: string;
+  jobId?: string;
+  status: string;
+  progress?: number;
+  error?: { code: string; message: string };
+}
+
+/** Every item of one batch, numbered from 1, with a filter by state (only the states present are offered). */
+function BatchItems(props: { batch: BatchSummary }) {
+  const [filter, setFilter] = useState('all');
+  const all = props.batch.items ?? props.batch.failedItems ?? [];
+  if (all.length === 0) return null;
+  const states = [...new Set(all.map((i) => i.status))];
+  const shown = filter === 'all' ? all : all.filter((i) => i.status === filter);
+  return (
+    <div class="batch-items">
+      <label class="small">
+        Show{' '}
+        <select data-testid="batch-item-filter" value={filter} onChange={(e) => setFilter((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="all">all {all.length} items</option>
+          {states.map((s) => (
+            <option value={s}>{s} ({all.filter((i) => i.status === s).length})</option>
+          ))}
+        </select>
+      </label>
+      <table class="grid" data-testid="batch-items">
+        <thead><tr><th>#</th><th>Item</th><th>State</th><th>Job</th><th>Error</th></tr></thead>
+        <tbody>
+          {shown.map((i) => (
+            <tr data-item-status={i.status}>
+              <td class="num">{i.index + 1}</td>
+              <td>{i.name}</td>
+              <td><StatusBadge status={i.status} /></td>
+              <td>{i.jobId ? <a href={`#/jobs/${i.jobId}`} class="mono">{i.jobId}</a> : '–'}</td>
+              <td>{i.error ? <><code>{i.error.code}</code> <span class="small">{i.error.message}</span></> : ''}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
 }
 
 /** Batches (read defensively: the batch API may be absent on an older gateway). */
@@ -63,21 +111,7 @@ export function BatchesView(_props: { id?: string }) {
             <progress max={1} value={b.progress} />
             <span class="small">{Math.round(b.progress * 100)} % · {Object.entries(b.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(' · ')}</span>
           </div>
-          {b.failedItems && b.failedItems.length ? (
-            <table class="grid">
-              <thead><tr><th>#</th><th>Item</th><th>Job</th><th>Error</th></tr></thead>
-              <tbody>
-                {b.failedItems.map((i) => (
-                  <tr>
-                    <td>{i.index}</td>
-                    <td>{i.name}</td>
-                    <td>{i.jobId ? <a href={`#/jobs/${i.jobId}`} class="mono">{i.jobId}</a> : '–'}</td>
-                    <td>{i.error ? <><code>{i.error.code}</code> <span class="small">{i.error.message}</span></> : ''}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          ) : null}
+          <BatchItems batch={b} />
         </div>
       ))}
     </section>

@@ -46,7 +46,16 @@ function HostCard(props: { host: HostState; samples: Sample[]; events: HostEvent
             <dt>Available</dt><dd>{bytes(h.memory.availableBytes)}</dd>
             <dt>Admission floor</dt><dd>{bytes(h.admission?.thresholds?.minAvailableBytes)} available · max used {pct(h.admission?.thresholds?.maxUsedRatio)}</dd>
             <dt>Memory pressure</dt><dd>{h.memory.pressureSome10 === undefined ? 'not reported (no PSI)' : `${h.memory.pressureSome10.toFixed(1)} % (some avg10; holds above ${h.admission?.thresholds?.maxPressureSome10 ?? '–'} %)`}</dd>
-            <dt>Enforcement</dt><dd><b>{h.enforcement?.mode ?? '–'}</b> <span class="muted small">{h.enforcement?.reason}</span></dd>
+            <dt>Enforcement</dt>
+            <dd data-testid="enforcement">
+              {enforcementWords(h.enforcement?.mode)}
+              {h.enforcement?.reason ? (
+                <details class="diagnostic">
+                  <summary class="muted small">Kernel diagnostic</summary>
+                  <span class="muted small mono">{h.enforcement.reason}</span>
+                </details>
+              ) : null}
+            </dd>
             <dt>Recycles</dt><dd>{Object.entries(h.recycles ?? {}).map(([r, n]) => `${r} ×${n}`).join(', ') || 'none'}</dd>
           </dl>
           <FloorEditor host={h} />
@@ -127,4 +136,17 @@ function FloorEditor({ host }: { host: HostState }) {
       <ActionButton label="Apply" kind="primary" testId={`floor-apply-${host.hostId}`} run={() => set(Number(value))} />
     </div>
   );
+}
+
+/** The enforcement mode as a sentence an operator can act on; the governor's raw diagnostic sits behind a disclosure. */
+export function enforcementWords(mode: string | undefined): string {
+  switch (mode) {
+    case 'cgroup-v2':
+    case 'cgroup-v1':
+      return `Each engine's memory limit is enforced by the kernel (${mode.replace('-', ' ')}): an engine over it is stopped at once.`;
+    case 'watchdog':
+      return "Each engine's memory limit is enforced by the worker's RSS watchdog (no writable cgroup here): an engine over it is stopped within a sampling period.";
+    default:
+      return 'Not reported by this worker.';
+  }
 }

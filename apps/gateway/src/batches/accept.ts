@@ -91,7 +91,7 @@ export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts
       }
       claim = got;
     }
-    const { webhook, engine, options } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
+    const { webhook, engine, options, warning } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
 
     // Validate every item like a single job; a bad one is recorded, not fatal.
     const names = new ResultNames();
@@ -144,6 +144,7 @@ export async function acceptBatch(ctx: GatewayContext, req: FastifyRequest, opts
         rejected: items.length - accepted,
         createdAt: new Date(createdAt).toISOString(),
         links: batchLinks(batchId, config.publicUrl ?? ''),
+        ...(warning ? { warning } : {}),
       },
       replayed: false,
       jobIds: records.map((r) => r.jobId),

@@ -38,8 +38,14 @@ function row(job: Job<JobData, JobResult>, status: JobStatus): JobRow {
   if (started) r.startedAt = started;
   const finished = iso(job.finishedOn);
   if (finished && (status === 'completed' || status === 'failed')) r.finishedAt = finished;
+
   if (d?.input) r.input = { name: d.input.name, width: d.input.width, height: d.input.height, bytes: d.input.bytes };
   const err = status === 'failed' || status === 'queued' ? decodeJobError(job.failedReason) : undefined;
+  // A job canceled while it ran sits in BullMQ's failed set; the API calls it canceled, and so does the list.
+  if (err?.code === 'JOB_CANCELED' && status === 'failed') {
+    r.status = 'canceled';
+    return r;
+  }
   if (err) r.error = err;
   return r;
 }
@@ -181,7 +187,12 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     const views = await Promise.all(newest.map((id) => svc.view(id).catch(() => undefined)));
     return {
       available: true,
-      batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({ ...summary, failedItems: items.filter((i) => i.status === 'failed').slice(0, 50) })),
+      batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({
+        ...summary,
+        failedItems: items.filter((i) => i.status === 'failed').slice(0, 50),
+        // Every item (the page filters by state); bounded by MAX_BATCH_ITEMS.
+        items: items.map((i) => ({ index: i.index, name: i.name, status: i.status, progress: i.progress, ...(i.jobId ? { jobId: i.jobId } : {}), ...(i.error ? { error: i.error } : {}) })),
+      })),
     };
   });
 

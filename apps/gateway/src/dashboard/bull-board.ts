@@ -28,6 +28,12 @@ export async function mountBullBoard(app: FastifyInstance, ctx: GatewayContext):
     scope.addHook('onRoute', (route) => {
       route.schema = { ...(route.schema ?? {}), hide: true };
     });
+    // bull-board's page links Google's web fonts: nothing is fetched from outside (docs/dashboard.md), so the link is
+    // taken out of its HTML and the page falls back to the system fonts.
+    scope.addHook('onSend', async (_req, reply, payload) => {
+      if (typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('text/html')) return payload;
+      return payload.replace(/<link[^>]+href="https:\/\/fonts\.(googleapis|gstatic)\.com[^>]*>/g, '');
+    });
     await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
   });
   return {

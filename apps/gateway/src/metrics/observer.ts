@@ -19,7 +19,8 @@ import type { JobService } from '../job-service.js';
 export interface FinishedJob {
   engine: string;
   jobId: string;
-  outcome: 'completed' | 'failed';
+  /** canceled: a job canceled by a client or operator, queued (removed from the queue) or active (failed JOB_CANCELED). */
+  outcome: 'completed' | 'failed' | 'canceled';
   code?: string;
   at: number;
   waitMs?: number;
@@ -214,7 +215,11 @@ export class QueueObserver extends EventEmitter {
     qe.on('waiting', change('waiting'));
     qe.on('active', change('active'));
     qe.on('delayed', change('delayed'));
-    qe.on('removed', change('removed'));
+    qe.on('removed', ({ jobId }) => {
+      this.emit('job', { engine, jobId, event: 'removed' } satisfies JobChange);
+      // A queued job that is canceled is removed from the queue: counted here, or it would not be counted at all.
+      void this.finishCanceled(engine, jobId);
+    });
     qe.on('progress', ({ jobId, data }) => this.emit('job', { engine, jobId, event: 'progress', progress: typeof data === 'number' ? data : 0 } satisfies JobChange));
     qe.on('completed', ({ jobId }) => {
       this.emit('job', { engine, jobId, event: 'completed' } satisfies JobChange);
@@ -222,7 +227,8 @@ export class QueueObserver extends EventEmitter {
     });
     qe.on('failed', ({ jobId, failedReason }) => {
       this.emit('job', { engine, jobId, event: 'failed' } satisfies JobChange);
-      void this.finish(engine, jobId, 'failed', failedReason);
+      if (decodeJobError(failedReason)?.code === 'JOB_CANCELED') void this.finishCanceled(engine, jobId);
+      else void this.finish(engine, jobId, 'failed', failedReason);
     });
     this.streams.set(engine, qe);
   }
@@ -243,6 +249,21 @@ export class QueueObserver extends EventEmitter {
       this.emit('finished', f);
     } catch (err) {
       this.opts.logger.debug({ err: (err as Error).message, jobId }, 'could not read a finished job');
+    }
+  }
+
+  /** A canceled job, once (by its tombstone; a removal for any other reason, e.g. expiry, is not a cancel). */
+  private async finishCanceled(engine: string, jobId: string): Promise<void> {
+    try {
+      const canceledAt = Number(await this.opts.redis.hget(keys.record(jobId), 'canceledAt'));
+      if (!canceledAt || this.finished.some((f) => f.jobId === jobId && f.outcome === 'canceled')) return;
+      // Claimed under one key whichever event saw it first (removed, or failed with JOB_CANCELED): counted once.
+      const f: FinishedJob = { engine, jobId, outcome: 'canceled', code: 'JOB_CANCELED', at: canceledAt, countHere: await this.claim(jobId, 0) };
+      this.finished.push(f);
+      if (this.finished.length > MAX_FINISHED) this.finished.shift();
+      this.emit('finished', f);
+    } catch (err) {
+      this.opts.logger.debug({ err: (err as Error).message, jobId }, 'could not read a canceled job');
     }
   }
 

@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
+import { renderErrorCatalogueHtml } from '@photoenhance/contracts';
 import { HostStateSchema, JobAcceptedSchema, JobSubmissionSchema, JobViewSchema, ProblemSchema } from './schemas.js';
 
 /**
@@ -49,6 +50,14 @@ const DOCS: Record<string, Doc> = {
     produces: ['text/event-stream'],
     response: { 200: { description: 'text/event-stream', type: 'string' } },
   },
+  'GET /': {
+    tags: ['compat'],
+    summary: 'Service description (PhotoEnhanceAI: service, version, status, endpoints); a browser asking for HTML is redirected to /dashboard',
+    response: {
+      200: { type: 'object', properties: { service: { type: 'string' }, version: { type: 'string' }, status: { type: 'string' }, endpoints: { type: 'object', additionalProperties: { type: 'string' } } }, additionalProperties: true },
+      302: { description: 'To /dashboard (Accept: text/html)' },
+    },
+  },
   'GET /healthz': { tags: ['system'], summary: 'Liveness', response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeSeconds: { type: 'integer' } } } } },
   'GET /readyz': { tags: ['system'], summary: 'Readiness (Redis reachable)', response: { 200: { type: 'object', properties: { status: { type: 'string' }, redis: { type: 'string' }, workers: { type: 'integer' } } }, 503: problem('Redis unreachable') } },
   'GET /v1/system': { tags: ['system'], summary: 'Worker hosts: admission, memory, engine processes', response: { 200: { type: 'object', properties: { hosts: { type: 'array', items: HostStateSchema }, sseClients: { type: 'integer' } } } } },
@@ -60,6 +69,26 @@ const DOCS: Record<string, Doc> = {
     response: { 202: { type: 'object', properties: { hostId: { type: 'string' }, delivered: { type: 'integer' } }, additionalProperties: true }, 401: problem('Operator credential required'), 404: problem('No such live host') },
   },
 };
+
+const BATCH_ID = { type: 'object', properties: { id: { type: 'string', pattern: '^b_[0-9a-z]{20}$' } }, required: ['id'] };
+DOCS['POST /v1/batches'] = {
+  tags: ['batches'],
+  summary: 'Submit many photos (parts named `images`) or one ZIP archive (`archive`) as one batch',
+  description: 'multipart/form-data; the shared options as text fields. Answers 202 with the batch id, counts and links (docs/batches-and-backpressure.md).',
+  consumes: ['multipart/form-data'],
+  response: { 202: { description: 'Accepted', type: 'object', additionalProperties: true }, '4xx': problem('Invalid upload, archive or option'), 503: problem('Queue unavailable or full, or no worker for the engine') },
+};
+DOCS['GET /v1/batches/:id'] = { tags: ['batches'], summary: 'Batch status: counts, progress and every item', params: BATCH_ID, response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') } };
+DOCS['DELETE /v1/batches/:id'] = { tags: ['batches'], summary: 'Cancel every unfinished job of a batch', params: BATCH_ID, response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') } };
+
+/** Tags by path for routes without their own entry above: nothing lands under "default". */
+function tagFor(url: string): string {
+  if (url.startsWith('/v1/batches')) return 'batches';
+  if (url.startsWith('/v1/jobs')) return 'jobs';
+  if (url === '/' || url === '/health' || url.startsWith('/api/v1/')) return 'compat';
+  if (url.startsWith('/dashboard') || url.startsWith('/admin/')) return 'operator';
+  return 'system';
+}
 
 function docFor(route: RouteOptions, url: string): Doc | undefined {
   const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -73,7 +102,8 @@ function docFor(route: RouteOptions, url: string): Doc | undefined {
 export async function registerOpenApi(app: FastifyInstance, opts: { version?: string } = {}): Promise<void> {
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      // 3.1: its schemas are JSON Schema 2020-12, so the routes' own schemas (numeric exclusiveMinimum) are valid as they are.
+      openapi: '3.1.0',
       info: {
         title: 'PhotoEnhance Gateway',
         version: opts.version ?? '0.1.0',
@@ -83,6 +113,7 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
         { name: 'jobs', description: 'Submit, follow and download jobs' },
         { name: 'batches', description: 'Many photos as one batch' },
         { name: 'system', description: 'Health, engines and worker hosts' },
+        { name: 'compat', description: 'PhotoEnhanceAI-compatible routes (its field names, status words and errors)' },
         { name: 'operator', description: 'Operator endpoints (DASHBOARD_TOKEN, or loopback only when it is unset)' },
       ],
       components: {
@@ -97,7 +128,7 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
       const doc = docFor(route, url);
       const base = (schema ?? {}) as Record<string, unknown>;
       const tagged = url.startsWith('/dashboard/api/') ? { security: OPERATOR } : {};
-      if (!doc) return { schema: { ...base, ...tagged } as FastifySchema, url };
+      if (!doc) return { schema: { tags: [tagFor(url)], ...base, ...tagged } as FastifySchema, url };
       // Route-declared parts win: they are what is validated.
       return { schema: { ...doc, ...base, ...tagged } as FastifySchema, url };
     },
@@ -105,4 +136,9 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
   // No staticCSP: the gateway-wide policy (auth/security-headers.ts) covers /docs; swagger-ui's own would add
   // upgrade-insecure-requests (breaking /docs over plain http) and block the inline styles it uses.
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+  // The error catalogue, where every problem's `type` (/docs/errors#CODE) points.
+  const catalogue = renderErrorCatalogueHtml();
+  app.get('/docs/errors', { schema: { tags: ['system'], summary: 'The error catalogue (HTML, one anchor per code): the target of every problem `type`' } }, async (_req, reply) =>
+    reply.type('text/html; charset=utf-8').header('cache-control', 'public, max-age=300').send(catalogue),
+  );
 }

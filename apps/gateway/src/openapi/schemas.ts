@@ -26,6 +26,7 @@ export const JobAcceptedSchema = Type.Object({
   status: Type.Literal('queued'),
   createdAt: Type.String({ format: 'date-time' }),
   links: JobLinksSchema,
+  warning: Type.Optional(Type.String({ description: 'Accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the job waits for one.' })),
 });
 
 export const JobViewSchema = Type.Object({

@@ -103,13 +103,15 @@ export async function submissionOptions(
   ctx: GatewayContext,
   fields: Record<string, string>,
   o: { native: boolean; mapFields?: (fields: Record<string, string>) => Record<string, string> },
-): Promise<{ webhook: Awaited<ReturnType<typeof takeWebhook>> | undefined; engine: string; options: ParsedOptions }> {
+): Promise<{ webhook: Awaited<ReturnType<typeof takeWebhook>> | undefined; engine: string; options: ParsedOptions; warning?: string }> {
   const { config } = ctx;
   const webhook = o.native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
   const { engine: requested, options } = parseJobOptions(o.mapFields ? o.mapFields(fields) : fields);
   const engine = requested ?? config.defaultEngine;
   await ctx.engines.assertKnown(engine);
-  return { webhook, engine, options };
+  // A worker usually comes back within seconds (restart, deploy): ask again after the shortest configured delay, at least 5 s.
+  const warning = await ctx.engines.checkOffered(engine, { acceptWithoutWorker: config.acceptWithoutWorker, retryAfterSeconds: Math.min(config.retryAfterMaxSeconds, Math.max(5, config.retryAfterMinSeconds)) });
+  return { webhook, engine, options, ...(warning ? { warning } : {}) };
 }
 
 export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: AcceptOptions = {}): Promise<AcceptResult> {
@@ -137,14 +139,14 @@ export async function acceptJob(ctx: GatewayContext, req: FastifyRequest, opts: 
       }
       claim = got;
     }
-    const { webhook, engine, options } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
+    const { webhook, engine, options, warning } = await submissionOptions(ctx, fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
     const data = await prepareJob(ctx, { id, input, engine, options });
     // Again just before queueing: requests that were admitted together while uploading must not overshoot the bound.
     await ctx.admission.assertAccepting();
     await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
     ctx.admission.noteQueued();
     await claim?.complete();
-    return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? '') }, replayed: false, name: input.name };
+    return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? ''), ...(warning ? { warning } : {}) }, replayed: false, name: input.name };
   } catch (err) {
     await storage.removeJob(id).catch(() => undefined);
     await claim?.release();

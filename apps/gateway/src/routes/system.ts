@@ -1,10 +1,49 @@
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
 import { AdmissionOverrideSchema, ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import { redisUnavailable, storageUnavailable } from '../problems.js';
 
+const GATEWAY_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * `GET /`: the service description PhotoEnhanceAI's clients read (its test client calls it first): service, version,
+ * status and endpoints, as JSON. A browser (Accept naming text/html) is sent to the dashboard instead.
+ */
+export function serviceDescription(): Record<string, unknown> {
+  return {
+    service: 'PhotoEnhance Gateway',
+    version: GATEWAY_VERSION,
+    status: 'running',
+    compatible_with: 'PhotoEnhanceAI API v1',
+    endpoints: {
+      health: '/health',
+      enhance: '/api/v1/enhance',
+      status: '/api/v1/status/{task_id}',
+      download: '/api/v1/download/{task_id}',
+      tasks: '/api/v1/tasks',
+      delete_task: '/api/v1/tasks/{task_id}',
+      batch_enhance: '/api/v1/enhance/batch',
+      batch_status: '/api/v1/batch/status/{batch_id}',
+      batch_download: '/api/v1/batch/download/{batch_id}',
+      jobs: '/v1/jobs',
+      batches: '/v1/batches',
+      engines: '/v1/engines',
+      docs: '/docs',
+      openapi: '/docs/json',
+      dashboard: '/dashboard',
+    },
+  };
+}
+
 export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  app.get('/', async (req, reply) => {
+    const accept = String(req.headers.accept ?? '');
+    if (/\btext\/html\b/i.test(accept)) return reply.redirect('/dashboard', 302);
+    return reply.header('vary', 'Accept').send(serviceDescription());
+  });
+
   app.get('/healthz', async () => ({ status: 'ok', uptimeSeconds: Math.round(process.uptime()) }));
 
   app.get('/readyz', async (_req, reply) => {
