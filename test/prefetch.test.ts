@@ -24,7 +24,7 @@ const workers: RunningWorker[] = [];
 async function spawnWorker(delayMs: number, env: Record<string, string> = {}): Promise<RunningWorker> {
   const cfg = join(cfgDir, `worker-${delayMs}.json`);
   writeFileSync(cfg, JSON.stringify({ engines: [fixtureEngine('slow', 'sleep', delayMs)] }));
-  const w = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, ...env });
+  const w = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, PREFETCH: '1', ...env });
   workers.push(w);
   await w.waitForLog((r) => r.msg === 'worker ready');
   return w;

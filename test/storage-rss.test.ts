@@ -27,7 +27,7 @@ beforeAll(async () => {
   s3 = await startTestS3();
   gw = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'apps/gateway/src/main.ts')], {
     cwd: REPO,
-    env: { ...process.env, ...s3.env('rss'), STORAGE_DIR: join(tmpdir(), 'pe-unused'), REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', KNOWN_ENGINES: 'classic', MAX_EVENT_LOOP_DELAY_MS: '0' },
+    env: { ...process.env, ...s3.env('rss'), STORAGE_DIR: join(tmpdir(), 'pe-unused'), REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', KNOWN_ENGINES: 'classic', ACCEPT_WITHOUT_WORKER: 'true', MAX_EVENT_LOOP_DELAY_MS: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   url = await new Promise<string>((resolve, reject) => {
