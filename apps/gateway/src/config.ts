@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Bytes, ConfigError, Duration, LogFormatSchema, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
 import { keyFileEntries, parseKeyEntry } from './auth/keyring.js';
 import { hostName } from './auth/hosts.js';
-import { parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
+import { STORAGE_ENV, parseStorageUrl, storageSettingProblems } from '@photoenhance/storage';
 import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
 export const GatewayConfigSchema = Type.Object({
@@ -138,7 +138,6 @@ export const GATEWAY_ENV = {
   ...REDIS_ENV,
   redisWaitReplicas: 'REDIS_WAIT_REPLICAS',
   redisWaitTimeoutMs: 'REDIS_WAIT_TIMEOUT_MS',
-  storageDir: 'STORAGE_DIR',
   maxUploadBytes: 'MAX_UPLOAD_BYTES',
   maxPixels: 'MAX_PIXELS',
   defaultEngine: 'DEFAULT_ENGINE',
@@ -187,13 +186,7 @@ export const GATEWAY_ENV = {
   webhookAttempts: 'WEBHOOK_ATTEMPTS',
   webhookBackoffMs: 'WEBHOOK_BACKOFF_MS',
   webhookTimeoutMs: 'WEBHOOK_TIMEOUT_MS',
-  storageUrl: 'STORAGE_URL',
-  s3Endpoint: 'S3_ENDPOINT',
-  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
-  awsRegion: 'AWS_REGION',
-  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
-  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
-  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+  ...STORAGE_ENV,
   resultRedirect: 'RESULT_REDIRECT',
   presignExpiresSeconds: 'PRESIGN_EXPIRES_SECONDS',
   partialUploadMaxAgeSeconds: 'PARTIAL_UPLOAD_MAX_AGE_SECONDS',

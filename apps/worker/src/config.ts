@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Bytes, ConfigError, Duration, LogFormatSchema, LogLevelSchema, Type, loadConfig, type StaticDecode } from '@photoenhance/config';
 import { ADMISSION_BOUNDS } from '@photoenhance/contracts';
-import { storageSettingProblems } from '@photoenhance/storage';
+import { STORAGE_ENV, storageSettingProblems } from '@photoenhance/storage';
 import { REDIS_ENV, RedisConfigError, parseRedisTarget, type RedisTarget } from '@photoenhance/queue';
 
 const ProfileSchema = Type.Object(
@@ -109,7 +109,6 @@ export type WorkerConfig = StaticDecode<typeof WorkerConfigSchema> & {
 
 export const WORKER_ENV = {
   ...REDIS_ENV,
-  storageDir: 'STORAGE_DIR',
   hostId: 'HOST_ID',
   run: 'WORKER_ENGINES',
   heartbeatMs: 'HEARTBEAT_MS',
@@ -129,13 +128,7 @@ export const WORKER_ENV = {
   stalledIntervalMs: 'STALLED_INTERVAL_MS',
   maxStalledCount: 'MAX_STALLED_COUNT',
   logLevel: 'LOG_LEVEL',
-  storageUrl: 'STORAGE_URL',
-  s3Endpoint: 'S3_ENDPOINT',
-  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
-  awsRegion: 'AWS_REGION',
-  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
-  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
-  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+  ...STORAGE_ENV,
   stagingDir: 'STAGING_DIR',
   storageRetryMs: 'STORAGE_RETRY_MS',
   logFormat: 'LOG_FORMAT',

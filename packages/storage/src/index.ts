@@ -21,6 +21,18 @@ export interface StorageSettings {
   awsSecretAccessKey?: string | undefined;
 }
 
+/** The environment variable of each storage setting, the same for every app (each app spreads it into its own env map). */
+export const STORAGE_ENV = {
+  storageDir: 'STORAGE_DIR',
+  storageUrl: 'STORAGE_URL',
+  s3Endpoint: 'S3_ENDPOINT',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  awsRegion: 'AWS_REGION',
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  storageCheckTimeoutMs: 'STORAGE_CHECK_TIMEOUT_MS',
+} as const;
+
 export type StorageTarget = { kind: 'local'; dir: string } | { kind: 's3'; bucket: string; prefix: string };
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
