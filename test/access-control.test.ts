@@ -13,6 +13,7 @@ import { hostPolicy } from '../apps/gateway/src/auth/hosts.js';
 import { Keyring, keyId } from '../apps/gateway/src/auth/keyring.js';
 import { smallPhoto } from './support/images.js';
 import { fixtureEngine, startGateway, startStack, until, type RunningGateway, type Stack } from './support/stack.js';
+import { CHROMIUM, launchChromium } from './support/browser.js';
 
 /**
  * Access control against the real gateway (over real HTTP) and a real worker: API keys as authentication, jobs and
@@ -366,13 +367,11 @@ describe('the rules as functions', () => {
   });
 });
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe.skipIf(!existsSync(CHROMIUM))('pages under the security headers (Chromium)', () => {
   it('/docs, bull-board and the sign-in page render without CSP violations', async () => {
-    const { chromium } = await import('playwright-core');
     const open = await startGateway(stack.redis.url, BASE, gw.storageDir);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       page.setDefaultTimeout(20_000);

@@ -1,24 +1,22 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { startGateway, type RunningGateway } from './support/stack.js';
+import { launchChromium } from './support/browser.js';
 
 /**
  * bull-board at /admin/queues fetches nothing from outside (docs/dashboard.md): its page linked Google's web fonts.
  * Real gateway, real Chromium; every request the page makes is recorded, and outside ones are aborted, not sent.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let redis: TestRedis;
 let gw: RunningGateway;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { maxEventLoopDelayMs: 0 });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import sharp from 'sharp';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, startStack, type RunningGateway, type Stack } from './support/stack.js';
+import { launchChromium } from './support/browser.js';
 
 /**
  * Browser pages on another origin (PhotoEnhanceAI's examples/*.html and its web app) calling the gateway: CORS on the
@@ -12,7 +12,6 @@ import { startGateway, startStack, type RunningGateway, type Stack } from './sup
  * Real gateway, real worker, real Chromium driving a page served from another port.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const KEY = 'secret-key-for-cors-0123';
 const auth = { authorization: `Bearer ${KEY}` };
 const ORIGIN = 'http://127.0.0.1:1'; // any origin but the gateway's own
@@ -101,7 +100,6 @@ describe('a page from another origin in Chromium', () => {
   let siteUrl: string;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     const photo = await sharp({ create: { width: 48, height: 32, channels: 3, background: '#3366aa' } }).png().toBuffer();
     // A page of PhotoEnhanceAI's examples/*.html kind: plain fetch() calls to the API on another port.
     const html = `<!doctype html><meta charset="utf-8"><title>cross-origin client</title><script>
@@ -141,7 +139,7 @@ describe('a page from another origin in Chromium', () => {
     const addr = site.address();
     // Another port, and another host name for the same address: a different origin on every count.
     siteUrl = `http://localhost:${typeof addr === 'object' && addr ? addr.port : 0}`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();

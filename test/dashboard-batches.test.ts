@@ -1,22 +1,20 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
 import { startStack, until, type Stack } from './support/stack.js';
 import { smallPhoto } from './support/images.js';
+import { launchChromium } from './support/browser.js';
 
 /**
  * The dashboard's Batches view in real Chromium against a real gateway and worker: every item listed, numbered from 1
  * (the API's index is 0-based), with a filter by state.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let stack: Stack;
 let browser: Browser;
 let batchId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   await ensureDashboardBuilt({ quiet: true });
   stack = await startStack({ gateway: { maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
   const jpeg = await smallPhoto('jpeg', 64);
@@ -30,7 +28,7 @@ beforeAll(async () => {
     const v = (await (await fetch(`${stack.gw.url}/v1/batches/${batchId}`)).json()) as { status: string };
     return v.status === 'partial' || v.status === 'completed' || v.status === 'failed' ? v : undefined;
   }, 60_000, 100);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium();
 }, 180_000);
 afterAll(async () => {
   await browser?.close();

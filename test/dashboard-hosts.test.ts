@@ -1,20 +1,18 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
 import { startStack, type Stack } from './support/stack.js';
+import { launchChromium } from './support/browser.js';
 
 /** The Hosts view in real Chromium against a real worker (watchdog enforcement): the enforcement line in words, the governor's diagnostic behind a disclosure. */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let stack: Stack;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   await ensureDashboardBuilt({ quiet: true });
   stack = await startStack({ gateway: { maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }], workerEnv: { ENFORCEMENT: 'watchdog' } });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium();
 }, 180_000);
 afterAll(async () => {
   await browser?.close();

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
 import { startStack, submit, until, waitForStatus, type Stack } from './support/stack.js';
 import { smallPhoto } from './support/images.js';
+import { launchChromium } from './support/browser.js';
 
 /**
  * The dashboard's job page in real Chromium, for a job the real classic engine finished: a before/after comparison at
@@ -11,19 +11,17 @@ import { smallPhoto } from './support/images.js';
  * once, apart.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let stack: Stack;
 let browser: Browser;
 let id: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   await ensureDashboardBuilt({ quiet: true });
   stack = await startStack({ gateway: { maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
   const res = await submit(stack.gw.url, await smallPhoto('jpeg', 160), { scale: '2', weight: '0.7' });
   id = ((await res.json()) as { id: string }).id;
   await waitForStatus(stack.gw.url, id, ['completed']);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium();
 }, 180_000);
 afterAll(async () => {
   await browser?.close();

@@ -1,18 +1,16 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
 import { startStack, submit, waitForStatus, type Stack } from './support/stack.js';
 import { smallPhoto } from './support/images.js';
+import { launchChromium } from './support/browser.js';
 
 /** The Queue view's KPI cards at 800 px and at 1400 px: every value on one line, none cut off. Real Chromium. */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let stack: Stack;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   await ensureDashboardBuilt({ quiet: true });
   stack = await startStack({ gateway: { maxEventLoopDelayMs: 0, dashboardSampleMs: 200 }, engines: [{ name: 'classic' }] });
   // Finished jobs, so the p50/p95 cards hold real figures (the longest values on the page).
@@ -20,7 +18,7 @@ beforeAll(async () => {
     const res = await submit(stack.gw.url, await smallPhoto('jpeg', 200));
     await waitForStatus(stack.gw.url, ((await res.json()) as { id: string }).id, ['completed']);
   }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium();
 }, 180_000);
 afterAll(async () => {
   await browser?.close();

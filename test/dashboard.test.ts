@@ -1,19 +1,19 @@
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
 import { smallPhoto } from './support/images.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { launchChromium } from './support/browser.js';
 
 /**
  * The dashboard in real headless Chromium (Debian's package; `apt-get install chromium`) against the real gateway, a real
  * worker and fixture engines. Everything the page shows arrives over its one SSE stream: the test never reloads it.
  * It also writes the screenshots the README shows (docs/screenshots/).
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // The README's screenshots are rewritten only on request (UPDATE_SCREENSHOTS=1) or when missing, so test runs leave the tree clean.
 const DOC_SHOTS = join(REPO, 'docs/screenshots');
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' || !existsSync(join(DOC_SHOTS, 'dashboard-queue.png')) ? DOC_SHOTS : mkdtempSync(join(tmpdir(), 'pe-shots-'));
@@ -30,7 +30,6 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   await ensureDashboardBuilt({ quiet: true });
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['classic', 'slow'], dashboardSampleMs: 500, jobBackoffMs: 50 });
@@ -44,10 +43,7 @@ beforeAll(async () => {
   }));
   worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: file, HOST_ID: HOST, ADMISSION_CHECK_MS: '100' });
   await worker.waitForLog((r) => r.msg === 'worker ready');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.setDefaultTimeout(20_000);
   await page.goto(`${gw.url}/dashboard/`);
