@@ -1,80 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { REPO, until } from './stack.js';
+import { startTestRedis, type TestRedis } from './redis.js';
 
 /**
  * Fault injection helpers: a private redis-server with AOF (so a SIGKILL or a stop loses nothing acknowledged but the
  * last second), and the gateway as a real child process (so it can be SIGKILLed mid-upload).
  */
-export interface FaultRedis {
-  url: string;
-  dir: string;
-  pid(): number | undefined;
-  /** Stop it: SIGTERM (clean, AOF flushed) or SIGKILL (crash), and wait for the exit. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
-  /** Start it again on the same socket and data dir; resolves once it answers PING. */
-  start(): Promise<void>;
-  client(): Redis;
-  close(): Promise<void>;
-}
+/** A private redis-server with AOF that a test can SIGKILL and start again on the same socket and data. */
+export type FaultRedis = TestRedis;
 
-export async function startAofRedis(): Promise<FaultRedis> {
-  const dir = mkdtempSync(join(tmpdir(), 'pe-aof-redis-'));
-  const socket = join(dir, 'redis.sock');
-  let child: ChildProcess | undefined;
-  const clients: Redis[] = [];
-  const ping = async (): Promise<boolean> => {
-    const r = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      // Loading the AOF answers LOADING: not up yet.
-      return (await r.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  };
-  const start = async (): Promise<void> => {
-    const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'];
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    child = proc;
-    proc.once('error', () => undefined);
-    await until('redis-server to answer PING', () => (proc.exitCode === null ? ping() : Promise.reject(new Error(`redis-server exited ${proc.exitCode}`))), 15_000, 20);
-  };
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
-    const proc = child;
-    child = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      proc.once('exit', () => resolve());
-      proc.kill(signal);
-    });
-  };
-  await start();
-  return {
-    url: socket,
-    dir,
-    pid: () => child?.pid,
-    stop,
-    start,
-    client() {
-      const r = new Redis({ path: socket, maxRetriesPerRequest: null });
-      r.on('error', () => undefined);
-      clients.push(r);
-      return r;
-    },
-    async close() {
-      for (const c of clients) c.disconnect();
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export function startAofRedis(): Promise<FaultRedis> {
+  return startTestRedis({ aof: true });
 }
 
 export interface GatewayProcess {

@@ -12,8 +12,10 @@ export interface TestRedis {
   url: string;
   socket: string;
   dir: string;
-  /** Stop the server (SIGTERM) and wait for it to exit. */
-  stop(): Promise<void>;
+  /** Stop it: SIGTERM (clean; with AOF, flushed) or SIGKILL (a crash), and wait for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** The server's pid while it runs. */
+  pid(): number | undefined;
   /** Start it again on the same socket. */
   start(): Promise<void>;
   /** Stop it and remove its files. */
@@ -21,14 +23,18 @@ export interface TestRedis {
   client(): Redis;
 }
 
-export async function startTestRedis(opts: { policy?: string } = {}): Promise<TestRedis> {
+/**
+ * `aof`: append-only with fsync every second, so a SIGKILL loses nothing acknowledged but the last second (fault tests
+ * restart it on the same socket and data).
+ */
+export async function startTestRedis(opts: { policy?: string; aof?: boolean } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'pe-redis-'));
   const socket = join(dir, 'redis.sock');
   let child: ChildProcess | undefined;
   const clients: Redis[] = [];
 
   const start = async (): Promise<void> => {
-    const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'no',
+    const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', ...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']),
       '--maxmemory-policy', opts.policy ?? 'noeviction', '--loglevel', 'warning'];
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
@@ -54,13 +60,13 @@ export async function startTestRedis(opts: { policy?: string } = {}): Promise<Te
     });
   };
 
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     const proc = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null) return;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve());
-      proc.kill('SIGTERM');
+      proc.kill(signal);
     });
   };
 
@@ -69,6 +75,7 @@ export async function startTestRedis(opts: { policy?: string } = {}): Promise<Te
     url: socket,
     socket,
     dir,
+    pid: () => child?.pid,
     stop,
     start,
     client() {
