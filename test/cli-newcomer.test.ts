@@ -24,9 +24,11 @@ interface PtyRun {
  * output so far on every chunk (it may write keys, e.g. Ctrl-C, to the terminal); bounded by `timeoutMs`.
  */
 function underPty(args: string[], env: NodeJS.ProcessEnv, onOutput: (out: string, keys: (s: string) => void) => void, timeoutMs = 60_000): Promise<PtyRun> {
+  // `exec`: the CLI itself is the pty's foreground process, not a shell that waits for it (dash, seeing the terminal's
+  // SIGINT while it waits, ends with 130 whatever the CLI's own exit code).
   const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/script', ['-qfec', quoted, '/dev/null'], { env, cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/script', ['-qfec', `exec ${quoted}`, '/dev/null'], { env, cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     const keys = (s: string): void => void child.stdin.write(s);
     const onData = (d: Buffer): void => {

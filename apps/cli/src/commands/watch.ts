@@ -38,27 +38,25 @@ async function live(client: PhotoEnhanceClient, every: number, render: (s: Watch
   const tty = process.stdout.isTTY === true;
   let stop: () => void = () => undefined;
   const stopped = new Promise<void>((r) => (stop = r));
+  // `on`, not `once`: a second Ctrl-C (or the terminal's SIGINT arriving next to a forwarded one) must not fall through to
+  // Node's default handler and end the process with 130 while it is already stopping.
   const onSignal = (): void => stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    for (let done = false; !done; ) {
-      let text: string;
-      try {
-        text = render(await snapshot(client));
-      } catch (err) {
-        text = `${new Date().toISOString()}  ${paint(process.stdout)('red', 'error')}: ${err instanceof Error ? err.message : String(err)}\n`;
-      }
-      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n(refreshing every ${every / 1000} s; Ctrl-C to stop)\n` : `${text}\n`);
-      // The timer must keep the event loop alive: an unref'd one let the process exit (code 13) after the first frame.
-      let timer: NodeJS.Timeout | undefined;
-      done = await Promise.race([stopped.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), every)))]);
-      clearTimeout(timer);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  for (let done = false; !done; ) {
+    let text: string;
+    try {
+      text = render(await snapshot(client));
+    } catch (err) {
+      text = `${new Date().toISOString()}  ${paint(process.stdout)('red', 'error')}: ${err instanceof Error ? err.message : String(err)}\n`;
     }
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n(refreshing every ${every / 1000} s; Ctrl-C to stop)\n` : `${text}\n`);
+    // The timer must keep the event loop alive: an unref'd one let the process exit (code 13) after the first frame.
+    let timer: NodeJS.Timeout | undefined;
+    done = await Promise.race([stopped.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), every)))]);
+    clearTimeout(timer);
   }
+  // The handlers stay: main() exits right after this returns, and a late second signal must still find one.
   return EXIT.OK;
 }
 
