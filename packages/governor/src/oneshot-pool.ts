@@ -1,7 +1,7 @@
 import { copyFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import sharp from 'sharp';
+import type sharp from 'sharp';
 import { OUTPUT_FORMATS, SCALES, type DoneMessage, type EngineOffer, type EngineProcessState, type OutputFormat } from '@photoenhance/contracts';
 import { engineFailure } from './child-failure.js';
 import { memoryLimitError, MEMORY_GRACE_MS } from './engine-process.js';
@@ -193,6 +193,8 @@ export class OneshotPool implements SpawnClient {
   /** Move the output to req.output in the requested format and read its dimensions. */
   private async describeOutput(found: string, req: RunRequest, child: SupervisedChild): Promise<DoneMessage> {
     const want: OutputFormat = req.options.format;
+    // Loaded on first use: libvips is ~10 MB of a worker's idle RSS, and only one-shot engines need it here.
+    const { default: sharp } = await import('sharp');
     let meta: sharp.Metadata;
     try {
       meta = await sharp(found).metadata();
