@@ -8,7 +8,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createHash } from 'node:crypto';
 
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -24,20 +23,38 @@ export const ENTRIES = [
 export const outFile = (entry) => join(ROOT, entry, 'dist', 'main.js');
 const STAMP = join(ROOT, 'apps', 'cli', 'dist', '.runtime-build.json');
 
-/** Source folders and files whose change means a rebuild (workspace packages are bundled in). */
-function inputs() {
+/**
+ * Source files whose change means a rebuild (workspace packages are bundled in), and the newest mtime among them: one
+ * readdir per folder and one stat per file, since the bin runs this before every command.
+ */
+function scanInputs() {
+  const files = [];
+  let newest = 0;
+  const add = (rel) => {
+    const st = statSync(join(ROOT, rel), { throwIfNoEntry: false });
+    if (!st) return;
+    files.push(rel);
+    if (st.mtimeMs > newest) newest = st.mtimeMs;
+  };
+  const walk = (rel) => {
+    let entries;
+    try {
+      entries = readdirSync(join(ROOT, rel), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.isDirectory()) walk(`${rel}/${e.name}`);
+      else if (/\.(ts|json|mjs)$/.test(e.name)) add(`${rel}/${e.name}`);
+    }
+  };
   const dirs = ['apps/cli', 'apps/gateway', 'apps/worker', ...readdirSync(join(ROOT, 'packages')).map((p) => `packages/${p}`), ...ENTRIES.filter((e) => e.startsWith('engines/'))];
-  const out = ['tsconfig.json', 'tsconfig.base.json', 'scripts/build-runtime.mjs'];
-  for (const d of dirs) out.push(`${d}/package.json`, ...walk(`${d}/src`));
-  return out.filter((f) => existsSync(join(ROOT, f)));
-}
-
-function walk(p) {
-  const full = join(ROOT, p);
-  if (!existsSync(full)) return [];
-  return readdirSync(full, { withFileTypes: true })
-    .sort((a, b) => (a.name < b.name ? -1 : 1))
-    .flatMap((e) => (e.isDirectory() ? walk(`${p}/${e.name}`) : e.name.endsWith('.ts') || e.name.endsWith('.json') || e.name.endsWith('.mjs') ? [`${p}/${e.name}`] : []));
+  for (const f of ['tsconfig.json', 'tsconfig.base.json', 'scripts/build-runtime.mjs']) add(f);
+  for (const d of dirs) {
+    add(`${d}/package.json`);
+    walk(`${d}/src`);
+  }
+  return { files, newest };
 }
 
 /**
@@ -52,12 +69,9 @@ export function isRuntimeFresh() {
     return false;
   }
   if (!ENTRIES.every((e) => existsSync(outFile(e)))) return false;
-  const files = inputs();
-  if (stamp.inputs !== listHash(files)) return false;
-  return files.every((f) => statSync(join(ROOT, f)).mtimeMs <= stamp.startedAtMs);
+  const { files, newest } = scanInputs();
+  return stamp.inputs === files.join('\n') && newest <= stamp.startedAtMs;
 }
-
-const listHash = (files) => createHash('sha256').update(files.join('\n')).digest('hex');
 
 /**
  * Source code refers to files next to it through import.meta.url (package.json versions, the dashboard's dist, model
@@ -146,7 +160,7 @@ export async function buildRuntime({ quiet = false } = {}) {
     }
   }
   const tmp = `${STAMP}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ startedAtMs: t0, inputs: listHash(inputs()) })}\n`);
+  writeFileSync(tmp, `${JSON.stringify({ startedAtMs: t0, inputs: scanInputs().files.join('\n') })}\n`);
   renameSync(tmp, STAMP);
   if (!quiet) process.stderr.write(`runtime: compiled ${ENTRIES.join(', ')} into <each>/dist in ${Date.now() - t0} ms\n`);
 }
