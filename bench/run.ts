@@ -13,6 +13,7 @@ import { benchEngines } from './engines.js';
 import { benchQuality } from './quality.js';
 import { benchSpine, type Row } from './spine.js';
 import { benchThroughput } from './throughput.js';
+import { benchRuntime } from './runtime.js';
 import { REPO } from '../test/support/stack.js';
 import { benchOvershoot } from '../packages/governor/bench/overshoot.js';
 
@@ -24,6 +25,8 @@ const want = (name: string): boolean => (only.length === 0 && name !== 'chaos') 
 
 if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
 if (want('throughput')) rows.push(...(await benchThroughput({ jobs: quick ? 60 : 300, batchJobs: quick ? 100 : 500 })));
+// Compiled runtime vs tsx: idle RSS of the gateway and worker, --help time (bench/runtime.ts).
+if (want('runtime')) rows.push(...(await benchRuntime()));
 if (want('governor')) {
   for (const { metric, value, unit, ...figures } of await benchOvershoot()) {
     const note = Object.entries(figures).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${String(v)}`).join(', ');
