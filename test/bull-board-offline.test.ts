@@ -37,7 +37,33 @@ describe('bull-board', () => {
     await page.goto(`${gw.url}/admin/queues`);
     await page.getByText('PhotoEnhance queues').first().waitFor({ timeout: 20_000 });
     expect(outside).toEqual([]);
-    const html = await (await fetch(`${gw.url}/admin/queues`)).text();
-    expect(html).not.toContain('fonts.googleapis.com');
+    const res = await fetch(`${gw.url}/admin/queues`);
+    expect(await res.text()).not.toContain('fonts.googleapis.com');
+    // The policy itself allows nothing from outside: no https: (or any other host) for styles, fonts or scripts.
+    const csp = res.headers.get('content-security-policy') ?? '';
+    for (const directive of ['style-src', 'font-src', 'script-src', 'default-src']) {
+      const sources = csp.split(';').map((d) => d.trim().split(/\s+/)).find(([name]) => name === directive)?.slice(1) ?? [];
+      expect(sources.length, `${directive} in ${csp}`).toBeGreaterThan(0);
+      expect(sources.filter((x) => !["'self'", "'unsafe-inline'", 'data:'].includes(x)), `${directive} in ${csp}`).toEqual([]);
+    }
+    await page.close();
   }, 60_000);
+
+  for (const scheme of ['light', 'dark'] as const) {
+    it(`follows the dashboard's colours and system fonts (browser in ${scheme} mode)`, async () => {
+      const page = await browser.newPage({ colorScheme: scheme });
+      await page.goto(`${gw.url}/admin/queues`);
+      await page.getByText('PhotoEnhance queues').first().waitFor({ timeout: 20_000 });
+      const style = await page.evaluate(() => {
+        const g = globalThis as unknown as { document: { body: object }; getComputedStyle(e: object): { backgroundColor: string; color: string; fontFamily: string } };
+        const s = g.getComputedStyle(g.document.body);
+        return { bg: s.backgroundColor, fg: s.color, font: s.fontFamily };
+      });
+      // The dashboard's --bg and --text (apps/dashboard/web/styles.css).
+      expect(style.bg).toBe('rgb(11, 17, 32)');
+      expect(style.fg).toBe('rgb(226, 232, 240)');
+      expect(style.font).not.toContain('IBM Plex');
+      await page.close();
+    }, 60_000);
+  }
 });

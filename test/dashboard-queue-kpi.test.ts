@@ -5,7 +5,10 @@ import { startStack, submit, waitForStatus, type Stack } from './support/stack.j
 import { smallPhoto } from './support/images.js';
 import { launchChromium } from './support/browser.js';
 
-/** The Queue view's KPI cards at 800 px and at 1400 px: every value on one line, none cut off. Real Chromium. */
+/**
+ * The Queue view at 800 px and at 1400 px: every KPI value on one line, none cut off; the charts' axis labels inside their
+ * canvas (no ink on its outer edges); p50 and p95 told apart. Real Chromium.
+ */
 
 let stack: Stack;
 let browser: Browser;
@@ -46,6 +49,51 @@ describe('Queue view KPIs', () => {
         expect(c.lines, `"${c.text}" at ${width} px`).toBe(1);
         expect(c.overflow, `"${c.text}" cut off at ${width} px`).toBe(false);
       }
+
+      // Axis labels are drawn on the canvas, so a clipped one leaves ink on its edge: the left column (y labels), the
+      // bottom row and, below the plot area, the right column (the last time label). Charts with data only.
+      await page.locator('[data-testid="chart-times"] canvas').waitFor();
+      for (const id of ['chart-depth', 'chart-rate', 'chart-times']) {
+        const edges = await page.getByTestId(id).evaluate((el) => {
+          type Ctx = { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } };
+          type Canvas = { width: number; height: number; getContext(k: '2d'): Ctx; getBoundingClientRect(): { top: number; bottom: number; left: number; right: number } };
+          const root = el as unknown as { querySelector(q: string): unknown };
+          const canvas = root.querySelector('canvas') as Canvas;
+          const over = (root.querySelector('.u-over') as Canvas).getBoundingClientRect();
+          const box = canvas.getBoundingClientRect();
+          const scale = canvas.height / (box.bottom - box.top);
+          const ctx = canvas.getContext('2d');
+          const ink = (x: number, y: number, w: number, h: number): number => {
+            if (w <= 0 || h <= 0) return 0;
+            const d = ctx.getImageData(x, y, w, h).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i]! > 40) n++;
+            return n;
+          };
+          const plotBottom = Math.ceil((over.bottom - box.top) * scale) + 1;
+          return {
+            left: ink(0, 0, 1, canvas.height),
+            bottom: ink(0, canvas.height - 1, canvas.width, 1),
+            rightBelowPlot: ink(canvas.width - 1, plotBottom, 1, canvas.height - plotBottom),
+            overInside: over.left >= box.left && over.right <= box.right && over.bottom <= box.bottom,
+          };
+        });
+        expect(edges, `${id} at ${width} px`).toEqual({ left: 0, bottom: 0, rightBelowPlot: 0, overInside: true });
+      }
+      // p50 solid and p95 dashed, in the chart and in its legend.
+      const markers = await page.getByTestId('chart-times').locator('.u-legend .u-series').evaluateAll((rows) =>
+        rows.map((r) => {
+          const row = r as unknown as { innerText: string; querySelector(q: string): unknown };
+          const g = globalThis as unknown as { getComputedStyle(x: unknown): { borderStyle: string } };
+          const m = row.querySelector('.u-marker');
+          return { label: row.innerText.split('\n')[0]!.trim(), border: m ? g.getComputedStyle(m).borderStyle : '' };
+        }),
+      );
+      const style = (label: string): string | undefined => markers.find((m) => m.label.startsWith(label))?.border;
+      expect(style('wait p50')).toBeDefined();
+      expect(style('wait p50')).not.toBe(style('wait p95'));
+      expect(style('run p50')).not.toBe(style('run p95'));
+      await page.close();
     }, 60_000);
   }
 });

@@ -38,5 +38,11 @@ describe('/metrics', () => {
     await fetch(`${gw.url}/v1/jobs/${id}`, { method: 'DELETE' });
     const again = await (await fetch(`${gw.url}/metrics`)).text();
     expect(again).toContain(`${LINE} 1`);
+    // Nothing of it is left in the queue counters (removed while queued), and the dashboard's KPIs call it canceled.
+    expect(again).toContain('pe_queue_jobs{engine="parked",state="failed"} 0');
+    expect(again).toContain('pe_queue_jobs{engine="parked",state="canceled"} 0');
+    const ov = (await (await fetch(`${gw.url}/dashboard/api/overview`)).json()) as { totals: { queued: number; failed: number; canceled: number }; stats: { failed: number; canceled: number; finished: number } };
+    expect(ov.totals).toMatchObject({ queued: 0, failed: 0, canceled: 0 });
+    expect(ov.stats).toMatchObject({ failed: 0, canceled: 1, finished: 1 });
   });
 });

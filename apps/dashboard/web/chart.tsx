@@ -10,6 +10,23 @@ export interface SeriesDef {
   value?: (v: number | null) => string;
 }
 
+/**
+ * Width of the y axis: its longest label as drawn, plus the ticks and the gap (a fixed width cut "12 m 30 s" off on the
+ * left). uPlot calls this again as labels change; the second cycle keeps the first answer, as its docs advise.
+ */
+function yAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycle: number): number {
+  const axis = u.axes[axisIdx]!;
+  const current = (axis as { _size?: number })._size;
+  if (cycle > 1 && current) return current;
+  let size = (axis.ticks?.size ?? 10) + (axis.gap ?? 5) + 4;
+  const longest = (values ?? []).reduce((a, v) => (String(v).length > a.length ? String(v) : a), '');
+  if (longest) {
+    u.ctx.font = (axis as { font?: [string] }).font?.[0] ?? u.ctx.font;
+    size += u.ctx.measureText(longest).width / (globalThis.devicePixelRatio || 1);
+  }
+  return Math.ceil(size);
+}
+
 /** A small time chart (uPlot): x in epoch seconds, one array per series; resizes with its box. */
 export function TimeChart(props: { title: string; series: SeriesDef[]; data: [number[], ...Array<Array<number | null>>]; height?: number; yFormat?: (v: number) => string; testId?: string }) {
   const box = useRef<HTMLDivElement>(null);
@@ -23,12 +40,15 @@ export function TimeChart(props: { title: string; series: SeriesDef[]; data: [nu
     const opts: uPlot.Options = {
       width: Math.max(el.clientWidth, 200),
       height: props.height ?? 160,
-      legend: { show: true },
+      // Dashed series (the p95s) get dashed legend markers, so p50 and p95 of one colour are told apart there too.
+      legend: { show: true, markers: { dash: (_u: uPlot, i: number) => (props.series[i - 1]?.dash ? 'dashed' : 'solid') } },
       cursor: { drag: { x: false, y: false } },
+      // Room on the right for the last time label, which is centred on its tick (it was cut in half at the edge).
+      padding: [8, 24, 0, 0],
       scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
       axes: [
         { stroke: '#94a3b8', grid: { stroke: '#1e293b' }, ticks: { stroke: '#334155' } },
-        { stroke: '#94a3b8', grid: { stroke: '#1e293b' }, ticks: { stroke: '#334155' }, size: 64, values: (_u, vals) => vals.map((v) => fmt(v)) },
+        { stroke: '#94a3b8', grid: { stroke: '#1e293b' }, ticks: { stroke: '#334155' }, size: yAxisSize, values: (_u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [
         {},

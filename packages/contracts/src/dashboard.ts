@@ -12,7 +12,10 @@ export type QueueState = (typeof QUEUE_STATES)[number];
 export interface QueueSnapshot {
   engine: string;
   paused: boolean;
+  /** BullMQ's counts, except that `failed` leaves out the jobs canceled while they ran (BullMQ keeps them in its failed set). */
   counts: Record<QueueState, number>;
+  /** Jobs canceled while they ran, still kept (a job canceled while queued is removed from the queue at once). */
+  canceled: number;
 }
 
 export interface QueueRow extends QueueSnapshot {
@@ -34,9 +37,13 @@ export interface Sample {
   queued: number;
   active: number;
   failed: number;
+  /** Jobs canceled while they ran, still kept (not counted in `failed`). */
+  canceled?: number;
   /** Jobs finished in the minute before the sample. */
   completedPerMin: number;
   failedPerMin: number;
+  /** Jobs canceled in the minute before the sample, queued or running (not counted in `failedPerMin`). */
+  canceledPerMin?: number;
   /** Wait and run time percentiles over the jobs finished in the last five minutes (ms). */
   waitP50?: number;
   waitP95?: number;
@@ -47,8 +54,11 @@ export interface Sample {
 
 export interface Stats {
   windowMs: number;
+  /** Completed, failed and canceled jobs in the window. */
   finished: number;
   failed: number;
+  /** Canceled in the window, queued or running (not counted in `failed`). */
+  canceled: number;
   completedPerMin: number;
   waitMs: { p50?: number; p95?: number };
   runMs: { p50?: number; p95?: number };
@@ -71,7 +81,7 @@ export interface HostEvent {
 export interface Overview {
   at: number;
   queues: QueueRow[];
-  totals: { queued: number; active: number; completed: number; failed: number; delayed: number };
+  totals: { queued: number; active: number; completed: number; failed: number; canceled: number; delayed: number };
   stats: Stats;
   perEngine: Record<string, Stats>;
   hosts: HostState[];

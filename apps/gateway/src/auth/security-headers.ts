@@ -9,8 +9,8 @@ import type { GatewayConfig } from '../config.js';
  * - no `upgrade-insecure-requests`: over http on a LAN address it would send every script and image to https and
  *   break the page;
  * - HSTS only when PUBLIC_URL is https (a plain-http gateway must not tell browsers to insist on https);
- * - styles may be inline (the charts and bull-board set style attributes) and from https (bull-board's web fonts);
- *   scripts only from the gateway itself.
+ * - styles may be inline (the charts and bull-board set style attributes), fonts may be data: URLs; styles, fonts and
+ *   scripts come from the gateway itself, never from elsewhere (nothing is fetched from outside: docs/dashboard.md).
  */
 export async function registerSecurityHeaders(app: FastifyInstance, config: Readonly<GatewayConfig>): Promise<void> {
   const https = (config.publicUrl ?? '').startsWith('https:');
@@ -21,13 +21,14 @@ export async function registerSecurityHeaders(app: FastifyInstance, config: Read
       directives: {
         'upgrade-insecure-requests': null,
         'script-src': ["'self'"],
-        'style-src': ["'self'", 'https:', "'unsafe-inline'"],
+        'style-src': ["'self'", "'unsafe-inline'"],
+        'font-src': ["'self'", 'data:'],
         'img-src': ["'self'", 'data:', 'blob:'],
         'connect-src': ["'self'"],
       },
     },
     hsts: https ? { maxAge: 180 * 24 * 3600, includeSubDomains: false } : false,
-    // The gateway serves no cross-origin embeddable resources; COEP would only get in the way of bull-board's fonts.
+    // The gateway serves no cross-origin embeddable resources; COEP would only get in the way.
     crossOriginEmbedderPolicy: false,
   });
 }

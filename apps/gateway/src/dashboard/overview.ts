@@ -15,7 +15,8 @@ function stats(observer: QueueObserver, engine?: string): Stats {
   return {
     windowMs: STATS_WINDOW_MS,
     finished: recent.length,
-    failed: recent.length - completed.length,
+    failed: recent.filter((f) => f.outcome === 'failed').length,
+    canceled: recent.filter((f) => f.outcome === 'canceled').length,
     completedPerMin: lastMinute,
     waitMs: { p50: percentile(waits, 50), p95: percentile(waits, 95) },
     runMs: { p50: percentile(runs, 50), p95: percentile(runs, 95) },
@@ -24,12 +25,13 @@ function stats(observer: QueueObserver, engine?: string): Stats {
 
 export function overview(observer: QueueObserver): Overview {
   const queues: QueueRow[] = observer.queues.map((q) => ({ ...q, queued: q.counts.waiting + q.counts.prioritized + q.counts.delayed + q.counts.paused + q.counts['waiting-children'] }));
-  const totals = { queued: 0, active: 0, completed: 0, failed: 0, delayed: 0 };
+  const totals = { queued: 0, active: 0, completed: 0, failed: 0, canceled: 0, delayed: 0 };
   for (const q of queues) {
     totals.queued += q.queued;
     totals.active += q.counts.active;
     totals.completed += q.counts.completed;
     totals.failed += q.counts.failed;
+    totals.canceled += q.canceled;
     totals.delayed += q.counts.delayed;
   }
   const perEngine: Record<string, Stats> = {};

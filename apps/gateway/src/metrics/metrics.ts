@@ -31,13 +31,16 @@ export class GatewayMetrics {
 
     new Gauge({
       name: 'pe_queue_jobs',
-      help: 'Jobs in each engine queue by BullMQ state (read from Redis at scrape time).',
+      help: 'Jobs in each engine queue by BullMQ state (read from Redis at scrape time); state="canceled": canceled while running, not counted under "failed".',
       labelNames: ['engine', 'state'],
       registers: [r],
       async collect() {
         this.reset();
         await observer.refresh();
-        for (const q of observer.queues) for (const [state, n] of Object.entries(q.counts)) this.set({ engine: q.engine, state }, n);
+        for (const q of observer.queues) {
+          for (const [state, n] of Object.entries(q.counts)) this.set({ engine: q.engine, state }, n);
+          this.set({ engine: q.engine, state: 'canceled' }, q.canceled);
+        }
       },
     });
     new Gauge({

@@ -52,6 +52,8 @@ export class QueueObserver extends EventEmitter {
   private readonly seenTransition = new Map<string, number>();
   private readonly seenRecycles = new Map<string, Record<string, number>>();
   private readonly seenRecycleEvent = new Map<string, number>();
+  /** Per engine: failed-set job id → canceled while running (see canceledInFailed). */
+  private readonly canceledVerdict = new Map<string, Map<string, boolean>>();
 
   readonly samples: Sample[] = [];
   readonly finished: FinishedJob[] = [];
@@ -117,7 +119,31 @@ export class QueueObserver extends EventEmitter {
     const q = this.opts.jobs.queue(engine);
     const [raw, paused] = await Promise.all([q.getJobCounts(...QUEUE_STATES), q.isPaused()]);
     const counts = Object.fromEntries(QUEUE_STATES.map((s) => [s, raw[s] ?? 0])) as Record<QueueState, number>;
-    return { engine, paused, counts };
+    const canceled = counts.failed > 0 ? await this.canceledInFailed(engine) : 0;
+    counts.failed = Math.max(0, counts.failed - canceled);
+    return { engine, paused, counts, canceled };
+  }
+
+  /**
+   * How many jobs of BullMQ's failed set were canceled while they ran (failedReason JOB_CANCELED). A job's verdict does
+   * not change while it stays in the set, so each id is read once and remembered; the memory is pruned to the set.
+   */
+  private async canceledInFailed(engine: string): Promise<number> {
+    const q = this.opts.jobs.queue(engine);
+    const ids = await this.opts.redis.zrange(q.toKey('failed'), 0, -1);
+    const known = this.canceledVerdict.get(engine) ?? new Map<string, boolean>();
+    const unread = ids.filter((id) => !known.has(id));
+    for (let i = 0; i < unread.length; i += 500) {
+      const slice = unread.slice(i, i + 500);
+      const p = this.opts.redis.pipeline();
+      for (const id of slice) p.hget(q.toKey(id), 'failedReason');
+      const res = (await p.exec()) ?? [];
+      slice.forEach((id, k) => known.set(id, decodeJobError((res[k]?.[1] as string | null) ?? undefined)?.code === 'JOB_CANCELED'));
+    }
+    const present = new Set(ids);
+    for (const id of known.keys()) if (!present.has(id)) known.delete(id);
+    this.canceledVerdict.set(engine, known);
+    return ids.reduce((n, id) => n + (known.get(id) ? 1 : 0), 0);
   }
 
   private record(queues: QueueSnapshot[], hosts: HostState[]): void {
@@ -128,9 +154,11 @@ export class QueueObserver extends EventEmitter {
       queued: sum((c) => c.waiting + c.prioritized + c.delayed + c.paused + c['waiting-children']),
       active: sum((c) => c.active),
       failed: sum((c) => c.failed),
+      canceled: queues.reduce((n, q) => n + q.canceled, 0),
       // Over the last minute rather than since the previous sample, so short sample periods do not spike the chart.
       completedPerMin: this.finished.filter((f) => f.outcome === 'completed' && f.at >= now - 60_000).length,
       failedPerMin: this.finished.filter((f) => f.outcome === 'failed' && f.at >= now - 60_000).length,
+      canceledPerMin: this.finished.filter((f) => f.outcome === 'canceled' && f.at >= now - 60_000).length,
       hosts: {},
     };
     const recent = this.recent(5 * 60_000);
