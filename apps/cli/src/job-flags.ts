@@ -28,7 +28,7 @@ export function jobOptionFlags(cmd: Command): Command {
     .option('--quality <q>', withDefault('jpeg/webp quality 1-100', 92))
     .option('--model-version <v>', withDefault('GFPGAN model version: 1, 1.2, 1.3, 1.4 or RestoreFormer (the API field `version`)', '1.4'))
     .option('--weight <w>', withDefault('blend weight of restored faces, 0-1', 0.5))
-    .option('--bg-tile <px>', withDefault('background tile size: 0 (no tiling) or 32-1024', 400))
+    .option('--bg-tile <px>', withDefault('background tile size: 0 (no tiling), 32-1024, or auto', 'auto: the largest that fits the GPU for the photo, 400 without a GPU'))
     .option('--bg-upsampler <name>', withDefault('background upsampler: realesrgan or none', 'realesrgan'))
     .option('--only-center-face', 'restore only the face nearest the centre')
     .option('--aligned', 'the input is an aligned 512x512 face crop')

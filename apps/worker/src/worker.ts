@@ -3,8 +3,8 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Logger } from 'pino';
 import { createLogger } from '@photoenhance/config';
-import { encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
-import { EngineJobError, Governor, recycleEvent, type EngineProfile } from '@photoenhance/governor';
+import { FALLBACK_BG_TILE, encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
+import { EngineJobError, Governor, autoBgTile, recycleEvent, type BgTileChoice, type EngineProfile } from '@photoenhance/governor';
 import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import {
@@ -366,8 +366,12 @@ export class EnhanceWorker {
     };
     // Written with the outcome (one Redis write per job on the happy path, not two).
     const attempt = `attempt ${job.attemptsMade + 1} on host ${this.config.hostId}, engine ${profile.name}`;
+    // bgTile left unset: sized now for the GPU the engine runs on (its free memory may have changed while the job
+    // waited); recorded in the result's meta.bgTileChoice (no job log line: one Redis write fewer per job).
+    const tile = data.options.bgTile === undefined ? this.chooseBgTile(profile, data) : undefined;
+    const options = tile ? { ...data.options, bgTile: tile.bgTile } : data.options;
     try {
-      const run = await this.governor.run(profile.name, { id: data.id, input, output, options: data.options }, {
+      const run = await this.governor.run(profile.name, { id: data.id, input, output, options }, {
         signal: abort.signal,
         onProgress: (p) => {
           const now = Date.now();
@@ -399,7 +403,7 @@ export class EnhanceWorker {
         applied: d.applied,
         engine: { name: run.engine.name, version: run.engine.version, host: this.config.hostId, ...(run.engine.pid ? { pid: run.engine.pid } : {}) },
         timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(run.timings.batchWaitMs !== undefined ? { batchWaitMs: run.timings.batchWaitMs } : {}), ...(d.timings ?? {}) },
-        ...(d.meta ? { meta: d.meta } : {}),
+        ...(d.meta || tile ? { meta: { ...d.meta, ...(tile ? { bgTileChoice: tile } : {}) } } : {}),
       };
     } catch (err) {
       if (err instanceof EngineJobError) {
@@ -413,6 +417,11 @@ export class EnhanceWorker {
       await this.staging.release(staged);
       if (abort.signal.aborted) await this.storage.removeJob(data.id).catch(() => undefined);
     }
+  }
+
+  private chooseBgTile(profile: EngineProfile, data: JobData): BgTileChoice {
+    const snap = this.governor.snapshot();
+    return autoBgTile({ gpu: snap.gpu, processes: snap.processes, profile: profile.name, gpus: profile.gpus, width: data.input.width, height: data.input.height, fallback: FALLBACK_BG_TILE });
   }
 
   /** Turn an engine failure into what BullMQ should do: retry (Error), stop (UnrecoverableError), or re-delay. */

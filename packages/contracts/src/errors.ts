@@ -1,3 +1,5 @@
+import { Type, type Static } from '@sinclair/typebox';
+
 /**
  * The one error catalogue. Every error a user can see — an HTTP problem or a job failure — has a stable code here,
  * with its HTTP status, a short title and what to do about it. docs/errors.md is checked against this table by a test.
@@ -77,16 +79,18 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
 }
 
-/** RFC 9457 problem details as the API returns them. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: ErrorCode;
-  detail: string;
-  instance?: string;
-  [extension: string]: unknown;
-}
+const ErrorCodeSchema = Type.Union((Object.keys(ERRORS) as ErrorCode[]).map((c) => Type.Literal(c)), { description: 'A code from the error catalogue (docs/errors.md).' });
+
+/** RFC 9457 problem details as the API returns them; extensions (field, allowed, limitBytes...) beside the fixed members. */
+export const ProblemSchema = Type.Object({
+  type: Type.String({ format: 'uri-reference', description: '`/docs/errors#CODE` on the gateway that answered.' }),
+  title: Type.String(),
+  status: Type.Integer(),
+  code: ErrorCodeSchema,
+  detail: Type.String({ description: 'What happened, then what to do about it.' }),
+  instance: Type.Optional(Type.String()),
+}, { additionalProperties: true, description: 'RFC 9457 problem details; `code` is from the error catalogue (docs/errors.md).' });
+export type Problem = Static<typeof ProblemSchema> & { [extension: string]: unknown };
 
 /**
  * Problem `type` URIs are relative to the gateway that answered: `/docs/errors#CODE`, the catalogue page it serves
@@ -129,10 +133,8 @@ export function toProblem(code: ErrorCode, message: string, opts: { status?: num
 }
 
 /** A job failure as recorded on the job and shown in GET /v1/jobs/:id. */
-export interface JobError {
-  code: ErrorCode;
-  message: string;
-}
+export const JobErrorSchema = Type.Object({ code: ErrorCodeSchema, message: Type.String() });
+export type JobError = Static<typeof JobErrorSchema>;
 
 /**
  * Job failures travel through BullMQ's `failedReason` string; this keeps the code machine-readable.

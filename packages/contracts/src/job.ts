@@ -1,5 +1,6 @@
-import type { InputFormat, JobOptions, OutputFormat } from './options.js';
-import type { JobError } from './errors.js';
+import { Type, type Static } from '@sinclair/typebox';
+import { INPUT_FORMATS, JobOptionsSchema, OUTPUT_FORMATS, type InputFormat, type JobOptions, type OutputFormat } from './options.js';
+import { JobErrorSchema } from './errors.js';
 
 export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -66,45 +67,55 @@ export interface JobResult {
   meta?: Record<string, unknown>;
 }
 
-/** GET /v1/jobs/:id */
-export interface JobView {
-  id: string;
-  status: JobStatus;
-  progress: number;
-  engine: string;
-  options: JobOptions;
-  input: { width: number; height: number; format: InputFormat; bytes: number; name: string };
-  result?: { width: number; height: number; format: OutputFormat; bytes: number; url: string; applied: Record<string, unknown>; meta?: Record<string, unknown> };
-  error?: JobError;
-  /** While a job waits for another attempt: why the previous one failed. */
-  lastError?: JobError;
-  attempts: number;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  timings?: { queuedMs: number; runMs?: number };
-  links: JobLinks;
-}
+/** Job ids: URL-safe, unguessable, fixed shape so a path segment can be checked before any lookup. */
+export const JOB_ID_PATTERN = /^j_[0-9a-z]{20}$/;
 
-export interface JobLinks {
-  self: string;
-  result: string;
-  events: string;
-}
+const literals = <const V extends readonly string[]>(values: V) => Type.Union(values.map((v: V[number]) => Type.Literal(v)));
+const DateTime = Type.String({ format: 'date-time' });
+
+export const JobLinksSchema = Type.Object({ self: Type.String(), result: Type.String(), events: Type.String() });
+export type JobLinks = Static<typeof JobLinksSchema>;
+
+/** GET /v1/jobs/:id (and DELETE, and each SSE `status` event): the one job view. */
+export const JobViewSchema = Type.Object({
+  id: Type.String({ pattern: JOB_ID_PATTERN.source }),
+  status: literals(JOB_STATUSES),
+  progress: Type.Number({ minimum: 0, maximum: 1 }),
+  engine: Type.String(),
+  options: JobOptionsSchema,
+  input: Type.Object({ width: Type.Integer(), height: Type.Integer(), format: literals(INPUT_FORMATS), bytes: Type.Integer(), name: Type.String() }),
+  result: Type.Optional(Type.Object({
+    width: Type.Integer(),
+    height: Type.Integer(),
+    format: literals(OUTPUT_FORMATS),
+    bytes: Type.Integer(),
+    url: Type.String(),
+    applied: Type.Record(Type.String(), Type.Unknown(), { description: 'Options the engine applied (bgTile: the tile it used).' }),
+    meta: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Engine figures; bgTileChoice: how the worker sized a tile left unset.' })),
+  })),
+  error: Type.Optional(JobErrorSchema),
+  /** While a job waits for another attempt: why the previous one failed. */
+  lastError: Type.Optional(JobErrorSchema),
+  attempts: Type.Integer(),
+  createdAt: DateTime,
+  startedAt: Type.Optional(DateTime),
+  finishedAt: Type.Optional(DateTime),
+  timings: Type.Optional(Type.Object({ queuedMs: Type.Number(), runMs: Type.Optional(Type.Number()) })),
+  links: JobLinksSchema,
+});
+export type JobView = Static<typeof JobViewSchema>;
 
 /** 202 answer of POST /v1/jobs */
-export interface JobAccepted {
-  id: string;
-  status: 'queued';
-  createdAt: string;
-  links: JobLinks;
-  /** Set when the job was accepted although no live worker offers its engine (ACCEPT_WITHOUT_WORKER=true): it waits until one does. */
-  warning?: string;
-}
+export const JobAcceptedSchema = Type.Object({
+  id: Type.String({ pattern: JOB_ID_PATTERN.source }),
+  status: Type.Literal('queued'),
+  createdAt: DateTime,
+  links: JobLinksSchema,
+  warning: Type.Optional(Type.String({ description: 'Accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the job waits for one.' })),
+});
+export type JobAccepted = Static<typeof JobAcceptedSchema>;
 
 export function jobLinks(id: string, base = ''): JobLinks {
   return { self: `${base}/v1/jobs/${id}`, result: `${base}/v1/jobs/${id}/result`, events: `${base}/v1/jobs/${id}/events` };
 }
 
-/** Job ids: URL-safe, unguessable, fixed shape so a path segment can be checked before any lookup. */
-export const JOB_ID_PATTERN = /^j_[0-9a-z]{20}$/;

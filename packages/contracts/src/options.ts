@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { KindGuard, Type, type Static, type TLiteral, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { ApiError } from './errors.js';
 
 /** Image formats the API accepts (by magic bytes) and the formats it can write. */
@@ -11,63 +12,58 @@ export const SCALES = [1, 2, 4] as const;
 export const GFPGAN_VERSIONS = ['1', '1.2', '1.3', '1.4', 'RestoreFormer'] as const;
 export const PRIORITIES = ['high', 'normal', 'low'] as const;
 
+const literals = <const V extends readonly (string | number)[]>(values: V, opts: { default?: NoInfer<V[number]>; description?: string } = {}) =>
+  Type.Union(values.map((v: V[number]) => Type.Literal(v)), opts);
+
 /**
- * Enhancement options as a client may send them. One source for validation, types and the OpenAPI document.
- * Engines ignore options they do not support; the job records what was applied.
+ * Enhancement options as a client may send them: the one statement of the option set. The types, the defaults, the
+ * submission parser (below), the routes and the OpenAPI document all come from it. Engines ignore options they do not
+ * support; the job records what was applied. An optional number without a default (bgTile) is chosen per job when
+ * left out: a client may also say `auto`.
  */
-export const JobOptionsSchema = Type.Object({
-  scale: Type.Union(SCALES.map((s) => Type.Literal(s)), { default: 2, description: 'Upscale factor.' }),
-  version: Type.Union(GFPGAN_VERSIONS.map((v) => Type.Literal(v)), { default: '1.4', description: 'GFPGAN model version (face-restoring engines).' }),
+export const JobOptionsInputSchema = Type.Object({
+  scale: literals(SCALES, { default: 2, description: 'Upscale factor.' }),
+  version: literals(GFPGAN_VERSIONS, { default: '1.4', description: 'GFPGAN model version (face-restoring engines).' }),
   weight: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: 'Blend weight of the restored faces.' }),
   onlyCenterFace: Type.Boolean({ default: false, description: 'Restore only the face nearest the centre.' }),
   aligned: Type.Boolean({ default: false, description: 'Input is an aligned 512x512 face crop.' }),
-  bgUpsampler: Type.Union([Type.Literal('realesrgan'), Type.Literal('none')], { default: 'realesrgan', description: 'Background upsampler (engines without one ignore it).' }),
-  bgTile: Type.Integer({ minimum: 0, maximum: 1024, default: 400, description: 'Background tile size in pixels: 0 (no tiling) or 32..1024.' }),
-  format: Type.Union([Type.Literal('auto'), ...OUTPUT_FORMATS.map((f) => Type.Literal(f))], { default: 'auto', description: 'Output format; auto keeps png/jpeg/webp and writes png otherwise.' }),
+  bgUpsampler: literals(['realesrgan', 'none'] as const, { default: 'realesrgan', description: 'Background upsampler (engines without one ignore it).' }),
+  // anyOf narrows the range (standard JSON Schema, checked by ajv and by parseJobOptions); the parser's message is
+  // built from the branches, so "no tiling" is stated here only.
+  bgTile: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 1024,
+    anyOf: [Type.Literal(0, { description: 'no tiling' }), Type.Integer({ minimum: 32 })],
+    description: 'Background tile size in pixels: 0 (no tiling) or 32..1024. Left out (or `auto`): the worker picks the largest even tile that fits the free memory of its GPU for this photo, 400 on a host without a visible GPU; the tile used is in `result.applied.bgTile` / `result.meta.bgTileChoice`.',
+  })),
+  format: literals(['auto', ...OUTPUT_FORMATS] as const, { default: 'auto', description: 'Output format; auto keeps png/jpeg/webp and writes png otherwise.' }),
   quality: Type.Integer({ minimum: 1, maximum: 100, default: 92, description: 'Encoder quality for jpeg/webp.' }),
-  priority: Type.Union(PRIORITIES.map((p) => Type.Literal(p)), { default: 'normal', description: 'Queue priority.' }),
+  priority: literals(PRIORITIES, { default: 'normal', description: 'Queue priority.' }),
   denoise: Type.Optional(Type.Boolean({ description: 'classic: denoise when the photo measures noisy (default true); false turns the step off.' })),
   tone: Type.Optional(Type.Boolean({ description: 'classic: correct a washed-out photo\'s tones (default true); false turns the step off.' })),
   sharpen: Type.Optional(Type.Boolean({ description: 'classic: halo-free detail sharpening (default true); false turns the step off.' })),
-});
-export type JobOptionsInput = Static<typeof JobOptionsSchema>;
+}, { additionalProperties: false });
+/** Options with defaults applied; `format` may still be `auto`, bgTile may be unset (chosen by the worker). */
+export type JobOptionsInput = Static<typeof JobOptionsInputSchema>;
 
-/** Options after defaults and `format: auto` are resolved: what the worker sends to the engine. */
-export interface JobOptions {
-  scale: 1 | 2 | 4;
-  version: (typeof GFPGAN_VERSIONS)[number];
-  weight: number;
-  onlyCenterFace: boolean;
-  aligned: boolean;
-  bgUpsampler: 'realesrgan' | 'none';
-  bgTile: number;
-  format: OutputFormat;
-  quality: number;
-  priority: (typeof PRIORITIES)[number];
-  /** Enhancement steps of the classic engine (and the background of portrait); absent = true. */
-  denoise?: boolean;
-  tone?: boolean;
-  sharpen?: boolean;
-}
+/** Options after `format: auto` is resolved from the input: what a job carries and the job view shows. */
+export const JobOptionsSchema = Type.Composite([
+  Type.Omit(JobOptionsInputSchema, ['format']),
+  Type.Object({ format: literals(OUTPUT_FORMATS, { description: 'Output format (resolved from the input when `auto` was asked for).' }) }),
+], { additionalProperties: false, description: 'Options with defaults applied; `format` resolved from the input.' });
+export type JobOptions = Static<typeof JobOptionsSchema>;
 
-export const DEFAULT_OPTIONS: Readonly<Omit<JobOptions, 'format'> & { format: 'auto' | OutputFormat }> = Object.freeze({
-  scale: 2,
-  version: '1.4',
-  weight: 0.5,
-  onlyCenterFace: false,
-  aligned: false,
-  bgUpsampler: 'realesrgan',
-  bgTile: 400,
-  format: 'auto',
-  quality: 92,
-  priority: 'normal',
-});
+/** The schema's defaults (bgTile and the classic steps have none: absent means "chosen per job" and "on"). */
+export const DEFAULT_OPTIONS: Readonly<JobOptionsInput> = Object.freeze(Value.Default(JobOptionsInputSchema, {}) as JobOptionsInput);
 
-/** Optional on/off switches of enhancement steps: absent means on, so they have no entry in DEFAULT_OPTIONS. */
-export const STEP_OPTIONS = ['denoise', 'tone', 'sharpen'] as const;
+/** bgTile when the worker sees no GPU to size it for: the fixed default before tiles were chosen per job. */
+export const FALLBACK_BG_TILE = 400;
+
+type OptionField = keyof JobOptionsInput;
+const OPTION_SCHEMAS = JobOptionsInputSchema.properties as Record<OptionField, TSchema>;
 
 /** Field names accepted in a submission besides the image part. */
-export const OPTION_FIELDS = ['engine', ...Object.keys(DEFAULT_OPTIONS), ...STEP_OPTIONS] as const;
+export const OPTION_FIELDS: readonly string[] = ['engine', ...Object.keys(OPTION_SCHEMAS)];
 
 function invalid(field: string, allowed: string, received: string): never {
   const shown = received.length > 60 ? `${received.slice(0, 60)}…` : received;
@@ -76,65 +72,71 @@ function invalid(field: string, allowed: string, received: string): never {
   });
 }
 
-function oneOf<T extends string | number>(field: string, raw: string, values: readonly T[]): T {
-  const hit = values.find((v) => String(v) === raw.trim());
-  if (hit === undefined) invalid(field, `one of ${values.map((v) => String(v)).join(', ')}`, raw);
-  return hit;
-}
+const TRUE_WORDS = ['true', '1', 'yes', 'on'];
+const FALSE_WORDS = ['false', '0', 'no', 'off'];
 
-function bool(field: string, raw: string): boolean {
-  const v = raw.trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(v)) return true;
-  if (['false', '0', 'no', 'off'].includes(v)) return false;
-  return invalid(field, 'a boolean (true or false)', raw);
-}
-
-function num(field: string, raw: string, min: number, max: number, integer: boolean): number {
-  const s = raw.trim();
-  const n = s === '' ? Number.NaN : Number(s);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
-    invalid(field, `${integer ? 'an integer' : 'a number'} from ${min} to ${max}`, raw);
-  }
-  return n;
+/** "an integer from 0 to 1024", or the anyOf branches: "0 (no tiling) or an integer from 32 to 1024". */
+function describeNumber(s: TSchema, branch = false): string {
+  const what = s.type === 'integer' ? 'an integer' : 'a number';
+  if (!branch || s.const === undefined) return `${what} from ${s.minimum} to ${s.maximum}`;
+  return `${s.const}${s.description ? ` (${s.description})` : ''}`;
 }
 
 /**
- * Parse submission fields (strings, as multipart delivers them) into options with defaults applied.
- * `format` stays `auto` here; `resolveFormat` settles it once the input format is known.
+ * One multipart field (always a string) to its typed value, by its schema: literal unions match the value's text,
+ * booleans take yes/no words, numbers are read and checked with TypeBox's Value against the schema (anyOf narrows).
+ */
+function coerce(field: string, schema: TSchema, raw: string): unknown {
+  const text = raw.trim();
+  if (KindGuard.IsUnion(schema)) {
+    const values = schema.anyOf.map((l) => (l as TLiteral).const);
+    const hit = values.find((v) => String(v) === text);
+    if (hit === undefined) invalid(field, `one of ${values.map((v) => String(v)).join(', ')}`, raw);
+    return hit;
+  }
+  if (KindGuard.IsBoolean(schema)) {
+    const v = text.toLowerCase();
+    if (TRUE_WORDS.includes(v)) return true;
+    if (FALSE_WORDS.includes(v)) return false;
+    return invalid(field, 'a boolean (true or false)', raw);
+  }
+  if (KindGuard.IsNumber(schema) || KindGuard.IsInteger(schema)) {
+    const n = text === '' ? Number.NaN : Number(text);
+    if (!Value.Check(schema, n)) invalid(field, describeNumber(schema), raw);
+    const branches = (schema.anyOf ?? []) as TSchema[];
+    if (branches.length > 0 && !branches.some((b) => Value.Check(b, n))) {
+      invalid(field, branches.map((b) => (b.const !== undefined ? describeNumber(b, true) : describeNumber({ ...schema, ...b }))).join(' or '), raw);
+    }
+    return n;
+  }
+  throw new TypeError(`options schema: field ${field} has a kind the form parser does not know`);
+}
+
+/** Optional numbers without a default are chosen per job: `auto` (or leaving the field out) leaves them unset. */
+const choosable = (s: TSchema): boolean => KindGuard.IsOptional(s) && s.default === undefined && (KindGuard.IsNumber(s) || KindGuard.IsInteger(s));
+
+/**
+ * Parse submission fields (strings, as multipart delivers them) into options with defaults applied, field by field
+ * from JobOptionsInputSchema. `format` stays `auto` here; `resolveFormat` settles it once the input format is known.
  * Throws ApiError INVALID_OPTION naming the field, what is allowed and what arrived.
  */
-export function parseJobOptions(fields: Readonly<Record<string, string | undefined>>): {
-  engine?: string;
-  options: Omit<JobOptions, 'format'> & { format: 'auto' | OutputFormat };
-} {
+export function parseJobOptions(fields: Readonly<Record<string, string | undefined>>): { engine?: string; options: JobOptionsInput } {
   for (const key of Object.keys(fields)) {
-    if (!(OPTION_FIELDS as readonly string[]).includes(key)) {
-      invalid(key, `one of the known fields (${OPTION_FIELDS.join(', ')})`, key);
-    }
+    if (!OPTION_FIELDS.includes(key)) invalid(key, `one of the known fields (${OPTION_FIELDS.join(', ')})`, key);
   }
-  const o = { ...DEFAULT_OPTIONS };
-  const f = fields;
-  if (f.scale !== undefined) o.scale = Number(oneOf('scale', f.scale, ['1', '2', '4'] as const)) as JobOptions['scale'];
-  if (f.version !== undefined) o.version = oneOf('version', f.version, GFPGAN_VERSIONS);
-  if (f.weight !== undefined) o.weight = num('weight', f.weight, 0, 1, false);
-  if (f.onlyCenterFace !== undefined) o.onlyCenterFace = bool('onlyCenterFace', f.onlyCenterFace);
-  if (f.aligned !== undefined) o.aligned = bool('aligned', f.aligned);
-  if (f.bgUpsampler !== undefined) o.bgUpsampler = oneOf('bgUpsampler', f.bgUpsampler, ['realesrgan', 'none'] as const);
-  if (f.bgTile !== undefined) {
-    const t = num('bgTile', f.bgTile, 0, 1024, true);
-    if (t !== 0 && t < 32) invalid('bgTile', '0 (no tiling) or an integer from 32 to 1024', f.bgTile);
-    o.bgTile = t;
+  const options: Record<string, unknown> = { ...DEFAULT_OPTIONS };
+  for (const [field, schema] of Object.entries(OPTION_SCHEMAS)) {
+    const raw = fields[field];
+    if (raw === undefined) continue;
+    if (choosable(schema) && raw.trim().toLowerCase() === 'auto') continue;
+    options[field] = coerce(field, schema, raw);
   }
-  if (f.format !== undefined) o.format = oneOf('format', f.format, ['auto', ...OUTPUT_FORMATS] as const);
-  if (f.quality !== undefined) o.quality = num('quality', f.quality, 1, 100, true);
-  if (f.priority !== undefined) o.priority = oneOf('priority', f.priority, PRIORITIES);
-  for (const k of STEP_OPTIONS) if (f[k] !== undefined) o[k] = bool(k, f[k]);
   let engine: string | undefined;
-  if (f.engine !== undefined) {
-    engine = f.engine.trim();
-    if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(engine)) invalid('engine', 'an engine name (letters, digits, . _ -)', f.engine);
+  if (fields.engine !== undefined) {
+    engine = fields.engine.trim();
+    if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(engine)) invalid('engine', 'an engine name (letters, digits, . _ -)', fields.engine);
   }
-  return { engine, options: o };
+  return { engine, options: options as JobOptionsInput };
 }
 
 /** `auto` keeps png/jpeg/webp and writes png for everything else (bmp, tiff). */

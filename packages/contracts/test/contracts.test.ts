@@ -1,8 +1,13 @@
 import { readFileSync } from 'node:fs';
+import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
 import {
   ApiError,
+  DEFAULT_OPTIONS,
   ERRORS,
+  JobOptionsInputSchema,
+  JobOptionsSchema,
+  OPTION_FIELDS,
   decodeJobError,
   encodeJobError,
   parseEngineMessage,
@@ -41,7 +46,37 @@ describe('error catalogue', () => {
 
 describe('job options', () => {
   it('applies defaults', () => {
-    expect(parseJobOptions({}).options).toEqual({ scale: 2, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'realesrgan', bgTile: 400, format: 'auto', quality: 92, priority: 'normal' });
+    // bgTile has no default: the worker chooses it per job (FALLBACK_BG_TILE without a GPU).
+    expect(parseJobOptions({}).options).toEqual({ scale: 2, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'realesrgan', format: 'auto', quality: 92, priority: 'normal' });
+    expect(DEFAULT_OPTIONS).toEqual(parseJobOptions({}).options);
+    expect(Object.isFrozen(DEFAULT_OPTIONS)).toBe(true);
+  });
+
+  it('bgTile "auto" (any case) leaves it unset; an explicit tile is kept; the step switches stay absent unless sent', () => {
+    expect(parseJobOptions({ bgTile: 'auto' }).options).not.toHaveProperty('bgTile');
+    expect(parseJobOptions({ bgTile: ' AUTO ' }).options).not.toHaveProperty('bgTile');
+    expect(parseJobOptions({ bgTile: '512' }).options.bgTile).toBe(512);
+    expect(parseJobOptions({ bgTile: '0' }).options.bgTile).toBe(0);
+    expect(parseJobOptions({ denoise: 'off', sharpen: 'yes' }).options).toMatchObject({ denoise: false, sharpen: true });
+    expect(parseJobOptions({}).options).not.toHaveProperty('tone');
+    // "auto" is for choosable numbers only
+    expect(() => parseJobOptions({ quality: 'auto' })).toThrow(ApiError);
+    expect(() => parseJobOptions({ denoise: 'auto' })).toThrow(ApiError);
+  });
+
+  it('the schema is the one statement: fields, defaults, and what the parser accepts agree with it', () => {
+    expect(OPTION_FIELDS).toEqual(['engine', ...Object.keys(JobOptionsInputSchema.properties)]);
+    for (const [field, schema] of Object.entries(JobOptionsInputSchema.properties)) {
+      const d = (schema as { default?: unknown }).default;
+      if (d === undefined) expect(DEFAULT_OPTIONS).not.toHaveProperty(field);
+      else expect(DEFAULT_OPTIONS).toHaveProperty(field, d);
+    }
+    // Every parsed submission is valid by the schema; resolved options are valid by JobOptionsSchema.
+    const { options } = parseJobOptions({ scale: '4', bgTile: '32', weight: '1', quality: '1', version: '1', tone: 'false' });
+    expect(Value.Check(JobOptionsInputSchema, options)).toBe(true);
+    expect(Value.Check(JobOptionsSchema, { ...options, format: resolveFormat(options.format, 'tiff') })).toBe(true);
+    expect(Value.Check(JobOptionsSchema, options)).toBe(false); // format auto is not resolved
+    expect(Value.Check(JobOptionsInputSchema, { ...options, colour: 'red' })).toBe(false);
   });
 
   it('parses every field', () => {
@@ -56,6 +91,11 @@ describe('job options', () => {
     ['weight', 'abc', 'a number from 0 to 1'],
     ['bgTile', '31', '0 (no tiling) or an integer from 32 to 1024'],
     ['bgTile', '2000', 'an integer from 0 to 1024'],
+    ['bgTile', 'automatic', 'an integer from 0 to 1024'],
+    ['bgTile', '64.5', 'an integer from 0 to 1024'],
+    ['scale', '', 'one of 1, 2, 4'],
+    ['priority', 'urgent', 'one of high, normal, low'],
+    ['version', '2.0', 'one of 1, 1.2, 1.3, 1.4, RestoreFormer'],
     ['quality', '92.5', 'an integer from 1 to 100'],
     ['format', 'gif', 'one of auto, png, jpeg, webp'],
     ['aligned', 'maybe', 'a boolean (true or false)'],

@@ -1,3 +1,4 @@
+import type { EngineProcessState, GpuInfo, HostGpus } from '@photoenhance/contracts';
 import { BYTES } from './child-failure.js';
 
 /**
@@ -52,4 +53,42 @@ export function chooseBgTile(freeBytes: number, width: number, height: number, o
     if (need <= budget) return { tile, expectedBytes: need, budgetBytes: budget };
   }
   return undefined;
+}
+
+/** How a job's background tile was chosen when it left bgTile unset (recorded in the result's meta). */
+export interface BgTileChoice {
+  bgTile: number;
+  /** gpu: sized for the GPU's free memory; no-gpu: no GPU figures for this engine, FALLBACK_BG_TILE. */
+  basis: 'gpu' | 'no-gpu';
+  /** The GPU it was sized for, its free bytes then, what the tile is expected to take and the budget (free less headroom). */
+  gpu?: number;
+  freeBytes?: number;
+  expectedBytes?: number;
+  budgetBytes?: number;
+  /** Not even a 64 px tile fits the budget: the smallest is tried (the engine's OOM retry is the last resort). */
+  tight?: true;
+}
+
+/**
+ * The background tile for a job that left bgTile unset, from the governor's last GPU sample: sized for the GPU the
+ * job will run on — the least free GPU among those holding this engine's processes (any of them may take the job),
+ * else the GPU a new engine would be placed on (most free among those it may use). Without GPU figures for this
+ * engine (no GPU, no driver, governance off, a non-GPU engine): `fallback`.
+ */
+export function autoBgTile(
+  p: { gpu: HostGpus | undefined; processes: readonly EngineProcessState[]; profile: string; gpus: number[] | 'all' | undefined; width: number; height: number; fallback: number },
+  opts: { headroom?: number; half?: boolean } = {},
+): BgTileChoice {
+  const sampled = p.gpu?.state === 'on' ? p.gpu.gpus : [];
+  const pinned = new Set(p.processes.filter((x) => x.profile === p.profile && x.gpu).map((x) => x.gpu!.uuid));
+  const allowed = p.gpus === undefined ? [] : sampled.filter((g) => p.gpus === 'all' || p.gpus!.includes(g.index));
+  const held = sampled.filter((g) => pinned.has(g.uuid));
+  const target = held.length > 0
+    ? held.reduce((a, b) => (b.freeBytes < a.freeBytes ? b : a))
+    : allowed.reduce<GpuInfo | undefined>((a, b) => (!a || b.freeBytes > a.freeBytes ? b : a), undefined);
+  if (!target) return { bgTile: p.fallback, basis: 'no-gpu' };
+  const c = chooseBgTile(target.freeBytes, p.width, p.height, opts);
+  const figures = { gpu: target.index, freeBytes: target.freeBytes };
+  if (!c) return { bgTile: MIN_AUTO_TILE, basis: 'gpu', ...figures, expectedBytes: bgUpsamplerGpuBytes(p.width, p.height, MIN_AUTO_TILE, opts.half ?? true), tight: true };
+  return { bgTile: c.tile, basis: 'gpu', ...figures, expectedBytes: c.expectedBytes, budgetBytes: c.budgetBytes };
 }

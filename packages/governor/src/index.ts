@@ -13,4 +13,4 @@ export { SupervisedChild, type ChildExit, type ChildSpec, type MemoryLimitHit } 
 export type { StartRecord } from './start-queue.js';
 export { GpuSampler, GpuParseError, parseGpuCsv, parseComputeApps, GPU_QUERY, APPS_QUERY, type GpuSample, type GpuSamplerOptions, type GpuSamplerState } from './gpu.js';
 export { GpuGovernance, DEFAULT_EXPECTED_GPU_BYTES, type GpuOptions, type GpuPlacement } from './gpu-governance.js';
-export { bgUpsamplerGpuBytes, chooseBgTile, BG_MODEL, MIN_AUTO_TILE, MAX_AUTO_TILE, type TileChoice } from './gpu-tiles.js';
+export { autoBgTile, bgUpsamplerGpuBytes, chooseBgTile, BG_MODEL, MIN_AUTO_TILE, MAX_AUTO_TILE, type BgTileChoice, type TileChoice } from './gpu-tiles.js';

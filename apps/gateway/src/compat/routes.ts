@@ -14,7 +14,7 @@ import { sendStored } from '../stored-files.js';
  * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`
  * errors), backed by the same queue and batches as the native API.
  *
- * `tile_size` (256-512, default 400) and `quality_level` (fast|medium|high, default high) are read from the query string
+ * `tile_size` (256-512; left out: the automatic tile, 400 without a GPU) and `quality_level` (fast|medium|high, default high) are read from the query string
  * and from form fields (a form field wins). Mapping onto native options:
  *   tile_size → bgTile;  fast → bgUpsampler none, scale 2 (faces restored, background resized plainly);
  *   medium → bgUpsampler realesrgan, scale 2, quality 85;  high → bgUpsampler realesrgan, scale 2, quality 95.
@@ -66,14 +66,15 @@ function fromApiError(err: ApiError): CompatError {
 function mapParams(query: Record<string, unknown>): (fields: Record<string, string>) => Record<string, string> {
   return (fields) => {
     const pick = (name: string): string | undefined => fields[name] ?? (typeof query[name] === 'string' ? (query[name] as string) : undefined);
-    const tile = pick('tile_size') ?? '400';
+    // No tile_size: bgTile left unset, so the worker sizes the tile for its GPU (400 without one, PhotoEnhanceAI's default).
+    const tile = pick('tile_size');
     const quality = (pick('quality_level') ?? 'high').trim().toLowerCase();
     const n = Number(tile);
-    if (!Number.isInteger(n) || n < 256 || n > 512) throw new CompatError(422, `tile_size must be an integer from 256 to 512; received ${JSON.stringify(tile)}`);
+    if (tile !== undefined && (!Number.isInteger(n) || n < 256 || n > 512)) throw new CompatError(422, `tile_size must be an integer from 256 to 512; received ${JSON.stringify(tile)}`);
     const mapped = QUALITY[quality];
     if (!mapped) throw new CompatError(422, `quality_level must be one of fast, medium, high; received ${JSON.stringify(quality)}`);
     // Other form fields are ignored, as PhotoEnhanceAI does.
-    return { ...mapped, bgTile: String(n) };
+    return { ...mapped, ...(tile !== undefined ? { bgTile: String(n) } : {}) };
   };
 }
 

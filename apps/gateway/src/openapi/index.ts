@@ -1,8 +1,9 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
-import { renderErrorCatalogueHtml } from '@photoenhance/contracts';
-import { HostStateSchema, JobAcceptedSchema, JobSubmissionSchema, JobViewSchema, ProblemSchema } from './schemas.js';
+import { Type } from '@photoenhance/config';
+import { JOB_ID_PATTERN, JobAcceptedSchema, JobViewSchema, ProblemSchema, renderErrorCatalogueHtml } from '@photoenhance/contracts';
+import { HostStateSchema, JobSubmissionSchema } from './schemas.js';
 
 /**
  * The OpenAPI 3 document at /docs/json (UI at /docs), built by @fastify/swagger from the routes' own schemas.
@@ -22,7 +23,7 @@ type Doc = Partial<Pick<FastifySchema, 'body' | 'params' | 'querystring'>> & {
 };
 
 const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: ProblemSchema } } });
-const jobId = { type: 'object', properties: { id: { type: 'string', pattern: '^j_[0-9a-z]{20}$' } }, required: ['id'] };
+const jobId = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN.source }) });
 const OPERATOR: Array<Record<string, string[]>> = [{ operatorBearer: [] }, { operatorBasic: [] }, { operatorCookie: [] }];
 
 const DOCS: Record<string, Doc> = {

@@ -1,60 +1,19 @@
 import { Type } from '@photoenhance/config';
-import { ERRORS, JOB_STATUSES, JobOptionsSchema, OUTPUT_FORMATS, INPUT_FORMATS } from '@photoenhance/contracts';
+import { JobOptionsInputSchema } from '@photoenhance/contracts';
 
 /**
- * Schemas used only to document routes whose bodies are parsed by hand (multipart) or whose answers are not
- * serialized through a response schema (so adding one to the route would change what it sends). Everything a route
- * validates itself (querystrings, JSON bodies) reaches the document straight from the route's own schema.
+ * Schemas for the OpenAPI document only, where no contract states the shape: the multipart submission (built from the
+ * options schema) and the host state. The job view, the 202 answer, the options and problems are the contracts' own
+ * schemas (packages/contracts), used as they are.
  */
 
 const lit = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
 
-export const ProblemSchema = Type.Object({
-  type: Type.String({ format: 'uri' }),
-  title: Type.String(),
-  status: Type.Integer(),
-  code: lit(Object.keys(ERRORS)),
-  detail: Type.String({ description: 'What happened, then what to do about it.' }),
-  instance: Type.Optional(Type.String()),
-}, { additionalProperties: true, description: 'RFC 9457 problem details; `code` is from the error catalogue (docs/errors.md).' });
-
-const JobLinksSchema = Type.Object({ self: Type.String(), result: Type.String(), events: Type.String() });
-const JobErrorSchema = Type.Object({ code: lit(Object.keys(ERRORS)), message: Type.String() });
-
-export const JobAcceptedSchema = Type.Object({
-  id: Type.String({ pattern: '^j_[0-9a-z]{20}$' }),
-  status: Type.Literal('queued'),
-  createdAt: Type.String({ format: 'date-time' }),
-  links: JobLinksSchema,
-  warning: Type.Optional(Type.String({ description: 'Accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the job waits for one.' })),
-});
-
-export const JobViewSchema = Type.Object({
-  id: Type.String(),
-  status: lit(JOB_STATUSES),
-  progress: Type.Number({ minimum: 0, maximum: 1 }),
-  engine: Type.String(),
-  options: Type.Object(JobOptionsSchema.properties, { description: 'Options with defaults applied; `format` resolved from the input.' }),
-  input: Type.Object({ width: Type.Integer(), height: Type.Integer(), format: lit(INPUT_FORMATS), bytes: Type.Integer(), name: Type.String() }),
-  result: Type.Optional(Type.Object({
-    width: Type.Integer(), height: Type.Integer(), format: lit(OUTPUT_FORMATS), bytes: Type.Integer(), url: Type.String(),
-    applied: Type.Record(Type.String(), Type.Unknown()), meta: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  })),
-  error: Type.Optional(JobErrorSchema),
-  lastError: Type.Optional(JobErrorSchema),
-  attempts: Type.Integer(),
-  createdAt: Type.String({ format: 'date-time' }),
-  startedAt: Type.Optional(Type.String({ format: 'date-time' })),
-  finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
-  timings: Type.Optional(Type.Object({ queuedMs: Type.Number(), runMs: Type.Optional(Type.Number()) })),
-  links: JobLinksSchema,
-});
-
-/** POST /v1/jobs body: the image plus JobOptionsSchema's fields (sent as multipart text fields). */
+/** POST /v1/jobs body: the image plus the options' fields (sent as multipart text fields, each optional). */
 export const JobSubmissionSchema = Type.Object({
   image: Type.String({ format: 'binary', description: 'The photo (JPEG, PNG, WebP, BMP or TIFF; the type is read from its bytes).' }),
   engine: Type.Optional(Type.String({ description: 'Engine name (GET /v1/engines); the default engine when left out.' })),
-  ...Object.fromEntries(Object.entries(JobOptionsSchema.properties).map(([k, v]) => [k, Type.Optional(v)])),
+  ...Object.fromEntries(Object.entries(JobOptionsInputSchema.properties).map(([k, v]) => [k, Type.Optional(v)])),
 }, { required: ['image'] });
 
 export const HostStateSchema = Type.Object({

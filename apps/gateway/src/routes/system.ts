@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
-import { AdmissionOverrideSchema, ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@photoenhance/config';
+import { AdmissionOverrideSchema, ApiError, type ControlMessage } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import { redisUnavailable, storageUnavailable } from '../problems.js';
 
@@ -73,8 +75,9 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     return { hosts, queues, sseClients: ctx.events.clientCount() };
   });
 
-  app.put<{ Params: { hostId: string }; Body: AdmissionOverride }>('/v1/system/hosts/:hostId/admission', {
-    schema: { body: AdmissionOverrideSchema },
+  // The contract's TypeBox schema validates the body and types req.body (type provider), and documents the route.
+  app.withTypeProvider<TypeBoxTypeProvider>().put('/v1/system/hosts/:hostId/admission', {
+    schema: { params: Type.Object({ hostId: Type.String({ description: 'A live host id, or * for every host' }) }), body: AdmissionOverrideSchema },
   }, async (req, reply) => {
     const { hostId } = req.params;
     const hosts = await ctx.engines.hosts();
