@@ -138,6 +138,7 @@ export class JobIntake {
       await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
       queueBound.noteQueued();
       await claim?.complete();
+      this.deps.logger.debug({ jobId: id, engine, native }, 'job accepted');
       return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? ''), ...(warning ? { warning } : {}) }, replayed: false, name: input.name };
     } catch (err) {
       await storage.removeJob(id).catch(() => undefined);
@@ -243,6 +244,7 @@ export class JobIntake {
       }
       await claim?.complete();
       const accepted = ready.filter(Boolean).length;
+      this.deps.logger.debug({ batchId, engine, native, accepted, total: items.length }, 'batch accepted');
       return {
         accepted: {
           id: batchId,
