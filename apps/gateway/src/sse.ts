@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { compareEventIds } from './job-events.js';
+import { EVENT_ID_PATTERN, compareEventIds } from './job-events.js';
 
 /** A comment line every 15 s keeps proxies and idle timers from closing a quiet stream. */
 const PING_MS = 15_000;
@@ -65,4 +65,11 @@ export class SseStream {
     this.opts.onClose?.();
     this.res.end();
   }
+}
+
+/** A valid Last-Event-ID header (a BullMQ event stream id), or undefined. */
+export function lastEventIdOf(req: FastifyRequest): string | undefined {
+  const raw = req.headers['last-event-id'];
+  const v = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  return v && EVENT_ID_PATTERN.test(v) ? v : undefined;
 }

@@ -3,8 +3,8 @@ import yazl from 'yazl';
 import { FINAL_BATCH_STATUSES, type BatchItemView, type BatchSummary } from '@photoenhance/contracts';
 import type { Storage } from '@photoenhance/storage';
 import type { JobEvent } from '../job-events.js';
-import { contentDisposition, lastEventIdOf } from '../routes/jobs.js';
-import { SseStream } from '../sse.js';
+import { SseStream, lastEventIdOf } from '../sse.js';
+import { contentDisposition } from '../stored-files.js';
 import { checkBatchId, type ItemState } from './batch-service.js';
 
 /** POST /v1/batches, GET /v1/batches/:id, GET …/results.zip, GET …/events, DELETE /v1/batches/:id. */

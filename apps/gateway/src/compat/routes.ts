@@ -2,11 +2,10 @@ import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, F
 import { ApiError, BATCH_ID_PATTERN, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type BatchStatus, type JobView } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import { clientIdentity } from '../client-id.js';
-import { contentDisposition, downloadName } from '../routes/jobs.js';
 import { ResultNames } from '../batches/batch-service.js';
 import { sendResultsZip } from '../batches/routes.js';
 import { lingerOnClose, redisUnavailable } from '../problems.js';
-import { sendStored } from '../stored-files.js';
+import { contentDisposition, downloadName, sendStored } from '../stored-files.js';
 
 /**
  * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`

@@ -1,21 +1,11 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type JobView } from '@photoenhance/contracts';
-import { EVENT_ID_PATTERN, type JobEvent } from '../job-events.js';
-import { SseStream } from '../sse.js';
-import { sendStored } from '../stored-files.js';
+import type { JobEvent } from '../job-events.js';
+import { SseStream, lastEventIdOf } from '../sse.js';
+import { contentDisposition, downloadName, sendStored } from '../stored-files.js';
 
 function checkId(id: string): void {
   if (!JOB_ID_PATTERN.test(id)) throw new ApiError('JOB_NOT_FOUND', `No job with id ${JSON.stringify(id.slice(0, 80))}`);
-}
-
-export function downloadName(inputName: string, ext: string): string {
-  const stem = inputName.replace(/\.[^.]*$/, '') || 'photo';
-  return `${stem}_enhanced.${ext}`;
-}
-
-export function contentDisposition(name: string): string {
-  const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
 /** POST /v1/jobs, GET /v1/jobs/:id, GET …/result, GET …/events, DELETE /v1/jobs/:id. */
@@ -63,13 +53,6 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
 };
 
 const FINAL = new Set(['completed', 'failed', 'canceled']);
-
-/** A valid Last-Event-ID header (a BullMQ event stream id), or undefined. */
-export function lastEventIdOf(req: FastifyRequest): string | undefined {
-  const raw = req.headers['last-event-id'];
-  const v = (Array.isArray(raw) ? raw[0] : raw)?.trim();
-  return v && EVENT_ID_PATTERN.test(v) ? v : undefined;
-}
 
 /**
  * Server-sent events: the current view, then one event per change, closed after a final status.
