@@ -270,7 +270,7 @@ describe('operator routes', () => {
   it('a cross-origin text/plain POST cannot pause a queue; same-origin and JSON scripts can', async () => {
     // The open, loopback, token-less setup a developer runs (no API keys): the case a web page could abuse.
     const open = await startGateway(stack.redis.url, BASE, gw.storageDir);
-    const paused = (): Promise<boolean> => open.ctx.jobs.queue('quick').isPaused();
+    const paused = (): Promise<boolean> => open.app.jobs.queue('quick').isPaused();
     try {
       const pause = `${open.url}/dashboard/api/queues/quick/pause`;
       const evil = await call('POST', pause, { origin: 'http://evil.example', 'content-type': 'text/plain' }, 'x');
@@ -291,7 +291,7 @@ describe('operator routes', () => {
       // Reading stays possible from anywhere the guard allows (GET changes nothing).
       expect((await call('GET', `${open.url}/dashboard/api/overview`, { origin: 'http://evil.example' })).status).toBe(200);
     } finally {
-      await open.ctx.jobs.queue('quick').resume();
+      await open.app.jobs.queue('quick').resume();
       await open.close();
     }
   });

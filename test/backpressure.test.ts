@@ -35,7 +35,7 @@ describe('bounded queue', () => {
     const accepted: string[] = [];
     const refused: Array<{ retryAfter: number; body: Record<string, unknown> }> = [];
     // Two rounds: the second one has a measured drain rate from the first.
-    const queue = gw.ctx.jobs.queue('one');
+    const queue = gw.app.jobs.queue('one');
     for (let round = 0; round < 2; round++) {
       // The queue is paused during the flood, so nothing drains while it lands, however slow this machine is.
       await queue.pause();
@@ -50,7 +50,7 @@ describe('bounded queue', () => {
           refused.push({ retryAfter: Number(res.headers.get('retry-after')), body });
         }
       }
-      await until('queue drained', async () => (await gw.ctx.admission.load()).waiting === 0, 60_000, 50);
+      await until('queue drained', async () => (await gw.app.queueBound.load()).waiting === 0, 60_000, 50);
     }
     expect(refused.length).toBeGreaterThan(0);
     expect(accepted.length).toBeGreaterThanOrEqual(LIMIT);
@@ -67,7 +67,7 @@ describe('bounded queue', () => {
   }, 120_000);
 
   it('Retry-After follows the drain rate, clamped to its bounds', () => {
-    const a = gw.ctx.admission;
+    const a = gw.app.queueBound;
     expect(a.retryAfterSeconds({ waiting: 10, drainPerSecond: 2, at: 0 }, 10)).toBe(5);
     expect(a.retryAfterSeconds({ waiting: 10, drainPerSecond: 0.001, at: 0 }, 10)).toBe(300);
     expect(a.retryAfterSeconds({ waiting: 10, drainPerSecond: 1000, at: 0 }, 10)).toBe(1);

@@ -90,7 +90,7 @@ describe('dashboard in Chromium', () => {
     await page.getByTestId('tab-queue').click();
     await page.getByTestId('pause-slow').click();
     await page.getByTestId('queue-state-slow').filter({ hasText: 'paused' }).waitFor();
-    expect(await gw.ctx.jobs.queue('slow').isPaused()).toBe(true);
+    expect(await gw.app.jobs.queue('slow').isPaused()).toBe(true);
     const id = await submitSlow();
     // Paused: the job stays queued, and the page counts it.
     await until('the queued job on the page', async () => Number(await page.getByTestId('total-queued').textContent()) >= 1);

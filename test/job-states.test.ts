@@ -36,11 +36,11 @@ afterAll(async () => {
 
 describe('API and dashboard agree on a job in a paused queue', () => {
   it('GET /v1/jobs/:id, the dashboard job list and the dashboard job detail all say queued', async () => {
-    await gw.ctx.jobs.queue('classic').pause();
+    await gw.app.jobs.queue('classic').pause();
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { scale: '1' });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    expect(['waiting', 'paused']).toContain(await gw.ctx.jobs.queue('classic').getJobState(id));
+    expect(['waiting', 'paused']).toContain(await gw.app.jobs.queue('classic').getJobState(id));
 
     const view = (await (await fetch(`${gw.url}/v1/jobs/${id}`)).json()) as JobView;
     expect(view.status).toBe('queued');

@@ -33,7 +33,7 @@ export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => 
     }
     // Before the Redis test: a storage outage message can also say ECONNREFUSED.
     if (isStorageUnavailable(error)) {
-      req.log.warn({ err: error.message }, 'storage unavailable');
+      req.log.warn({ err: error }, 'storage unavailable');
       return sendProblem(reply, storageUnavailable(error.message), req.url);
     }
     if (isRedisDown() || isRedisError(error)) {

@@ -78,3 +78,14 @@ export async function sendStored(storage: Storage, req: FastifyRequest, reply: F
   }
   return reply.send(obj.stream);
 }
+
+/** The download name of a job's result: `<input stem>_enhanced.<ext>`. */
+export function downloadName(inputName: string, ext: string): string {
+  const stem = inputName.replace(/\.[^.]*$/, '') || 'photo';
+  return `${stem}_enhanced.${ext}`;
+}
+
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}

@@ -75,7 +75,7 @@ export class EnhanceWorker {
     this.storage = this.staging.storage;
     this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
-    for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
+    for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));
     this.redis.on('close', () => (this.redisWasDown = true));
     this.redis.on('ready', () => {
       if (!this.redisWasDown) return;
@@ -148,7 +148,7 @@ export class EnhanceWorker {
         skipStalledCheck: true,
       });
       worker.on('stalled', (jobId) => logger.warn({ jobId, engine: profile.name }, 'stalled job moved back to the queue (its worker stopped renewing its lock)'));
-      worker.on('error', (err) => logger.warn({ err: err.message, engine: profile.name }, 'queue worker error'));
+      worker.on('error', (err) => logger.warn({ err, engine: profile.name }, 'queue worker error'));
       worker.on('failed', (job, err) => logger.info({ jobId: job?.id, engine: profile.name, reason: err.message, attempts: job?.attemptsMade }, 'job attempt failed'));
       worker.on('completed', (job) => logger.info({ jobId: job.id, engine: profile.name }, 'job completed'));
       this.workers.set(profile.name, worker);
@@ -212,7 +212,7 @@ export class EnhanceWorker {
       await publishHost(this.redis, this.hostState(), this.config.heartbeatMs * 3);
       if (this.instance) await registerInstance(this.redis, this.instance);
     } catch (err) {
-      this.logger.debug({ err: (err as Error).message }, 'heartbeat not published');
+      this.logger.debug({ err }, 'heartbeat not published');
     }
   }
 
@@ -276,7 +276,7 @@ export class EnhanceWorker {
         if (handledAll) await forgetInstance(this.redis, record);
       }
     } catch (err) {
-      this.logger.debug({ err: (err as Error).message }, 'dead-worker check failed; the next heartbeat tries again');
+      this.logger.debug({ err }, 'dead-worker check failed; the next heartbeat tries again');
     }
   }
 
@@ -287,7 +287,7 @@ export class EnhanceWorker {
       try {
         await (w as unknown as { moveStalledJobsToWait(): Promise<void> }).moveStalledJobsToWait();
       } catch (err) {
-        this.logger.debug({ err: (err as Error).message, queue: w.name }, 'stalled check failed; retried on the next tick');
+        this.logger.debug({ err, queue: w.name }, 'stalled check failed; retried on the next tick');
       }
     }
   }
@@ -428,7 +428,7 @@ export class EnhanceWorker {
   private async failure(err: unknown, job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile, log: Logger): Promise<Error> {
     const storageDown = await storageFailure(err, job, token, this.config.storageRetryMs);
     if (storageDown) {
-      log.warn({ err: (err as Error).message }, 'storage unavailable; the attempt will be retried');
+      log.warn({ err }, 'storage unavailable; the attempt will be retried');
       return storageDown;
     }
     if (!(err instanceof EngineJobError)) {

@@ -146,7 +146,7 @@ export class EnginePool implements SpawnClient {
   private noteStartFailure(err: EngineJobError): void {
     this.failures++;
     this.lastFailure = err;
-    this.ctx.logger.warn({ profile: this.name, failures: this.failures, err: err.message }, 'engine failed to start');
+    this.ctx.logger.warn({ profile: this.name, failures: this.failures, err }, 'engine failed to start');
     if (!this.failing()) return;
     const delay = Math.min(this.ctx.backoff.baseMs * 2 ** (this.failures - this.ctx.startFailureLimit), this.ctx.backoff.maxMs);
     this.backoffUntil = Date.now() + delay;

@@ -33,10 +33,10 @@ export const keys = {
   compatTasks: (owner: string): string => `${KEY_PREFIX}:compat:tasks:${owner}`,
   /** Sweeper lock, so one gateway sweeps at a time. */
   sweepLock: `${KEY_PREFIX}:lock:sweep`,
-  /** BullMQ's own keys of an engine queue start with this (`<base>:wait`, `:events`, …). */
+  /** BullMQ's own keys of an engine queue start with this; bullKeys() names the ones we read. */
   queueBase: (engine: string): string => `${KEY_PREFIX}:${queueName(engine)}`,
   /** BullMQ event stream of an engine queue. */
-  queueEvents: (engine: string): string => `${KEY_PREFIX}:${queueName(engine)}:events`,
+  queueEvents: (engine: string): string => bullKeys(engine).events,
   /** Idempotency claim per (client, key) digest. */
   idempotency: (digest: string): string => `${KEY_PREFIX}:idem:${digest}`,
   /** Marks a finished job as counted by one gateway's metrics. */
@@ -44,6 +44,45 @@ export const keys = {
   /** Key prefix of the rate limiter's counters. */
   rateLimitNamespace: `${KEY_PREFIX}:rl:`,
 };
+
+/**
+ * BullMQ's internal keys of one engine queue, for the few reads its API has no cheap call for (pipelined counts over
+ * every engine, LPOS on the active list). BullMQ's layout is spelled here and nowhere else.
+ */
+export interface BullQueueKeys {
+  /** List: jobs waiting (FIFO). */
+  wait: string;
+  /** List: jobs waiting while the queue is paused. */
+  paused: string;
+  /** Sorted set: waiting jobs with a priority. */
+  prioritized: string;
+  /** Sorted set: jobs waiting for a retry backoff or a delay. */
+  delayed: string;
+  /** List: jobs a worker holds. */
+  active: string;
+  /** Sorted sets scored by finishedOn (ms). */
+  completed: string;
+  failed: string;
+  /** Stream of the queue's events. */
+  events: string;
+  /** Hash of one job. */
+  job: (id: string) => string;
+}
+
+export function bullKeys(engine: string): BullQueueKeys {
+  const base = `${KEY_PREFIX}:${queueName(engine)}`;
+  return {
+    wait: `${base}:wait`,
+    paused: `${base}:paused`,
+    prioritized: `${base}:prioritized`,
+    delayed: `${base}:delayed`,
+    active: `${base}:active`,
+    completed: `${base}:completed`,
+    failed: `${base}:failed`,
+    events: `${base}:events`,
+    job: (id) => `${base}:${id}`,
+  };
+}
 
 export const PRIORITY_VALUES: Record<JobOptions['priority'], number | undefined> = { high: 1, normal: undefined, low: 10 };
 

@@ -6,7 +6,7 @@ import { keys, type RedisConnection as Redis } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import { clientIdentity } from '../client-id.js';
 
-export { GatewayAdmission, type QueueLoad } from './admission.js';
+export { QueueBound, type QueueLoad } from './queue-bound.js';
 
 /** Probes stay answerable whatever a client does: never rate limited. */
 const EXEMPT = new Set(['/healthz', '/readyz', '/health']);

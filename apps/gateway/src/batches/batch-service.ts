@@ -13,7 +13,7 @@ import {
   type JobError,
   type JobStatus,
 } from '@photoenhance/contracts';
-import { TOMBSTONE_SECONDS, keys } from '@photoenhance/queue';
+import { TOMBSTONE_SECONDS, bullKeys, keys } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import type { JobService } from '../job-service.js';
 import type { WebhookSpec } from '../webhooks/url-guard.js';
@@ -121,12 +121,12 @@ export class BatchService {
 
   /** Every item's state in two pipelined round trips, whatever the batch size. */
   async itemStates(rec: BatchRecord, items: BatchItemRecord[]): Promise<ItemState[]> {
-    const base = keys.queueBase(rec.engine);
+    const bull = bullKeys(rec.engine);
     const p = this.redis.pipeline();
     for (const it of items) {
       if (!it.jobId) continue;
-      p.hmget(`${base}:${it.jobId}`, 'finishedOn', 'returnvalue', 'failedReason', 'progress', 'processedOn', 'timestamp');
-      p.lpos(`${base}:active`, it.jobId);
+      p.hmget(bull.job(it.jobId), 'finishedOn', 'returnvalue', 'failedReason', 'progress', 'processedOn', 'timestamp');
+      p.lpos(bull.active, it.jobId);
       p.hmget(keys.record(it.jobId), 'canceledAt', 'expiredAt');
     }
     const res = (await p.exec()) ?? [];

@@ -1,14 +1,11 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, BATCH_ID_PATTERN, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type BatchStatus, type JobView } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
-import type { GatewayContext } from '../context.js';
 import { clientIdentity } from '../client-id.js';
-import { acceptJob, contentDisposition, downloadName } from '../routes/jobs.js';
-import { acceptBatch } from '../batches/accept.js';
 import { ResultNames } from '../batches/batch-service.js';
 import { sendResultsZip } from '../batches/routes.js';
 import { lingerOnClose, redisUnavailable } from '../problems.js';
-import { sendStored } from '../stored-files.js';
+import { contentDisposition, downloadName, sendStored } from '../stored-files.js';
 
 /**
  * PhotoEnhanceAI-compatible routes (their field names, status words, 0-1 progress, epoch seconds, `{"detail": ...}`
@@ -105,139 +102,138 @@ function taskView(view: JobView): Record<string, unknown> {
 }
 
 /** The task list scope: everyone's when no keys are configured; the caller's key otherwise; nothing without a valid key. */
-function listScope(ctx: GatewayContext, req: FastifyRequest): string | undefined {
-  if (ctx.config.apiKeys.length === 0) return 'shared';
-  const who = clientIdentity(req, ctx.config.apiKeys);
+function listScope(app: FastifyInstance, req: FastifyRequest): string | undefined {
+  if (app.config.apiKeys.length === 0) return 'shared';
+  const who = clientIdentity(req, app.config.apiKeys);
   return who.kind === 'key' ? who.id : undefined;
 }
 
-export function compatRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  void app.register(async (compat) => {
-    compat.setErrorHandler((error: FastifyError | ApiError | CompatError | Error, req: FastifyRequest, reply: FastifyReply) => {
-      let e: CompatError;
-      if (error instanceof CompatError) e = error;
-      else if (error instanceof ApiError) e = fromApiError(error);
-      else if ((error as FastifyError).statusCode === 413 || (error as FastifyError).code === 'FST_REQ_FILE_TOO_LARGE') e = new CompatError(413, 'File too large');
-      else if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new CompatError(422, 'Send the photo as multipart/form-data');
-      else {
-        req.log.error({ err: error }, 'unhandled error (compat route)');
-        e = new CompatError(500, `Internal error (request id ${req.id})`);
-      }
-      for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
-      if (e.headers.connection === 'close') lingerOnClose(reply);
-      return reply.code(e.status).type('application/json; charset=utf-8').send({ detail: e.detail });
-    });
-
-    compat.get('/health', async () => {
-      const hosts = await ctx.engines.hosts().catch(() => []);
-      let active = 0;
-      if (ctx.redisReady()) {
-        for (const e of await ctx.engines.list().catch(() => [])) active += await ctx.jobs.queue(e.name).getActiveCount().catch(() => 0);
-      }
-      return {
-        status: 'healthy',
-        timestamp: Date.now() / 1000,
-        active_tasks: active,
-        model_status: { initialized: hosts.length > 0, cuda_available: false, device: hosts.length > 0 ? 'workers' : 'none' },
-      };
-    });
-
-    compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance', async (req) => {
-      const { accepted } = await acceptJob(ctx, req, { fileField: 'file', mapFields: mapParams(req.query), native: false, checkName: assertExtension });
-      await indexTask(ctx, req, accepted.id);
-      return { task_id: accepted.id, status: 'queued', message: 'Task created, processing will start when a worker is free', created_at: epoch(accepted.createdAt) };
-    });
-
-    compat.get<{ Params: { task_id: string } }>('/api/v1/status/:task_id', async (req) => taskView(await findTask(ctx, req.params.task_id)));
-
-    compat.get<{ Params: { task_id: string } }>('/api/v1/download/:task_id', async (req, reply) => {
-      const id = req.params.task_id;
-      const view = await findTask(ctx, id);
-      const { job } = await ctx.jobs.find(id);
-      if (view.status !== 'completed' || !job?.returnvalue) throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
-      const result = job.returnvalue;
-      const sent = await sendStored(ctx.storage, req, reply, result.key, {
-        contentType: FORMAT_CONTENT_TYPES[result.format],
-        contentDisposition: contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])),
-      });
-      if (!sent) throw new CompatError(404, 'Result file not found');
-      return sent;
-    });
-
-    compat.delete<{ Params: { task_id: string } }>('/api/v1/tasks/:task_id', async (req) => {
-      const id = req.params.task_id;
-      await findTask(ctx, id);
-      // Only this job: its queue entry and its own folder under the storage root.
-      await ctx.jobs.cancel(id);
-      await ctx.redis.zrem(keys.compatTasks(listScope(ctx, req) ?? 'anonymous'), id);
-      return { message: `Task ${id} deleted` };
-    });
-
-    compat.get('/api/v1/tasks', async (req) => {
-      const scope = listScope(ctx, req);
-      if (!scope) return { total_tasks: 0, tasks: [] };
-      const ids = await ctx.redis.zrevrange(keys.compatTasks(scope), 0, TASK_LIST_LIMIT - 1);
-      const tasks: Array<Record<string, unknown>> = [];
-      for (const id of ids) {
-        try {
-          tasks.push(taskView(await findTask(ctx, id)));
-        } catch {
-          await ctx.redis.zrem(keys.compatTasks(scope), id);
-        }
-      }
-      return { total_tasks: tasks.length, tasks };
-    });
-
-    compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance/batch', async (req) => {
-      const { accepted, jobIds } = await acceptBatch(ctx, req, {
-        imageField: 'files',
-        maxItems: COMPAT_MAX_BATCH_FILES,
-        mapFields: mapParams(req.query),
-        native: false,
-        source: 'compat',
-        refuseBadItems: true,
-        checkName: assertExtension,
-      });
-      for (const id of jobIds) if (id) await indexTask(ctx, req, id);
-      return {
-        batch_task_id: accepted.id,
-        total_files: accepted.total,
-        status: 'queued',
-        message: `Batch created with ${accepted.total} files`,
-        created_at: epoch(accepted.createdAt),
-        sub_tasks: jobIds.filter((x): x is string => Boolean(x)),
-      };
-    });
-
-    compat.get<{ Params: { id: string } }>('/api/v1/batch/status/:id', async (req) => {
-      const view = await ctx.batches.view(checkBatch(req.params.id));
-      const status = BATCH_STATUS[view.status];
-      return {
-        batch_task_id: view.id,
-        status,
-        total_files: view.total,
-        completed_files: view.counts.completed,
-        failed_files: view.counts.failed + view.counts.canceled,
-        progress: view.progress,
-        sub_tasks: view.items.map((i) => ({ task_id: i.jobId ?? null, status: TASK_STATUS[i.status] ?? 'failed', filename: i.name, progress: i.progress, error: i.error ? `${i.error.code}: ${i.error.message}` : null })),
-        created_at: epoch(view.createdAt),
-        updated_at: epoch(view.updatedAt),
-        message: `${view.counts.completed} of ${view.total} files completed, ${view.counts.failed + view.counts.canceled} failed`,
-      };
-    });
-
-    compat.get<{ Params: { id: string } }>('/api/v1/batch/download/:id', async (req, reply) => {
-      const id = checkBatch(req.params.id);
-      const { rec, items } = await ctx.batches.record(id);
-      const states = await ctx.batches.itemStates(rec, items);
-      const status = ctx.batches.summarize(rec, states).status;
-      if (status !== 'completed' && status !== 'partial') throw new CompatError(400, `Batch is not completed (status: ${BATCH_STATUS[status]})`);
-      // Their original names, with the output's extension, made unique.
-      const names = new ResultNames();
-      return sendResultsZip(ctx, reply, states, `batch_results_${id}.zip`, (s) => originalName(names, s.view.name, s.view.resultName));
-    });
+/** Registered as its own plugin: its error handler answers `{"detail": ...}` on these routes only. */
+export const compatRoutes: FastifyPluginAsync = async (compat) => {
+  compat.setErrorHandler((error: FastifyError | ApiError | CompatError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    let e: CompatError;
+    if (error instanceof CompatError) e = error;
+    else if (error instanceof ApiError) e = fromApiError(error);
+    else if ((error as FastifyError).statusCode === 413 || (error as FastifyError).code === 'FST_REQ_FILE_TOO_LARGE') e = new CompatError(413, 'File too large');
+    else if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new CompatError(422, 'Send the photo as multipart/form-data');
+    else {
+      req.log.error({ err: error }, 'unhandled error (compat route)');
+      e = new CompatError(500, `Internal error (request id ${req.id})`);
+    }
+    for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
+    if (e.headers.connection === 'close') lingerOnClose(reply);
+    return reply.code(e.status).type('application/json; charset=utf-8').send({ detail: e.detail });
   });
-}
+
+  compat.get('/health', async () => {
+    const hosts = await compat.engines.hosts().catch(() => []);
+    let active = 0;
+    if (compat.redisReady()) {
+      for (const e of await compat.engines.list().catch(() => [])) active += await compat.jobs.queue(e.name).getActiveCount().catch(() => 0);
+    }
+    return {
+      status: 'healthy',
+      timestamp: Date.now() / 1000,
+      active_tasks: active,
+      model_status: { initialized: hosts.length > 0, cuda_available: false, device: hosts.length > 0 ? 'workers' : 'none' },
+    };
+  });
+
+  compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance', async (req) => {
+    const { accepted } = await compat.intake.acceptJob(req, { fileField: 'file', mapFields: mapParams(req.query), native: false, checkName: assertExtension });
+    await indexTask(compat, req, accepted.id);
+    return { task_id: accepted.id, status: 'queued', message: 'Task created, processing will start when a worker is free', created_at: epoch(accepted.createdAt) };
+  });
+
+  compat.get<{ Params: { task_id: string } }>('/api/v1/status/:task_id', async (req) => taskView(await findTask(compat, req.params.task_id)));
+
+  compat.get<{ Params: { task_id: string } }>('/api/v1/download/:task_id', async (req, reply) => {
+    const id = req.params.task_id;
+    const view = await findTask(compat, id);
+    const { job } = await compat.jobs.find(id);
+    if (view.status !== 'completed' || !job?.returnvalue) throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
+    const result = job.returnvalue;
+    const sent = await sendStored(compat.storage, req, reply, result.key, {
+      contentType: FORMAT_CONTENT_TYPES[result.format],
+      contentDisposition: contentDisposition(downloadName(view.input.name, FORMAT_EXTENSIONS[result.format])),
+    });
+    if (!sent) throw new CompatError(404, 'Result file not found');
+    return sent;
+  });
+
+  compat.delete<{ Params: { task_id: string } }>('/api/v1/tasks/:task_id', async (req) => {
+    const id = req.params.task_id;
+    await findTask(compat, id);
+    // Only this job: its queue entry and its own folder under the storage root.
+    await compat.jobs.cancel(id);
+    await compat.redis.zrem(keys.compatTasks(listScope(compat, req) ?? 'anonymous'), id);
+    return { message: `Task ${id} deleted` };
+  });
+
+  compat.get('/api/v1/tasks', async (req) => {
+    const scope = listScope(compat, req);
+    if (!scope) return { total_tasks: 0, tasks: [] };
+    const ids = await compat.redis.zrevrange(keys.compatTasks(scope), 0, TASK_LIST_LIMIT - 1);
+    const tasks: Array<Record<string, unknown>> = [];
+    for (const id of ids) {
+      try {
+        tasks.push(taskView(await findTask(compat, id)));
+      } catch {
+        await compat.redis.zrem(keys.compatTasks(scope), id);
+      }
+    }
+    return { total_tasks: tasks.length, tasks };
+  });
+
+  compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance/batch', async (req) => {
+    const { accepted, jobIds } = await compat.intake.acceptBatch(req, {
+      imageField: 'files',
+      maxItems: COMPAT_MAX_BATCH_FILES,
+      mapFields: mapParams(req.query),
+      native: false,
+      source: 'compat',
+      refuseBadItems: true,
+      checkName: assertExtension,
+    });
+    for (const id of jobIds) if (id) await indexTask(compat, req, id);
+    return {
+      batch_task_id: accepted.id,
+      total_files: accepted.total,
+      status: 'queued',
+      message: `Batch created with ${accepted.total} files`,
+      created_at: epoch(accepted.createdAt),
+      sub_tasks: jobIds.filter((x): x is string => Boolean(x)),
+    };
+  });
+
+  compat.get<{ Params: { id: string } }>('/api/v1/batch/status/:id', async (req) => {
+    const view = await compat.batches.view(checkBatch(req.params.id));
+    const status = BATCH_STATUS[view.status];
+    return {
+      batch_task_id: view.id,
+      status,
+      total_files: view.total,
+      completed_files: view.counts.completed,
+      failed_files: view.counts.failed + view.counts.canceled,
+      progress: view.progress,
+      sub_tasks: view.items.map((i) => ({ task_id: i.jobId ?? null, status: TASK_STATUS[i.status] ?? 'failed', filename: i.name, progress: i.progress, error: i.error ? `${i.error.code}: ${i.error.message}` : null })),
+      created_at: epoch(view.createdAt),
+      updated_at: epoch(view.updatedAt),
+      message: `${view.counts.completed} of ${view.total} files completed, ${view.counts.failed + view.counts.canceled} failed`,
+    };
+  });
+
+  compat.get<{ Params: { id: string } }>('/api/v1/batch/download/:id', async (req, reply) => {
+    const id = checkBatch(req.params.id);
+    const { rec, items } = await compat.batches.record(id);
+    const states = await compat.batches.itemStates(rec, items);
+    const status = compat.batches.summarize(rec, states).status;
+    if (status !== 'completed' && status !== 'partial') throw new CompatError(400, `Batch is not completed (status: ${BATCH_STATUS[status]})`);
+    // Their original names, with the output's extension, made unique.
+    const names = new ResultNames();
+    return sendResultsZip(compat.storage, reply, states, `batch_results_${id}.zip`, (s) => originalName(names, s.view.name, s.view.resultName));
+  });
+};
 
 function originalName(names: ResultNames, name: string, resultName: string): string {
   const ext = /\.([^.]+)$/.exec(resultName)?.[1] ?? 'png';
@@ -250,11 +246,11 @@ function checkBatch(id: string): string {
   return id;
 }
 
-async function findTask(ctx: GatewayContext, id: string): Promise<JobView> {
+async function findTask(app: FastifyInstance, id: string): Promise<JobView> {
   if (!JOB_ID_PATTERN.test(id)) throw new CompatError(404, 'Task not found');
-  if (!ctx.redisReady()) throw redisUnavailable();
+  if (!app.redisReady()) throw redisUnavailable();
   try {
-    const { view } = await ctx.jobs.find(id);
+    const { view } = await app.jobs.find(id);
     // A deleted (canceled) task is gone, as in PhotoEnhanceAI.
     if (view.status === 'canceled') throw new CompatError(404, 'Task not found');
     return view;
@@ -264,8 +260,8 @@ async function findTask(ctx: GatewayContext, id: string): Promise<JobView> {
   }
 }
 
-async function indexTask(ctx: GatewayContext, req: FastifyRequest, id: string): Promise<void> {
-  const scope = listScope(ctx, req) ?? 'anonymous';
+async function indexTask(app: FastifyInstance, req: FastifyRequest, id: string): Promise<void> {
+  const scope = listScope(app, req) ?? 'anonymous';
   const k = keys.compatTasks(scope);
-  await ctx.redis.multi().zadd(k, Date.now(), id).expire(k, ctx.config.jobTtlSeconds).exec();
+  await app.redis.multi().zadd(k, Date.now(), id).expire(k, app.config.jobTtlSeconds).exec();
 }

@@ -6,9 +6,6 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { ApiError, BATCH_ID_PATTERN, BULL_STATES_OF_STATUS, JOB_ID_PATTERN, decodeJobError, statusOfBullState, type BatchView, type JobData, type JobDetail, type JobPage, type JobResult, type JobRow, type JobStatus } from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
-import type { GatewayContext } from '../context.js';
-import type { QueueObserver } from '../metrics/observer.js';
-import type { DashboardStream } from './live.js';
 import { overview } from './overview.js';
 import { withLocalFile } from '@photoenhance/storage';
 import { sendStored } from '../stored-files.js';
@@ -54,9 +51,11 @@ function checkId(id: string): void {
   if (!JOB_ID_PATTERN.test(id)) throw new ApiError('JOB_NOT_FOUND', `No job with id ${JSON.stringify(id.slice(0, 80))}`);
 }
 
-export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer: QueueObserver, stream: DashboardStream): void {
+/** The dashboard's JSON API and its live stream, read from the observer and the job services. */
+export function dashboardApi(app: FastifyInstance): void {
+  const { observer, dashboardStream: stream } = app;
   const engineOf = async (name: string): Promise<string> => {
-    const names = (await ctx.engines.list()).map((e) => e.name);
+    const names = (await app.engines.list()).map((e) => e.name);
     if (!names.includes(name)) throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${name}"; available: ${names.join(', ')}`, { extensions: { engine: name, available: names } });
     return name;
   };
@@ -89,14 +88,14 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     },
   }, async (req) => {
     const { state = 'all', page = 1, pageSize = 25 } = req.query;
-    const engines = req.query.engine && req.query.engine !== 'all' ? [await engineOf(req.query.engine)] : (await ctx.engines.list()).map((e) => e.name);
+    const engines = req.query.engine && req.query.engine !== 'all' ? [await engineOf(req.query.engine)] : (await app.engines.list()).map((e) => e.name);
     const groups = state === 'all' ? [...LIST_ORDER] : [state as (typeof LIST_ORDER)[number]];
     // The list is a concatenation of segments (status group × engine × BullMQ state), newest first inside each; only the
     // segments the page overlaps are read, so a page costs O(pageSize) whatever the queue length.
     const segments: Array<{ engine: string; status: JobStatus; bullState: JobType; count: number }> = [];
     for (const status of groups) {
       for (const engine of engines) {
-        const q = ctx.jobs.queue(engine);
+        const q = app.jobs.queue(engine);
         const counts = await q.getJobCounts(...STATE_GROUPS[status]);
         for (const bullState of STATE_GROUPS[status]) if ((counts[bullState] ?? 0) > 0) segments.push({ engine, status, bullState, count: counts[bullState]! });
       }
@@ -112,7 +111,7 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
       if (offset <= start || segStart >= end) continue;
       const from = Math.max(start - segStart, 0);
       const to = Math.min(end - segStart, s.count) - 1;
-      const found = (await ctx.jobs.queue(s.engine).getJobs([s.bullState], from, to, false)) as Array<Job<JobData, JobResult> | undefined>;
+      const found = (await app.jobs.queue(s.engine).getJobs([s.bullState], from, to, false)) as Array<Job<JobData, JobResult> | undefined>;
       for (const job of found) if (job) jobs.push(row(job, s.status));
     }
     return { total, page, pageSize, pages: Math.max(1, Math.ceil(total / pageSize)), jobs };
@@ -120,8 +119,8 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
 
   app.get<{ Params: { id: string } }>('/dashboard/api/jobs/:id', { schema: { tags, summary: 'One job: view, engine log lines, attempts, timings, thumbnails' } }, async (req) => {
     checkId(req.params.id);
-    const { view, job } = await ctx.jobs.find(req.params.id);
-    const logs = job ? await ctx.jobs.queue(view.engine).getJobLogs(view.id, 0, 499, true).catch(() => ({ logs: [] as string[], count: 0 })) : { logs: [], count: 0 };
+    const { view, job } = await app.jobs.find(req.params.id);
+    const logs = job ? await app.jobs.queue(view.engine).getJobLogs(view.id, 0, 499, true).catch(() => ({ logs: [] as string[], count: 0 })) : { logs: [], count: 0 };
     const rv = job?.returnvalue as JobResult | null | undefined;
     const base = `/dashboard/api/jobs/${view.id}/thumbs`;
     const detail: JobDetail = {
@@ -146,45 +145,38 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
     checkId(req.params.id);
     const which = req.params.which;
     if (which !== 'input' && which !== 'output') throw new ApiError('ROUTE_NOT_FOUND', `No thumbnail "${which.slice(0, 20)}" (input or output)`);
-    const { view, job } = await ctx.jobs.find(req.params.id);
+    const { view, job } = await app.jobs.find(req.params.id);
     const key = which === 'input' ? job?.data.input.key : view.status === 'completed' ? (job?.returnvalue as JobResult | undefined)?.key : undefined;
     if (!key) throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} has no ${which} image (it is ${view.status})`);
     const thumb = `${view.id}/thumb-${which}.webp`;
     // Made once, small, next to the job's files in storage (deleted with them); never the full image.
-    if (!(await ctx.storage.stat(thumb))) {
+    if (!(await app.storage.stat(thumb))) {
       const made = await withTempDir(async (dir) => {
         const tmp = join(dir, 'thumb.webp');
-        const found = await withLocalFile(ctx.storage, key, async (source) => {
+        const found = await withLocalFile(app.storage, key, async (source) => {
           await sharp(source, { limitInputPixels: 400_000_000 }).rotate().resize({ width: THUMB_PX, height: THUMB_PX, fit: 'inside', withoutEnlargement: true }).webp({ quality: 72 }).toFile(tmp);
           return true;
         }).catch((err: unknown) => {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
           throw err;
         });
-        if (found) await ctx.storage.putFile(thumb, tmp, { contentType: 'image/webp' });
+        if (found) await app.storage.putFile(thumb, tmp, { contentType: 'image/webp' });
         return found;
       });
       if (!made) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
     }
-    const sent = await sendStored(ctx.storage, req, reply, thumb, { contentType: 'image/webp', cacheControl: 'private, max-age=3600' });
+    const sent = await sendStored(app.storage, req, reply, thumb, { contentType: 'image/webp', cacheControl: 'private, max-age=3600' });
     if (!sent) throw new ApiError('JOB_EXPIRED', `The ${which} image of job ${view.id} is no longer stored`);
     return sent;
   });
 
-  // --- batches (another part of the gateway owns them; read through ctx.batches when it is there) ---
-  const batchService = (): { view(id: string): Promise<BatchView> } | undefined => {
-    const b = (ctx as unknown as { batches?: { view?: unknown } }).batches;
-    return b && typeof b.view === 'function' ? (b as { view(id: string): Promise<BatchView> }) : undefined;
-  };
-
+  // --- batches ---
   app.get<{ Querystring: { limit?: number } }>('/dashboard/api/batches', {
     schema: { tags, summary: 'Most recent batches (summaries, newest first)', querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 } } } },
   }, async (req) => {
-    const svc = batchService();
-    if (!svc) return { available: false, batches: [] };
     // Newest first, from the batch index (never a keyspace scan).
-    const newest = (await ctx.redis.zrevrange(keys.batchIndex, 0, (req.query.limit ?? 20) - 1)).filter((id) => BATCH_ID_PATTERN.test(id));
-    const views = await Promise.all(newest.map((id) => svc.view(id).catch(() => undefined)));
+    const newest = (await app.redis.zrevrange(keys.batchIndex, 0, (req.query.limit ?? 20) - 1)).filter((id) => BATCH_ID_PATTERN.test(id));
+    const views = await Promise.all(newest.map((id) => app.batches.view(id).catch(() => undefined)));
     return {
       available: true,
       batches: views.filter((v): v is BatchView => Boolean(v)).map(({ items, ...summary }) => ({
@@ -201,21 +193,21 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
 
   app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/pause', { schema: { ...action, summary: 'Pause the engine queue (workers finish active jobs, take no new ones)' } }, async (req) => {
     const engine = await engineOf(req.params.engine);
-    await ctx.jobs.queue(engine).pause();
+    await app.jobs.queue(engine).pause();
     await observer.refresh();
     return { engine, paused: true };
   });
 
   app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/resume', { schema: { ...action, summary: 'Resume the engine queue' } }, async (req) => {
     const engine = await engineOf(req.params.engine);
-    await ctx.jobs.queue(engine).resume();
+    await app.jobs.queue(engine).resume();
     await observer.refresh();
     return { engine, paused: false };
   });
 
   app.post<{ Params: { engine: string } }>('/dashboard/api/queues/:engine/retry-failed', { schema: { ...action, summary: 'Retry every failed job of the engine queue' } }, async (req) => {
     const engine = await engineOf(req.params.engine);
-    const q = ctx.jobs.queue(engine);
+    const q = app.jobs.queue(engine);
     const before = await q.getFailedCount();
     await q.retryJobs({ state: 'failed', count: 500 });
     await observer.refresh();
@@ -231,14 +223,14 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
   }, async (req) => {
     const engine = await engineOf(req.params.engine);
     if (req.body.confirm !== engine) throw new ApiError('INVALID_REQUEST', `To drain, send {"confirm": "${engine}"}`);
-    const q = ctx.jobs.queue(engine);
+    const q = app.jobs.queue(engine);
     let canceled = 0;
     // Cancel one page at a time through the job service, so each job gets its tombstone and loses its files.
     for (let round = 0; round < 1000; round++) {
       const page = await q.getJobs(['waiting', 'prioritized', 'delayed', 'paused'], 0, 99, true);
       const ids = page.filter((j): j is Job => Boolean(j?.id)).map((j) => String(j.id));
       if (ids.length === 0) break;
-      const results = await Promise.allSettled(ids.map((id) => ctx.jobs.cancel(id)));
+      const results = await Promise.allSettled(ids.map((id) => app.jobs.cancel(id)));
       canceled += results.filter((r) => r.status === 'fulfilled').length;
       if (results.every((r) => r.status === 'rejected')) break;
     }
@@ -248,14 +240,14 @@ export function dashboardApi(app: FastifyInstance, ctx: GatewayContext, observer
 
   app.post<{ Params: { id: string } }>('/dashboard/api/jobs/:id/cancel', { schema: { tags, summary: 'Cancel a job (same as DELETE /v1/jobs/:id)' } }, async (req) => {
     checkId(req.params.id);
-    const view = await ctx.jobs.cancel(req.params.id);
+    const view = await app.jobs.cancel(req.params.id);
     await observer.refresh();
     return view;
   });
 
   app.post<{ Params: { id: string } }>('/dashboard/api/jobs/:id/retry', { schema: { tags, summary: 'Retry a failed job' } }, async (req) => {
     checkId(req.params.id);
-    const { view, job } = await ctx.jobs.find(req.params.id);
+    const { view, job } = await app.jobs.find(req.params.id);
     if (view.status !== 'failed' || !job) throw new ApiError('INVALID_REQUEST', `Only failed jobs can be retried; job ${view.id} is ${view.status}`, { status: 409 });
     await job.retry('failed');
     await observer.refresh();

@@ -3,7 +3,6 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { ThemeTokenName } from '@bull-board/api/dist/types.js';
 import type { FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../context.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
@@ -61,13 +60,13 @@ export const BULL_BOARD_THEME: Partial<Record<ThemeTokenName, string>> = {
  * bull-board at /admin/queues: the generic BullMQ view of every engine queue, read-only unless BULL_BOARD_READONLY=false.
  * Engine queues that appear later (a new worker announces an engine) are added by `sync`.
  */
-export async function mountBullBoard(app: FastifyInstance, ctx: GatewayContext): Promise<{ sync(engines: string[]): void }> {
-  const readOnlyMode = ctx.config.bullBoardReadOnly;
+export async function mountBullBoard(app: FastifyInstance): Promise<{ sync(engines: string[]): void }> {
+  const readOnlyMode = app.config.bullBoardReadOnly;
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(BULL_BOARD_PATH);
   const shown = new Set<string>();
-  const initial = (await ctx.engines.list()).map((e) => e.name);
-  const adapter = (engine: string): BullMQAdapter => new BullMQAdapter(ctx.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
+  const initial = (await app.engines.list()).map((e) => e.name);
+  const adapter = (engine: string): BullMQAdapter => new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
   initial.forEach((e) => shown.add(e));
   const board = createBullBoard({
     queues: initial.map(adapter),

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Logger } from 'pino';
 import { ApiError } from '@photoenhance/contracts';
-import type { GatewayContext } from '../context.js';
 import { GatewayMetrics, metricsRoute } from '../metrics/metrics.js';
 import { QueueObserver } from '../metrics/observer.js';
 import { dashboardApi } from './api.js';
@@ -14,33 +15,44 @@ import { DashboardStream } from './live.js';
 /** Where `npm run build -w @photoenhance/dashboard` writes the front-end. */
 export const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
-export interface Observability {
-  observer: QueueObserver;
-  metrics: GatewayMetrics;
-  stream: DashboardStream;
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Samples queue counts, hosts and job changes for the dashboard and /metrics. */
+    observer: QueueObserver;
+    /** Prometheus metrics (GET /metrics). */
+    metrics: GatewayMetrics;
+    /** The dashboard's live SSE stream. */
+    dashboardStream: DashboardStream;
+  }
 }
 
 /**
  * The operator side of the gateway: /dashboard (built front-end + its API and SSE stream), /admin/queues (bull-board)
  * and /metrics. Access control comes from installOperatorAuth (auth/), which must be installed before this.
  */
-export async function registerObservability(app: FastifyInstance, ctx: GatewayContext): Promise<Observability> {
-  const observer = new QueueObserver({ redis: ctx.redis, target: ctx.config.redis, jobs: ctx.jobs, engines: ctx.engines, logger: ctx.logger, sampleMs: ctx.config.dashboardSampleMs });
-  const stream = new DashboardStream(observer);
-  const metrics = new GatewayMetrics({ observer, sseClients: () => ({ job: ctx.events.clientCount(), dashboard: stream.count() }) });
+export const observabilityPlugin = fp(
+  async (app) => {
+    const { config } = app;
+    const observer = new QueueObserver({ redis: app.redis, target: config.redis, jobs: app.jobs, engines: app.engines, logger: app.log.child({ component: 'dashboard' }) as Logger, sampleMs: config.dashboardSampleMs });
+    const stream = new DashboardStream(observer);
+    const metrics = new GatewayMetrics({ observer, sseClients: () => ({ job: app.jobEvents.clientCount(), dashboard: stream.count() }) });
+    app.decorate('observer', observer);
+    app.decorate('metrics', metrics);
+    app.decorate('dashboardStream', stream);
 
-  metricsRoute(app, metrics);
-  dashboardApi(app, ctx, observer, stream);
-  serveFrontEnd(app, ctx.config.dashboardDir ?? DEFAULT_DASHBOARD_DIR);
-  const board = await mountBullBoard(app, ctx);
-  observer.on('sample', () => board.sync(observer.engineNames()));
+    metricsRoute(app, metrics);
+    dashboardApi(app);
+    serveFrontEnd(app, config.dashboardDir ?? DEFAULT_DASHBOARD_DIR);
+    const board = await mountBullBoard(app);
+    observer.on('sample', () => board.sync(observer.engineNames()));
 
-  app.addHook('onReady', async () => observer.start());
-  // SSE streams are long-lived: end them before the server waits for connections to close.
-  app.addHook('preClose', async () => stream.close());
-  app.addHook('onClose', async () => observer.close());
-  return { observer, metrics, stream };
-}
+    app.addHook('onReady', async () => observer.start());
+    // SSE streams are long-lived: end them before the server waits for connections to close.
+    app.addHook('preClose', async () => stream.close());
+    app.addHook('onClose', async () => observer.close());
+  },
+  { name: 'gateway-observability', fastify: '5.x', dependencies: ['gateway-services'] },
+);
 
 function serveFrontEnd(app: FastifyInstance, dir: string): void {
   app.get('/dashboard', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/dashboard/', 308));

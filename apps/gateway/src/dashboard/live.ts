@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { JobChange, QueueObserver } from '../metrics/observer.js';
+import { SseStream } from '../sse.js';
 import { overview } from './overview.js';
 
 /** How often job changes are flushed to browsers, coalesced by job id (a burst of 1000 jobs is one message). */
@@ -12,19 +13,14 @@ const COUNTS_REFRESH_MS = 500;
  * then `overview` on every sample and after job changes, and `jobs` with coalesced job changes. Browsers never poll.
  */
 export class DashboardStream {
-  private readonly clients = new Set<FastifyReply['raw']>();
+  private readonly clients = new Set<SseStream>();
   private pending = new Map<string, JobChange>();
   private flushTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
-  private readonly ping: NodeJS.Timeout;
 
   constructor(private readonly observer: QueueObserver) {
     observer.on('sample', () => this.broadcast('overview', overview(observer)));
     observer.on('job', (c: JobChange) => this.onJob(c));
-    this.ping = setInterval(() => {
-      for (const res of this.clients) res.write(': ping\n\n');
-    }, 15_000);
-    this.ping.unref();
   }
 
   count(): number {
@@ -32,13 +28,9 @@ export class DashboardStream {
   }
 
   open(req: FastifyRequest, reply: FastifyReply): void {
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    res.write('retry: 2000\n\n');
-    write(res, 'snapshot', { ...overview(this.observer), samples: this.observer.samples });
-    this.clients.add(res);
-    req.raw.on('close', () => this.clients.delete(res));
+    const stream: SseStream = new SseStream(req, reply, { retryMs: 2000, onClose: () => this.clients.delete(stream) });
+    stream.send('snapshot', { ...overview(this.observer), samples: this.observer.samples });
+    this.clients.add(stream);
   }
 
   private onJob(c: JobChange): void {
@@ -63,20 +55,13 @@ export class DashboardStream {
   }
 
   private broadcast(event: string, data: unknown): void {
-    if (this.clients.size === 0) return;
-    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of this.clients) res.write(frame);
+    for (const client of this.clients) client.send(event, data);
   }
 
   close(): void {
-    clearInterval(this.ping);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    for (const res of this.clients) res.end();
+    for (const client of [...this.clients]) client.close();
     this.clients.clear();
   }
-}
-
-function write(res: FastifyReply['raw'], event: string, data: unknown): void {
-  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }

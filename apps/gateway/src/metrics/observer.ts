@@ -108,7 +108,7 @@ export class QueueObserver extends EventEmitter {
       if (sample) this.record(queues, hosts);
       this.emit('sample', sample ? this.samples.at(-1) : undefined);
     } catch (err) {
-      this.opts.logger.debug({ err: (err as Error).message }, 'dashboard sample failed');
+      this.opts.logger.debug({ err }, 'dashboard sample failed');
     } finally {
       this.ticking = undefined;
       done();
@@ -276,7 +276,7 @@ export class QueueObserver extends EventEmitter {
       if (this.finished.length > MAX_FINISHED) this.finished.shift();
       this.emit('finished', f);
     } catch (err) {
-      this.opts.logger.debug({ err: (err as Error).message, jobId }, 'could not read a finished job');
+      this.opts.logger.debug({ err, jobId }, 'could not read a finished job');
     }
   }
 
@@ -291,7 +291,7 @@ export class QueueObserver extends EventEmitter {
       if (this.finished.length > MAX_FINISHED) this.finished.shift();
       this.emit('finished', f);
     } catch (err) {
-      this.opts.logger.debug({ err: (err as Error).message, jobId }, 'could not read a canceled job');
+      this.opts.logger.debug({ err, jobId }, 'could not read a canceled job');
     }
   }
 

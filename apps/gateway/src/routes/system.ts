@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../context.js';
+import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@photoenhance/config';
 import { AdmissionOverrideSchema, ApiError, type ControlMessage } from '@photoenhance/contracts';
@@ -39,7 +38,7 @@ export function serviceDescription(): Record<string, unknown> {
   };
 }
 
-export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+export const systemRoutes: FastifyPluginAsync = async (app) => {
   app.get('/', async (req, reply) => {
     const accept = String(req.headers.accept ?? '');
     if (/\btext\/html\b/i.test(accept)) return reply.redirect('/dashboard', 302);
@@ -49,30 +48,30 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get('/healthz', async () => ({ status: 'ok', uptimeSeconds: Math.round(process.uptime()) }));
 
   app.get('/readyz', async (_req, reply) => {
-    if (!ctx.redisReady()) throw redisUnavailable();
+    if (!app.redisReady()) throw redisUnavailable();
     try {
-      await withTimeout(ctx.redis.ping(), 1000);
+      await withTimeout(app.redis.ping(), 1000);
     } catch {
       throw redisUnavailable();
     }
     try {
       // Bounded: a storage server that hangs must not hang the probe.
-      await ctx.storage.check(Math.min(ctx.config.storageCheckTimeoutMs, 2000));
+      await app.storage.check(Math.min(app.config.storageCheckTimeoutMs, 2000));
     } catch (err) {
-      throw Object.assign(storageUnavailable((err as Error).message), { extensions: { storage: 'unavailable', backend: ctx.storage.kind } });
+      throw Object.assign(storageUnavailable((err as Error).message), { extensions: { storage: 'unavailable', backend: app.storage.kind } });
     }
-    const hosts = await ctx.engines.hosts();
-    return reply.send({ status: 'ready', redis: 'ok', storage: 'ok', storageBackend: ctx.storage.kind, workers: hosts.length });
+    const hosts = await app.engines.hosts();
+    return reply.send({ status: 'ready', redis: 'ok', storage: 'ok', storageBackend: app.storage.kind, workers: hosts.length });
   });
 
   app.get('/v1/system', async () => {
-    const hosts = await ctx.engines.hosts();
-    const names = (await ctx.engines.list()).map((e) => e.name);
+    const hosts = await app.engines.hosts();
+    const names = (await app.engines.list()).map((e) => e.name);
     const queues: Record<string, Record<string, number>> = {};
     await Promise.all(names.map(async (name) => {
-      queues[name] = await ctx.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
+      queues[name] = await app.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
     }));
-    return { hosts, queues, sseClients: ctx.events.clientCount() };
+    return { hosts, queues, sseClients: app.jobEvents.clientCount() };
   });
 
   // The contract's TypeBox schema validates the body and types req.body (type provider), and documents the route.
@@ -80,17 +79,17 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     schema: { params: Type.Object({ hostId: Type.String({ description: 'A live host id, or * for every host' }) }), body: AdmissionOverrideSchema },
   }, async (req, reply) => {
     const { hostId } = req.params;
-    const hosts = await ctx.engines.hosts();
+    const hosts = await app.engines.hosts();
     if (hostId !== '*' && !hosts.some((h) => h.hostId === hostId)) {
       throw new ApiError('INVALID_REQUEST', `No live worker host "${hostId}" (live: ${hosts.map((h) => h.hostId).join(', ') || 'none'})`, { status: 404 });
     }
     const msg: ControlMessage = { type: 'admission', hostId, admission: req.body };
-    const receivers = await ctx.redis.publish(keys.controlChannel, JSON.stringify(msg));
+    const receivers = await app.redis.publish(keys.controlChannel, JSON.stringify(msg));
     return reply.code(202).send({ hostId, admission: req.body, delivered: receivers });
   });
 
-  app.get('/v1/engines', async () => ({ default: ctx.config.defaultEngine, engines: await ctx.engines.list() }));
-}
+  app.get('/v1/engines', async () => ({ default: app.config.defaultEngine, engines: await app.engines.list() }));
+};
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {

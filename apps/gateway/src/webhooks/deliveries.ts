@@ -71,7 +71,7 @@ export class WebhookDeliveries {
     this.worker = new Worker<DeliveryData>(WEBHOOK_QUEUE, (job) => this.deliver(job), { connection, prefix: KEY_PREFIX, concurrency: 8 });
     this.worker.on('error', () => undefined);
     this.worker.on('failed', (job, err) => {
-      if (job) this.logger.warn({ delivery: job.id, url: job.data.url, attempt: job.attemptsMade, err: err.message }, 'webhook delivery failed');
+      if (job) this.logger.warn({ delivery: job.id, url: job.data.url, attempt: job.attemptsMade, err }, 'webhook delivery failed');
     });
   }
 

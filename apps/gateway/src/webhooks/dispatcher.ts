@@ -22,7 +22,7 @@ export class WebhookDispatcher {
 
   start(): void {
     this.unsubscribe = this.deps.hub.onAny((e) => {
-      this.handle(e).catch((err: unknown) => this.deps.logger.warn({ err: (err as Error).message, jobId: e.jobId }, 'webhook dispatch failed'));
+      this.handle(e).catch((err: unknown) => this.deps.logger.warn({ err, jobId: e.jobId }, 'webhook dispatch failed'));
     });
     const watchAll = (): void => {
       this.deps.engineNames().then((names) => names.forEach((n) => this.deps.hub.watch(n)), () => undefined);

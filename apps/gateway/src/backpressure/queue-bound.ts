@@ -1,6 +1,5 @@
-import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError, type HostState } from '@photoenhance/contracts';
-import { keys } from '@photoenhance/queue';
+import { bullKeys, type RedisConnection as Redis } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 
 export interface QueueLoad {
@@ -17,14 +16,15 @@ type Settings = Pick<GatewayConfig, 'maxQueuedJobs' | 'holdingGraceMs' | 'queueD
 const isMemoryHold = (h: HostState): boolean => h.admission.state === 'holding' && h.admission.reason.startsWith('MEMORY');
 
 /**
- * Gateway admission: refuses new submissions (503) while the queue is over its bound or every worker has held for
- * memory past a grace period. Accepted jobs are never dropped; this only says "not now" to new ones.
+ * The gateway's queue bound: refuses new submissions (503) while the queue is over its bound or every worker has held
+ * for memory past a grace period. Accepted jobs are never dropped; this only says "not now" to new ones. (Whether a
+ * worker host takes work is the governor's admission; this is the gateway's own backpressure.)
  *
  * Retry-After comes from the measured drain rate: the time the workers need, at the rate they finished jobs over the
  * last DRAIN_WINDOW_MS, to work off the excess over the limit plus a tenth of the limit (so a client that comes back
  * finds room, and the queue has not run dry meanwhile), clamped to [RETRY_AFTER_MIN_SECONDS, RETRY_AFTER_MAX_SECONDS].
  */
-export class GatewayAdmission {
+export class QueueBound {
   private cached: QueueLoad | undefined;
   private inflight: Promise<QueueLoad> | undefined;
   /**
@@ -69,18 +69,18 @@ export class GatewayAdmission {
     const since = now - this.settings.drainWindowMs;
     const p = this.redis.pipeline();
     for (const name of names) {
-      const k = keys.queueBase(name);
-      p.llen(`${k}:wait`);
-      p.llen(`${k}:paused`);
-      p.zcard(`${k}:prioritized`);
-      p.zcard(`${k}:delayed`);
+      const k = bullKeys(name);
+      p.llen(k.wait);
+      p.llen(k.paused);
+      p.zcard(k.prioritized);
+      p.zcard(k.delayed);
       // Finished sets are scored by finishedOn (ms): a cheap, shared measure of what every worker did lately.
-      p.zcount(`${k}:completed`, since, '+inf');
-      p.zcount(`${k}:failed`, since, '+inf');
+      p.zcount(k.completed, since, '+inf');
+      p.zcount(k.failed, since, '+inf');
       // The oldest finish inside the window: right after a start or a quiet spell the rate is measured over the time
       // actually observed, not the whole window (which would make Retry-After far too long).
-      p.zrangebyscore(`${k}:completed`, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
-      p.zrangebyscore(`${k}:failed`, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
+      p.zrangebyscore(k.completed, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
+      p.zrangebyscore(k.failed, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
     }
     const res = (await p.exec()) ?? [];
     let waiting = 0;
