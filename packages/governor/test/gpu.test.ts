@@ -304,14 +304,18 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     expect(next.pid).not.toBe(pid);
 
     // soft mode: the same figures never kill mid-job
-    const soft = governor([{ ...gpuProfile, name: 'gpusoft', command: fixture('normal', '--ms=1500'), gpuMemoryLimitBytes: 4 * GiB, gpuMemoryLimitMode: 'soft' }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const soft = governor([{ ...gpuProfile, name: 'gpusoft', command: fixture('normal', '--ms=5000'), gpuMemoryLimitBytes: 4 * GiB, gpuMemoryLimitMode: 'soft' }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
     const softRecycles: string[] = [];
     soft.on('recycle', (r) => softRecycles.push(r.reason));
     await soft.start();
     const softJob = soft.run('gpusoft', req());
     const softBusy = await waitFor(() => soft.snapshot().processes.find((p) => p.state === 'busy'), 10_000, 'a busy engine');
     smi.apps([{ pid: softBusy.pid!, uuid: UUID0, usedMiB: 5120 }]);
+    // seen over the limit mid-job, and left running
+    const over = await waitFor(() => soft.snapshot().processes.find((p) => p.pid === softBusy.pid && p.gpu?.usedBytes === 5 * GiB), 10_000, 'the 5 GiB sample');
+    expect(over.state).toBe('busy');
     expect((await softJob).engine.pid).toBe(softBusy.pid);
+    await waitFor(() => softRecycles.length > 0 || undefined, 10_000, 'the between-jobs recycle');
     expect(softRecycles).toEqual(['gpu-soft-limit']);
   });
 
