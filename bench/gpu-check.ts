@@ -1,17 +1,22 @@
 /**
- * `npm run gpu-check`: GPU governance on a real NVIDIA GPU host. HAS NOT RUN YET on a real GPU: the machine this was
- * written on has none (the CI tests drive the same code with a fake nvidia-smi: packages/governor/test/gpu.test.ts,
- * test/gpu-worker.test.ts). Run it on a GPU host and put the table in packages/governor/GPU.md.
+ * `npm run gpu-check`: GPU governance on a real NVIDIA GPU host. IT HAS NOT RUN ON A GPU YET: every machine this was
+ * written and tested on has none, so no table from it exists. The CI tests drive the same governor code with a fake
+ * nvidia-smi (packages/governor/test/gpu.test.ts, test/gpu-worker.test.ts, test/metrics-gpu.test.ts,
+ * test/dashboard-hosts.test.ts). Run it on a GPU host and put the table it prints in docs/gpu.md.
  *
  * It runs the governor in this process with real engine processes (bench/fixtures/torch_gpu_engine.py, which
- * allocates GPU memory on request) and shows, as a table:
+ * allocates GPU memory on request) and prints, as a table:
  *   1. what one nvidia-smi sample costs (median of 20);
- *   2. placement: one engine per GPU, each pinned by CUDA_VISIBLE_DEVICES to the GPU with the most free memory;
+ *   2. placement: one engine per GPU (up to 2), each pinned by CUDA_VISIBLE_DEVICES to the GPU with the most free memory;
  *   3. admission: a second process fills the GPU until free memory is below the floor -> holding GPU_MEMORY_LOW (and
  *      the time it took), then frees it -> admitting;
  *   4. the automatic background tile chosen for a 4000x3000 photo from the GPU's free memory (the model in
- *      packages/governor/src/gpu-tiles.ts; not yet applied to jobs by the worker).
- * The GPU memory limit's soft recycling is covered by the fake-nvidia-smi tests but not shown here yet.
+ *      packages/governor/src/gpu-tiles.ts);
+ *   5. the GPU memory limit, soft: an engine that keeps 6 GiB after a job passes the soft mark (0.75 x 8 GiB) and is
+ *      recycled after its next job ("gpu-soft-limit");
+ *   6. the GPU memory limit, hard: a job that allocates 8 GiB more mid-job passes the 8 GiB limit; the engine is killed,
+ *      the job fails ENGINE_GPU_MEMORY_LIMIT, and the next job runs on a fresh engine.
+ * Every row says what happened; a check that did not happen says so (DID NOT ...), and the exit status is 1.
  *
  *   GPU_CHECK_PYTHON=/opt/gfpgan-venv/bin/python npm run gpu-check
  */
@@ -116,13 +121,66 @@ async function main(): Promise<number> {
     const free = (await sampler.sample())!.gpus.find((x) => x.uuid === target.uuid)!.freeBytes;
     const tile = chooseBgTile(free, 4000, 3000);
     rows.push(['automatic bgTile, 4000x3000', tile ? (tile.tile === 0 ? 'untiled' : `${tile.tile} px`) : 'none fits', `${formatBytes(free)} free; expected ${tile ? formatBytes(tile.expectedBytes) : '-'} of a ${tile ? formatBytes(tile.budgetBytes) : '-'} budget (model, not measured here)`]);
-    rows.push(['GPU memory limit recycling', 'not shown by this script', 'soft recycling is tested with the fake nvidia-smi; hard limit not implemented']);
   } finally {
     hog?.kill('SIGKILL');
     await g.close();
   }
+
+  // 5 and 6. the GPU memory limit (8 GiB, soft mark 6 GiB): soft recycling between jobs, then the hard kill mid-job.
+  // Wide margins: nvidia-smi also counts the CUDA context (0.3-1 GiB, by GPU and driver) and the allocator's blocks.
+  const limit = 8 * GiB;
+  const lg = new Governor({
+    hostId: 'gpu-check-limit',
+    logger,
+    prewarm: false,
+    enforcement: 'watchdog',
+    gpu: { nvidiaSmi },
+    admission: { checkIntervalMs: 250 },
+    profiles: [{
+      name: 'torchlimit',
+      command: [python, join(here, 'fixtures/torch_gpu_engine.py'), '--resident-mib=512'],
+      gpus: 'all',
+      expectedGpuMemoryBytes: 2 * GiB,
+      gpuMemoryLimitBytes: limit,
+      memoryLimitBytes: 8 * GiB,
+      expectedMemoryBytes: GiB,
+      startupTimeoutMs: 120_000,
+    }],
+  });
+  const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
+  lg.on('recycle', (r) => recycles.push(r));
+  const job = (name: string): RunRequest => ({ id: name, input: `/tmp/${name}`, output: join(out, `${name}.png`), options: { scale: 1, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'none', bgTile: 400, format: 'png', quality: 92, priority: 'normal' } });
+  const held = (pid: number | undefined): number => lg.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes ?? 0;
+  try {
+    await lg.start();
+    // 5. soft: keep 6 GiB after the job (a leak): about 7 GiB held with the resident 512 MiB and the context, above the
+    // 6 GiB soft mark and under the limit; the next sample shows it; the next job ends with a recycle
+    const leaky = await lg.run('torchlimit', job('soft-keep-6144-hold-100'));
+    const pid = leaky.engine.pid;
+    const seen = await until(() => (held(pid) > 0.75 * limit ? held(pid) : undefined), 10_000);
+    await lg.run('torchlimit', job('soft-next-hold-100'));
+    const soft = await until(() => recycles.find((r) => r.reason === 'gpu-soft-limit'), 10_000);
+    rows.push([
+      'GPU limit, soft (8 GiB)',
+      soft ? `recycled (gpu-soft-limit) after its next job` : 'DID NOT RECYCLE',
+      `engine held ${seen ? formatBytes(seen) : `${formatBytes(held(pid))} (never above the 6 GiB soft mark)`}; ${soft ? JSON.stringify(soft.figures) : ''}`,
+    ]);
+
+    // 6. hard: allocate 8 GiB more mid-job, on top of the resident 512 MiB and the CUDA context
+    const t0 = Date.now();
+    const err = await lg.run('torchlimit', job('hard-alloc-8192-hold-20000')).then(() => undefined, (e: unknown) => e as { code?: string; message?: string });
+    const failedAfter = Date.now() - t0;
+    const next = await lg.run('torchlimit', job('hard-next-hold-100')).then((r) => r, () => undefined);
+    rows.push([
+      'GPU limit, hard (8 GiB)',
+      err?.code === 'ENGINE_GPU_MEMORY_LIMIT' ? `job failed ENGINE_GPU_MEMORY_LIMIT ${failedAfter} ms after it was sent` : `DID NOT KILL (job ${err ? `failed ${err.code}` : 'completed'})`,
+      `${err?.message?.slice(0, 160) ?? ''}; next job ${next ? `completed on pid ${next.engine.pid}` : 'FAILED'}`,
+    ]);
+  } finally {
+    await lg.close();
+  }
   table();
-  return 0;
+  return rows.some((r) => /^DID NOT|FAILED/.test(r[1]) || r[2].includes('FAILED')) ? 1 : 0;
 }
 
 async function until<T>(fn: () => T | undefined, timeoutMs: number): Promise<T | undefined> {

@@ -38,7 +38,7 @@ beforeAll(async () => {
   writeFileSync(join(smiDir, 'apps.csv'), '');
   gpus(8192, 1024); // GPU 1 has more free memory
   redis = await startTestRedis();
-  gw = await startGateway(redis.url, { knownEngines: ['gpu'], jobBackoffMs: 50 });
+  gw = await startGateway(redis.url, { knownEngines: ['gpu', 'gpuhard'], jobBackoffMs: 50 });
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
   writeFileSync(cfg, JSON.stringify({
     engines: [{ name: 'gpu', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'], gpus: 'all', expectedGpuMemoryBytes: '3GiB', expectedMemoryBytes: '64MiB' }],
@@ -90,7 +90,67 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
     gpus(8192, 2048);
     const done = await waitForStatus(gw.url, id, ['completed', 'failed']);
     expect(done.status).toBe('completed');
-    expect((await host())?.admission.state).toBe('admitting');
+    // (polled: on a loaded machine the 0.9 s heartbeat key can lapse between two reads)
+    await until('admitting again', async () => (await host())?.admission.state === 'admitting');
+  });
+});
+
+describe('hard GPU memory limit through the worker (fake nvidia-smi)', () => {
+  const HARD_HOST = 'gpu-host-hard';
+  let hardDir = '';
+  let hard: RunningWorker | undefined;
+  const apps = (rows: Array<{ pid: number; usedMiB: number }>): void => {
+    writeFileSync(join(hardDir, 'apps.tmp'), rows.map((r) => `${r.pid}, ${UUID0}, ${r.usedMiB}\n`).join(''));
+    copyFileSync(join(hardDir, 'apps.tmp'), join(hardDir, 'apps.csv'));
+  };
+  const hardHost = async (): Promise<HostState | undefined> =>
+    ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] }).hosts.find((h) => h.hostId === HARD_HOST);
+
+  beforeAll(async () => {
+    hardDir = mkdtempSync(join(tmpdir(), 'pe-gpu-smi-hard-'));
+    copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), join(hardDir, 'nvidia-smi'));
+    writeFileSync(join(hardDir, 'gpus.csv'), `0, ${UUID0}, 16384, 1024, 15360, 40, NVIDIA Fake L4\n`);
+    apps([]);
+    const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
+    // Jobs that take 12 s (room for a loaded machine), so the GPU memory can pass the limit while one runs; no memory retry, so the job fails at once.
+    writeFileSync(cfg, JSON.stringify({
+      engines: [{ name: 'gpuhard', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '12000'], gpus: [0], expectedGpuMemoryBytes: '1GiB', gpuMemoryLimitBytes: '4GiB', memoryRetries: 0, expectedMemoryBytes: '64MiB' }],
+      run: ['gpuhard'],
+    }));
+    hard = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HARD_HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: join(hardDir, 'nvidia-smi') });
+    await hard.waitForLog((r) => r.msg === 'worker ready');
+  });
+  afterAll(async () => {
+    await hard?.stop();
+  });
+
+  it('kills an engine mid-job above gpuMemoryLimitBytes: the job fails ENGINE_GPU_MEMORY_LIMIT, the engine is replaced, the next job is fine', async () => {
+    const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpuhard', scale: '1' });
+    const { id } = (await res.json()) as { id: string };
+    const busy = await until('the gpuhard engine busy with the job', async () => (await hardHost())?.processes.find((p) => p.profile === 'gpuhard' && p.state === 'busy'));
+    const pid = busy.pid!;
+    // 3.5 GiB: over the soft mark (3 GiB) but under the limit: not killed mid-job
+    apps([{ pid, usedMiB: 3584 }]);
+    const over = await until('the 3.5 GiB sample in /v1/system', async () => (await hardHost())?.processes.find((p) => p.pid === pid && p.gpu?.usedBytes === 3584 * 2 ** 20));
+    expect(over.state).toBe('busy');
+    // 5 GiB: over the 4 GiB limit
+    apps([{ pid, usedMiB: 5120 }]);
+    const failed = (await waitForStatus(gw.url, id, ['completed', 'failed'])) as { status: string; error?: { code: string; message: string } };
+    expect(failed.status).toBe('failed');
+    expect(failed.error?.code).toBe('ENGINE_GPU_MEMORY_LIMIT');
+    expect(failed.error?.message).toMatch(/held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/);
+    const after = await until('a replacement engine', async () => {
+      const h = await hardHost();
+      return h?.processes.some((p) => p.profile === 'gpuhard' && p.pid !== pid && p.state === 'idle') ? h : undefined;
+    });
+    expect(after.recycles['gpu-memory-limit']).toBe(1);
+    expect(after.recycleEvents?.find((e) => e.reason === 'gpu-memory-limit')).toMatchObject({ pid, detail: expect.stringContaining('GPU memory 5 GiB > limit 4 GiB') });
+
+    const next = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpuhard', scale: '1' });
+    const { id: id2 } = (await next.json()) as { id: string };
+    const done = (await waitForStatus(gw.url, id2, ['completed', 'failed'])) as { status: string; result?: { engine?: { pid?: number } } };
+    expect(done.status).toBe('completed');
+    expect(done.result?.engine?.pid).not.toBe(pid);
   });
 });
 
@@ -98,13 +158,15 @@ describe('GPU settings', () => {
   it('reads GPU_GOVERNANCE, NVIDIA_SMI, GPU_MARGIN and the GPU profile fields, and names a bad one', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
     const file = join(dir, 'worker.json');
-    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0, 1], expectedGpuMemoryBytes: '2GiB', gpuFloorBytes: '3GiB', gpuMemoryLimitBytes: '12GiB' }], run: ['g'] }));
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0, 1], expectedGpuMemoryBytes: '2GiB', gpuFloorBytes: '3GiB', gpuMemoryLimitBytes: '12GiB', gpuMemoryLimitMode: 'soft' }], run: ['g'] }));
     const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file, GPU_GOVERNANCE: 'off', NVIDIA_SMI: '/opt/nvidia/bin/nvidia-smi', GPU_MARGIN: '1GiB' } });
     expect(c).toMatchObject({ gpu: 'off', nvidiaSmi: '/opt/nvidia/bin/nvidia-smi', gpuMarginBytes: 2 ** 30 });
-    expect(resolveProfiles(c)[0]).toMatchObject({ gpus: [0, 1], expectedGpuMemoryBytes: 2 * 2 ** 30, gpuFloorBytes: 3 * 2 ** 30, gpuMemoryLimitBytes: 12 * 2 ** 30 });
+    expect(resolveProfiles(c)[0]).toMatchObject({ gpus: [0, 1], expectedGpuMemoryBytes: 2 * 2 ** 30, gpuFloorBytes: 3 * 2 ** 30, gpuMemoryLimitBytes: 12 * 2 ** 30, gpuMemoryLimitMode: 'soft' });
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_MARGIN: 'lots' } })).toThrow(/GPU_MARGIN/);
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_GOVERNANCE: 'maybe' } })).toThrow(/GPU_GOVERNANCE/);
     writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [-1] }], run: ['g'] }));
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).toThrow(/gpus/);
+    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0], gpuMemoryLimitMode: 'sometimes' }], run: ['g'] }));
+    expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).toThrow(/gpuMemoryLimitMode/);
   });
 });

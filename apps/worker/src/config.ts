@@ -33,6 +33,8 @@ const ProfileSchema = Type.Object(
     expectedGpuMemoryBytes: Type.Optional(Bytes({ minimum: 0 })),
     gpuFloorBytes: Type.Optional(Bytes({ minimum: 0 })),
     gpuMemoryLimitBytes: Type.Optional(Bytes({ minimum: 1 })),
+    /** hard (default): kill above gpuMemoryLimitBytes (ENGINE_GPU_MEMORY_LIMIT); soft: only recycle between jobs. */
+    gpuMemoryLimitMode: Type.Optional(Type.Union([Type.Literal('hard'), Type.Literal('soft')])),
   },
   { additionalProperties: false },
 );

@@ -437,12 +437,12 @@ export class EnhanceWorker {
     }
     const reason = encodeJobError({ code: err.code, message: err.message });
     log.warn({ code: err.code, message: err.message, ...err.details }, 'engine run failed');
-    if (err.code === 'ENGINE_MEMORY_LIMIT') {
-      // Memory-limit retries are counted apart from other retries, so they neither loop nor eat the normal attempts.
+    if (err.code === 'ENGINE_MEMORY_LIMIT' || err.code === 'ENGINE_GPU_MEMORY_LIMIT') {
+      // Memory-limit retries (host or GPU) are counted apart from other retries, so they neither loop nor eat the normal attempts.
       const failures = (job.data.memoryLimitFailures ?? 0) + 1;
       await job.updateData({ ...job.data, memoryLimitFailures: failures });
       if (failures > profile.memoryRetries) {
-        return new UnrecoverableError(encodeJobError({ code: 'ENGINE_MEMORY_LIMIT', message: `${err.message}; gave up after ${failures} memory-limit failure(s)` }));
+        return new UnrecoverableError(encodeJobError({ code: err.code, message: `${err.message}; gave up after ${failures} memory-limit failure(s)` }));
       }
       if (token) {
         await job.updateProgress(0).catch(() => undefined);

@@ -60,6 +60,8 @@ export interface AdmissionTransition {
   at: number;
   state: AdmissionStatus;
   reason: string;
+  /** Holding: what held it, in words (e.g. GPU_MEMORY_LOW names the GPU and its figures). */
+  detail?: string;
   memory: HostMemory;
 }
 

@@ -81,7 +81,8 @@ export class Admission {
       return undefined;
     }
     this.current = { state, reason, ...(verdict ? { detail: verdict.detail } : {}), since: now, thresholds: this.thresholds() };
-    this.transitions.push({ at: now, state, reason, memory: m });
+    // The detail names what held it (e.g. the GPU and its figures), for the dashboard's timeline.
+    this.transitions.push({ at: now, state, reason, ...(verdict ? { detail: verdict.detail } : {}), memory: m });
     if (this.transitions.length > HISTORY) this.transitions.splice(0, this.transitions.length - HISTORY);
     return this.current;
   }

@@ -23,6 +23,8 @@ export interface PoolContext {
   placeGpu?(profile: EngineProfile): GpuPlacement | undefined;
   /** GPU hosts: GPU bytes this process tree held at the last sample (undefined: not pinned / unknown). */
   gpuUsedBy?(pid: number | undefined): number | undefined;
+  /** GPU hosts: the GPU a process is pinned to and what its tree holds there at the last sample. */
+  processGpu?(pid: number | undefined): { index: number; usedBytes: number } | undefined;
 }
 
 interface Waiter {
@@ -340,6 +342,20 @@ export class EnginePool implements SpawnClient {
     this.makeIdle(proc);
   }
 
+  /**
+   * Hard GPU memory limit, after each GPU sample: a ready process whose tree holds more than gpuMemoryLimitBytes is
+   * killed (mid-job: its job fails ENGINE_GPU_MEMORY_LIMIT) and replaced. Soft mode leaves it to the between-jobs check.
+   */
+  enforceGpuLimit(): void {
+    const limit = this.profile.gpuMemoryLimitBytes;
+    if (!limit || this.profile.gpuMemoryLimitMode === 'soft' || this.closed) return;
+    for (const proc of this.procs) {
+      if (proc.state !== 'idle' && proc.state !== 'busy') continue;
+      const g = this.ctx.processGpu?.(proc.pid);
+      if (g && g.usedBytes > limit) proc.killForGpuLimit(g.usedBytes, limit, g.index);
+    }
+  }
+
   private makeIdle(proc: EngineProcess): void {
     if (proc.state !== 'idle' || this.closed) return;
     const w = this.waiters.shift();
@@ -396,6 +412,7 @@ export class EnginePool implements SpawnClient {
         peakBytes: e.exit.peakBytes,
         jobsDone: proc.jobsDone,
         ...(e.exit.memoryLimit ? { limitBytes: e.exit.memoryLimit.limitBytes, enforcedBy: e.exit.memoryLimit.by } : {}),
+        ...(proc.gpuLimitHit ? { gpuUsedBytes: proc.gpuLimitHit.usedBytes, gpuLimitBytes: proc.gpuLimitHit.limitBytes } : {}),
       });
       if (e.reason === 'crash' && proc.jobsDone === 0) {
         // Died on its own before doing any work: as good as a failed start, so it counts toward the backoff.

@@ -63,6 +63,8 @@ export class EngineProcess extends EventEmitter {
   idleSince = Date.now();
   /** maxJobs with this process's jitter drawn once (gunicorn-style), so a pool does not recycle all at once. */
   readonly maxJobs: number;
+  /** Set when the hard GPU memory limit killed it: the figures, for the recycle record. */
+  gpuLimitHit: { usedBytes: number; limitBytes: number; gpu: number } | undefined;
   /** Jobs in flight: one, or a batch (engines whose ready declared batch.maxBatch ≥ 2). */
   private readonly jobs = new Map<string, ActiveJob>();
 
@@ -181,6 +183,25 @@ export class EngineProcess extends EventEmitter {
     return graceful
       ? this.child.shutdown(reason, this.profile.stopGraceMs, encodeMessage({ type: 'shutdown' }))
       : this.child.terminate(reason, this.profile.stopGraceMs);
+  }
+
+  /**
+   * Hard GPU memory limit: its process tree holds more GPU memory than gpuMemoryLimitBytes (per nvidia-smi). The driver
+   * has no per-process cap, so the governor kills it (short grace, as for host memory); jobs in flight fail with
+   * ENGINE_GPU_MEMORY_LIMIT.
+   */
+  killForGpuLimit(usedBytes: number, limitBytes: number, gpu: number): void {
+    if (this.gpuLimitHit || this.state === 'exited' || this.state === 'stopping' || this.state === 'starting') return;
+    this.gpuLimitHit = { usedBytes, limitBytes, gpu };
+    const what = `held ${formatBytes(usedBytes)} of GPU memory on GPU ${gpu}, over its GPU memory limit ${formatBytes(limitBytes)} (gpuMemoryLimitBytes, hard); killed`;
+    this.logger.warn({ enginePid: this.pid, gpu, gpuUsedBytes: usedBytes, gpuLimitBytes: limitBytes }, `engine ${this.profile.name} (pid ${this.pid}) ${what}`);
+    const err = engineFailure('ENGINE_GPU_MEMORY_LIMIT', {
+      profile: this.profile.name,
+      pid: this.pid,
+      what: this.jobs.size ? `${what} mid-job (job ${[...this.jobs.keys()].join(', ')})` : what,
+      details: { gpu, gpuUsedBytes: usedBytes, gpuLimitBytes: limitBytes },
+    });
+    this.killFor('gpu-memory-limit', err, Math.min(MEMORY_GRACE_MS, this.profile.stopGraceMs));
   }
 
   private canceledError(what: string): EngineJobError {

@@ -103,7 +103,13 @@ export class Governor extends EventEmitter implements GovernorApi {
       pump: () => this.queue.pump(),
       recycled: (profile, pid, reason, figures) => this.onRecycle({ profile, pid, reason, figures }),
       failingChanged: () => void this.refresh(),
-      ...(this.gpu ? { placeGpu: (p: EngineProfile) => this.gpu!.place(p), gpuUsedBy: (pid: number | undefined) => this.gpu!.processGpu(pid)?.usedBytes } : {}),
+      ...(this.gpu
+        ? {
+            placeGpu: (p: EngineProfile) => this.gpu!.place(p),
+            gpuUsedBy: (pid: number | undefined) => this.gpu!.processGpu(pid)?.usedBytes,
+            processGpu: (pid: number | undefined) => this.gpu!.processGpu(pid),
+          }
+        : {}),
     };
     for (const p of profiles) {
       if (this.pools.has(p.name)) throw new TypeError(`governor: two engine profiles are named "${p.name}"; names must be unique`);
@@ -235,7 +241,10 @@ export class Governor extends EventEmitter implements GovernorApi {
     } catch (e) {
       this.logger.error({ err: e }, 'host memory could not be read; keeping the last figures');
     }
-    await this.gpu?.refresh();
+    // Hard GPU limits act on fresh figures only: a failing sampler keeps the last ones for display, not for kills.
+    if (this.gpu && (await this.gpu.refresh()) && !this.closing) {
+      for (const p of this.pools.values()) if (p instanceof EnginePool) p.enforceGpuLimit();
+    }
     const failing = [...this.pools.values()].find((p) => p.failing());
     const blocked = failing
       ? {

@@ -56,6 +56,9 @@ export function defaultProfile(partial: ProfileInput): EngineProfile {
   if (p.gpuMemoryLimitBytes !== undefined && !(Number.isFinite(p.gpuMemoryLimitBytes) && p.gpuMemoryLimitBytes > 0)) {
     fail(name, 'gpuMemoryLimitBytes', 'a positive number of bytes', p.gpuMemoryLimitBytes);
   }
+  if (p.gpuMemoryLimitMode !== undefined && p.gpuMemoryLimitMode !== 'hard' && p.gpuMemoryLimitMode !== 'soft') {
+    fail(name, 'gpuMemoryLimitMode', '"hard" or "soft"', p.gpuMemoryLimitMode);
+  }
   for (const k of ['expectedGpuMemoryBytes', 'gpuFloorBytes'] as const) {
     if (p[k] !== undefined && !(Number.isFinite(p[k]) && p[k]! >= 0)) fail(name, k, 'a number of bytes >= 0', p[k]);
   }

@@ -1,4 +1,5 @@
 import type { EnforcementMode, RecycleEvent } from '@photoenhance/contracts';
+import { formatBytes } from './child-failure.js';
 
 /**
  * Recycling: why an engine process is replaced, with the figures that show it. The between-jobs policy (job count,
@@ -9,11 +10,11 @@ import type { EnforcementMode, RecycleEvent } from '@photoenhance/contracts';
 /** Recycles decided by the governor (counted when decided). */
 export type PlannedRecycleReason = 'max-jobs' | 'soft-limit' | 'gpu-soft-limit' | 'idle' | 'shutdown';
 /** A process that went on its own or was killed for a job (counted when found gone). */
-export type ExitRecycleReason = 'crash' | 'memory-limit' | 'timeout' | 'cancel' | 'protocol';
+export type ExitRecycleReason = 'crash' | 'memory-limit' | 'gpu-memory-limit' | 'timeout' | 'cancel' | 'protocol';
 export type RecycleReason = PlannedRecycleReason | ExitRecycleReason;
 
 const PLANNED: ReadonlySet<string> = new Set<PlannedRecycleReason>(['max-jobs', 'soft-limit', 'gpu-soft-limit', 'idle', 'shutdown']);
-const EXIT: ReadonlySet<string> = new Set<ExitRecycleReason>(['crash', 'memory-limit', 'timeout', 'cancel', 'protocol']);
+const EXIT: ReadonlySet<string> = new Set<ExitRecycleReason>(['crash', 'memory-limit', 'gpu-memory-limit', 'timeout', 'cancel', 'protocol']);
 
 export function isPlannedRecycle(reason: string): reason is PlannedRecycleReason {
   return PLANNED.has(reason);
@@ -40,7 +41,7 @@ export interface RecycleFigures {
   limitBytes?: number;
   /** memory-limit: what stopped it. */
   enforcedBy?: EnforcementMode;
-  /** gpu-soft-limit: GPU memory held, the soft limit and the limit. */
+  /** gpu-soft-limit and gpu-memory-limit: GPU memory held, the soft limit (soft only) and the limit. */
   gpuUsedBytes?: number;
   gpuSoftLimitBytes?: number;
   gpuLimitBytes?: number;
@@ -90,7 +91,10 @@ export function dueAfterJob(profile: { softLimitRatio: number; memoryLimitBytes:
 export function recycleEvent(info: RecycleInfo, at = Date.now()): RecycleEvent {
   const f = info.figures;
   const memory = f.peakBytes ?? f.rssBytes;
-  const detail = [f.exit, f.enforcedBy ? `enforced by ${f.enforcedBy}` : undefined].filter(Boolean).join('; ');
+  const gpu = f.gpuUsedBytes !== undefined && f.gpuLimitBytes !== undefined
+    ? `GPU memory ${formatBytes(f.gpuUsedBytes)} > ${f.gpuSoftLimitBytes !== undefined ? `soft mark ${formatBytes(f.gpuSoftLimitBytes)} of ` : ''}limit ${formatBytes(f.gpuLimitBytes)}`
+    : undefined;
+  const detail = [f.exit, f.enforcedBy ? `enforced by ${f.enforcedBy}` : undefined, gpu].filter(Boolean).join('; ');
   return {
     at,
     profile: info.profile,

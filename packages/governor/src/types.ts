@@ -60,9 +60,14 @@ export interface EngineProfile {
   expectedGpuMemoryBytes?: number;
   /** Free GPU memory needed to start a process or take a job. Default expectedGpuMemoryBytes + the GPU margin. */
   gpuFloorBytes?: number;
-  /** GPU memory limit per process tree (default none): between jobs, a process holding more than softLimitRatio of it
-   * (nvidia-smi's compute apps) is recycled ("gpu-soft-limit"). */
+  /** GPU memory limit per process tree (default none), read from nvidia-smi's compute apps at each GPU sample. Like
+   * memoryLimitBytes: between jobs, a process holding more than softLimitRatio of it is recycled ("gpu-soft-limit");
+   * in hard mode (the default) a process holding more than the limit itself is killed at once, mid-job or not, and its
+   * job fails with ENGINE_GPU_MEMORY_LIMIT ("gpu-memory-limit"). */
   gpuMemoryLimitBytes?: number;
+  /** hard (default): kill above gpuMemoryLimitBytes and recycle between jobs above the soft mark; soft: only recycle
+   * between jobs (a job in flight is never killed for GPU memory). */
+  gpuMemoryLimitMode?: 'hard' | 'soft';
 }
 
 export interface AdmissionConfig {

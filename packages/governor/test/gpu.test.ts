@@ -281,6 +281,44 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     expect((await g.run('gpu', req())).engine.pid).not.toBe(pid);
   });
 
+  it('hard GPU limit: kills an engine mid-job above gpuMemoryLimitBytes (ENGINE_GPU_MEMORY_LIMIT) and replaces it; soft mode only recycles', async () => {
+    const smi = fakeSmi();
+    smi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 1024 }]);
+    const g = governor([{ ...gpuProfile, command: fixture('normal', '--ms=30000'), gpuMemoryLimitBytes: 4 * GiB }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
+    g.on('recycle', (r) => recycles.push(r));
+    await g.start();
+    const job = g.run('gpu', req());
+    const busy = await waitFor(() => g.snapshot().processes.find((p) => p.state === 'busy'), 10_000, 'a busy engine');
+    const pid = busy.pid!;
+    const t0 = Date.now();
+    smi.apps([{ pid, uuid: UUID0, usedMiB: 5120 }]);
+    const err = await job.then(() => undefined, (e: unknown) => e as { code: string; message: string; retryable: boolean; details: Record<string, unknown> });
+    console.log(`GPU memory over the hard limit -> job failed: ${Date.now() - t0} ms (sampling interval 100 ms)`);
+    expect(err).toMatchObject({ code: 'ENGINE_GPU_MEMORY_LIMIT', retryable: true, details: { gpu: 0, gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB } });
+    expect(err!.message).toMatch(/held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/);
+    await waitFor(() => recycles.find((r) => r.reason === 'gpu-memory-limit'), 10_000, 'the recycle');
+    expect(recycles).toEqual([{ profile: 'gpu', pid, reason: 'gpu-memory-limit', figures: expect.objectContaining({ gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB }) }]);
+    // replaced: the next job runs on a new process
+    const next = await waitFor(() => g.snapshot().processes.find((p) => p.pid !== pid && p.state === 'idle'), 20_000, 'a replacement');
+    expect(next.pid).not.toBe(pid);
+
+    // soft mode: the same figures never kill mid-job
+    const soft = governor([{ ...gpuProfile, name: 'gpusoft', command: fixture('normal', '--ms=5000'), gpuMemoryLimitBytes: 4 * GiB, gpuMemoryLimitMode: 'soft' }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const softRecycles: string[] = [];
+    soft.on('recycle', (r) => softRecycles.push(r.reason));
+    await soft.start();
+    const softJob = soft.run('gpusoft', req());
+    const softBusy = await waitFor(() => soft.snapshot().processes.find((p) => p.state === 'busy'), 10_000, 'a busy engine');
+    smi.apps([{ pid: softBusy.pid!, uuid: UUID0, usedMiB: 5120 }]);
+    // seen over the limit mid-job, and left running
+    const over = await waitFor(() => soft.snapshot().processes.find((p) => p.pid === softBusy.pid && p.gpu?.usedBytes === 5 * GiB), 10_000, 'the 5 GiB sample');
+    expect(over.state).toBe('busy');
+    expect((await softJob).engine.pid).toBe(softBusy.pid);
+    await waitFor(() => softRecycles.length > 0 || undefined, 10_000, 'the between-jobs recycle');
+    expect(softRecycles).toEqual(['gpu-soft-limit']);
+  });
+
   it('no GPU: GPU parts off with one log line; engines start unpinned and admission is host memory only', async () => {
     const smi = fakeSmi();
     unlinkSync(smi.path);

@@ -69,12 +69,13 @@ function HostCard(props: { host: HostState; samples: Sample[]; events: HostEvent
           height={180}
         />
       </div>
+      {h.gpu ? <GpuPanel host={h} /> : null}
       <h3>Engine processes</h3>
       <table class="grid">
-        <thead><tr><th>Engine</th><th>PID</th><th>State</th><th style="width:34%">RSS / limit</th><th class="num">Peak</th><th class="num">Jobs done</th><th class="num">Uptime</th></tr></thead>
+        <thead><tr><th>Engine</th><th>PID</th><th>State</th><th style="width:34%">RSS / limit</th>{h.gpu ? <th>GPU</th> : null}<th class="num">Peak</th><th class="num">Jobs done</th><th class="num">Uptime</th></tr></thead>
         <tbody>
-          {(h.processes ?? []).length === 0 ? <tr><td colSpan={7} class="muted">No engine process running (one-shot engines start per job).</td></tr> : null}
-          {(h.processes ?? []).map((p) => <ProcessRow p={p} />)}
+          {(h.processes ?? []).length === 0 ? <tr><td colSpan={h.gpu ? 8 : 7} class="muted">No engine process running (one-shot engines start per job).</td></tr> : null}
+          {(h.processes ?? []).map((p) => <ProcessRow p={p} gpuColumn={!!h.gpu} />)}
         </tbody>
       </table>
       <h3>Timeline</h3>
@@ -83,7 +84,54 @@ function HostCard(props: { host: HostState; samples: Sample[]; events: HostEvent
   );
 }
 
-function ProcessRow({ p }: { p: EngineProcess }) {
+/**
+ * The host's GPUs as its worker samples them (nvidia-smi): memory used of total with the free figure, utilisation,
+ * and which engine processes hold how much. Off (no GPU or driver) and failing sampling are said in words.
+ */
+function GpuPanel({ host }: { host: HostState }) {
+  const g = host.gpu!;
+  const id = host.hostId;
+  if (g.state === 'off') {
+    return <p class="muted small" data-testid={`gpu-off-${id}`}>GPU governance off: {g.reason}. Admission and placement use host memory only.</p>;
+  }
+  return (
+    <>
+      <h3>GPUs</h3>
+      {g.state === 'error' ? <p class="reason" data-testid={`gpu-error-${id}`}>GPU figures cannot be read ({g.reason}); GPU engines hold until they can. Last figures shown.</p> : null}
+      <table class="grid" data-testid={`gpus-${id}`}>
+        <thead><tr><th>GPU</th><th>Name</th><th style="width:34%">Memory used / total</th><th class="num">Free</th><th class="num">Utilisation</th><th>Held by engines</th></tr></thead>
+        <tbody>
+          {g.gpus.length === 0 ? <tr><td colSpan={6} class="muted">No GPU sampled yet.</td></tr> : null}
+          {g.gpus.map((x) => {
+            const ratio = x.totalBytes > 0 ? x.usedBytes / x.totalBytes : 0;
+            const tone = ratio >= HARD ? 'red' : ratio >= SOFT ? 'amber' : 'ok';
+            const holders = (host.processes ?? []).filter((p) => p.gpu?.uuid === x.uuid);
+            return (
+              <tr data-testid={`gpu-${id}-${x.index}`}>
+                <td><b>{x.index}</b></td>
+                <td title={x.uuid}>{x.name || '–'}</td>
+                <td>
+                  <div class={`bar ${tone}`} data-tone={tone} title={`${bytes(x.usedBytes)} used of ${bytes(x.totalBytes)}`}>
+                    <div class="fill" style={{ width: `${Math.min(100, ratio * 100).toFixed(1)}%` }} />
+                    <span class="bar-label">{bytes(x.usedBytes)} / {bytes(x.totalBytes)}</span>
+                  </div>
+                </td>
+                <td class="num" data-testid={`gpu-free-${id}-${x.index}`}>{bytes(x.freeBytes)}</td>
+                <td class="num">{x.utilizationPercent === undefined ? 'not reported' : `${x.utilizationPercent} %`}</td>
+                <td data-testid={`gpu-holders-${id}-${x.index}`}>
+                  {holders.length === 0 ? <span class="muted">none</span> : holders.map((p) => `${p.profile} (pid ${p.pid ?? '–'}) ${bytes(p.gpu!.usedBytes)}`).join(', ')}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      <p class="muted small">Sampled {ago(g.sampledAt)}{g.sampleCostMs !== undefined ? ` · one sample costs ${g.sampleCostMs.toFixed(1)} ms` : ''} · {g.reason}</p>
+    </>
+  );
+}
+
+function ProcessRow({ p, gpuColumn }: { p: EngineProcess; gpuColumn: boolean }) {
   const ratio = p.limitBytes > 0 ? p.rssBytes / p.limitBytes : 0;
   const tone = ratio >= HARD ? 'red' : ratio >= SOFT ? 'amber' : 'ok';
   return (
@@ -98,6 +146,7 @@ function ProcessRow({ p }: { p: EngineProcess }) {
           <span class="bar-label">{bytes(p.rssBytes)} / {bytes(p.limitBytes)}</span>
         </div>
       </td>
+      {gpuColumn ? <td data-testid={`proc-gpu-${p.profile}-${p.pid ?? 'none'}`}>{p.gpu ? `GPU ${p.gpu.index} · ${bytes(p.gpu.usedBytes)}` : <span class="muted">not pinned</span>}</td> : null}
       <td class="num">{bytes(p.peakBytes)}</td>
       <td class="num">{p.jobsDone}</td>
       <td class="num">{ms(p.uptimeMs)}</td>

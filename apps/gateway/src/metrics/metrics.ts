@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GpuInfo } from '@photoenhance/contracts';
 import type { FinishedJob, HostEvent, QueueObserver } from './observer.js';
 
 /**
@@ -157,6 +158,61 @@ export class GatewayMetrics {
         for (const h of observer.hosts) this.set({ host: h.hostId, reason: h.admission?.state === 'holding' ? h.admission.reason : '' }, h.admission?.state === 'holding' ? 1 : 0);
       },
     });
+    // GPU hosts (from worker heartbeats): each GPU by its nvidia-smi index, and what each engine process holds on it.
+    const gpuGauge = (name: string, help: string, value: (g: GpuInfo) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['host', 'gpu', 'name'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const h of observer.hosts) {
+            if (h.gpu?.state === 'off') continue;
+            for (const g of h.gpu?.gpus ?? []) {
+              const v = value(g);
+              if (typeof v === 'number') this.set({ host: h.hostId, gpu: String(g.index), name: g.name ?? '' }, v);
+            }
+          }
+        },
+      });
+    };
+    gpuGauge('pe_gpu_memory_free_bytes', 'Free memory of each GPU (nvidia-smi memory.free, from worker heartbeats).', (g) => g.freeBytes);
+    gpuGauge('pe_gpu_memory_total_bytes', 'Total memory of each GPU (nvidia-smi memory.total).', (g) => g.totalBytes);
+    gpuGauge('pe_gpu_utilization_ratio', 'GPU utilisation 0..1 (nvidia-smi utilization.gpu), where the board reports it.', (g) => (typeof g.utilizationPercent === 'number' ? g.utilizationPercent / 100 : undefined));
+    new Gauge({
+      name: 'pe_gpu_sampling_up',
+      help: '1 while the worker host reads its GPUs (nvidia-smi answers), 0 while sampling fails (the host holds with GPU_UNAVAILABLE). Absent on hosts without GPU governance.',
+      labelNames: ['host'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const h of observer.hosts) if (h.gpu && h.gpu.state !== 'off' && h.gpu.state !== 'unknown') this.set({ host: h.hostId }, h.gpu.state === 'on' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'pe_gpu_sample_seconds',
+      help: 'What the last GPU sample cost on each worker host (both nvidia-smi calls).',
+      labelNames: ['host'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const h of observer.hosts) if (h.gpu && h.gpu.state !== 'off' && typeof h.gpu.sampleCostMs === 'number') this.set({ host: h.hostId }, h.gpu.sampleCostMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'pe_engine_gpu_memory_bytes',
+      help: 'GPU memory held by each engine process tree on the GPU it is pinned to (nvidia-smi compute apps).',
+      labelNames: ['host', 'engine', 'pid', 'gpu'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const h of observer.hosts) {
+          for (const p of h.processes ?? []) if (p.gpu) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? ''), gpu: String(p.gpu.index) }, p.gpu.usedBytes);
+        }
+      },
+    });
+
     const holds = new Counter({ name: 'pe_admission_holds_total', help: 'Times a worker host started holding, by reason (seen by this gateway).', labelNames: ['host', 'reason'], registers: [r] });
     const holdDuration = new Histogram({ name: 'pe_admission_hold_duration_seconds', help: 'How long finished holds lasted.', labelNames: ['host'], buckets: HOLD_BUCKETS, registers: [r] });
     observer.on('hold', (ev: HostEvent) => holds.inc({ host: ev.hostId, reason: ev.reason }));

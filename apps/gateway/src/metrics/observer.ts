@@ -190,7 +190,7 @@ export class QueueObserver extends EventEmitter {
       for (const t of Array.isArray(h.transitions) ? h.transitions : []) {
         if (typeof t?.at !== 'number' || t.at <= lastSeen) continue;
         newest = Math.max(newest, t.at);
-        const ev: HostEvent = { at: t.at, hostId: h.hostId, kind: t.state === 'holding' ? 'hold' : 'admit', reason: String(t.reason ?? '') };
+        const ev: HostEvent = { at: t.at, hostId: h.hostId, kind: t.state === 'holding' ? 'hold' : 'admit', reason: String(t.reason ?? ''), ...(typeof t.detail === 'string' && t.detail ? { detail: t.detail } : {}) };
         this.pushHostEvent(ev);
         // History from before this gateway started is shown, but only changes seen live move the metrics.
         if (known && t.state === 'holding') this.emit('hold', ev);

@@ -1,0 +1,56 @@
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO } from './stack.js';
+
+const MiB = 2 ** 20;
+
+export interface FakeGpuRow {
+  index: number;
+  uuid: string;
+  totalMiB: number;
+  usedMiB: number;
+  /** utilization.gpu in percent, or "[N/A]". Default 0. */
+  util?: number | string;
+  name?: string;
+}
+
+/**
+ * The fake nvidia-smi (packages/governor/test/fixtures/fake-nvidia-smi) in a folder of its own, with functions that
+ * script what it prints. A worker uses it through NVIDIA_SMI=<path>; files are replaced whole (write, then copy), so a
+ * sample never reads half a table.
+ */
+export function fakeNvidiaSmi() {
+  const dir = mkdtempSync(join(tmpdir(), 'pe-fake-smi-'));
+  const path = join(dir, 'nvidia-smi');
+  copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), path);
+  const put = (file: string, text: string): void => {
+    writeFileSync(join(dir, `${file}.tmp`), text);
+    copyFileSync(join(dir, `${file}.tmp`), join(dir, file));
+  };
+  const smi = {
+    dir,
+    path,
+    gpus(rows: FakeGpuRow[]): void {
+      put('gpus.csv', rows.map((g) => `${g.index}, ${g.uuid}, ${g.totalMiB}, ${g.usedMiB}, ${g.totalMiB - g.usedMiB}, ${g.util ?? 0}, ${g.name ?? 'NVIDIA Fake L4'}\n`).join(''));
+    },
+    apps(rows: Array<{ pid: number; uuid: string; usedMiB: number }>): void {
+      put('apps.csv', rows.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}\n`).join(''));
+    },
+    /** How many times nvidia-smi was run. */
+    calls(): number {
+      try {
+        return readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n').length;
+      } catch {
+        return 0;
+      }
+    },
+    remove(): void {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  smi.apps([]);
+  return smi;
+}
+
+export const mib = (n: number): number => n * MiB;
