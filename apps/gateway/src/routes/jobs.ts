@@ -49,7 +49,7 @@ export type ParsedOptions = ReturnType<typeof parseJobOptions>['options'];
  */
 export async function prepareJob(ctx: GatewayContext, p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
   // Object storage: inspected from a temp copy (the header and a shrink-on-load decode need a file).
-  const dims = await withLocalFile(ctx.storage, p.input.key, (path) => inspectImage(path, { maxPixels: ctx.config.maxPixels, minSide: ctx.config.minImageSide, maxAspectRatio: ctx.config.maxAspectRatio, scale: p.options.scale, format: p.input.format }));
+  const dims = await withLocalFile(ctx.storage, p.input.key, (path) => inspectImage(path, { maxPixels: ctx.config.maxPixels, minSide: ctx.config.minImageSide, maxAspectRatio: ctx.config.maxAspectRatio, scale: p.options.scale, format: p.input.format, check: ctx.config.uploadCheck }));
   const format = resolveFormat(p.options.format, p.input.format);
   return {
     id: p.id,
