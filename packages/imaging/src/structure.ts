@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { BMP_HEADER_BYTES, inspectBmp } from './bmp.js';
+import { BMP_HEADER_BYTES, BmpError, bmpDimensions, inspectBmp } from './bmp.js';
 
 /**
  * Structural integrity checks: walk a file's container structure (JPEG markers to EOI, PNG chunks with the CRC of the
@@ -61,11 +61,11 @@ export async function checkStructure(reader: ByteReader, format: StructuralForma
     case 'bmp': {
       const head = await reader.read(0, BMP_HEADER_BYTES);
       try {
-        const dims = inspectBmp(head, reader.size);
-        opts.onHeader?.(dims);
-        return dims;
+        // Dimensions first, so that a header claiming a huge picture meets the caller's limit before anything else.
+        opts.onHeader?.(bmpDimensions(head));
+        return inspectBmp(head, reader.size);
       } catch (err) {
-        if (err instanceof Error && err.name === 'BmpError') throw new StructureError(err.message);
+        if (err instanceof BmpError) throw new StructureError(err.message);
         throw err;
       }
     }
@@ -275,7 +275,6 @@ async function walkWebp(r: ByteReader, opts: StructureOptions): Promise<Dimensio
   const riffSize = head.readUInt32LE(4);
   const riffEnd = 8 + riffSize;
   if (riffSize < 4 + 8) throw new StructureError(`corrupt WebP: RIFF size ${riffSize}`);
-  if (riffEnd > r.size) throw new StructureError(`truncated WebP: the RIFF header declares ${riffEnd} bytes, the file has ${r.size}`);
   let pos = 12;
   let dims: Dimensions | undefined;
   let hasImage = false;
@@ -323,6 +322,8 @@ async function walkWebp(r: ByteReader, opts: StructureOptions): Promise<Dimensio
     } else if (type === 'EXIF' && size > 8) {
       orientation = exifOrientation(await exact(r, dataAt, size, 'WebP EXIF')) ?? orientation;
     }
+    // Checked after the first chunk, so that its dimensions reach onHeader first (a bomb is refused as one).
+    if (riffEnd > r.size) throw new StructureError(`truncated WebP: the RIFF header declares ${riffEnd} bytes, the file has ${r.size}`);
     if (!extended && hasImage) break;
     pos = end;
   }
