@@ -90,6 +90,8 @@ export async function benchIntake(opts: { seconds: number; connections: number; 
     UPLOAD_CHECK: check,
     // No worker drains this queue: lift the queue bound so the gateway accepts every submission, as the minimal one does.
     MAX_QUEUED_JOBS: '1000000000',
+    // The minimal gateway has no self-protection: a gateway answering 503 OVERLOADED on a loaded box would look faster.
+    MAX_EVENT_LOOP_DELAY_MS: '0',
   });
   const gateway = await serverProcess(['apps/gateway/src/main.ts'], gatewayEnv('structure', port), `http://127.0.0.1:${port}`);
   const decode = await serverProcess(['apps/gateway/src/main.ts'], gatewayEnv('decode', port + 1), `http://127.0.0.1:${port + 1}`);
