@@ -92,6 +92,8 @@ export async function benchIntake(opts: { seconds: number; connections: number; 
     MAX_QUEUED_JOBS: '1000000000',
     // The minimal gateway has no self-protection: a gateway answering 503 OVERLOADED on a loaded box would look faster.
     MAX_EVENT_LOOP_DELAY_MS: '0',
+    // No worker runs here: accept the jobs to wait (202), as the minimal gateway does, instead of 503 NO_WORKER_FOR_ENGINE.
+    ACCEPT_WITHOUT_WORKER: 'true',
   });
   const gateway = await serverProcess(['apps/gateway/src/main.ts'], gatewayEnv('structure', port), `http://127.0.0.1:${port}`);
   const decode = await serverProcess(['apps/gateway/src/main.ts'], gatewayEnv('decode', port + 1), `http://127.0.0.1:${port + 1}`);
