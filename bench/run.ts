@@ -10,6 +10,7 @@ import { benchBatch } from './batch.js';
 import { benchChaos } from './chaos.js';
 import { benchScale } from './scale.js';
 import { benchEngines } from './engines.js';
+import { benchIntake } from './intake.js';
 import { benchQuality } from './quality.js';
 import { benchSpine, type Row } from './spine.js';
 import { benchThroughput } from './throughput.js';
@@ -23,7 +24,9 @@ const rows: Row[] = [];
 // chaos is a run of its own (`npm run chaos`): faults would disturb the other sections' figures.
 const want = (name: string): boolean => (only.length === 0 && name !== 'chaos') || only.includes(name);
 
-if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200, seconds: quick ? 3 : 10, connections: 64 })));
+if (want('spine')) rows.push(...(await benchSpine({ jobs: quick ? 50 : 200 })));
+// The gateway against a minimal gateway (multipart to a file + queue.add), side by side (bench/intake.ts).
+if (want('intake')) rows.push(...(await benchIntake({ seconds: quick ? 3 : 8, connections: 64, quick })));
 if (want('throughput')) rows.push(...(await benchThroughput({ jobs: quick ? 60 : 300, batchJobs: quick ? 100 : 500 })));
 // Compiled runtime vs tsx: idle RSS of the gateway and worker, --help time (bench/runtime.ts).
 if (want('runtime')) rows.push(...(await benchRuntime()));

@@ -8,7 +8,7 @@ import Fastify from 'fastify';
 import multipart from '@fastify/multipart';
 import { walkMultipart } from '../apps/gateway/src/upload.js';
 import { installProblemHandlers } from '../apps/gateway/src/problems.js';
-import { startStack, waitForStatus, submit, type Stack } from './support/stack.js';
+import { startGateway, startStack, waitForStatus, submit, type RunningGateway, type Stack } from './support/stack.js';
 import { pngClaiming, smallPhoto } from './support/images.js';
 import { makeZip, zipWithTraversal } from './support/zip.js';
 import { multipartBody, postHead, rawExchange, type RawOutcome } from './support/raw-http.js';
@@ -38,30 +38,43 @@ interface Case {
   reason?: string;
 }
 
+/** How uploads are proven readable (UPLOAD_CHECK): every case runs against a gateway in each mode. */
+type UploadCheck = 'structure' | 'decode';
+const CHECKS: UploadCheck[] = ['structure', 'decode'];
+
+const GATEWAY = {
+  knownEngines: ['classic', 'parked'],
+  // The self-protection 503 (OVERLOADED) is not under test, and a loaded CI machine would trip it.
+  maxEventLoopDelayMs: 0,
+  maxBatchItems: 20,
+  httpHeadersTimeoutMs: 1500,
+  httpRequestTimeoutMs: 8000,
+  httpIdleTimeoutMs: 3000,
+  httpTimeoutCheckIntervalMs: 250,
+  multipartStallTimeoutMs: 2000,
+};
+
 let stack: Stack;
+/** The second gateway (UPLOAD_CHECK=decode) on the same Redis and storage, so the stack's worker runs its jobs too. */
+let decodeGw: RunningGateway;
+const gateways: Partial<Record<UploadCheck, { url: string; port: number }>> = {};
 let port: number;
 let jpeg: Buffer;
 
 beforeAll(async () => {
-  stack = await startStack({
-    gateway: {
-      knownEngines: ['classic', 'parked'],
-      // The self-protection 503 (OVERLOADED) is not under test, and a loaded CI machine would trip it.
-      maxEventLoopDelayMs: 0,
-      maxBatchItems: 20,
-      httpHeadersTimeoutMs: 1500,
-      httpRequestTimeoutMs: 8000,
-      httpIdleTimeoutMs: 3000,
-      httpTimeoutCheckIntervalMs: 250,
-      multipartStallTimeoutMs: 2000,
-    },
-    engines: [{ name: 'classic' }],
-  });
-  port = Number(new URL(stack.gw.url).port);
+  stack = await startStack({ gateway: { ...GATEWAY, uploadCheck: 'structure' }, engines: [{ name: 'classic' }] });
+  decodeGw = await startGateway({ env: stack.redisEnv }, { ...GATEWAY, uploadCheck: 'decode' }, stack.gw.storageDir);
+  gateways.structure = { url: stack.gw.url, port: Number(new URL(stack.gw.url).port) };
+  gateways.decode = { url: decodeGw.url, port: Number(new URL(decodeGw.url).port) };
+  port = gateways.structure.port;
   jpeg = await smallPhoto('jpeg', 160);
-}, 60_000);
+  // Two gateways and a worker process start here.
+}, 120_000);
 
-afterAll(() => stack?.close());
+afterAll(async () => {
+  await decodeGw?.close();
+  await stack?.close();
+});
 
 function filePart(route: Route, data: Buffer, name = 'photo.jpg', type = 'image/jpeg', field = FILE_FIELD[route]): { headers: string[]; data: Buffer } {
   return { headers: [`Content-Disposition: form-data; name="${field}"; filename="${name}"`, `Content-Type: ${type}`], data };
@@ -76,7 +89,7 @@ function nativeOr(route: Route, code: string, status: number, compatStatus = sta
   return route === 'jobs' || route === 'batches' ? { status, code } : { status: compatStatus };
 }
 
-async function imageCases(): Promise<Case[]> {
+async function imageCases(check: UploadCheck): Promise<Case[]> {
   const png = await sharp(jpeg).png().toBuffer();
   const webp = await sharp(jpeg).webp().toBuffer();
   const tiff = await sharp(jpeg).tiff().toBuffer();
@@ -93,6 +106,13 @@ async function imageCases(): Promise<Case[]> {
   bigBmp.writeInt32LE(100_000, 22);
   const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
   const jpegGarbage = Buffer.concat([jpeg.subarray(0, 4), Buffer.alloc(4000, 0x5a)]);
+  const jpegLongSegment = Buffer.from(jpeg);
+  jpegLongSegment.writeUInt16BE(0xfff0, 4);
+  const webpLongRiff = Buffer.from(webp);
+  webpLongRiff.writeUInt32LE(webp.length + 100, 4);
+  // The last IDAT's CRC (IEND's 12 bytes follow it); libvips decodes such a file, so only the structural check refuses it.
+  const pngBadCrc = Buffer.from(png);
+  pngBadCrc[png.length - 13] = pngBadCrc[png.length - 13]! ^ 0x01;
   const cases: Array<[string, Buffer, string, number]> = [
     ['text claiming image/jpeg', Buffer.from('hello, I am a photo'), 'UNSUPPORTED_MEDIA_TYPE', 415],
     ['PDF claiming image/jpeg', Buffer.from('%PDF-1.4\n%âãÏÓ\n1 0 obj\n'), 'UNSUPPORTED_MEDIA_TYPE', 415],
@@ -103,6 +123,10 @@ async function imageCases(): Promise<Case[]> {
     ['JPEG truncated to half', jpeg.subarray(0, jpeg.length >> 1), 'IMAGE_UNREADABLE', 422],
     ['JPEG header only', jpeg.subarray(0, 120), 'IMAGE_UNREADABLE', 422],
     ['JPEG magic then garbage', jpegGarbage, 'IMAGE_UNREADABLE', 422],
+    ['JPEG without its EOI marker', jpeg.subarray(0, jpeg.length - 2), 'IMAGE_UNREADABLE', 422],
+    ['JPEG segment longer than the file', jpegLongSegment, 'IMAGE_UNREADABLE', 422],
+    ['WebP RIFF size past the end of the file', webpLongRiff, 'IMAGE_UNREADABLE', 422],
+    ...(check === 'structure' ? [['PNG with a flipped IDAT CRC byte', pngBadCrc, 'IMAGE_UNREADABLE', 422] as [string, Buffer, string, number]] : []),
     ['PNG truncated', png.subarray(0, png.length >> 1), 'IMAGE_UNREADABLE', 422],
     ['PNG with corrupt data', corruptPng, 'IMAGE_UNREADABLE', 422],
     ['WebP truncated', webp.subarray(0, webp.length >> 1), 'IMAGE_UNREADABLE', 422],
@@ -260,14 +284,14 @@ function check(c: Case, out: RawOutcome): string | undefined {
 }
 
 /** Run cases a few at a time (each on its own connection). */
-async function runAll(cases: Case[], concurrency = 4): Promise<string[]> {
+async function runAll(cases: Case[], concurrency = 4, at = port): Promise<string[]> {
   const failures: string[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < cases.length) {
         const c = cases[next++]!;
-        const out = await rawExchange(port, c.head ?? '', c.body, { timeoutMs: 15_000 });
+        const out = await rawExchange(at, c.head ?? '', c.body, { timeoutMs: 15_000 });
         if (process.env.PRINT_FIGURES) console.log(`${out.ms} ms  ${c.name}`);
         const f = check(c, out);
         if (f) failures.push(f);
@@ -277,17 +301,18 @@ async function runAll(cases: Case[], concurrency = 4): Promise<string[]> {
   return failures;
 }
 
-describe('adversarial input', () => {
+describe.each(CHECKS)('adversarial input, UPLOAD_CHECK=%s', (check) => {
   it('70+ crafted requests each get their coded 4xx in bounded time, no 5xx, no hang; a good job completes after', async () => {
-    const cases = [...multipartCases(), ...headerCases(), ...(await imageCases()), ...(await archiveCases())];
+    const gw = gateways[check]!;
+    const cases = [...multipartCases(), ...headerCases(), ...(await imageCases(check)), ...(await archiveCases())];
     expect(cases.length).toBeGreaterThanOrEqual(70);
-    const failures = await runAll(cases);
+    const failures = await runAll(cases, 4, gw.port);
     expect(failures).toEqual([]);
     // The gateway and worker still do their job.
-    const res = await submit(stack.gw.url, jpeg, { scale: '2' });
+    const res = await submit(gw.url, jpeg, { scale: '2' });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const done = await waitForStatus(stack.gw.url, id, ['completed', 'failed'], 90_000);
+    const done = await waitForStatus(gw.url, id, ['completed', 'failed'], 90_000);
     expect(done.status).toBe('completed');
   }, 240_000);
 });

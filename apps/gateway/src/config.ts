@@ -96,6 +96,12 @@ export const GatewayConfigSchema = Type.Object({
   minImageSide: Type.Integer({ default: 4, minimum: 1 }),
   /** Longer side / shorter side of an accepted image (422 IMAGE_ASPECT_RATIO_TOO_EXTREME above it). */
   maxAspectRatio: Type.Number({ default: 32, minimum: 1 }),
+  /**
+   * How an upload is proven readable before it is queued: `structure` walks the file's structure (JPEG markers to EOI,
+   * PNG chunks and CRCs, WebP RIFF sizes, BMP headers; refuses truncated and cut files, cheap), `decode` decodes it
+   * (also catches corrupt compressed data inside an intact structure; costs a decode per upload). docs/limits.md.
+   */
+  uploadCheck: Type.Union([Type.Literal('structure'), Type.Literal('decode')], { default: 'structure' }),
   // --- batches ---
   maxBatchItems: Type.Integer({ default: 500, minimum: 1, maximum: 100_000 }),
   /** Whole batch request (many images, or one ZIP archive). */
@@ -177,6 +183,7 @@ export const GATEWAY_ENV = {
   refusedBodyDrainMs: 'REFUSED_BODY_DRAIN_MS',
   minImageSide: 'MIN_IMAGE_SIDE',
   maxAspectRatio: 'MAX_ASPECT_RATIO',
+  uploadCheck: 'UPLOAD_CHECK',
   maxBatchItems: 'MAX_BATCH_ITEMS',
   maxBatchBytes: 'MAX_BATCH_BYTES',
   maxArchiveUncompressedBytes: 'MAX_ARCHIVE_UNCOMPRESSED_BYTES',

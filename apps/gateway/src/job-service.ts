@@ -11,7 +11,7 @@ import {
   type JobView,
   statusOfBullState,
 } from '@photoenhance/contracts';
-import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, enqueueWithRecord, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
@@ -57,12 +57,16 @@ export class JobService {
   }
 
   async enqueue(data: JobData, extra: JobRecordExtra = {}): Promise<void> {
-    await this.records.create(data.id, data.engine, data.createdAt, extra);
-    await this.queue(data.engine).add('enhance', data, bullJobOptions(data.id, data.options, {
-      attempts: this.config.jobAttempts,
-      backoffMs: this.config.jobBackoffMs,
-      ttlSeconds: this.config.jobTtlSeconds,
-    }));
+    // The record and the job in one round trip, atomically (packages/queue intake.ts).
+    await enqueueWithRecord(this.queue(data.engine), this.records, {
+      id: data.id,
+      engine: data.engine,
+      createdAt: data.createdAt,
+      extra,
+      name: 'enhance',
+      data,
+      opts: bullJobOptions(data.id, data.options, { attempts: this.config.jobAttempts, backoffMs: this.config.jobBackoffMs, ttlSeconds: this.config.jobTtlSeconds }),
+    });
     await this.confirmDurable(data);
   }
 

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
-import { BMP_HEADER_BYTES, bmpDimensions, inspectBmp } from '@photoenhance/imaging';
+import { BMP_HEADER_BYTES, StructureError, bmpDimensions, checkFileStructure, inspectBmp, type StructuralFormat } from '@photoenhance/imaging';
 import {
   ApiError,
   FORMAT_EXTENSIONS,
@@ -183,26 +183,36 @@ export function safeName(name: string | undefined): string {
 /** Defaults for callers that pass no MIN_IMAGE_SIDE / MAX_ASPECT_RATIO (the gateway config's defaults). */
 export const IMAGE_SHAPE_DEFAULTS = { minSide: 4, maxAspectRatio: 32 };
 
+/** How an upload is proven readable before it is queued (UPLOAD_CHECK): a structural walk, or a full decode. */
+export type UploadCheck = 'structure' | 'decode';
+
+const STRUCTURAL: ReadonlySet<InputFormat> = new Set<InputFormat>(['jpeg', 'png', 'webp', 'bmp']);
+
 /**
  * Check dimensions from the header only (cheap even for a tiny file claiming 50000×50000): the pixel limit, the
- * smallest side and the aspect ratio every engine can process. Then prove the data readable without blocking the
- * event loop: JPEG/PNG/WebP/TIFF decode at reduced size in libvips' thread pool; BMP (which libvips cannot read) is
- * checked structurally, which for uncompressed pixels is as strict as decoding it (packages/imaging inspectBmp).
+ * smallest side and the aspect ratio every engine can process. Then prove the file readable without blocking the
+ * event loop. `structure` (the default) walks the file's structure (packages/imaging checkFileStructure: JPEG markers
+ * to EOI, PNG chunks and critical CRCs, WebP RIFF sizes, BMP headers), which refuses truncated and cut files at a
+ * fraction of a decode's cost; TIFF, which has no walker, is decoded. `decode` decodes JPEG/PNG/WebP/TIFF at reduced
+ * size in libvips' thread pool, which also catches corrupt compressed data inside an intact structure; BMP (which
+ * libvips cannot read) is checked structurally either way, which for uncompressed pixels is as strict as decoding it.
  */
 export async function inspectImage(
   path: string,
-  opts: { maxPixels: number; scale: number; format: InputFormat; minSide?: number; maxAspectRatio?: number },
+  opts: { maxPixels: number; scale: number; format: InputFormat; minSide?: number; maxAspectRatio?: number; check?: UploadCheck },
 ): Promise<{ width: number; height: number }> {
-  const { width, height } = await headerDimensions(path, opts.format);
-  assertShape(width, height, { minSide: opts.minSide ?? IMAGE_SHAPE_DEFAULTS.minSide, maxAspectRatio: opts.maxAspectRatio ?? IMAGE_SHAPE_DEFAULTS.maxAspectRatio });
-  const inPx = width * height;
-  const outPx = inPx * opts.scale * opts.scale;
-  if (inPx > opts.maxPixels || outPx > opts.maxPixels) {
-    const which = inPx > opts.maxPixels ? `input ${width}×${height} (${(inPx / 1e6).toFixed(1)} MP)` : `output ${width * opts.scale}×${height * opts.scale} at scale ${opts.scale} (${(outPx / 1e6).toFixed(1)} MP)`;
-    throw new ApiError('IMAGE_DIMENSIONS_TOO_LARGE', `The ${which} exceeds the limit of ${(opts.maxPixels / 1e6).toFixed(1)} megapixels`, {
-      extensions: { width, height, scale: opts.scale, maxPixels: opts.maxPixels },
-    });
+  const limits = (width: number, height: number): void => assertLimits(width, height, opts);
+  if ((opts.check ?? 'structure') === 'structure' && STRUCTURAL.has(opts.format)) {
+    try {
+      // Limits are checked as soon as the header is read (a bomb is refused unread); orientation cannot change them.
+      return await checkFileStructure(path, opts.format as StructuralFormat, { onHeader: (d) => limits(d.width, d.height) });
+    } catch (err) {
+      if (err instanceof StructureError) throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${err.message})`);
+      throw err;
+    }
   }
+  const { width, height } = await headerDimensions(path, opts.format);
+  limits(width, height);
   try {
     if (opts.format === 'bmp') {
       await withBmpHead(path, (head, size) => inspectBmp(head, size));
@@ -215,6 +225,19 @@ export async function inspectImage(
     throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${(err as Error).message.split('\n')[0]})`);
   }
   return { width, height };
+}
+
+/** The shape every engine can process, then the pixel limit on input and output. */
+function assertLimits(width: number, height: number, opts: { maxPixels: number; scale: number; minSide?: number; maxAspectRatio?: number }): void {
+  assertShape(width, height, { minSide: opts.minSide ?? IMAGE_SHAPE_DEFAULTS.minSide, maxAspectRatio: opts.maxAspectRatio ?? IMAGE_SHAPE_DEFAULTS.maxAspectRatio });
+  const inPx = width * height;
+  const outPx = inPx * opts.scale * opts.scale;
+  if (inPx > opts.maxPixels || outPx > opts.maxPixels) {
+    const which = inPx > opts.maxPixels ? `input ${width}×${height} (${(inPx / 1e6).toFixed(1)} MP)` : `output ${width * opts.scale}×${height * opts.scale} at scale ${opts.scale} (${(outPx / 1e6).toFixed(1)} MP)`;
+    throw new ApiError('IMAGE_DIMENSIONS_TOO_LARGE', `The ${which} exceeds the limit of ${(opts.maxPixels / 1e6).toFixed(1)} megapixels`, {
+      extensions: { width, height, scale: opts.scale, maxPixels: opts.maxPixels },
+    });
+  }
 }
 
 /** Refuse what no engine can process: a side under MIN_IMAGE_SIDE, or longer/shorter side over MAX_ASPECT_RATIO. */

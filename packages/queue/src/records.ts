@@ -32,11 +32,16 @@ export class JobRecords {
     private readonly ttlSeconds: number,
   ) {}
 
-  async create(id: string, engine: string, createdAt: number, extra: JobRecordExtra = {}): Promise<void> {
-    const k = keys.record(id);
+  /** The record's key, fields and lifetime; create() writes them, as does enqueueWithRecord() (intake.ts) with the job. */
+  newRecord(id: string, engine: string, createdAt: number, extra: JobRecordExtra = {}): { key: string; fields: Record<string, string>; expireSeconds: number } {
     const fields: Record<string, string> = { engine, createdAt: String(createdAt) };
     for (const [name, v] of Object.entries(extra)) if (typeof v === 'string') fields[name] = v;
-    await this.redis.multi().hset(k, fields).expire(k, this.ttlSeconds + TOMBSTONE_SECONDS).exec();
+    return { key: keys.record(id), fields, expireSeconds: this.ttlSeconds + TOMBSTONE_SECONDS };
+  }
+
+  async create(id: string, engine: string, createdAt: number, extra: JobRecordExtra = {}): Promise<void> {
+    const r = this.newRecord(id, engine, createdAt, extra);
+    await this.redis.multi().hset(r.key, r.fields).expire(r.key, r.expireSeconds).exec();
   }
 
   async get(id: string): Promise<JobRecord | undefined> {

@@ -291,7 +291,7 @@ export class JobIntake {
   private async prepare(p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
     const { config, storage } = this.deps;
     // Object storage: inspected from a temp copy (the header and a shrink-on-load decode need a file).
-    const dims = await withLocalFile(storage, p.input.key, (path) => inspectImage(path, { maxPixels: config.maxPixels, minSide: config.minImageSide, maxAspectRatio: config.maxAspectRatio, scale: p.options.scale, format: p.input.format }));
+    const dims = await withLocalFile(storage, p.input.key, (path) => inspectImage(path, { maxPixels: config.maxPixels, minSide: config.minImageSide, maxAspectRatio: config.maxAspectRatio, scale: p.options.scale, format: p.input.format, check: config.uploadCheck }));
     const format = resolveFormat(p.options.format, p.input.format);
     return {
       id: p.id,
