@@ -6,7 +6,7 @@ import { Scheduler } from './scheduler.js';
 import { backOff, Downloader, type Outcomes, Poller, type StepContext, Submitter } from './steps.js';
 import { type BatchReport, type BatchSnapshot, Tally } from './tally.js';
 
-export type { BatchReport, BatchSnapshot, FailedPhoto } from './tally.js';
+export type { BatchReport, BatchSnapshot } from './tally.js';
 
 export interface BatchRunOptions {
   client: PhotoEnhanceClient;
