@@ -1,31 +1,11 @@
-import type { Logger } from 'pino';
 import type { EngineOffer, EngineProcessState, ReadyMessage } from '@photoenhance/contracts';
 import { engineFailure } from './child-failure.js';
-import type { EnforcementPlan } from './enforcement.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
-import type { GpuPlacement } from './gpu-governance.js';
-import { dueAfterJob, isPlannedRecycle, type PlannedRecycleReason, type RecycleFigures, type RecycleReason } from './recycle-policy.js';
-import type { SpawnClient } from './start-queue.js';
-import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
+import { canceledWhileWaiting, governorClosed, PendingJobs, PoolBase } from './pool-base.js';
+import { dueAfterJob, isPlannedRecycle, type PlannedRecycleReason, type RecycleFigures } from './recycle-policy.js';
+import { EngineJobError, type RunHooks, type RunRequest, type RunResult } from './types.js';
 
-/** What a pool needs from the governor. */
-export interface PoolContext {
-  plan(): EnforcementPlan;
-  logger: Logger;
-  startFailureLimit: number;
-  backoff: { baseMs: number; maxMs: number };
-  slotName(profile: string): string;
-  pump(): void;
-  recycled(profile: string, pid: number | undefined, reason: RecycleReason, figures: RecycleFigures): void;
-  /** A profile entered or left the start-failed state: admission must be re-decided. */
-  failingChanged(): void;
-  /** GPU hosts: where a new process of this profile goes (CUDA_VISIBLE_DEVICES); undefined = not pinned. */
-  placeGpu?(profile: EngineProfile): GpuPlacement | undefined;
-  /** GPU hosts: GPU bytes this process tree held at the last sample (undefined: not pinned / unknown). */
-  gpuUsedBy?(pid: number | undefined): number | undefined;
-  /** GPU hosts: the GPU a process is pinned to and what its tree holds there at the last sample. */
-  processGpu?(pid: number | undefined): { index: number; usedBytes: number } | undefined;
-}
+export type { PoolContext } from './pool-base.js';
 
 interface Waiter {
   since: number;
@@ -35,59 +15,25 @@ interface Waiter {
   onAbort?: () => void;
 }
 
-/** A job waiting to be sent in a batch (dynamic batching). */
-interface Pending {
-  req: RunRequest;
-  hooks: RunHooks;
-  since: number;
-  resolve(r: RunResult): void;
-  reject(e: unknown): void;
-  onAbort?: () => void;
-}
-
-export const canceledWhileWaiting = (profile: string): EngineJobError =>
-  new EngineJobError('JOB_CANCELED', `job canceled while waiting for engine ${profile}`, { retryable: false, details: { profile } });
-
-export const governorClosed = (profile: string): EngineJobError =>
-  new EngineJobError('ENGINE_FAILED', `engine ${profile} is not available: the governor is closing`, { retryable: true, details: { profile } });
-
 /**
  * The resident processes of one profile: up to poolSize, started on demand through the host-wide start queue,
  * handed to waiting jobs FIFO, recycled for memory, job count, idle time, timeouts and crashes.
  */
-export class EnginePool implements SpawnClient {
+export class EnginePool extends PoolBase {
   readonly procs = new Set<EngineProcess>();
   private idle: EngineProcess[] = [];
   private waiters: Waiter[] = [];
   private starting = 0;
   private replacements = 0;
   private replacementSince = 0;
-  prewarm = false;
-  failures = 0;
-  lastFailure: EngineJobError | undefined;
-  backoffUntil = 0;
   private backoffTimer: NodeJS.Timeout | undefined;
   private ttlTimers = new Map<EngineProcess, NodeJS.Timeout>();
   private counted = new WeakSet<EngineProcess>();
   private lastReady: ReadyMessage | undefined;
-  private closed = false;
   /** Dynamic batching: jobs waiting to go out together; one collector at a time takes a process and fills a batch. */
-  private pending: Pending[] = [];
+  private readonly pending = new PendingJobs(this.profile.name);
   private collecting = false;
   private morePending: (() => void) | undefined;
-
-  constructor(
-    readonly profile: EngineProfile,
-    private readonly ctx: PoolContext,
-  ) {}
-
-  get name(): string {
-    return this.profile.name;
-  }
-
-  get expectedMemoryBytes(): number {
-    return this.profile.expectedMemoryBytes;
-  }
 
   /** Start-failure state: the limit of consecutive failed starts reached. */
   failing(): boolean {
@@ -115,7 +61,12 @@ export class EnginePool implements SpawnClient {
   async startOne(): Promise<{ pid: number | undefined; ok: boolean }> {
     const gpu = this.ctx.placeGpu?.(this.profile);
     const profile = gpu ? { ...this.profile, env: { ...this.profile.env, ...gpu.env } } : this.profile;
-    const proc = new EngineProcess(profile, this.ctx.slotName(this.profile.name), this.ctx.plan(), this.ctx.logger.child({ profile: this.profile.name }));
+    const proc = new EngineProcess(
+      profile,
+      this.ctx.slotName(this.profile.name),
+      this.ctx.plan(),
+      this.ctx.logger.child({ profile: this.profile.name }),
+    );
     gpu?.attach(() => proc.pid);
     this.procs.add(proc);
     this.starting++;
@@ -126,7 +77,16 @@ export class EnginePool implements SpawnClient {
     try {
       const ready = await proc.start();
       this.lastReady = ready;
-      this.ctx.logger.info({ profile: this.name, enginePid: proc.pid, startupMs: (proc.readyAt ?? 0) - proc.child.startedAt, engine: ready.engine, version: ready.version }, 'engine ready');
+      this.ctx.logger.info(
+        {
+          profile: this.name,
+          enginePid: proc.pid,
+          startupMs: (proc.readyAt ?? 0) - proc.child.startedAt,
+          engine: ready.engine,
+          version: ready.version,
+        },
+        'engine ready',
+      );
       const wasFailing = this.failing();
       this.failures = 0;
       this.backoffUntil = 0;
@@ -150,7 +110,7 @@ export class EnginePool implements SpawnClient {
     this.lastFailure = err;
     this.ctx.logger.warn({ profile: this.name, failures: this.failures, err }, 'engine failed to start');
     if (!this.failing()) return;
-    const delay = Math.min(this.ctx.backoff.baseMs * 2 ** (this.failures - this.ctx.startFailureLimit), this.ctx.backoff.maxMs);
+    const delay = this.backoffMs();
     this.backoffUntil = Date.now() + delay;
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.backoffTimer = setTimeout(() => this.ctx.pump(), delay);
@@ -166,7 +126,10 @@ export class EnginePool implements SpawnClient {
     return new EngineJobError(
       'ENGINE_START_FAILED',
       `engine ${this.name} failed to start ${this.failures} times in a row; next try in ${Math.max(0, Math.ceil((this.backoffUntil - Date.now()) / 1000))} s. Last: ${last?.message ?? 'unknown'}`,
-      { retryable: true, details: { profile: this.name, failures: this.failures, backoffUntil: this.backoffUntil, ...(last?.details ?? {}) } },
+      {
+        retryable: true,
+        details: { profile: this.name, failures: this.failures, backoffUntil: this.backoffUntil, ...(last?.details ?? {}) },
+      },
     );
   }
 
@@ -203,19 +166,9 @@ export class EnginePool implements SpawnClient {
   }
 
   private runBatched(req: RunRequest, hooks: RunHooks): Promise<RunResult> {
-    if (this.closed) return Promise.reject(governorClosed(this.name));
-    if (hooks.signal?.aborted) return Promise.reject(canceledWhileWaiting(this.name));
-    return new Promise<RunResult>((resolve, reject) => {
-      const p: Pending = { req, hooks, since: Date.now(), resolve, reject };
-      if (hooks.signal) {
-        p.onAbort = () => {
-          const i = this.pending.indexOf(p);
-          if (i >= 0) this.pending.splice(i, 1);
-          reject(canceledWhileWaiting(this.name));
-        };
-        hooks.signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.pending.push(p);
+    const refused = this.refusal(hooks);
+    if (refused) return Promise.reject(refused);
+    return this.pending.add(req, hooks, () => {
       this.morePending?.();
       this.collect();
     });
@@ -237,14 +190,14 @@ export class EnginePool implements SpawnClient {
       proc = await this.acquire();
       while (proc.state !== 'idle') proc = await this.acquire();
     } catch (err) {
-      for (const p of this.pending.splice(0)) this.settlePending(p, () => p.reject(err));
+      this.pending.rejectAll(err);
       return;
     }
     const free = Date.now();
     // Jobs freed by the batch that just ended arrive within this turn: let them join before the batch is cut.
     await new Promise<void>((resolve) => setImmediate(resolve));
     const b = this.batching() ?? { maxBatch: 1, maxQueueDelayMs: 0 };
-    const deadline = (this.pending[0]?.since ?? 0) + b.maxQueueDelayMs;
+    const deadline = (this.pending.oldestSince ?? 0) + b.maxQueueDelayMs;
     // Bounded: every pass ends at the deadline or with a new job; the deadline is fixed.
     while (this.pending.length > 0 && this.pending.length < b.maxBatch && Date.now() < deadline && !this.closed) {
       await new Promise<void>((resolve) => {
@@ -256,13 +209,12 @@ export class EnginePool implements SpawnClient {
       });
       this.morePending = undefined;
     }
-    const batch = this.pending.splice(0, b.maxBatch);
+    const batch = this.pending.take(b.maxBatch);
     if (batch.length === 0 || this.closed || proc.state !== 'idle') {
-      for (const p of batch) this.settlePending(p, () => p.reject(governorClosed(this.name)));
+      for (const p of batch) p.reject(governorClosed(this.name));
       this.release(proc);
       return;
     }
-    for (const p of batch) if (p.onAbort) p.hooks.signal?.removeEventListener('abort', p.onAbort);
     const t1 = Date.now();
     const engine = { name: this.name, version: proc.ready?.version ?? 'unknown', pid: proc.pid };
     let left = batch.length;
@@ -284,14 +236,9 @@ export class EnginePool implements SpawnClient {
     });
   }
 
-  private settlePending(p: Pending, settle: () => void): void {
-    if (p.onAbort) p.hooks.signal?.removeEventListener('abort', p.onAbort);
-    settle();
-  }
-
   private acquire(signal?: AbortSignal): Promise<EngineProcess> {
-    if (this.closed) return Promise.reject(governorClosed(this.name));
-    if (signal?.aborted) return Promise.reject(canceledWhileWaiting(this.name));
+    const refused = this.refusal({ signal });
+    if (refused) return Promise.reject(refused);
     const proc = this.takeIdle();
     if (proc) return Promise.resolve(proc);
     if (this.failing() && this.readyCount() === 0) return Promise.reject(this.startFailedError());
@@ -416,7 +363,14 @@ export class EnginePool implements SpawnClient {
       });
       if (e.reason === 'crash' && proc.jobsDone === 0) {
         // Died on its own before doing any work: as good as a failed start, so it counts toward the backoff.
-        this.noteStartFailure(engineFailure('ENGINE_START_FAILED', { profile: this.name, pid: proc.pid, what: `${e.exit.words} while idle, before its first job`, stderrTail: proc.child.stderrTail() }));
+        this.noteStartFailure(
+          engineFailure('ENGINE_START_FAILED', {
+            profile: this.name,
+            pid: proc.pid,
+            what: `${e.exit.words} while idle, before its first job`,
+            stderrTail: proc.child.stderrTail(),
+          }),
+        );
       } else this.wantReplacement();
     }
     this.ctx.pump();
@@ -428,7 +382,12 @@ export class EnginePool implements SpawnClient {
       name: this.name,
       kind: this.profile.kind,
       poolSize: this.profile.poolSize,
-      ...(r ? { version: r.version, capabilities: { options: r.capabilities.options, scales: r.capabilities.scales, formats: r.capabilities.formats } } : {}),
+      ...(r
+        ? {
+            version: r.version,
+            capabilities: { options: r.capabilities.options, scales: r.capabilities.scales, formats: r.capabilities.formats },
+          }
+        : {}),
       memoryLimitBytes: this.profile.memoryLimitBytes,
       expectedMemoryBytes: this.profile.expectedMemoryBytes,
     };
@@ -455,7 +414,7 @@ export class EnginePool implements SpawnClient {
     for (const t of this.ttlTimers.values()) clearTimeout(t);
     this.ttlTimers.clear();
     for (const w of this.waiters.splice(0)) this.rejectWaiter(w, governorClosed(this.name));
-    for (const p of this.pending.splice(0)) this.settlePending(p, () => p.reject(governorClosed(this.name)));
+    this.pending.rejectAll(governorClosed(this.name));
     this.morePending?.();
     await Promise.all([...this.procs].map((p) => p.stop('shutdown', p.state === 'idle')));
   }

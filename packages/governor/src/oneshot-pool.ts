@@ -5,10 +5,9 @@ import type sharp from 'sharp';
 import { OUTPUT_FORMATS, SCALES, type DoneMessage, type EngineOffer, type EngineProcessState, type OutputFormat } from '@photoenhance/contracts';
 import { engineFailure } from './child-failure.js';
 import { memoryLimitError, MEMORY_GRACE_MS } from './engine-process.js';
-import { canceledWhileWaiting, governorClosed, type PoolContext } from './engine-pool.js';
-import type { SpawnClient } from './start-queue.js';
+import { governorClosed, PendingJobs, PoolBase } from './pool-base.js';
 import { SupervisedChild, type ChildExit } from './supervised-child.js';
-import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest, type RunResult } from './types.js';
+import { EngineJobError, type RunHooks, type RunRequest, type RunResult } from './types.js';
 
 /** Job options a oneshot command may name as {placeholders}; those it names are reported as applied. */
 const OPTION_PLACEHOLDERS = ['scale', 'version', 'bgTile', 'weight', 'quality', 'format'] as const;
@@ -16,22 +15,16 @@ const OPTION_PLACEHOLDERS = ['scale', 'version', 'bgTile', 'weight', 'quality', 
 /** How long a oneshot start holds the host-wide start queue: until it exits or this long (its start-up peak). */
 export const ONESHOT_START_WINDOW_MS = 1_000;
 
-interface Pending {
-  since: number;
-  req: RunRequest;
-  hooks: RunHooks;
-  resolve(r: RunResult): void;
-  reject(e: EngineJobError): void;
-  onAbort?: () => void;
-}
-
 /** Substitute {name} in one argument; unknown names stay as written. Each argument stays one argument. */
 export function substitute(arg: string, vars: Record<string, string>): string {
-  return arg.replace(/\{(\w+)\}/g, (m, k: string) => (Object.prototype.hasOwnProperty.call(vars, k) ? vars[k]! : m));
+  return arg.replace(/\{(\w+)\}/g, (m, k: string) => (Object.hasOwn(vars, k) ? vars[k]! : m));
 }
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
+  const body = glob
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]');
   return new RegExp(`^${body}$`);
 }
 
@@ -49,27 +42,10 @@ async function findOutput(pattern: string): Promise<string | undefined> {
  * One-shot engines: one process per job from an argv template ({input} {output} … substituted per argument, never a
  * shell), at most poolSize at once, each started through the host-wide start queue and watched like a resident one.
  */
-export class OneshotPool implements SpawnClient {
-  private pending: Pending[] = [];
+export class OneshotPool extends PoolBase {
+  private readonly pending = new PendingJobs(this.profile.name);
   private running = new Set<SupervisedChild>();
-  prewarm = false; // nothing to pre-warm: every job is a cold start
-  failures = 0;
-  lastFailure: EngineJobError | undefined;
-  backoffUntil = 0;
-  private closed = false;
-
-  constructor(
-    readonly profile: EngineProfile,
-    private readonly ctx: PoolContext,
-  ) {}
-
-  get name(): string {
-    return this.profile.name;
-  }
-
-  get expectedMemoryBytes(): number {
-    return this.profile.expectedMemoryBytes;
-  }
+  // prewarm stays false: nothing to pre-warm, every job is a cold start
 
   /** Holding for this engine only while its backoff lasts; the next job is the next try. */
   failing(): boolean {
@@ -78,33 +54,18 @@ export class OneshotPool implements SpawnClient {
 
   demandSince(now: number): number | undefined {
     if (this.closed || now < this.backoffUntil || this.running.size >= this.profile.poolSize) return undefined;
-    return this.pending[0]?.since;
+    return this.pending.oldestSince;
   }
 
   run(req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
-    if (this.closed) return Promise.reject(governorClosed(this.name));
-    if (hooks.signal?.aborted) return Promise.reject(canceledWhileWaiting(this.name));
-    if (this.failing()) return Promise.reject(this.startFailedError());
-    return new Promise<RunResult>((resolve, reject) => {
-      const p: Pending = { since: Date.now(), req, hooks, resolve, reject };
-      if (hooks.signal) {
-        p.onAbort = () => {
-          const i = this.pending.indexOf(p);
-          if (i < 0) return; // already running: the run's own abort handler acts
-          this.pending.splice(i, 1);
-          reject(canceledWhileWaiting(this.name));
-        };
-        hooks.signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.pending.push(p);
-      this.ctx.pump();
-    });
+    const refused = this.refusal(hooks) ?? (this.failing() ? this.startFailedError() : undefined);
+    if (refused) return Promise.reject(refused);
+    return this.pending.add(req, hooks, () => this.ctx.pump());
   }
 
   async startOne(): Promise<{ pid: number | undefined; ok: boolean }> {
-    const job = this.pending.shift();
+    const [job] = this.pending.take(1);
     if (!job) return { pid: undefined, ok: false };
-    if (job.onAbort) job.hooks.signal?.removeEventListener('abort', job.onAbort);
     const { req, hooks } = job;
     const p = this.profile;
     const vars: Record<string, string> = {
@@ -153,9 +114,13 @@ export class OneshotPool implements SpawnClient {
       this.running.delete(child);
       try {
         const done = await this.finish(child, exit, stopped, req, vars);
-        job.resolve({ done, engine: { name: p.name, version: 'oneshot', pid: child.pid }, timings: { waitMs: t0 - job.since, runMs: Date.now() - t0 } });
+        job.resolve({
+          done,
+          engine: { name: p.name, version: 'oneshot', pid: child.pid },
+          timings: { waitMs: t0 - job.since, runMs: Date.now() - t0 },
+        });
       } catch (e) {
-        job.reject(e as EngineJobError);
+        job.reject(e);
       } finally {
         this.ctx.pump();
       }
@@ -164,10 +129,17 @@ export class OneshotPool implements SpawnClient {
     return { pid: child.pid, ok: !child.exitInfo?.spawnError };
   }
 
-  private async finish(child: SupervisedChild, exit: ChildExit, stopped: 'timeout' | 'cancel' | undefined, req: RunRequest, vars: Record<string, string>): Promise<DoneMessage> {
+  private async finish(
+    child: SupervisedChild,
+    exit: ChildExit,
+    stopped: 'timeout' | 'cancel' | undefined,
+    req: RunRequest,
+    vars: Record<string, string>,
+  ): Promise<DoneMessage> {
     const p = this.profile;
     const base = { profile: p.name, pid: child.pid, stderrTail: child.stderrTail() };
-    if (stopped === 'cancel') throw engineFailure('JOB_CANCELED', { ...base, what: `was stopped: job ${req.id} canceled`, retryable: false });
+    if (stopped === 'cancel')
+      throw engineFailure('JOB_CANCELED', { ...base, what: `was stopped: job ${req.id} canceled`, retryable: false });
     if (exit.memoryLimit) {
       this.ctx.recycled(p.name, child.pid, 'memory-limit', { peakBytes: exit.peakBytes, limitBytes: exit.memoryLimit.limitBytes });
       throw memoryLimitError(p.name, child.pid, exit.memoryLimit, child.stderrTail());
@@ -183,10 +155,16 @@ export class OneshotPool implements SpawnClient {
       throw err;
     }
     this.failures = 0;
-    if (exit.signal) throw engineFailure('ENGINE_CRASHED', { ...base, what: `${exit.words} on job ${req.id}`, details: { signal: exit.signal } });
-    if (exit.code !== 0) throw engineFailure('ENGINE_FAILED', { ...base, what: `${exit.words} on job ${req.id}`, details: { exitCode: exit.code } });
+    if (exit.signal)
+      throw engineFailure('ENGINE_CRASHED', { ...base, what: `${exit.words} on job ${req.id}`, details: { signal: exit.signal } });
+    if (exit.code !== 0)
+      throw engineFailure('ENGINE_FAILED', { ...base, what: `${exit.words} on job ${req.id}`, details: { exitCode: exit.code } });
     const found = await findOutput(substitute(p.outputPattern ?? '{output}', vars));
-    if (!found) throw engineFailure('OUTPUT_MISSING', { ...base, what: `exited 0 but wrote nothing at ${p.outputPattern ?? '{output}'} for job ${req.id}` });
+    if (!found)
+      throw engineFailure('OUTPUT_MISSING', {
+        ...base,
+        what: `exited 0 but wrote nothing at ${p.outputPattern ?? '{output}'} for job ${req.id}`,
+      });
     return this.describeOutput(found, req, child);
   }
 
@@ -199,10 +177,16 @@ export class OneshotPool implements SpawnClient {
     try {
       meta = await sharp(found).metadata();
     } catch (e) {
-      throw engineFailure('OUTPUT_MISSING', { profile: this.name, pid: child.pid, what: `wrote ${found}, which is not a readable image (${(e as Error).message})` });
+      throw engineFailure('OUTPUT_MISSING', {
+        profile: this.name,
+        pid: child.pid,
+        what: `wrote ${found}, which is not a readable image (${(e as Error).message})`,
+      });
     }
     if (meta.format !== want) {
-      await sharp(found).toFormat(want, want === 'png' ? {} : { quality: req.options.quality }).toFile(`${req.output}.tmp`);
+      await sharp(found)
+        .toFormat(want, want === 'png' ? {} : { quality: req.options.quality })
+        .toFile(`${req.output}.tmp`);
       await rename(`${req.output}.tmp`, req.output);
       if (found !== req.output) await unlink(found).catch(() => undefined);
     } else if (found !== req.output) {
@@ -220,22 +204,26 @@ export class OneshotPool implements SpawnClient {
   private noteStartFailure(): void {
     this.failures++;
     if (this.failures >= this.ctx.startFailureLimit) {
-      const d = Math.min(this.ctx.backoff.baseMs * 2 ** (this.failures - this.ctx.startFailureLimit), this.ctx.backoff.maxMs);
+      const d = this.backoffMs();
       this.backoffUntil = Date.now() + d;
       setTimeout(() => {
         this.ctx.failingChanged();
         this.ctx.pump();
       }, d).unref();
-      for (const w of this.pending.splice(0)) w.reject(this.startFailedError());
+      this.pending.rejectAll(this.startFailedError());
       this.ctx.failingChanged();
     }
   }
 
   private startFailedError(): EngineJobError {
-    return new EngineJobError('ENGINE_START_FAILED', `engine ${this.name} failed to start ${this.failures} times in a row. Last: ${this.lastFailure?.message ?? 'unknown'}`, {
-      retryable: true,
-      details: { profile: this.name, failures: this.failures, backoffUntil: this.backoffUntil },
-    });
+    return new EngineJobError(
+      'ENGINE_START_FAILED',
+      `engine ${this.name} failed to start ${this.failures} times in a row. Last: ${this.lastFailure?.message ?? 'unknown'}`,
+      {
+        retryable: true,
+        details: { profile: this.name, failures: this.failures, backoffUntil: this.backoffUntil },
+      },
+    );
   }
 
   offer(): EngineOffer {
@@ -245,7 +233,11 @@ export class OneshotPool implements SpawnClient {
       kind: 'oneshot',
       poolSize: this.profile.poolSize,
       // Output is converted with sharp, so every output format is offered; the scale is whatever the command does.
-      capabilities: { options: OPTION_PLACEHOLDERS.filter((k) => command.includes(`{${k}}`)), scales: [...SCALES], formats: [...OUTPUT_FORMATS] },
+      capabilities: {
+        options: OPTION_PLACEHOLDERS.filter((k) => command.includes(`{${k}}`)),
+        scales: [...SCALES],
+        formats: [...OUTPUT_FORMATS],
+      },
       memoryLimitBytes: this.profile.memoryLimitBytes,
       expectedMemoryBytes: this.profile.expectedMemoryBytes,
     };
@@ -268,7 +260,7 @@ export class OneshotPool implements SpawnClient {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.pending.splice(0)) w.reject(governorClosed(this.name));
+    this.pending.rejectAll(governorClosed(this.name));
     await Promise.all([...this.running].map((c) => c.terminate('shutdown', this.profile.stopGraceMs)));
   }
 }

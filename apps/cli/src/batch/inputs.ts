@@ -59,7 +59,7 @@ export async function findPhotos(spec: string, outDir: string): Promise<Source> 
     throw new Error(`no such file or folder: ${spec}`);
   }
   const outRel = relative(base, resolve(outDir));
-  const outInside = outRel !== '' && !outRel.startsWith('..') && !isAbsolute(outRel) ? toPosix(outRel) + '/' : undefined;
+  const outInside = outRel !== '' && !outRel.startsWith('..') && !isAbsolute(outRel) ? `${toPosix(outRel)}/` : undefined;
   const photos: Photo[] = [];
   const skipped: Skipped[] = [];
   for (const f of files.map(toPosix).sort()) {

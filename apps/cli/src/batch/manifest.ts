@@ -85,10 +85,16 @@ export class Manifest {
       if (!rec || typeof rec !== 'object') continue;
       const r = rec as Record<string, unknown>;
       if (r.type === 'header' && !header) header = rec as ManifestHeader;
-      else if (typeof r.rel === 'string' && typeof r.state === 'string' && typeof r.key === 'string') entries.set(r.rel, rec as ManifestEntry);
+      else if (typeof r.rel === 'string' && typeof r.state === 'string' && typeof r.key === 'string')
+        entries.set(r.rel, rec as ManifestEntry);
     }
-    if (text !== undefined && !header) throw new Error(`${path} is not a photoenhance batch manifest (no header line); move it away to start over`);
-    const m = new Manifest(path, header ?? { type: 'header', version: 1, id: randomBytes(8).toString('hex'), createdAt: new Date().toISOString(), source, options }, entries);
+    if (text !== undefined && !header)
+      throw new Error(`${path} is not a photoenhance batch manifest (no header line); move it away to start over`);
+    const m = new Manifest(
+      path,
+      header ?? { type: 'header', version: 1, id: randomBytes(8).toString('hex'), createdAt: new Date().toISOString(), source, options },
+      entries,
+    );
     m.compact();
     return m;
   }
@@ -150,7 +156,12 @@ export class Manifest {
 
 /** Same options, whatever the key order. */
 export function sameOptions(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
-  const norm = (o: Record<string, unknown>): string => JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+  const norm = (o: Record<string, unknown>): string =>
+    JSON.stringify(
+      Object.keys(o)
+        .sort()
+        .map((k) => [k, o[k]]),
+    );
   return norm(a) === norm(b);
 }
 

@@ -1,4 +1,4 @@
-import type { BatchSnapshot } from './runner.js';
+import type { BatchSnapshot } from './tally.js';
 
 export interface ProgressOptions {
   /** Where to draw; process.stderr by default. */
@@ -28,7 +28,7 @@ export function startProgress(snapshot: () => BatchSnapshot, opts: ProgressOptio
       stream.write(`batch: ${plainLine(s)}\n`);
     }
   };
-  const timer = setInterval(draw, tty ? 200 : opts.lineEveryMs ?? 5000);
+  const timer = setInterval(draw, tty ? 200 : (opts.lineEveryMs ?? 5000));
   timer.unref();
   return {
     stop() {
