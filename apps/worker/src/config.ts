@@ -65,7 +65,7 @@ export const WorkerConfigSchema = Type.Object({
    * prefetched job reads as active ("running") in the API while it waits for its engine, which several end-to-end
    * suites and the multi-host takeover scenario do not yet expect (see README, engine duty cycle).
    */
-  prefetch: Type.Integer({ default: 0, minimum: 0, maximum: 16 }),
+  prefetch: Type.Integer({ default: 1, minimum: 0, maximum: 16 }),
   enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /**

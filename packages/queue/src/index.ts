@@ -4,3 +4,4 @@ export * from './records.js';
 export * from './hosts.js';
 export * from './recovery.js';
 export * from './durability.js';
+export * from './engine-start.js';

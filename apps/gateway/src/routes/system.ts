@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.js';
 import { AdmissionOverrideSchema, ApiError, type AdmissionOverride, type ControlMessage } from '@photoenhance/contracts';
-import { keys } from '@photoenhance/queue';
+import { keys, publicJobCounts } from '@photoenhance/queue';
 import { redisUnavailable, storageUnavailable } from '../problems.js';
 
 const GATEWAY_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -68,7 +68,8 @@ export function systemRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const names = (await ctx.engines.list()).map((e) => e.name);
     const queues: Record<string, Record<string, number>> = {};
     await Promise.all(names.map(async (name) => {
-      queues[name] = await ctx.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
+      // Prefetched jobs count as waiting (engine-start.ts).
+      queues[name] = await publicJobCounts(ctx.redis, name, await ctx.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'));
     }));
     return { hosts, queues, sseClients: ctx.events.clientCount() };
   });
