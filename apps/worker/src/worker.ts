@@ -62,6 +62,8 @@ export class EnhanceWorker {
   private stalledTimer: NodeJS.Timeout | undefined;
   private quietUntil = 0;
   private redisWasDown = false;
+  /** Counts connection losses, so a job can tell whether Redis went away while it ran (see stillOurs). */
+  private redisOutages = 0;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
   /** Set the moment close() starts (before `closing` is assigned), so prefetched jobs go back at once. */
@@ -82,7 +84,10 @@ export class EnhanceWorker {
     this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
-    this.redis.on('close', () => (this.redisWasDown = true));
+    this.redis.on('close', () => {
+      this.redisWasDown = true;
+      this.redisOutages++;
+    });
     this.redis.on('ready', () => {
       if (!this.redisWasDown) return;
       this.redisWasDown = false;
@@ -322,6 +327,9 @@ export class EnhanceWorker {
         const busy = h.processes.filter((p) => p.profile === profile.name && p.state === 'busy').length;
         return busy < offer.poolSize;
       });
+      if (this.prefetchAllowed.get(profile.name) !== !idleElsewhere) {
+        this.logger.info({ engine: profile.name, prefetch: !idleElsewhere }, idleElsewhere ? 'prefetch paused: another host has a free engine for these jobs' : 'prefetch on: no other host has a free engine for these jobs');
+      }
       this.prefetchAllowed.set(profile.name, !idleElsewhere);
       if (this.workers.has(profile.name)) this.fitConcurrency(profile);
     }
@@ -404,11 +412,14 @@ export class EnhanceWorker {
     }
     // From here the job is started (public status active, startedAt): the mark goes out while the engine already
     // works, and is in Redis before the result is committed.
+    const outagesAtStart = this.redisOutages;
     const started = markEngineStart(this.redis, profile.name, data.id, job.processedOn ?? 0).catch((err: unknown) => {
       log.debug({ err: (err as Error).message }, 'engine start not marked');
     });
     const { input, output } = staged;
-    let lastProgress = 0;
+    // The first progress write comes after PROGRESS_INTERVAL_MS: a short job costs no progress write (a Lua call and an
+    // event per job), and its progress is 1 once it completes anyway.
+    let lastProgress = Date.now();
     let logLines = 0;
     const jobLog = (line: string): void => {
       if (logLines++ < MAX_JOB_LOG_LINES) void job.log(line.slice(0, 2000)).catch(() => undefined);
@@ -434,8 +445,9 @@ export class EnhanceWorker {
       await started;
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
-      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away).
-      if (!(await this.stillOurs(job, token, profile))) {
+      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away). Without an
+      // outage the lock was renewed all along: no round trip.
+      if (this.redisOutages !== outagesAtStart && !(await this.stillOurs(job, token, profile))) {
         log.warn('the job was taken over by another worker while this one was cut off from Redis; its result is not committed');
         throw new Error('job lost its lock while Redis was away');
       }
