@@ -75,7 +75,8 @@ async function stopAll(): Promise<void> {
 
 describe('prefetch', () => {
   it('holds exactly one more job per busy engine, and hands it back to the queue when the host starts holding', async () => {
-    const w = await spawnWorker(1500, { ADMISSION_CHECK_MS: '100' });
+    // a runs long enough for the checks below to see b still held ready on a loaded machine.
+    const w = await spawnWorker(4000, { ADMISSION_CHECK_MS: '100' });
     const [a, b, c] = [await submitAccepted(), await submitAccepted(), await submitAccepted()];
     // a runs, b is held ready (active, locked by this worker), c stays queued: depth 1.
     await until('a running and b prefetched', async () => (await state(a)) === 'active' && (await state(b)) === 'active', 30_000, 50);

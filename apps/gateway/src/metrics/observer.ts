@@ -237,10 +237,10 @@ export class QueueObserver extends EventEmitter {
 
   private async finish(engine: string, jobId: string, outcome: 'completed' | 'failed', failedReason?: string): Promise<void> {
     try {
-      const job = (await this.opts.jobs.queue(engine).getJob(jobId)) as Job<JobData, JobResult> | undefined;
+      const [found, [engineAt]] = await Promise.all([this.opts.jobs.queue(engine).getJob(jobId), engineStarts(this.opts.redis, engine, [jobId])]);
+      const job = found as Job<JobData, JobResult> | undefined;
       const at = job?.finishedOn ?? Date.now();
       const created = job?.data?.createdAt ?? job?.timestamp;
-      const [engineAt] = await engineStarts(this.opts.redis, engine, [jobId]);
       const started = engineAt ?? job?.processedOn;
       const f: FinishedJob = { engine, jobId, outcome, at, countHere: await this.claim(jobId, at) };
       if (outcome === 'failed') f.code = decodeJobError(failedReason ?? job?.failedReason)?.code ?? 'ENGINE_FAILED';
