@@ -62,8 +62,6 @@ export class EnhanceWorker {
   private stalledTimer: NodeJS.Timeout | undefined;
   private quietUntil = 0;
   private redisWasDown = false;
-  /** Counts connection losses, so a job can tell whether Redis went away while it ran (see stillOurs). */
-  private redisOutages = 0;
   private readonly startedAt = Date.now();
   private closing: Promise<void> | undefined;
   /** Set the moment close() starts (before `closing` is assigned), so prefetched jobs go back at once. */
@@ -84,10 +82,7 @@ export class EnhanceWorker {
     this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
-    this.redis.on('close', () => {
-      this.redisWasDown = true;
-      this.redisOutages++;
-    });
+    this.redis.on('close', () => (this.redisWasDown = true));
     this.redis.on('ready', () => {
       if (!this.redisWasDown) return;
       this.redisWasDown = false;
@@ -412,7 +407,6 @@ export class EnhanceWorker {
     }
     // From here the job is started (public status active, startedAt): the mark goes out while the engine already
     // works, and is in Redis before the result is committed.
-    const outagesAtStart = this.redisOutages;
     const started = markEngineStart(this.redis, profile.name, data.id, job.processedOn ?? 0).catch((err: unknown) => {
       log.debug({ err: (err as Error).message }, 'engine start not marked');
     });
@@ -445,9 +439,9 @@ export class EnhanceWorker {
       await started;
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
-      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away). Without an
-      // outage the lock was renewed all along: no round trip.
-      if (this.redisOutages !== outagesAtStart && !(await this.stillOurs(job, token, profile))) {
+      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away). Needed even
+      // without a Redis outage: a frozen (SIGSTOPped) worker keeps its connection but loses its lock.
+      if (!(await this.stillOurs(job, token, profile))) {
         log.warn('the job was taken over by another worker while this one was cut off from Redis; its result is not committed');
         throw new Error('job lost its lock while Redis was away');
       }
