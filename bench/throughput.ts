@@ -78,9 +78,27 @@ const pct = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? 0;
 };
 
+/** THROUGHPUT_PARTS=duty,noop,batching (default all) runs only some parts, e.g. to compare two commits quickly. */
+const parts = new Set((process.env.THROUGHPUT_PARTS ?? 'duty,noop,batching').split(',').map((s) => s.trim()));
+
 export async function benchThroughput(opts: { jobs: number; batchJobs: number }): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const ms of [100, 10]) {
+  if (parts.has('noop')) {
+    // Per-job overhead: an engine that answers at once, so the span per job is what the stack itself costs.
+    const engine = { name: 'noop', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'] };
+    for (const prefetch of ['0', '1']) {
+      const d = await drain(engine, opts.jobs, { PREFETCH: prefetch });
+      rows.push({
+        section: 'per-job overhead, full stack (no-op engine, 1 engine)',
+        metric: `span per job, PREFETCH=${prefetch}`,
+        value: d.spanMs / d.jobs,
+        unit: 'ms',
+        goal: '<= 0.5',
+        note: `${d.jobs} jobs in ${d.spanMs} ms (${((d.jobs / d.spanMs) * 1000).toFixed(0)} jobs/s); engine request→answer as the worker saw it ${(d.runMs / d.jobs).toFixed(2)} ms/job`,
+      });
+    }
+  }
+  for (const ms of parts.has('duty') ? [100, 10] : []) {
     const engine = { name: `sleep${ms}`, command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', String(ms)] };
     for (const prefetch of ['0', '1']) {
       const d = await drain(engine, opts.jobs, { PREFETCH: prefetch });
@@ -95,6 +113,7 @@ export async function benchThroughput(opts: { jobs: number; batchJobs: number })
       });
     }
   }
+  if (!parts.has('batching')) return rows;
   const a = 8;
   const b = 2;
   const batchEngine = (maxBatch: number): Record<string, unknown> => ({

@@ -111,9 +111,14 @@ describe('priorities', () => {
     const photo = await smallPhoto('jpeg', 32);
     const blocker = ((await (await submit(gw.url, photo, { engine: 'one', scale: '1' })).json()) as { id: string }).id;
     await waitForStatus(gw.url, blocker, ['active']);
+    // With PREFETCH the worker takes the next job for its busy engine the moment it is queued, and that job is promised
+    // to the engine; priority orders the jobs still in the queue. So all three wait in the (paused) queue together.
+    const queue = gw.app.jobs.queue('one');
+    await queue.pause();
     const low1 = ((await (await submit(gw.url, photo, { engine: 'one', scale: '1', priority: 'low' })).json()) as { id: string }).id;
     const low2 = ((await (await submit(gw.url, photo, { engine: 'one', scale: '1', priority: 'low' })).json()) as { id: string }).id;
     const high = ((await (await submit(gw.url, photo, { engine: 'one', scale: '1', priority: 'high' })).json()) as { id: string }).id;
+    await queue.resume();
     const views = await Promise.all([high, low1, low2].map((id) => waitForStatus(gw.url, id, ['completed'])));
     const started = views.map((v) => Date.parse(v.startedAt as string));
     expect(started[0]).toBeLessThan(started[1]!);

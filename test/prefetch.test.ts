@@ -51,6 +51,7 @@ async function engineRuns(id: string): Promise<number> {
 }
 
 const state = (id: string): Promise<string> => queue.getJobState(id);
+const view = async (id: string): Promise<{ status: string; startedAt?: string }> => (await (await fetch(`${gw.url}/v1/jobs/${id}`)).json()) as { status: string; startedAt?: string };
 
 beforeAll(async () => {
   redis = await startTestRedis();
@@ -74,12 +75,24 @@ async function stopAll(): Promise<void> {
 
 describe('prefetch', () => {
   it('holds exactly one more job per busy engine, and hands it back to the queue when the host starts holding', async () => {
-    const w = await spawnWorker(1500, { ADMISSION_CHECK_MS: '100' });
+    // a runs long enough for the checks below to see b still held ready on a loaded machine.
+    const w = await spawnWorker(4000, { ADMISSION_CHECK_MS: '100' });
     const [a, b, c] = [await submitAccepted(), await submitAccepted(), await submitAccepted()];
     // a runs, b is held ready (active, locked by this worker), c stays queued: depth 1.
     await until('a running and b prefetched', async () => (await state(a)) === 'active' && (await state(b)) === 'active', 30_000, 50);
     expect(await state(c)).toBe('waiting');
     expect((await lockHolder(redis.client(), 'slow', b))?.pid).toBe(w.pid);
+    // b is BullMQ-active but not at the engine: it reads as queued everywhere (job view, counts, dashboard lists).
+    await until('a started at its engine', async () => (await view(a)).status === 'active', 10_000, 20);
+    const vb = await view(b);
+    expect(vb.status).toBe('queued');
+    expect(vb.startedAt).toBeUndefined();
+    expect((await view(a)).startedAt).toBeTruthy();
+    const sys = (await (await fetch(`${gw.url}/v1/system`)).json()) as { queues: Record<string, Record<string, number>> };
+    expect(sys.queues.slow).toMatchObject({ active: 1, waiting: 2 });
+    const list = async (s: string): Promise<string[]> => ((await (await fetch(`${gw.url}/dashboard/api/jobs?state=${s}&engine=slow`)).json()) as { jobs: Array<{ id: string }> }).jobs.map((j) => j.id);
+    expect(await list('active')).toEqual([a]);
+    expect(await list('queued')).toEqual(expect.arrayContaining([b, c]));
 
     // The host starts holding: the prefetched job goes back to the queue at once; the running one finishes.
     const put = (body: Record<string, number>): Promise<Response> =>
@@ -97,6 +110,38 @@ describe('prefetch', () => {
     for (const id of [a, b, c]) expect(await engineRuns(id)).toBe(1);
     await stopAll();
   }, 90_000);
+
+  it('a prefetched job canceled is canceled like a queued one: it never reaches the engine', async () => {
+    await spawnWorker(1500);
+    const [a, b] = [await submitAccepted(), await submitAccepted()];
+    await until('a running and b prefetched', async () => (await state(a)) === 'active' && (await state(b)) === 'active', 30_000, 50);
+    expect((await view(b)).status).toBe('queued');
+    const del = await fetch(`${gw.url}/v1/jobs/${b}`, { method: 'DELETE' });
+    expect(del.status).toBe(200);
+    expect(((await del.json()) as { status: string }).status).toBe('canceled');
+    await until('b left the worker', async () => (await state(b)) !== 'active', 10_000, 20);
+    expect((await view(b)).status).toBe('canceled');
+    expect((await waitForStatus(gw.url, a, ['completed', 'failed'])).status).toBe('completed');
+    // No attempt line: the engine never had it.
+    const lines = await redis.client().lrange(`${KEY_PREFIX}:${queueName('slow')}:${b}:logs`, 0, -1);
+    expect(lines.filter((l) => l.includes('attempt '))).toEqual([]);
+    expect(await engineRuns(a)).toBe(1);
+    await stopAll();
+  }, 60_000);
+
+  it('a host does not prefetch while another host has a free engine for the job', async () => {
+    const beat = { HEARTBEAT_MS: '300' };
+    const first = await spawnWorker(1500, beat);
+    const second = await spawnWorker(1500, { ...beat, HOST_ID: 'prefetch-peer' });
+    await first.waitForLog((r) => r.msg === 'prefetch paused: another host has a free engine for these jobs', 10_000);
+    const [a, b] = [await submitAccepted(), await submitAccepted()];
+    await until('both running', async () => (await view(a)).status === 'active' && (await view(b)).status === 'active', 30_000, 50);
+    // One on each host: the first did not hold b back for its busy engine.
+    const holders = [(await lockHolder(redis.client(), 'slow', a))?.pid, (await lockHolder(redis.client(), 'slow', b))?.pid];
+    expect(holders.sort()).toEqual([first.pid, second.pid].sort());
+    for (const id of [a, b]) expect((await waitForStatus(gw.url, id, ['completed', 'failed'])).status).toBe('completed');
+    await stopAll();
+  }, 60_000);
 
   it('PREFETCH=0 takes one job at a time, as before', async () => {
     await spawnWorker(800, { PREFETCH: '0' });

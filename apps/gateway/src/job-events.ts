@@ -1,6 +1,6 @@
 import { QueueEvents } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
-import { KEY_PREFIX, createRedis, keys, queueName, type RedisTarget } from '@photoenhance/queue';
+import { ENGINE_START_EVENT, KEY_PREFIX, createRedis, keys, queueName, type RedisTarget } from '@photoenhance/queue';
 
 /**
  * `eventId` is the id of the event in the queue's BullMQ event stream (`<ms>-<seq>`): monotonic per engine queue and
@@ -41,7 +41,8 @@ export function parseStreamEntry(engine: string, eventId: string, fields: string
   if (!jobId) return undefined;
   const base = { jobId, eventId, engine };
   switch (f.event) {
-    case 'active':
+    // BullMQ's "active" means fetched (a prefetched job is still queued); the job is active once its engine has it.
+    case ENGINE_START_EVENT:
       return { ...base, type: 'active' };
     case 'progress': {
       let p: unknown;
@@ -125,7 +126,8 @@ export class JobEventHub {
     if (this.streams.has(engine)) return;
     const qe = new QueueEvents(queueName(engine), { connection: createRedis(this.redis, 'blocking', 'gateway-events', { lazy: true }), prefix: KEY_PREFIX });
     qe.on('error', () => undefined);
-    qe.on('active', ({ jobId }, eventId) => this.emit({ type: 'active', jobId, eventId, engine }));
+    // Our own event (engine-start.ts); QueueEvents emits every event of the stream by name, but types only BullMQ's.
+    (qe as unknown as NodeJS.EventEmitter).on(ENGINE_START_EVENT, ({ jobId }: { jobId: string }, eventId: string) => this.emit({ type: 'active', jobId, eventId, engine }));
     qe.on('progress', ({ jobId, data }, eventId) => this.emit({ type: 'progress', jobId, progress: typeof data === 'number' ? data : 0, eventId, engine }));
     qe.on('completed', ({ jobId }, eventId) => this.emit({ type: 'completed', jobId, eventId, engine }));
     qe.on('failed', ({ jobId, failedReason }, eventId) => this.emit({ type: 'failed', jobId, reason: failedReason, eventId, engine }));

@@ -11,7 +11,7 @@ import {
   type JobView,
   statusOfBullState,
 } from '@photoenhance/contracts';
-import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, enqueueWithRecord, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, engineStarts, enqueueWithRecord, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
@@ -97,16 +97,25 @@ export class JobService {
     // State first, then the job: read the other way round, a job finishing in between would look completed without
     // its result. This way the job data is never older than the state.
     const state = await this.queue(rec.engine).getJobState(id);
-    const job = (await this.queue(rec.engine).getJob(id)) as Job<JobData, JobResult> | undefined;
+    // Started = handed to an engine (a prefetched job is BullMQ-active but still queued): engine-start.ts. Read with
+    // the job, in parallel.
+    const ran = state === 'active' || state === 'completed' || state === 'failed';
+    const [found, [engineAt]] = await Promise.all([this.queue(rec.engine).getJob(id), ran ? engineStarts(this.redis, rec.engine, [id]) : [undefined]]);
+    const job = found as Job<JobData, JobResult> | undefined;
     if (!job) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
-    return { view: this.toView(job, statusOfBullState(state)), job };
+    if (state !== 'active') return { view: this.toView(job, statusOfBullState(state), engineAt), job };
+    return { view: this.toView(job, statusOfBullState(state, engineAt !== undefined), engineAt ?? null), job };
   }
 
-  toView(job: Job<JobData, JobResult>, status: JobStatus): JobView {
+  /**
+   * `engineAt`: when the attempt reached its engine (engine-start.ts); null: fetched but not at an engine yet (not
+   * started); undefined: not known (finished jobs, jobs marked before the mark existed), processedOn stands in.
+   */
+  toView(job: Job<JobData, JobResult>, status: JobStatus, engineAt?: number | null): JobView {
     const d = job.data;
     const links = jobLinks(d.id, this.config.publicUrl ?? '');
     const rv = job.returnvalue as JobResult | null | undefined;
-    const started = job.processedOn ?? undefined;
+    const started = engineAt === null ? undefined : engineAt ?? job.processedOn ?? undefined;
     const finished = status === 'completed' || status === 'failed' ? job.finishedOn ?? undefined : undefined;
     const progress = status === 'completed' ? 1 : typeof job.progress === 'number' ? Math.max(0, Math.min(1, job.progress)) : 0;
     const view: JobView = {

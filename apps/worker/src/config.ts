@@ -63,11 +63,10 @@ export const WorkerConfigSchema = Type.Object({
   holdRequeueMs: Duration({ default: 1000, minimum: 10 }),
   /**
    * Jobs each engine process may hold ready (fetched, input staged, cancel state known) while it works, so it gets the
-   * next one the moment it answers. Only a busy engine prefetches; 0 (the default for now) turns prefetching off: a
-   * prefetched job reads as active ("running") in the API while it waits for its engine, which several end-to-end
-   * suites and the multi-host takeover scenario do not yet expect (see README, engine duty cycle).
+   * next one the moment it answers. Only a busy engine prefetches, and not while another host has a free engine for the
+   * job; a prefetched job reads as queued in the API until its engine gets it. 0 turns prefetching off.
    */
-  prefetch: Type.Integer({ default: 0, minimum: 0, maximum: 16 }),
+  prefetch: Type.Integer({ default: 1, minimum: 0, maximum: 16 }),
   enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /**

@@ -7,6 +7,7 @@
 export type GateEntry = 'run' | 'hold' | 'canceled';
 
 interface Waiter {
+  ticket: number;
   resolve: (e: GateEntry) => void;
   signal: AbortSignal;
   onAbort: () => void;
@@ -15,6 +16,12 @@ interface Waiter {
 export class EngineGate {
   private running = 0;
   private readonly waiting: Waiter[] = [];
+  /**
+   * Tickets (fetch order) of jobs still staging. Jobs reach the engine in the order they were fetched, which is the
+   * queue's (priority) order: a job staged faster does not overtake one fetched before it.
+   */
+  private nextTicket = 0;
+  private readonly staging = new Set<number>();
 
   constructor(
     /** Jobs at the engine at once: poolSize, × maxBatch when the engine takes batches (read on every entry). */
@@ -32,14 +39,36 @@ export class EngineGate {
    * 'run': the job may go to the engine now (call release() when the engine answers); 'hold': it waited and the host
    * started holding meanwhile, it goes back to the queue; 'canceled': canceled while waiting.
    */
-  enter(signal: AbortSignal): Promise<GateEntry> {
-    if (signal.aborted) return Promise.resolve('canceled');
-    if (this.running < this.size() && this.waiting.length === 0) {
+  /** Call when the job is fetched (before staging); every ticket ends in enter() or drop(). */
+  reserve(): number {
+    const t = this.nextTicket++;
+    this.staging.add(t);
+    return t;
+  }
+
+  /** The job left before entering (staging failed, canceled): later jobs need not wait for it. No-op after enter(). */
+  drop(ticket: number): void {
+    if (this.staging.delete(ticket)) this.admit();
+  }
+
+  private earlierStaging(ticket: number): boolean {
+    for (const t of this.staging) if (t < ticket) return true;
+    return false;
+  }
+
+  enter(ticket: number, signal: AbortSignal): Promise<GateEntry> {
+    this.staging.delete(ticket);
+    if (signal.aborted) {
+      this.admit();
+      return Promise.resolve('canceled');
+    }
+    if (this.running < this.size() && this.waiting.length === 0 && !this.earlierStaging(ticket)) {
       this.running++;
       return Promise.resolve('run');
     }
     return new Promise<GateEntry>((resolve) => {
       const w: Waiter = {
+        ticket,
         signal,
         onAbort: () => {
           const i = this.waiting.indexOf(w);
@@ -52,7 +81,11 @@ export class EngineGate {
         },
       };
       signal.addEventListener('abort', w.onAbort, { once: true });
-      this.waiting.push(w);
+      // In ticket order (a job that staged slowly still goes before later ones).
+      const at = this.waiting.findIndex((x) => x.ticket > ticket);
+      if (at < 0) this.waiting.push(w);
+      else this.waiting.splice(at, 0, w);
+      this.admit();
     });
   }
 
@@ -64,7 +97,7 @@ export class EngineGate {
 
   /** Let waiting jobs in while there is room (the size grows when an engine declares batches). */
   admit(): void {
-    while (this.waiting.length && this.running < this.size()) {
+    while (this.waiting.length && this.running < this.size() && !this.earlierStaging(this.waiting[0]!.ticket)) {
       const w = this.waiting.shift()!;
       if (this.holding()) {
         w.resolve('hold');

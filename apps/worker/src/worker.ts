@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '@photoenhance/config';
 import { FALLBACK_BG_TILE, encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
 import { EngineJobError, Governor, autoBgTile, recycleEvent, type BgTileChoice, type EngineProfile } from '@photoenhance/governor';
-import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
+import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, listHosts, markEngineStart, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import {
   deadInstances,
@@ -19,7 +19,7 @@ import {
 } from '@photoenhance/queue';
 import type { WorkerConfig } from './config.js';
 import { resolveProfiles } from './resolve-profiles.js';
-import { EngineGate } from './engine-gate.js';
+import { EngineGate, type GateEntry } from './engine-gate.js';
 import { JobStaging, storageFailure, type StagedJob } from './staging.js';
 
 /** Progress updates to Redis at most this often per job. */
@@ -66,6 +66,12 @@ export class EnhanceWorker {
   private closing: Promise<void> | undefined;
   /** Set the moment close() starts (before `closing` is assigned), so prefetched jobs go back at once. */
   private stopping = false;
+  /**
+   * Per engine: whether this host may prefetch. Not while another live, admitting host offering that engine has a free
+   * engine process (as its last heartbeat says): a job held here would wait for this host's busy engine instead of
+   * starting there at once.
+   */
+  private readonly prefetchAllowed = new Map<string, boolean>();
 
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
@@ -130,13 +136,14 @@ export class EnhanceWorker {
       if (this.recycleEvents.length > MAX_RECYCLE_EVENTS) this.recycleEvents.splice(0, this.recycleEvents.length - MAX_RECYCLE_EVENTS);
       void this.publish();
     });
+    await this.refreshPeers();
     for (const profile of this.profiles) {
       this.gates.set(profile.name, new EngineGate(() => this.engineSlots(profile), () => this.stopping || !this.governor.admitting()));
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redis, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
-        // poolSize jobs at the engines, plus PREFETCH per engine held ready; BullMQ renews all their locks.
-        concurrency: profile.poolSize * (1 + config.prefetch),
+        // poolSize jobs at the engines, plus PREFETCH per engine held ready (fitConcurrency); BullMQ renews all their locks.
+        concurrency: profile.poolSize * (1 + (this.prefetchAllowed.get(profile.name) ? config.prefetch : 0)),
         autorun: false,
         // A stalled job (its worker died) is retried maxStalledCount more times, then failed.
         maxStalledCount: config.maxStalledCount,
@@ -211,6 +218,7 @@ export class EnhanceWorker {
     try {
       await publishHost(this.redis, this.hostState(), this.config.heartbeatMs * 3);
       if (this.instance) await registerInstance(this.redis, this.instance);
+      await this.refreshPeers();
     } catch (err) {
       this.logger.debug({ err }, 'heartbeat not published');
     }
@@ -297,6 +305,31 @@ export class EnhanceWorker {
     this.stalledTimer = setTimeout(() => void this.stalledCheck().finally(() => this.scheduleStalledCheck()), this.config.stalledIntervalMs);
   }
 
+  /** Who else could start this host's engines' jobs now (heartbeats): decides prefetchAllowed. One read per beat. */
+  private async refreshPeers(): Promise<void> {
+    if (this.config.prefetch === 0) return;
+    let peers: HostState[];
+    try {
+      peers = (await listHosts(this.redis)).filter((h) => h.hostId !== this.config.hostId);
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'peer hosts not read; prefetch setting kept');
+      return;
+    }
+    for (const profile of this.profiles) {
+      const idleElsewhere = peers.some((h) => {
+        const offer = h.engines.find((e) => e.name === profile.name);
+        if (!offer || h.admission.state !== 'admitting') return false;
+        const busy = h.processes.filter((p) => p.profile === profile.name && p.state === 'busy').length;
+        return busy < offer.poolSize;
+      });
+      if (this.prefetchAllowed.get(profile.name) !== !idleElsewhere) {
+        this.logger.info({ engine: profile.name, prefetch: !idleElsewhere }, idleElsewhere ? 'prefetch paused: another host has a free engine for these jobs' : 'prefetch on: no other host has a free engine for these jobs');
+      }
+      this.prefetchAllowed.set(profile.name, !idleElsewhere);
+      if (this.workers.has(profile.name)) this.fitConcurrency(profile);
+    }
+  }
+
   /** Jobs an engine works on at once: one per process, or a batch per process once its engine declared batches. */
   private engineSlots(profile: EngineProfile): number {
     return profile.poolSize * (this.governor.batching(profile.name)?.maxBatch ?? 1);
@@ -308,7 +341,7 @@ export class EnhanceWorker {
    */
   private fitConcurrency(profile: EngineProfile): void {
     const w = this.workers.get(profile.name);
-    const want = this.engineSlots(profile) * (1 + this.config.prefetch);
+    const want = this.engineSlots(profile) * (1 + (this.prefetchAllowed.get(profile.name) ? this.config.prefetch : 0));
     if (w && w.concurrency !== want) {
       w.concurrency = want;
       this.gates.get(profile.name)?.admit();
@@ -329,37 +362,58 @@ export class EnhanceWorker {
     // The engine works in a private folder (staging.ts); the result is published only by commit() below.
     let canceled: boolean;
     let staged: StagedJob | undefined;
+    // The ticket keeps fetch (priority) order at the engine whichever job stages first; dropped on every early exit.
+    const gate = this.gates.get(profile.name)!;
+    const ticket = gate.reserve();
+    let entry: GateEntry;
     try {
-      [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
-    } catch (err) {
-      this.active.delete(data.id);
-      if (abort.signal.aborted) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
-      throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
+      try {
+        [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
+      } catch (err) {
+        this.active.delete(data.id);
+        if (abort.signal.aborted) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+        throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
+      }
+      // A cancel that came while staging removed the input too: it is a cancel, not a missing input.
+      if (abort.signal.aborted) canceled = true;
+      if (canceled || !staged) {
+        this.active.delete(data.id);
+        await this.staging.release(staged);
+        if (canceled) {
+          await this.storage.removeJob(data.id).catch(() => undefined);
+          throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+        }
+        throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
+      }
+      // Prefetch: wait here, staged, while this engine's processes are busy with earlier jobs.
+      this.fitConcurrency(profile);
+      entry = await gate.enter(ticket, abort.signal);
+    } finally {
+      gate.drop(ticket);
     }
-    // A cancel that came while staging removed the input too: it is a cancel, not a missing input.
-    if (abort.signal.aborted) canceled = true;
-    if (canceled || !staged) {
+    if (entry !== 'run') {
       this.active.delete(data.id);
       await this.staging.release(staged);
-      if (canceled) {
+      if (entry === 'canceled') {
+        // Canceled while prefetched: like a queued job, it never reaches the engine.
         await this.storage.removeJob(data.id).catch(() => undefined);
         throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
       }
-      throw new UnrecoverableError(encodeJobError({ code: 'INPUT_MISSING', message: `the stored input ${data.input.key} is gone` }));
+      if (token) {
+        log.info('host is holding: the prefetched job goes back to the queue');
+        await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
+        throw new DelayedError();
+      }
     }
-    // Prefetch: wait here, staged, while this engine's processes are busy with earlier jobs.
-    this.fitConcurrency(profile);
-    const gate = this.gates.get(profile.name)!;
-    const entry = await gate.enter(abort.signal);
-    if (entry === 'hold' && token) {
-      this.active.delete(data.id);
-      await this.staging.release(staged);
-      log.info('host is holding: the prefetched job goes back to the queue');
-      await job.moveToDelayed(Date.now() + this.config.holdRequeueMs, token);
-      throw new DelayedError();
-    }
+    // From here the job is started (public status active, startedAt): the mark goes out while the engine already
+    // works, and is in Redis before the result is committed.
+    const started = markEngineStart(this.redis, profile.name, data.id, job.processedOn ?? 0).catch((err: unknown) => {
+      log.debug({ err: (err as Error).message }, 'engine start not marked');
+    });
     const { input, output } = staged;
-    let lastProgress = 0;
+    // The first progress write comes after PROGRESS_INTERVAL_MS: a short job costs no progress write (a Lua call and an
+    // event per job), and its progress is 1 once it completes anyway.
+    let lastProgress = Date.now();
     let logLines = 0;
     const jobLog = (line: string): void => {
       if (logLines++ < MAX_JOB_LOG_LINES) void job.log(line.slice(0, 2000)).catch(() => undefined);
@@ -377,7 +431,8 @@ export class EnhanceWorker {
           const now = Date.now();
           if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
           lastProgress = now;
-          void job.updateProgress(Math.max(0, Math.min(1, p))).catch(() => undefined);
+          // After the start mark, so no one sees progress on a job that still reads as queued.
+          void started.then(() => job.updateProgress(Math.max(0, Math.min(1, p)))).catch(() => undefined);
         },
         onLog: jobLog,
       }).finally(() => {
@@ -385,9 +440,11 @@ export class EnhanceWorker {
         if (entry === 'run') gate.release();
         this.fitConcurrency(profile);
       });
+      await started;
       jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
-      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away).
+      // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away). Needed even
+      // without a Redis outage: a frozen (SIGSTOPped) worker keeps its connection but loses its lock.
       if (!(await this.stillOurs(job, token, profile))) {
         log.warn('the job was taken over by another worker while this one was cut off from Redis; its result is not committed');
         throw new Error('job lost its lock while Redis was away');

@@ -24,9 +24,15 @@ const STATUS_OF_BULL_STATE = new Map<string, JobStatus>(
   Object.entries(BULL_STATES_OF_STATUS).flatMap(([status, states]) => states.map((s) => [s, status as JobStatus] as const)),
 );
 
-/** The public status of a job in this BullMQ state. "unknown" (between two of BullMQ's moves) reads as queued. */
-export function statusOfBullState(state: string): JobStatus {
-  return STATUS_OF_BULL_STATE.get(state) ?? 'queued';
+/**
+ * The public status of a job in this BullMQ state. "unknown" (between two of BullMQ's moves) reads as queued.
+ * `atEngine`: for a BullMQ-active job, whether this attempt was handed to an engine. A worker fetches a job (BullMQ
+ * "active") before its engine is free when it prefetches; until the engine gets it, the job is still queued: not
+ * started, no startedAt, counted as queued (packages/queue/src/engine-start.ts reads and writes that mark).
+ */
+export function statusOfBullState(state: string, atEngine = true): JobStatus {
+  const status = STATUS_OF_BULL_STATE.get(state) ?? 'queued';
+  return status === 'active' && !atEngine ? 'queued' : status;
 }
 
 /** What the gateway stored about the input. `key` is relative to the storage root, never a client-chosen name. */

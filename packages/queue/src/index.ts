@@ -5,3 +5,4 @@ export * from './hosts.js';
 export * from './recovery.js';
 export * from './durability.js';
 export * from './intake.js';
+export * from './engine-start.js';

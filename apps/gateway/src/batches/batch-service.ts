@@ -13,7 +13,7 @@ import {
   type JobError,
   type JobStatus,
 } from '@photoenhance/contracts';
-import { TOMBSTONE_SECONDS, bullKeys, keys } from '@photoenhance/queue';
+import { ENGINE_START_FIELDS, TOMBSTONE_SECONDS, bullKeys, engineStartOf, keys } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import type { JobService } from '../job-service.js';
 import type { WebhookSpec } from '../webhooks/url-guard.js';
@@ -125,7 +125,7 @@ export class BatchService {
     const p = this.redis.pipeline();
     for (const it of items) {
       if (!it.jobId) continue;
-      p.hmget(bull.job(it.jobId), 'finishedOn', 'returnvalue', 'failedReason', 'progress', 'processedOn', 'timestamp');
+      p.hmget(bull.job(it.jobId), 'finishedOn', 'returnvalue', 'failedReason', 'progress', 'processedOn', 'timestamp', ...ENGINE_START_FIELDS);
       p.lpos(bull.active, it.jobId);
       p.hmget(keys.record(it.jobId), 'canceledAt', 'expiredAt');
     }
@@ -139,7 +139,7 @@ export class BatchService {
       const [e2, activePos] = res[r++]!;
       const [e3, recFields] = res[r++]!;
       if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
-      const [finishedOn, returnvalue, failedReason, progress, processedOn, enqueuedAt] = job as Array<string | null>;
+      const [finishedOn, returnvalue, failedReason, progress, processedOn, enqueuedAt, runOf, runAt] = job as Array<string | null>;
       const [canceledAt, expiredAt] = recFields as Array<string | null>;
       const withJob = { ...common, jobId: it.jobId, links: jobLinks(it.jobId, publicUrl) };
       const times = { ...(finishedOn ? { finishedOn: Number(finishedOn) } : {}), ...(processedOn ? { processedOn: Number(processedOn) } : {}) };
@@ -161,7 +161,8 @@ export class BatchService {
         const message = expiredAt ? 'expired and deleted' : 'no longer in the queue';
         return { view: { ...withJob, status: 'failed', progress: 0, error: { code: 'JOB_EXPIRED', message } } };
       }
-      if (activePos !== null && activePos !== undefined) {
+      // Active = at an engine; a prefetched job (BullMQ-active, not handed over yet) is still queued: engine-start.ts.
+      if (activePos !== null && activePos !== undefined && engineStartOf(processedOn, runOf, runAt) !== undefined) {
         const p = Number(progress);
         return { view: { ...withJob, status: 'active', progress: Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : 0 }, ...times };
       }

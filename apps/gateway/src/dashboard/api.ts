@@ -5,7 +5,7 @@ import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { ApiError, BATCH_ID_PATTERN, BULL_STATES_OF_STATUS, JOB_ID_PATTERN, decodeJobError, statusOfBullState, type BatchView, type JobData, type JobDetail, type JobPage, type JobResult, type JobRow, type JobStatus } from '@photoenhance/contracts';
-import { keys } from '@photoenhance/queue';
+import { bullKeys, engineStarts, keys, prefetchedJobs } from '@photoenhance/queue';
 import { overview } from './overview.js';
 import { withLocalFile } from '@photoenhance/storage';
 import { sendStored } from '../stored-files.js';
@@ -20,7 +20,8 @@ function iso(ms: number | undefined | null): string | undefined {
   return ms ? new Date(ms).toISOString() : undefined;
 }
 
-function row(job: Job<JobData, JobResult>, status: JobStatus): JobRow {
+/** `engineAt`: when the attempt reached its engine (engine-start.ts), when known; a queued row has no start. */
+function row(job: Job<JobData, JobResult>, status: JobStatus, engineAt?: number): JobRow {
   const d = job.data;
   const r: JobRow = {
     id: d?.id ?? String(job.id),
@@ -31,7 +32,7 @@ function row(job: Job<JobData, JobResult>, status: JobStatus): JobRow {
   };
   const created = iso(d?.createdAt ?? job.timestamp);
   if (created) r.createdAt = created;
-  const started = iso(job.processedOn);
+  const started = status === 'queued' ? undefined : iso(engineAt ?? job.processedOn);
   if (started) r.startedAt = started;
   const finished = iso(job.finishedOn);
   if (finished && (status === 'completed' || status === 'failed')) r.finishedAt = finished;
@@ -92,10 +93,28 @@ export function dashboardApi(app: FastifyInstance): void {
     const groups = state === 'all' ? [...LIST_ORDER] : [state as (typeof LIST_ORDER)[number]];
     // The list is a concatenation of segments (status group × engine × BullMQ state), newest first inside each; only the
     // segments the page overlaps are read, so a page costs O(pageSize) whatever the queue length.
-    const segments: Array<{ engine: string; status: JobStatus; bullState: JobType; count: number }> = [];
+    // BullMQ-active jobs split in two: at an engine (active) and prefetched (queued, listed first); both lists are short,
+    // so their segments carry their ids.
+    const segments: Array<{ engine: string; status: JobStatus; bullState: JobType; count: number; ids?: string[] }> = [];
+    const split = new Map<string, { running: string[]; prefetched: string[] }>();
+    const activeSplit = async (engine: string): Promise<{ running: string[]; prefetched: string[] }> => {
+      let s = split.get(engine);
+      if (!s) {
+        const [all, pre] = await Promise.all([app.redis.lrange(bullKeys(engine).active, 0, -1), prefetchedJobs(app.redis, engine)]);
+        s = { running: all.filter((id) => !pre.includes(id)), prefetched: all.filter((id) => pre.includes(id)) };
+        split.set(engine, s);
+      }
+      return s;
+    };
     for (const status of groups) {
       for (const engine of engines) {
         const q = app.jobs.queue(engine);
+        if (status === 'active' || status === 'queued') {
+          const s = await activeSplit(engine);
+          const ids = status === 'active' ? s.running : s.prefetched;
+          if (ids.length) segments.push({ engine, status, bullState: 'active', count: ids.length, ids });
+          if (status === 'active') continue;
+        }
         const counts = await q.getJobCounts(...STATE_GROUPS[status]);
         for (const bullState of STATE_GROUPS[status]) if ((counts[bullState] ?? 0) > 0) segments.push({ engine, status, bullState, count: counts[bullState]! });
       }
@@ -111,6 +130,12 @@ export function dashboardApi(app: FastifyInstance): void {
       if (offset <= start || segStart >= end) continue;
       const from = Math.max(start - segStart, 0);
       const to = Math.min(end - segStart, s.count) - 1;
+      if (s.ids) {
+        const ids = s.ids.slice(from, to + 1);
+        const [found, starts] = await Promise.all([Promise.all(ids.map((id) => app.jobs.queue(s.engine).getJob(id))), engineStarts(app.redis, s.engine, ids)]);
+        found.forEach((job, i) => job && jobs.push(row(job as Job<JobData, JobResult>, s.status, starts[i])));
+        continue;
+      }
       const found = (await app.jobs.queue(s.engine).getJobs([s.bullState], from, to, false)) as Array<Job<JobData, JobResult> | undefined>;
       for (const job of found) if (job) jobs.push(row(job, s.status));
     }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { QUEUE_STATES, decodeJobError, type HostEvent, type HostState, type JobChange, type JobData, type JobResult, type QueueSnapshot, type QueueState, type Sample } from '@photoenhance/contracts';
 
 export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type QueueState, type Sample };
-import { KEY_PREFIX, createRedis, keys, queueName, type RedisTarget } from '@photoenhance/queue';
+import { ENGINE_START_EVENT, KEY_PREFIX, createRedis, engineStarts, keys, publicJobCounts, queueName, type RedisTarget } from '@photoenhance/queue';
 import type { EngineDirectory } from '../engine-directory.js';
 import type { JobService } from '../job-service.js';
 
@@ -118,7 +118,8 @@ export class QueueObserver extends EventEmitter {
   private async snapshot(engine: string): Promise<QueueSnapshot> {
     const q = this.opts.jobs.queue(engine);
     const [raw, paused] = await Promise.all([q.getJobCounts(...QUEUE_STATES), q.isPaused()]);
-    const counts = Object.fromEntries(QUEUE_STATES.map((s) => [s, raw[s] ?? 0])) as Record<QueueState, number>;
+    // Prefetched jobs (BullMQ-active, not at an engine) count as waiting: engine-start.ts.
+    const counts = (await publicJobCounts(this.opts.redis, engine, Object.fromEntries(QUEUE_STATES.map((s) => [s, raw[s] ?? 0])))) as Record<QueueState, number>;
     const canceled = counts.failed > 0 ? await this.canceledInFailed(engine) : 0;
     counts.failed = Math.max(0, counts.failed - canceled);
     return { engine, paused, counts, canceled };
@@ -241,7 +242,8 @@ export class QueueObserver extends EventEmitter {
     qe.on('error', () => undefined);
     const change = (event: JobChange['event']) => ({ jobId }: { jobId: string }) => this.emit('job', { engine, jobId, event } satisfies JobChange);
     qe.on('waiting', change('waiting'));
-    qe.on('active', change('active'));
+    // Active = handed to an engine (BullMQ's own "active" means fetched, which a prefetched job is while still queued).
+    (qe as unknown as NodeJS.EventEmitter).on(ENGINE_START_EVENT, change('active'));
     qe.on('delayed', change('delayed'));
     qe.on('removed', ({ jobId }) => {
       this.emit('job', { engine, jobId, event: 'removed' } satisfies JobChange);
@@ -263,10 +265,11 @@ export class QueueObserver extends EventEmitter {
 
   private async finish(engine: string, jobId: string, outcome: 'completed' | 'failed', failedReason?: string): Promise<void> {
     try {
-      const job = (await this.opts.jobs.queue(engine).getJob(jobId)) as Job<JobData, JobResult> | undefined;
+      const [found, [engineAt]] = await Promise.all([this.opts.jobs.queue(engine).getJob(jobId), engineStarts(this.opts.redis, engine, [jobId])]);
+      const job = found as Job<JobData, JobResult> | undefined;
       const at = job?.finishedOn ?? Date.now();
       const created = job?.data?.createdAt ?? job?.timestamp;
-      const started = job?.processedOn;
+      const started = engineAt ?? job?.processedOn;
       const f: FinishedJob = { engine, jobId, outcome, at, countHere: await this.claim(jobId, at) };
       if (outcome === 'failed') f.code = decodeJobError(failedReason ?? job?.failedReason)?.code ?? 'ENGINE_FAILED';
       if (started && created) f.waitMs = Math.max(0, started - created);

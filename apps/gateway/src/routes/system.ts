@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@photoenhance/config';
 import { AdmissionOverrideSchema, ApiError, type ControlMessage } from '@photoenhance/contracts';
-import { keys } from '@photoenhance/queue';
+import { keys, publicJobCounts } from '@photoenhance/queue';
 import { redisUnavailable, storageUnavailable } from '../problems.js';
 
 const GATEWAY_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -69,7 +69,8 @@ export const systemRoutes: FastifyPluginAsync = async (app) => {
     const names = (await app.engines.list()).map((e) => e.name);
     const queues: Record<string, Record<string, number>> = {};
     await Promise.all(names.map(async (name) => {
-      queues[name] = await app.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
+      // Prefetched jobs count as waiting (engine-start.ts).
+      queues[name] = await publicJobCounts(app.redis, name, await app.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'));
     }));
     return { hosts, queues, sseClients: app.jobEvents.clientCount() };
   });
