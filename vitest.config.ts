@@ -14,7 +14,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     reporters: ['default'],
     projects: [
-      { extends: true, test: { name: 'unit', include: ['packages/*/test/**/*.test.ts', 'engines/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: { name: 'unit', include: ['packages/*/test/**/*.test.ts', 'engines/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'] },
+      },
       { extends: true, test: { name: 'e2e', include: ['test/**/*.test.ts'] } },
       { extends: true, test: { name: 'bench', include: ['bench/**/*.test.ts'] } },
     ],

@@ -32,7 +32,14 @@ interface CliSummary {
   submitted: number;
   elapsedMs: number;
   busy: { total: number; byCode: Record<string, number> };
-  window: { decreases: number; pausedMs: number; min: number; maxSeen: number; final: number; trace: Array<{ t: number; size: number; event: string }> };
+  window: {
+    decreases: number;
+    pausedMs: number;
+    min: number;
+    maxSeen: number;
+    final: number;
+    trace: Array<{ t: number; size: number; event: string }>;
+  };
 }
 
 export async function benchBatch(opts: { jobs?: number } = {}): Promise<Row[]> {
@@ -43,34 +50,77 @@ export async function benchBatch(opts: { jobs?: number } = {}): Promise<Row[]> {
   mkdirSync(storage);
   const base: Partial<GatewayConfig> = { knownEngines: [ENGINE], defaultEngine: ENGINE, logLevel: 'warn' };
   const hasLimit = 'maxQueuedJobs' in GatewayConfigSchema.properties;
-  const open = await startGateway(redis.url, { ...base, ...(hasLimit ? ({ maxQueuedJobs: 100_000 } as Partial<GatewayConfig>) : {}) }, storage);
-  const limited = hasLimit ? await startGateway(redis.url, { ...base, maxQueuedJobs: QUEUE_LIMIT } as Partial<GatewayConfig>, storage) : undefined;
+  const open = await startGateway(
+    redis.url,
+    { ...base, ...(hasLimit ? ({ maxQueuedJobs: 100_000 } as Partial<GatewayConfig>) : {}) },
+    storage,
+  );
+  const limited = hasLimit
+    ? await startGateway(redis.url, { ...base, maxQueuedJobs: QUEUE_LIMIT } as Partial<GatewayConfig>, storage)
+    : undefined;
   const cfg = join(work, 'worker.json');
-  writeFileSync(cfg, JSON.stringify({ engines: [{ name: ENGINE, command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', String(DELAY_MS)], poolSize: POOL }] }));
-  const worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: storage, WORKER_CONFIG: cfg, LOG_LEVEL: 'warn', HEARTBEAT_MS: '1000' });
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [{ name: ENGINE, command: [process.execPath, fixture, '--mode', 'sleep', '--delay-ms', String(DELAY_MS)], poolSize: POOL }],
+    }),
+  );
+  const worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: storage,
+    WORKER_CONFIG: cfg,
+    LOG_LEVEL: 'warn',
+    HEARTBEAT_MS: '1000',
+  });
   const queue = new Queue(queueName(ENGINE), { connection: { ...redisOptions(redis.url) }, prefix: KEY_PREFIX });
   const rows: Row[] = [];
   const section = `batch CLI (${n} photos; fixture sleep ${DELAY_MS} ms, pool ${POOL})`;
   try {
-    const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#777' } }).jpeg().toBuffer();
+    const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#777' } })
+      .jpeg()
+      .toBuffer();
     // Warm-up: every engine process started, so no run pays for start-up.
     await postAll(open.url, tiny, POOL * 4);
     await until('warm-up jobs finished', async () => (await queue.getCompletedCount()) >= POOL * 4, 120_000, 100);
 
     const rawIds = await postAll(open.url, tiny, n);
     const raw = await span(queue, rawIds);
-    rows.push({ section, metric: 'raw: jobs posted directly', value: raw.perSecond, unit: 'jobs/s', note: `ideal ${((POOL * 1000) / DELAY_MS).toFixed(0)} jobs/s; ${n} jobs in ${raw.ms} ms` });
+    rows.push({
+      section,
+      metric: 'raw: jobs posted directly',
+      value: raw.perSecond,
+      unit: 'jobs/s',
+      note: `ideal ${((POOL * 1000) / DELAY_MS).toFixed(0)} jobs/s; ${n} jobs in ${raw.ms} ms`,
+    });
 
     const src = join(work, 'photos');
     await makePhotos(src, n);
     const cli = await runBatch(src, join(work, 'out-open'), open.url);
     const cliSpan = await span(queue, cli.ids);
-    rows.push({ section, metric: 'CLI: jobs/s while the engines worked', value: cliSpan.perSecond, unit: 'jobs/s', note: `${cli.summary.done} done, ${cli.summary.failed.length} failed; window up to ${cli.summary.window.maxSeen}` });
+    rows.push({
+      section,
+      metric: 'CLI: jobs/s while the engines worked',
+      value: cliSpan.perSecond,
+      unit: 'jobs/s',
+      note: `${cli.summary.done} done, ${cli.summary.failed.length} failed; window up to ${cli.summary.window.maxSeen}`,
+    });
     rows.push({ section, metric: 'CLI ÷ raw throughput', value: cliSpan.perSecond / raw.perSecond, unit: 'ratio', goal: '>= 0.95' });
-    rows.push({ section, metric: 'CLI end to end (process start → exit)', value: (n / cli.wallMs) * 1000, unit: 'photos/s', note: `${cli.wallMs} ms incl. start-up (~1 s), walking, uploads and the last downloads` });
+    rows.push({
+      section,
+      metric: 'CLI end to end (process start → exit)',
+      value: (n / cli.wallMs) * 1000,
+      unit: 'photos/s',
+      note: `${cli.wallMs} ms incl. start-up (~1 s), walking, uploads and the last downloads`,
+    });
 
     if (!limited) {
-      rows.push({ section: `${section}, queue limit`, metric: 'not measured', value: 0, unit: '', note: 'this gateway has no maxQueuedJobs setting (MAX_QUEUED_JOBS) yet' });
+      rows.push({
+        section: `${section}, queue limit`,
+        metric: 'not measured',
+        value: 0,
+        unit: '',
+        note: 'this gateway has no maxQueuedJobs setting (MAX_QUEUED_JOBS) yet',
+      });
     } else {
       const lim = await runBatch(src, join(work, 'out-limited'), limited.url);
       const limSpan = await span(queue, lim.ids);
@@ -81,10 +131,34 @@ export async function benchBatch(opts: { jobs?: number } = {}): Promise<Row[]> {
       const late = w.trace.filter((t) => t.t >= half);
       const lateSizes = late.map((t) => t.size);
       const ls = `${section}, queue limit ${QUEUE_LIMIT}`;
-      rows.push({ section: ls, metric: 'CLI ÷ raw throughput', value: limSpan.perSecond / raw.perSecond, unit: 'ratio', note: `${limSpan.perSecond.toFixed(1)} jobs/s; ${s.done} done, ${s.failed.length} failed` });
-      rows.push({ section: ls, metric: '503 answers', value: s.busy.total, unit: 'count', note: `${((s.busy.total / n) * 100).toFixed(1)} per 100 photos; ${JSON.stringify(s.busy.byCode)}` });
-      rows.push({ section: ls, metric: 'first window decrease after', value: (firstDecrease ?? 0) / 1000, unit: 's', note: firstDecrease === undefined ? 'never hit the limit' : `window decreases ${w.decreases}` });
-      rows.push({ section: ls, metric: 'paused by Retry-After', value: w.pausedMs / 1000, unit: 's', note: `of ${(s.elapsedMs / 1000).toFixed(1)} s run` });
+      rows.push({
+        section: ls,
+        metric: 'CLI ÷ raw throughput',
+        value: limSpan.perSecond / raw.perSecond,
+        unit: 'ratio',
+        note: `${limSpan.perSecond.toFixed(1)} jobs/s; ${s.done} done, ${s.failed.length} failed`,
+      });
+      rows.push({
+        section: ls,
+        metric: '503 answers',
+        value: s.busy.total,
+        unit: 'count',
+        note: `${((s.busy.total / n) * 100).toFixed(1)} per 100 photos; ${JSON.stringify(s.busy.byCode)}`,
+      });
+      rows.push({
+        section: ls,
+        metric: 'first window decrease after',
+        value: (firstDecrease ?? 0) / 1000,
+        unit: 's',
+        note: firstDecrease === undefined ? 'never hit the limit' : `window decreases ${w.decreases}`,
+      });
+      rows.push({
+        section: ls,
+        metric: 'paused by Retry-After',
+        value: w.pausedMs / 1000,
+        unit: 's',
+        note: `of ${(s.elapsedMs / 1000).toFixed(1)} s run`,
+      });
       rows.push({
         section: ls,
         metric: 'window, second half of the run',
@@ -107,14 +181,16 @@ export async function benchBatch(opts: { jobs?: number } = {}): Promise<Row[]> {
 async function postAll(url: string, file: Buffer, count: number): Promise<string[]> {
   const ids: string[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < count) {
-      next++;
-      const res = await submit(url, file, { scale: '1' });
-      if (res.status !== 202) throw new Error(`raw submission answered ${res.status}: ${await res.text()}`);
-      ids.push(((await res.json()) as { id: string }).id);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < count) {
+        next++;
+        const res = await submit(url, file, { scale: '1' });
+        if (res.status !== 202) throw new Error(`raw submission answered ${res.status}: ${await res.text()}`);
+        ids.push(((await res.json()) as { id: string }).id);
+      }
+    }),
+  );
   return ids;
 }
 
@@ -122,13 +198,18 @@ async function makePhotos(dir: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     const sub = join(dir, `d${i % 8}`);
     mkdirSync(sub, { recursive: true });
-    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: i % 256, g: 80, b: 160 } } }).jpeg().toFile(join(sub, `p${i}.jpg`));
+    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: i % 256, g: 80, b: 160 } } })
+      .jpeg()
+      .toFile(join(sub, `p${i}.jpg`));
   }
 }
 
 async function runBatch(src: string, out: string, url: string): Promise<{ summary: CliSummary; ids: string[]; wallMs: number }> {
   const t0 = Date.now();
-  const child = spawn(process.execPath, [BIN, 'batch', src, '--out', out, '--url', url, '--scale', '1', '--json', '--quiet'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'batch', src, '--out', out, '--url', url, '--scale', '1', '--json', '--quiet'], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -147,13 +228,18 @@ async function runBatch(src: string, out: string, url: string): Promise<{ summar
 
 /** First job started → last job finished, over these jobs. */
 async function span(queue: Queue, ids: string[]): Promise<{ ms: number; perSecond: number }> {
-  await until(`${ids.length} jobs finished`, async () => {
-    for (const id of ids) {
-      const j = await queue.getJob(id);
-      if (!j?.finishedOn) return false;
-    }
-    return true;
-  }, 600_000, 250);
+  await until(
+    `${ids.length} jobs finished`,
+    async () => {
+      for (const id of ids) {
+        const j = await queue.getJob(id);
+        if (!j?.finishedOn) return false;
+      }
+      return true;
+    },
+    600_000,
+    250,
+  );
   let start = Infinity;
   let end = 0;
   for (const id of ids) {

@@ -95,16 +95,28 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
   const url = gateway.url;
   const workers: RunningWorker[] = [];
   const addWorker = async (): Promise<RunningWorker> => {
-    const w = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: storageDir, WORKER_CONFIG: cfg, LOG_LEVEL: 'warn', HEARTBEAT_MS: '2000', ...workerEnv });
+    const w = await startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: storageDir,
+      WORKER_CONFIG: cfg,
+      LOG_LEVEL: 'warn',
+      HEARTBEAT_MS: '2000',
+      ...workerEnv,
+    });
     workers.push(w);
     await until('the worker to publish its host state', async () => (await listHosts(client)).some((h) => h.pid === w.pid), 60_000, 100);
     return w;
   };
   const client = redis.client();
-  const queue = new Queue(queueName(ENGINE), { connection: { ...redisOptions(redis.url), maxRetriesPerRequest: null }, prefix: KEY_PREFIX });
+  const queue = new Queue(queueName(ENGINE), {
+    connection: { ...redisOptions(redis.url), maxRetriesPerRequest: null },
+    prefix: KEY_PREFIX,
+  });
   queue.on('error', () => undefined);
   await Promise.all([addWorker(), addWorker()]);
-  const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#5a7' } }).png().toBuffer();
+  const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#5a7' } })
+    .png()
+    .toBuffer();
 
   /** Idempotency-Key → job ids the gateway answered with (more than one is a duplicate). */
   const byKey = new Map<string, Set<string>>();
@@ -123,7 +135,12 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
     const deadline = Date.now() + 120_000;
     for (let delay = 100; ; delay = Math.min(1000, delay * 2)) {
       try {
-        const res = await fetch(`${url}/v1/jobs`, { method: 'POST', body: form(), headers: { 'Idempotency-Key': key }, signal: AbortSignal.timeout(10_000) });
+        const res = await fetch(`${url}/v1/jobs`, {
+          method: 'POST',
+          body: form(),
+          headers: { 'Idempotency-Key': key },
+          signal: AbortSignal.timeout(10_000),
+        });
         const body = (await res.json()) as { id?: string };
         if ((res.status === 202 || res.status === 200) && body.id) {
           const ids = byKey.get(key) ?? new Set<string>();
@@ -146,22 +163,32 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
    * (a slow client on a loaded machine), one more is submitted into the round (`ids` grows).
    */
   const heldJob = (ids: string[]): Promise<{ id: string; token: string; victim: RunningWorker }> =>
-    until('a job of this round to be running on a worker', async () => {
-      for (const id of ids) {
-        const h = await lockHolder(client, ENGINE, id);
-        const victim = h && workers.find((w) => w.pid === h.pid && w.proc.exitCode === null && w.proc.signalCode === null);
-        if (h && victim) return { id, token: h.token, victim };
-      }
-      const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
-      if (states.every((st) => st === 'completed' || st === 'failed')) ids.push(await submit());
-      return undefined;
-    }, 60_000, 25);
+    until(
+      'a job of this round to be running on a worker',
+      async () => {
+        for (const id of ids) {
+          const h = await lockHolder(client, ENGINE, id);
+          const victim = h && workers.find((w) => w.pid === h.pid && w.proc.exitCode === null && w.proc.signalCode === null);
+          if (h && victim) return { id, token: h.token, victim };
+        }
+        const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+        if (states.every((st) => st === 'completed' || st === 'failed')) ids.push(await submit());
+        return undefined;
+      },
+      60_000,
+      25,
+    );
   const rerun = (id: string, token: string, victimPid: number): Promise<boolean> =>
-    until('the job to run again on another worker', async () => {
-      const h = await lockHolder(client, ENGINE, id);
-      if (h && h.token !== token && h.pid !== victimPid) return true;
-      return (await queue.getJobState(id)) === 'completed' ? true : undefined;
-    }, 60_000, 25);
+    until(
+      'the job to run again on another worker',
+      async () => {
+        const h = await lockHolder(client, ENGINE, id);
+        if (h && h.token !== token && h.pid !== victimPid) return true;
+        return (await queue.getJobState(id)) === 'completed' ? true : undefined;
+      },
+      60_000,
+      25,
+    );
   const nextCompletion = async (after: number): Promise<void> => {
     await until('the next job to finish', async () => (await completedCount()) > after, 60_000, 25);
   };
@@ -170,10 +197,15 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
   const inject: Record<FaultKind, (ids: string[]) => Promise<number>> = {
     'engine-kill': async (ids) => {
       // The engine running a job of this round: the fixture child of the worker holding that job's lock.
-      const pid = await until('an engine running a job of this round', async () => {
-        const { victim } = await heldJob(ids);
-        return engineOf(victim.pid);
-      }, 60_000, 25);
+      const pid = await until(
+        'an engine running a job of this round',
+        async () => {
+          const { victim } = await heldJob(ids);
+          return engineOf(victim.pid);
+        },
+        60_000,
+        25,
+      );
       const before = await completedCount();
       process.kill(pid, 'SIGKILL');
       const t0 = Date.now();
@@ -182,11 +214,14 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
     },
     'worker-kill': async (ids) => {
       const { id, token, victim } = await heldJob(ids);
-      const engines = (await listHosts(client)).filter((h) => h.pid === victim.pid).flatMap((h) => h.processes.map((p) => p.pid)).filter((p): p is number => !!p);
+      const engines = (await listHosts(client))
+        .filter((h) => h.pid === victim.pid)
+        .flatMap((h) => h.processes.map((p) => p.pid))
+        .filter((p): p is number => !!p);
       victim.proc.kill('SIGKILL');
       const t0 = Date.now();
       // Engines die with their worker (parent-death signal): none may keep computing.
-      await until('the dead worker\'s engines to be gone', () => engines.every((p) => !running(p)), 1_500, 20).catch(() => {
+      await until("the dead worker's engines to be gone", () => engines.every((p) => !running(p)), 1_500, 20).catch(() => {
         orphans += engines.filter(running).length;
         for (const p of engines.filter(running)) process.kill(p, 'SIGKILL');
       });
@@ -201,7 +236,9 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
       const key = `chaos-upload-${process.pid}-${++keySeq}`;
       // A multipart body whose second half never comes until the gateway is gone: the kill lands mid-upload.
       const boundary = '----pechaos';
-      const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="engine"\r\n\r\n${ENGINE}\r\n--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="up.png"\r\nContent-Type: image/png\r\n\r\n`);
+      const head = Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="engine"\r\n\r\n${ENGINE}\r\n--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="up.png"\r\nContent-Type: image/png\r\n\r\n`,
+      );
       let sent!: () => void;
       const halfSent = new Promise<void>((r) => (sent = r));
       const body = new ReadableStream<Uint8Array>({
@@ -210,7 +247,12 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
           sent();
         },
       });
-      const upload = fetch(`${url}/v1/jobs`, { method: 'POST', body, headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Idempotency-Key': key }, duplex: 'half' } as RequestInit).then(
+      const upload = fetch(`${url}/v1/jobs`, {
+        method: 'POST',
+        body,
+        headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Idempotency-Key': key },
+        duplex: 'half',
+      } as RequestInit).then(
         (r) => r.status,
         () => 'failed' as const,
       );
@@ -307,18 +349,24 @@ export async function runChaos(opts: ChaosOptions): Promise<FaultResult[]> {
 }
 
 export function printChaos(results: FaultResult[], log: (l: string) => void = (l) => console.log(l)): void {
-  log('| fault | injected | accepted | completed | failed | lost | duplicated | orphaned engines | recover max (ms) | recover median (ms) |');
+  log(
+    '| fault | injected | accepted | completed | failed | lost | duplicated | orphaned engines | recover max (ms) | recover median (ms) |',
+  );
   log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const sorted = [...r.recoverMs].sort((a, b) => a - b);
-    log(`| ${LABEL[r.fault]} | ${r.injected} | ${r.accepted} | ${r.completed} | ${r.failed} | ${r.lost} | ${r.duplicated} | ${r.orphans} | ${sorted.at(-1) ?? '-'} | ${sorted[sorted.length >> 1] ?? '-'} |`);
+    log(
+      `| ${LABEL[r.fault]} | ${r.injected} | ${r.accepted} | ${r.completed} | ${r.failed} | ${r.lost} | ${r.duplicated} | ${r.orphans} | ${sorted.at(-1) ?? '-'} | ${sorted[sorted.length >> 1] ?? '-'} |`,
+    );
   }
 }
 
 /** `npm run chaos` (bench/run.ts chaos): the issue's counts with the default worker settings. */
 export async function benchChaos({ quick }: { quick: boolean }): Promise<Row[]> {
   const results = await runChaos({
-    counts: quick ? { 'engine-kill': 2, 'worker-kill': 1, 'gateway-kill': 1, 'redis-kill': 1, 'worker-stop': 1 } : { 'engine-kill': 10, 'worker-kill': 5, 'gateway-kill': 5, 'redis-kill': 3, 'worker-stop': 2 },
+    counts: quick
+      ? { 'engine-kill': 2, 'worker-kill': 1, 'gateway-kill': 1, 'redis-kill': 1, 'worker-stop': 1 }
+      : { 'engine-kill': 10, 'worker-kill': 5, 'gateway-kill': 5, 'redis-kill': 3, 'worker-stop': 2 },
     jobsPerFault: quick ? 3 : 4,
     engineDelayMs: 1500,
   });
@@ -327,8 +375,22 @@ export async function benchChaos({ quick }: { quick: boolean }): Promise<Row[]> 
     const worst = Math.max(...r.recoverMs);
     const counts = `injected ${r.injected}, accepted ${r.accepted}, completed ${r.completed}, failed ${r.failed}, lost ${r.lost}, duplicated ${r.duplicated}, orphaned engines ${r.orphans}`;
     return [
-      { section: 'chaos', metric: `${LABEL[r.fault]}: lost + duplicated`, value: r.lost + r.duplicated, unit: 'jobs', goal: '0', note: counts },
-      { section: 'chaos', metric: `${LABEL[r.fault]}: time to recover (worst)`, value: worst, unit: 'ms', goal: r.fault.startsWith('worker') ? '<= 15000' : '', note: FAULTS[r.fault] },
+      {
+        section: 'chaos',
+        metric: `${LABEL[r.fault]}: lost + duplicated`,
+        value: r.lost + r.duplicated,
+        unit: 'jobs',
+        goal: '0',
+        note: counts,
+      },
+      {
+        section: 'chaos',
+        metric: `${LABEL[r.fault]}: time to recover (worst)`,
+        value: worst,
+        unit: 'ms',
+        goal: r.fault.startsWith('worker') ? '<= 15000' : '',
+        note: FAULTS[r.fault],
+      },
     ];
   });
 }

@@ -64,7 +64,10 @@ async function makePhotos(dir: string, count: number, truthWidth: number): Promi
     const h = t.info.height - (t.info.height % 2);
     await sharp(t.data).extract({ left: 0, top: 0, width: w, height: h }).png().toFile(truth);
     const input = join(dir, `input${i}.jpg`);
-    await sharp(truth).resize(w / 2, h / 2, { kernel: 'cubic' }).jpeg({ quality: 95 }).toFile(input);
+    await sharp(truth)
+      .resize(w / 2, h / 2, { kernel: 'cubic' })
+      .jpeg({ quality: 95 })
+      .toFile(input);
     photos.push({ input, truth, width: w / 2, height: h / 2 });
   }
   return photos;
@@ -78,7 +81,10 @@ interface EngineRun {
 }
 
 async function runResident(name: string, photos: Photo[], dir: string, format: OutputFormat): Promise<EngineRun> {
-  const engine = new EngineUnderTest(tsEngineArgv(join(REPO, `engines/${name}/src/main.ts`)), { cwd: REPO, env: { MALLOC_ARENA_MAX: '2', UV_THREADPOOL_SIZE: '2' } });
+  const engine = new EngineUnderTest(tsEngineArgv(join(REPO, `engines/${name}/src/main.ts`)), {
+    cwd: REPO,
+    env: { MALLOC_ARENA_MAX: '2', UV_THREADPOOL_SIZE: '2' },
+  });
   try {
     await engine.ready(120_000);
     const times: number[] = [];
@@ -87,7 +93,10 @@ async function runResident(name: string, photos: Photo[], dir: string, format: O
     for (const [i, p] of photos.entries()) {
       const output = join(dir, `${name}-${i}.${format === 'jpeg' ? 'jpg' : format}`);
       const t0 = performance.now();
-      const { result } = await engine.run({ id: `${name}-${i}`, input: p.input, output, options: { ...DEFAULT_OPTIONS, scale: 2, format } }, 1_800_000);
+      const { result } = await engine.run(
+        { id: `${name}-${i}`, input: p.input, output, options: { ...DEFAULT_OPTIONS, scale: 2, format } },
+        1_800_000,
+      );
       times.push(performance.now() - t0);
       if (result.type !== 'done') throw new Error(`${name}: ${JSON.stringify(result)}`);
       outputs.push(output);
@@ -118,7 +127,9 @@ function runCommand(argv: string[]): Promise<{ ms: number; peakKiB: number }> {
 }
 
 async function runImageMagick(photos: Photo[], dir: string): Promise<EngineRun> {
-  const profile = JSON.parse(readFileSync(join(REPO, 'engines/examples/imagemagick.json'), 'utf8')) as { engines: Array<{ command: string[] }> };
+  const profile = JSON.parse(readFileSync(join(REPO, 'engines/examples/imagemagick.json'), 'utf8')) as {
+    engines: Array<{ command: string[] }>;
+  };
   const template = profile.engines[0]!.command;
   const times: number[] = [];
   const outputs: string[] = [];
@@ -147,7 +158,10 @@ async function residentVsOneshot(dir: string, jobs: number, width: number): Prom
     startMs = performance.now() - ts;
     const t0 = performance.now();
     for (let i = 0; i < jobs; i++) {
-      const { result } = await engine.run({ id: `r${i}`, input, output: join(dir, `r${i}.png`), options: { ...DEFAULT_OPTIONS, scale: 2, format: 'png' } }, 600_000);
+      const { result } = await engine.run(
+        { id: `r${i}`, input, output: join(dir, `r${i}.png`), options: { ...DEFAULT_OPTIONS, scale: 2, format: 'png' } },
+        600_000,
+      );
       if (result.type !== 'done') throw new Error(JSON.stringify(result));
     }
     residentMs = performance.now() - t0;
@@ -162,9 +176,28 @@ async function residentVsOneshot(dir: string, jobs: number, width: number): Prom
   const oneshot = (jobs / oneshotMs) * 1000;
   const note = `${jobs} jobs of a ${width} px photo at scale 2, sequential`;
   return [
-    { section: SECTION, metric: `esrgan resident throughput (${width} px)`, value: resident, unit: 'jobs/s', note: `${note}; start-up to ready ${Math.round(startMs)} ms, paid once` },
-    { section: SECTION, metric: `esrgan one-shot throughput (${width} px)`, value: oneshot, unit: 'jobs/s', note: `${note}; every job pays node + tsx + tfjs + WASM + model load` },
-    { section: SECTION, metric: `esrgan resident / one-shot (${width} px)`, value: resident / oneshot, unit: 'x', goal: '>= 5', note: 'the fixed start-up cost matters less as the photo (CPU compute) grows' },
+    {
+      section: SECTION,
+      metric: `esrgan resident throughput (${width} px)`,
+      value: resident,
+      unit: 'jobs/s',
+      note: `${note}; start-up to ready ${Math.round(startMs)} ms, paid once`,
+    },
+    {
+      section: SECTION,
+      metric: `esrgan one-shot throughput (${width} px)`,
+      value: oneshot,
+      unit: 'jobs/s',
+      note: `${note}; every job pays node + tsx + tfjs + WASM + model load`,
+    },
+    {
+      section: SECTION,
+      metric: `esrgan resident / one-shot (${width} px)`,
+      value: resident / oneshot,
+      unit: 'x',
+      goal: '>= 5',
+      note: 'the fixed start-up cost matters less as the photo (CPU compute) grows',
+    },
   ];
 }
 
@@ -183,15 +216,27 @@ export async function benchEngines(opts: { quick?: boolean } = {}): Promise<Row[
     else console.error(`engines bench: imagemagick skipped: ${IMAGEMAGICK} is not installed (apt-get install -y imagemagick)`);
     for (const [name, r] of Object.entries(runs)) {
       rows.push({ section: SECTION, metric: `${name} time per photo`, value: r.msPerPhoto, unit: 'ms', note: `${what}; median` });
-      rows.push({ section: SECTION, metric: `${name} peak RSS`, value: r.peakMiB, unit: 'MiB', note: name === 'imagemagick' ? 'one process per photo (largest)' : 'engine process VmHWM' });
+      rows.push({
+        section: SECTION,
+        metric: `${name} peak RSS`,
+        value: r.peakMiB,
+        unit: 'MiB',
+        note: name === 'imagemagick' ? 'one process per photo (largest)' : 'engine process VmHWM',
+      });
     }
 
     // Quality: PSNR against the original (the input is its half), whole photo and face regions (from portrait).
     const faceBoxes = runs.portrait!.faces.map((regions) => regions.map((r) => r.map((v) => v * 2)));
-    const candidates: Record<string, string[]> = { bicubic: [], ...Object.fromEntries(Object.entries(runs).map(([k, r]) => [k, r.outputs])) };
+    const candidates: Record<string, string[]> = {
+      bicubic: [],
+      ...Object.fromEntries(Object.entries(runs).map(([k, r]) => [k, r.outputs])),
+    };
     for (const [i, p] of photos.entries()) {
       const out = join(dir, `bicubic-${i}.png`);
-      await sharp(p.input).resize(p.width * 2, p.height * 2, { kernel: 'cubic' }).png().toFile(out);
+      await sharp(p.input)
+        .resize(p.width * 2, p.height * 2, { kernel: 'cubic' })
+        .png()
+        .toFile(out);
       candidates.bicubic!.push(out);
     }
     const truths = await Promise.all(photos.map(async (p) => sharp(p.truth).removeAlpha().raw().toBuffer({ resolveWithObject: true })));
@@ -208,8 +253,21 @@ export async function benchEngines(opts: { quick?: boolean } = {}): Promise<Row[
           faceN++;
         }
       }
-      rows.push({ section: SECTION, metric: `${name} PSNR vs original`, value: whole / files.length, unit: 'dB', note: 'input = original halved (bicubic), ×2 back' });
-      if (faceN) rows.push({ section: SECTION, metric: `${name} PSNR on faces`, value: face / faceN, unit: 'dB', note: `${faceN} face regions found by portrait` });
+      rows.push({
+        section: SECTION,
+        metric: `${name} PSNR vs original`,
+        value: whole / files.length,
+        unit: 'dB',
+        note: 'input = original halved (bicubic), ×2 back',
+      });
+      if (faceN)
+        rows.push({
+          section: SECTION,
+          metric: `${name} PSNR on faces`,
+          value: face / faceN,
+          unit: 'dB',
+          note: `${faceN} face regions found by portrait`,
+        });
     }
 
     for (const width of [64, 128]) rows.push(...(await residentVsOneshot(dir, quick ? 3 : 6, width)));
@@ -221,5 +279,8 @@ export async function benchEngines(opts: { quick?: boolean } = {}): Promise<Row[
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const rows = await benchEngines();
-  for (const r of rows) console.log(`${r.metric.padEnd(34)} ${r.value.toFixed(r.value >= 100 ? 0 : 2).padStart(9)} ${r.unit.padEnd(6)} ${r.goal ?? ''} ${r.note ?? ''}`);
+  for (const r of rows)
+    console.log(
+      `${r.metric.padEnd(34)} ${r.value.toFixed(r.value >= 100 ? 0 : 2).padStart(9)} ${r.unit.padEnd(6)} ${r.goal ?? ''} ${r.note ?? ''}`,
+    );
 }

@@ -63,7 +63,11 @@ async function main(): Promise<number> {
   costs.sort((a, b) => a - b);
   rows.push(['nvidia-smi sample cost', `median ${costs[10]} ms`, `min ${costs[0]} ms, max ${costs[19]} ms, 20 samples (2 calls each)`]);
   const gpus = first.gpus;
-  rows.push(['GPUs', `${gpus.length}`, gpus.map((g) => `${g.index} ${g.name} ${formatBytes(g.freeBytes)} free of ${formatBytes(g.totalBytes)}`).join('; ')]);
+  rows.push([
+    'GPUs',
+    `${gpus.length}`,
+    gpus.map((g) => `${g.index} ${g.name} ${formatBytes(g.freeBytes)} free of ${formatBytes(g.totalBytes)}`).join('; '),
+  ]);
 
   // 2. placement
   const engines = Math.min(gpus.length, 2);
@@ -75,24 +79,48 @@ async function main(): Promise<number> {
     enforcement: 'watchdog',
     gpu: { nvidiaSmi },
     admission: { checkIntervalMs: 250 },
-    profiles: [{
-      name: 'torch',
-      command: [python, join(here, 'fixtures/torch_gpu_engine.py'), '--resident-mib=1024'],
-      poolSize: engines,
-      gpus: 'all',
-      expectedGpuMemoryBytes: 2 * GiB,
-      memoryLimitBytes: 8 * GiB,
-      expectedMemoryBytes: GiB,
-      startupTimeoutMs: 120_000,
-    }],
+    profiles: [
+      {
+        name: 'torch',
+        command: [python, join(here, 'fixtures/torch_gpu_engine.py'), '--resident-mib=1024'],
+        poolSize: engines,
+        gpus: 'all',
+        expectedGpuMemoryBytes: 2 * GiB,
+        memoryLimitBytes: 8 * GiB,
+        expectedMemoryBytes: GiB,
+        startupTimeoutMs: 120_000,
+      },
+    ],
   });
   let hog: ChildProcess | undefined;
   try {
     await g.start();
-    const job = (name: string): RunRequest => ({ id: name, input: `/tmp/${name}`, output: join(out, `${name}.png`), options: { scale: 1, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'none', bgTile: 400, format: 'png', quality: 92, priority: 'normal' } });
+    const job = (name: string): RunRequest => ({
+      id: name,
+      input: `/tmp/${name}`,
+      output: join(out, `${name}.png`),
+      options: {
+        scale: 1,
+        version: '1.4',
+        weight: 0.5,
+        onlyCenterFace: false,
+        aligned: false,
+        bgUpsampler: 'none',
+        bgTile: 400,
+        format: 'png',
+        quality: 92,
+        priority: 'normal',
+      },
+    });
     const runs = await Promise.all(Array.from({ length: engines }, (_, i) => g.run('torch', job(`place-${i}-alloc-256-hold-3000ms`))));
-    const placed = g.snapshot().processes.map((p) => `pid ${p.pid} -> GPU ${p.gpu?.index ?? '?'} (holds ${formatBytes(p.gpu?.usedBytes ?? 0)})`);
-    rows.push(['placement', `${new Set(runs.map((r) => r.done.meta?.visible)).size} GPU(s) used by ${engines} engine(s)`, placed.join('; ')]);
+    const placed = g
+      .snapshot()
+      .processes.map((p) => `pid ${p.pid} -> GPU ${p.gpu?.index ?? '?'} (holds ${formatBytes(p.gpu?.usedBytes ?? 0)})`);
+    rows.push([
+      'placement',
+      `${new Set(runs.map((r) => r.done.meta?.visible)).size} GPU(s) used by ${engines} engine(s)`,
+      placed.join('; '),
+    ]);
 
     // 3. admission: fill the engine's GPU from outside until free < floor
     const proc = g.snapshot().processes[0]!;
@@ -101,26 +129,45 @@ async function main(): Promise<number> {
     const fill = Math.max(0, now.freeBytes - 1 * GiB); // leave 1 GiB free: below the 2.5 GiB floor
     const events: Array<AdmissionState & { t: number }> = [];
     g.on('admission', (s: AdmissionState) => events.push({ ...s, t: Date.now() }));
-    hog = spawn(python, ['-c', `import torch,sys,time\nx=torch.empty(${fill}, dtype=torch.uint8, device='cuda')\nprint('filled', flush=True)\ntime.sleep(600)`], {
-      env: { ...process.env, CUDA_VISIBLE_DEVICES: target.uuid },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    hog = spawn(
+      python,
+      [
+        '-c',
+        `import torch,sys,time\nx=torch.empty(${fill}, dtype=torch.uint8, device='cuda')\nprint('filled', flush=True)\ntime.sleep(600)`,
+      ],
+      {
+        env: { ...process.env, CUDA_VISIBLE_DEVICES: target.uuid },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise<void>((res, rej) => {
       hog!.stdout!.once('data', () => res());
       hog!.once('exit', (c) => rej(new Error(`the filling process exited with ${c}`)));
     });
     const filledAt = Date.now();
     const hold = await until(() => events.find((e) => e.state === 'holding'), 30_000);
-    rows.push(['admission holds', hold ? `${hold.reason} after ${hold.t - filledAt} ms` : 'DID NOT HOLD within 30 s', hold?.detail ?? `filled ${formatBytes(fill)} on GPU ${target.index}`]);
+    rows.push([
+      'admission holds',
+      hold ? `${hold.reason} after ${hold.t - filledAt} ms` : 'DID NOT HOLD within 30 s',
+      hold?.detail ?? `filled ${formatBytes(fill)} on GPU ${target.index}`,
+    ]);
     hog.kill('SIGKILL');
     const freedAt = Date.now();
     const resume = await until(() => events.find((e) => e.state === 'admitting'), 30_000);
-    rows.push(['admission resumes', resume ? `admitting after ${resume.t - freedAt} ms` : 'DID NOT RESUME within 30 s', `sampling interval 250 ms`]);
+    rows.push([
+      'admission resumes',
+      resume ? `admitting after ${resume.t - freedAt} ms` : 'DID NOT RESUME within 30 s',
+      `sampling interval 250 ms`,
+    ]);
 
     // 4. tile for a large photo
     const free = (await sampler.sample())!.gpus.find((x) => x.uuid === target.uuid)!.freeBytes;
     const tile = chooseBgTile(free, 4000, 3000);
-    rows.push(['automatic bgTile, 4000x3000', tile ? (tile.tile === 0 ? 'untiled' : `${tile.tile} px`) : 'none fits', `${formatBytes(free)} free; expected ${tile ? formatBytes(tile.expectedBytes) : '-'} of a ${tile ? formatBytes(tile.budgetBytes) : '-'} budget (model, not measured here)`]);
+    rows.push([
+      'automatic bgTile, 4000x3000',
+      tile ? (tile.tile === 0 ? 'untiled' : `${tile.tile} px`) : 'none fits',
+      `${formatBytes(free)} free; expected ${tile ? formatBytes(tile.expectedBytes) : '-'} of a ${tile ? formatBytes(tile.budgetBytes) : '-'} budget (model, not measured here)`,
+    ]);
   } finally {
     hog?.kill('SIGKILL');
     await g.close();
@@ -136,20 +183,38 @@ async function main(): Promise<number> {
     enforcement: 'watchdog',
     gpu: { nvidiaSmi },
     admission: { checkIntervalMs: 250 },
-    profiles: [{
-      name: 'torchlimit',
-      command: [python, join(here, 'fixtures/torch_gpu_engine.py'), '--resident-mib=512'],
-      gpus: 'all',
-      expectedGpuMemoryBytes: 2 * GiB,
-      gpuMemoryLimitBytes: limit,
-      memoryLimitBytes: 8 * GiB,
-      expectedMemoryBytes: GiB,
-      startupTimeoutMs: 120_000,
-    }],
+    profiles: [
+      {
+        name: 'torchlimit',
+        command: [python, join(here, 'fixtures/torch_gpu_engine.py'), '--resident-mib=512'],
+        gpus: 'all',
+        expectedGpuMemoryBytes: 2 * GiB,
+        gpuMemoryLimitBytes: limit,
+        memoryLimitBytes: 8 * GiB,
+        expectedMemoryBytes: GiB,
+        startupTimeoutMs: 120_000,
+      },
+    ],
   });
   const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
   lg.on('recycle', (r) => recycles.push(r));
-  const job = (name: string): RunRequest => ({ id: name, input: `/tmp/${name}`, output: join(out, `${name}.png`), options: { scale: 1, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'none', bgTile: 400, format: 'png', quality: 92, priority: 'normal' } });
+  const job = (name: string): RunRequest => ({
+    id: name,
+    input: `/tmp/${name}`,
+    output: join(out, `${name}.png`),
+    options: {
+      scale: 1,
+      version: '1.4',
+      weight: 0.5,
+      onlyCenterFace: false,
+      aligned: false,
+      bgUpsampler: 'none',
+      bgTile: 400,
+      format: 'png',
+      quality: 92,
+      priority: 'normal',
+    },
+  });
   const held = (pid: number | undefined): number => lg.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes ?? 0;
   try {
     await lg.start();
@@ -168,12 +233,20 @@ async function main(): Promise<number> {
 
     // 6. hard: allocate 8 GiB more mid-job, on top of the resident 512 MiB and the CUDA context
     const t0 = Date.now();
-    const err = await lg.run('torchlimit', job('hard-alloc-8192-hold-20000')).then(() => undefined, (e: unknown) => e as { code?: string; message?: string });
+    const err = await lg.run('torchlimit', job('hard-alloc-8192-hold-20000')).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; message?: string },
+    );
     const failedAfter = Date.now() - t0;
-    const next = await lg.run('torchlimit', job('hard-next-hold-100')).then((r) => r, () => undefined);
+    const next = await lg.run('torchlimit', job('hard-next-hold-100')).then(
+      (r) => r,
+      () => undefined,
+    );
     rows.push([
       'GPU limit, hard (8 GiB)',
-      err?.code === 'ENGINE_GPU_MEMORY_LIMIT' ? `job failed ENGINE_GPU_MEMORY_LIMIT ${failedAfter} ms after it was sent` : `DID NOT KILL (job ${err ? `failed ${err.code}` : 'completed'})`,
+      err?.code === 'ENGINE_GPU_MEMORY_LIMIT'
+        ? `job failed ENGINE_GPU_MEMORY_LIMIT ${failedAfter} ms after it was sent`
+        : `DID NOT KILL (job ${err ? `failed ${err.code}` : 'completed'})`,
       `${err?.message?.slice(0, 160) ?? ''}; next job ${next ? `completed on pid ${next.engine.pid}` : 'FAILED'}`,
     ]);
   } finally {

@@ -22,7 +22,9 @@ import type { Row } from './spine.js';
 
 function multipartBody(file: Buffer): { body: Buffer; contentType: string } {
   const boundary = '----pebench7f3a';
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="scale"\r\n\r\n2\r\n--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="bench.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="scale"\r\n\r\n2\r\n--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="bench.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`,
+  );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   return { body: Buffer.concat([head, file, tail]), contentType: `multipart/form-data; boundary=${boundary}` };
 }
@@ -32,20 +34,34 @@ async function load(url: string, body: Buffer, contentType: string, seconds: num
 }
 
 /** Start a server process and wait for its URL: the minimal gateway prints it; the gateway answers /readyz. */
-async function serverProcess(args: string[], env: Record<string, string>, url?: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+async function serverProcess(
+  args: string[],
+  env: Record<string, string>,
+  url?: string,
+): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let printed = '';
   child.stdout!.on('data', (d: Buffer) => (printed += d.toString()));
-  const found = await until('server up', async () => {
-    if (url) return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? url : undefined;
-    return /^http:\/\/\S+/m.exec(printed)?.[0];
-  }, 60_000, 100);
+  const found = await until(
+    'server up',
+    async () => {
+      if (url) return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? url : undefined;
+      return /^http:\/\/\S+/m.exec(printed)?.[0];
+    },
+    60_000,
+    100,
+  );
   return {
     url: found,
-    stop: () => new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
   };
 }
 
@@ -110,15 +126,34 @@ export async function benchIntake(opts: { seconds: number; connections: number; 
       const g = await run(gateway.url, opts.seconds);
       const d = await run(decode.url, opts.seconds);
       const bad = (r: autocannon.Result): number => r.non2xx + r.errors;
-      if (bad(m) + bad(g) + bad(d) > 0) console.error(`warning: non-2xx answers (minimal ${bad(m)}, gateway ${bad(g)}, decode ${bad(d)}); the ratios are not comparable`);
+      if (bad(m) + bad(g) + bad(d) > 0)
+        console.error(`warning: non-2xx answers (minimal ${bad(m)}, gateway ${bad(g)}, decode ${bad(d)}); the ratios are not comparable`);
       const s = `intake (${file.label}, ${kb(file.data.length)}, ${conns} conns)`;
       const lat = (r: autocannon.Result): string => `p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, non-2xx ${bad(r)}`;
       rows.push(
         { section: s, metric: 'minimal gateway (multipart to file + queue.add)', value: m.requests.average, unit: 'req/s', note: lat(m) },
         { section: s, metric: 'gateway POST /v1/jobs, UPLOAD_CHECK=structure', value: g.requests.average, unit: 'req/s', note: lat(g) },
-        { section: s, metric: 'gateway / minimal throughput', value: g.requests.average / m.requests.average, unit: 'ratio', goal: '>= 0.5' },
-        { section: s, metric: 'gateway / minimal p99 latency', value: g.latency.p99 / Math.max(1, m.latency.p99), unit: 'ratio', goal: '<= 2' },
-        { section: s, metric: 'gateway, UPLOAD_CHECK=decode (reference)', value: d.requests.average, unit: 'req/s', note: `${(d.requests.average / m.requests.average).toFixed(2)}× minimal; ${lat(d)}` },
+        {
+          section: s,
+          metric: 'gateway / minimal throughput',
+          value: g.requests.average / m.requests.average,
+          unit: 'ratio',
+          goal: '>= 0.5',
+        },
+        {
+          section: s,
+          metric: 'gateway / minimal p99 latency',
+          value: g.latency.p99 / Math.max(1, m.latency.p99),
+          unit: 'ratio',
+          goal: '<= 2',
+        },
+        {
+          section: s,
+          metric: 'gateway, UPLOAD_CHECK=decode (reference)',
+          value: d.requests.average,
+          unit: 'req/s',
+          note: `${(d.requests.average / m.requests.average).toFixed(2)}× minimal; ${lat(d)}`,
+        },
       );
     }
   } finally {
@@ -137,8 +172,20 @@ export async function benchIntake(opts: { seconds: number; connections: number; 
     const structure = await timeEach(n, () => checkFileStructure(path, 'jpeg'));
     const decoded = await timeEach(n, () => inspectImage(path, { ...limits, check: 'decode' }));
     rows.push(
-      { section: steps, metric: `structural check, ${file.label}`, value: structure, unit: 'ms', note: 'open, read, marker walk to EOI, close' },
-      { section: steps, metric: `decode check, ${file.label} (UPLOAD_CHECK=decode)`, value: decoded, unit: 'ms', note: 'sharp header + shrink-on-load decode' },
+      {
+        section: steps,
+        metric: `structural check, ${file.label}`,
+        value: structure,
+        unit: 'ms',
+        note: 'open, read, marker walk to EOI, close',
+      },
+      {
+        section: steps,
+        metric: `decode check, ${file.label} (UPLOAD_CHECK=decode)`,
+        value: decoded,
+        unit: 'ms',
+        note: 'sharp header + shrink-on-load decode',
+      },
     );
   }
   const client = redis.client();
@@ -147,7 +194,14 @@ export async function benchIntake(opts: { seconds: number; connections: number; 
   const policy = { attempts: 3, backoffMs: 1000, ttlSeconds: 3600 };
   const one = await timeEach(n, (i) => {
     const id = `j_one${i}`;
-    return enqueueWithRecord(q, records, { id, engine: 'steps', createdAt: Date.now(), name: 'enhance', data: { id }, opts: bullJobOptions(id, { priority: 'normal' } as never, policy) });
+    return enqueueWithRecord(q, records, {
+      id,
+      engine: 'steps',
+      createdAt: Date.now(),
+      name: 'enhance',
+      data: { id },
+      opts: bullJobOptions(id, { priority: 'normal' } as never, policy),
+    });
   });
   const two = await timeEach(n, async (i) => {
     const id = `j_two${i}`;

@@ -35,4 +35,11 @@ app.post('/v1/jobs', async (req, reply) => {
 });
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`${url}\n`);
-process.on('SIGTERM', () => void app.close().then(() => queue.close()).then(() => process.exit(0)));
+process.on(
+  'SIGTERM',
+  () =>
+    void app
+      .close()
+      .then(() => queue.close())
+      .then(() => process.exit(0)),
+);

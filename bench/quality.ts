@@ -57,7 +57,12 @@ const VARIANTS: Variant[] = [
   },
   { key: 'classic', label: 'classic', engine: 'classic' },
   // The same engine with every enhancement step off: our plain upscale, over the API.
-  { key: 'classic-plain', label: 'classic, steps off (plain upscale)', engine: 'classic', fields: { denoise: 'false', tone: 'false', sharpen: 'false' } },
+  {
+    key: 'classic-plain',
+    label: 'classic, steps off (plain upscale)',
+    engine: 'classic',
+    fields: { denoise: 'false', tone: 'false', sharpen: 'false' },
+  },
   { key: 'esrgan-slim', label: 'esrgan (slim)', engine: 'esrgan' },
   { key: 'esrgan-medium', label: 'esrgan (medium)', engine: 'esrgan-medium' },
   { key: 'portrait', label: 'portrait', engine: 'portrait' },
@@ -105,17 +110,40 @@ function profiles(): unknown[] {
   ];
 }
 
-async function throughApi(stack: Stack, engine: string, input: string, scale: number, fields: Record<string, string>, output: string): Promise<number> {
-  let res = await submit(stack.gw.url, readFileSync(input), { engine, scale: String(scale), format: 'png', ...fields }, 'crop.png', 'image/png');
+async function throughApi(
+  stack: Stack,
+  engine: string,
+  input: string,
+  scale: number,
+  fields: Record<string, string>,
+  output: string,
+): Promise<number> {
+  let res = await submit(
+    stack.gw.url,
+    readFileSync(input),
+    { engine, scale: String(scale), format: 'png', ...fields },
+    'crop.png',
+    'image/png',
+  );
   // A loaded machine may still shed load now and then: back off as a client should (Retry-After), a bounded number of times.
   for (let tries = 0; res.status === 503 && tries < 10; tries++) {
     const wait = Math.min(10, Number(res.headers.get('retry-after')) || 1);
     await new Promise((r) => setTimeout(r, wait * 1000));
-    res = await submit(stack.gw.url, readFileSync(input), { engine, scale: String(scale), format: 'png', ...fields }, 'crop.png', 'image/png');
+    res = await submit(
+      stack.gw.url,
+      readFileSync(input),
+      { engine, scale: String(scale), format: 'png', ...fields },
+      'crop.png',
+      'image/png',
+    );
   }
   if (res.status !== 202) throw new Error(`${engine}: POST /v1/jobs answered ${res.status}: ${await res.text()}`);
   const { id } = (await res.json()) as { id: string };
-  const view = (await waitForStatus(stack.gw.url, id, ['completed', 'failed', 'canceled'], 1_800_000)) as { status: string; error?: unknown; timings?: { runMs?: number } };
+  const view = (await waitForStatus(stack.gw.url, id, ['completed', 'failed', 'canceled'], 1_800_000)) as {
+    status: string;
+    error?: unknown;
+    timings?: { runMs?: number };
+  };
   if (view.status !== 'completed') throw new Error(`${engine}: job ${id} ${view.status}: ${JSON.stringify(view.error)}`);
   const dl = await fetch(`${stack.gw.url}/v1/jobs/${id}/result`);
   if (dl.status !== 200) throw new Error(`${engine}: result download answered ${dl.status}`);
@@ -124,7 +152,9 @@ async function throughApi(stack: Stack, engine: string, input: string, scale: nu
 }
 
 async function enginePid(stack: Stack, engine: string): Promise<number | undefined> {
-  const body = (await (await fetch(`${stack.gw.url}/v1/system`)).json()) as { hosts: Array<{ processes: Array<{ profile: string; pid?: number }> }> };
+  const body = (await (await fetch(`${stack.gw.url}/v1/system`)).json()) as {
+    hosts: Array<{ processes: Array<{ profile: string; pid?: number }> }>;
+  };
   return body.hosts.flatMap((h) => h.processes).find((p) => p.profile === engine && p.pid)?.pid;
 }
 
@@ -152,7 +182,11 @@ export interface QualityOptions {
 
 export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
   const quick = opts.quick ?? process.env.BENCH_QUICK === '1';
-  const only = opts.only ?? process.env.QUALITY_ENGINES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only =
+    opts.only ??
+    process.env.QUALITY_ENGINES?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const variants = VARIANTS.filter((v) => !only?.length || only.includes(v.key)).filter((v) => {
     if (v.key.startsWith('imagemagick') && !existsSync(IMAGEMAGICK)) {
       console.error(`quality bench: ${v.key} skipped: ${IMAGEMAGICK} is not installed (apt-get install -y imagemagick)`);
@@ -173,7 +207,9 @@ export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
       plainSamples: quick ? [2] : [2, 5],
       scales,
     });
-    console.error(`quality bench: ${crops.length} crops (${crops.map((c) => c.name).join(', ')}), ${crops[0]!.truth.width}x${crops[0]!.truth.height}, set built in ${Math.round(performance.now() - t0)} ms`);
+    console.error(
+      `quality bench: ${crops.length} crops (${crops.map((c) => c.name).join(', ')}), ${crops[0]!.truth.width}x${crops[0]!.truth.height}, set built in ${Math.round(performance.now() - t0)} ms`,
+    );
     const engines = [...new Set(variants.flatMap((v) => (v.engine ? [v.engine] : [])))];
     const stack = engines.length
       ? await startStack({
@@ -218,7 +254,18 @@ export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
     }
 
     // Summary per (variant, scale).
-    const summary: Array<{ variant: Variant; scale: number; psnr: number; ssim: number; facePsnr: number; faceSsim: number; plainPsnr: number; ms: number; peakMiB: number; faces: number }> = [];
+    const summary: Array<{
+      variant: Variant;
+      scale: number;
+      psnr: number;
+      ssim: number;
+      facePsnr: number;
+      faceSsim: number;
+      plainPsnr: number;
+      ms: number;
+      peakMiB: number;
+      faces: number;
+    }> = [];
     for (const v of variants) {
       for (const scale of scales) {
         const s = scores.filter((x) => x.variant === v.key && x.scale === scale);
@@ -242,10 +289,29 @@ export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
       const at = `${s.variant.key} x${s.scale}`;
       rows.push({ section: SECTION, metric: `${at} PSNR`, value: s.psnr, unit: 'dB', note: what });
       rows.push({ section: SECTION, metric: `${at} SSIM`, value: s.ssim, unit: '' });
-      rows.push({ section: SECTION, metric: `${at} PSNR on faces`, value: s.facePsnr, unit: 'dB', note: `${s.faces} face boxes (face-api)` });
+      rows.push({
+        section: SECTION,
+        metric: `${at} PSNR on faces`,
+        value: s.facePsnr,
+        unit: 'dB',
+        note: `${s.faces} face boxes (face-api)`,
+      });
       rows.push({ section: SECTION, metric: `${at} SSIM on faces`, value: s.faceSsim, unit: '' });
-      rows.push({ section: SECTION, metric: `${at} time per photo`, value: s.ms, unit: 'ms', note: s.variant.engine ? 'job run time, median' : 'in-process, median' });
-      if (Number.isFinite(s.peakMiB)) rows.push({ section: SECTION, metric: `${at} peak RSS`, value: s.peakMiB, unit: 'MiB', note: 'engine process VmHWM over the whole set' });
+      rows.push({
+        section: SECTION,
+        metric: `${at} time per photo`,
+        value: s.ms,
+        unit: 'ms',
+        note: s.variant.engine ? 'job run time, median' : 'in-process, median',
+      });
+      if (Number.isFinite(s.peakMiB))
+        rows.push({
+          section: SECTION,
+          metric: `${at} peak RSS`,
+          value: s.peakMiB,
+          unit: 'MiB',
+          note: 'engine process VmHWM over the whole set',
+        });
     }
 
     // Table (markdown) and crop sheet.
@@ -267,7 +333,20 @@ export async function benchQuality(opts: QualityOptions = {}): Promise<Row[]> {
     const full = !quick && !only?.length;
     const suffix = full ? '' : '-quick';
     writeFileSync(join(results, `quality-table${suffix}.md`), `${table}\n\n${context}\n`);
-    writeFileSync(join(results, `quality-${at.replace(/[:.]/g, '-')}.json`), JSON.stringify({ at, quick, crops: crops.map(({ name, region, faces }) => ({ name, region, faces })), summary: summary.map((s) => ({ ...s, variant: s.variant.key })), scores }, null, 2));
+    writeFileSync(
+      join(results, `quality-${at.replace(/[:.]/g, '-')}.json`),
+      JSON.stringify(
+        {
+          at,
+          quick,
+          crops: crops.map(({ name, region, faces }) => ({ name, region, faces })),
+          summary: summary.map((s) => ({ ...s, variant: s.variant.key })),
+          scores,
+        },
+        null,
+        2,
+      ),
+    );
     const sheet = sheetRows(crops, variants, kept);
     if (sheet.length) await cropSheet(sheet, join(results, `quality-sheet${suffix}.png`));
     if (full) updateDoc(table, context);
@@ -306,7 +385,12 @@ function sheetRows(crops: Crop[], variants: Variant[], kept: Map<string, Rgb>): 
   const plain = crops.find((c) => c.faces.length === 0);
   if (plain) {
     const side = Math.min(128, plain.truth.height);
-    add(plain, 2, `${plain.name} ×2 detail`, { left: Math.round(plain.truth.width / 2 - side / 2), top: Math.round(plain.truth.height / 2 - side / 2), width: side, height: side });
+    add(plain, 2, `${plain.name} ×2 detail`, {
+      left: Math.round(plain.truth.width / 2 - side / 2),
+      top: Math.round(plain.truth.height / 2 - side / 2),
+      width: side,
+      height: side,
+    });
   }
   // Where portrait's blend ends: the face box grown by its 30 % margin (engines/portrait FACE_MARGIN); its left edge.
   if (faces[0]) {
@@ -319,7 +403,8 @@ function sheetRows(crops: Crop[], variants: Variant[], kept: Map<string, Rgb>): 
   }
   // ESRGAN works in 128 px input tiles (ESRGAN_TILE): at ×2 the first tile corner is at output (256, 256).
   const c = faces[0] ?? crops[0];
-  if (c && c.truth.width > 288 && c.truth.height > 288) add(c, 2, `${c.name} ×2 tile corner`, { left: 256 - 48, top: 256 - 48, width: 96, height: 96 });
+  if (c && c.truth.width > 288 && c.truth.height > 288)
+    add(c, 2, `${c.name} ×2 tile corner`, { left: 256 - 48, top: 256 - 48, width: 96, height: 96 });
   return rows;
 }
 
@@ -338,6 +423,7 @@ function updateDoc(table: string, context: string): void {
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const rows = await benchQuality();
-  for (const r of rows) console.log(`${r.metric.padEnd(40)} ${r.value.toFixed(r.value >= 100 ? 0 : 3).padStart(9)} ${r.unit.padEnd(4)} ${r.note ?? ''}`);
+  for (const r of rows)
+    console.log(`${r.metric.padEnd(40)} ${r.value.toFixed(r.value >= 100 ? 0 : 3).padStart(9)} ${r.unit.padEnd(4)} ${r.note ?? ''}`);
   process.exit(0);
 }

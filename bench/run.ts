@@ -32,7 +32,10 @@ if (want('throughput')) rows.push(...(await benchThroughput({ jobs: quick ? 60 :
 if (want('runtime')) rows.push(...(await benchRuntime()));
 if (want('governor')) {
   for (const { metric, value, unit, ...figures } of await benchOvershoot()) {
-    const note = Object.entries(figures).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${String(v)}`).join(', ');
+    const note = Object.entries(figures)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(', ');
     rows.push({ section: 'governor (limit 512 MiB)', metric, value, unit, note });
   }
 }

@@ -18,7 +18,9 @@ type Runtime = 'compiled' | 'tsx';
 
 /** How `npm start` runs an app in each runtime (apps/cli/src/launcher/launcher.ts, appArgv); tsx as before the build. */
 function argv(runtime: Runtime, app: 'gateway' | 'worker'): string[] {
-  return runtime === 'compiled' ? ['--max-semi-space-size=2', join(REPO, `apps/${app}/dist/main.js`)] : ['--import', 'tsx', join(REPO, `apps/${app}/src/main.ts`)];
+  return runtime === 'compiled'
+    ? ['--max-semi-space-size=2', join(REPO, `apps/${app}/dist/main.js`)]
+    : ['--import', 'tsx', join(REPO, `apps/${app}/src/main.ts`)];
 }
 
 const rss = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
@@ -27,17 +29,31 @@ async function idleRss(runtime: Runtime): Promise<{ gateway: number; worker: num
   const redis = await startTestRedis();
   const storage = mkdtempSync(join(tmpdir(), 'pe-bench-runtime-'));
   const port = await freePort();
-  const env = { ...process.env, REDIS_URL: redis.url, STORAGE_DIR: storage, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ENFORCEMENT: 'watchdog' };
+  const env = {
+    ...process.env,
+    REDIS_URL: redis.url,
+    STORAGE_DIR: storage,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    ENFORCEMENT: 'watchdog',
+  };
   const procs: ChildProcess[] = [];
   try {
-    for (const app of ['gateway', 'worker'] as const) procs.push(spawn(process.execPath, argv(runtime, app), { cwd: REPO, env, stdio: 'ignore' }));
+    for (const app of ['gateway', 'worker'] as const)
+      procs.push(spawn(process.execPath, argv(runtime, app), { cwd: REPO, env, stdio: 'ignore' }));
     // Idle = started up: the gateway answers and the worker's engine waits for work.
-    await until(`${runtime}: the classic engine idle behind the gateway`, async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/v1/system`).catch(() => undefined);
-      if (!res?.ok) return false;
-      const { hosts } = (await res.json()) as { hosts: HostState[] };
-      return hosts[0]?.processes.some((p) => p.profile === 'classic' && p.state === 'idle') ?? false;
-    }, 120_000, 200);
+    await until(
+      `${runtime}: the classic engine idle behind the gateway`,
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/system`).catch(() => undefined);
+        if (!res?.ok) return false;
+        const { hosts } = (await res.json()) as { hosts: HostState[] };
+        return hosts[0]?.processes.some((p) => p.profile === 'classic' && p.state === 'idle') ?? false;
+      },
+      120_000,
+      200,
+    );
     return { gateway: rss(procs[0]!.pid!), worker: rss(procs[1]!.pid!) };
   } finally {
     for (const p of procs) p.kill('SIGTERM');
@@ -65,9 +81,28 @@ export async function benchRuntime(): Promise<Row[]> {
   const section = 'runtime (idle after start-up)';
   for (const runtime of ['compiled', 'tsx'] as const) {
     const r = await idleRss(runtime);
-    rows.push({ section, metric: `gateway RSS, ${runtime}`, value: r.gateway / MiB, unit: 'MiB', goal: runtime === 'compiled' ? '≤ 80' : '' });
-    rows.push({ section, metric: `worker RSS, ${runtime}`, value: r.worker / MiB, unit: 'MiB', goal: runtime === 'compiled' ? '≤ 80' : '' });
+    rows.push({
+      section,
+      metric: `gateway RSS, ${runtime}`,
+      value: r.gateway / MiB,
+      unit: 'MiB',
+      goal: runtime === 'compiled' ? '≤ 80' : '',
+    });
+    rows.push({
+      section,
+      metric: `worker RSS, ${runtime}`,
+      value: r.worker / MiB,
+      unit: 'MiB',
+      goal: runtime === 'compiled' ? '≤ 80' : '',
+    });
   }
-  for (const runtime of ['compiled', 'tsx'] as const) rows.push({ section, metric: `photoenhance --help, ${runtime} (best of 3)`, value: helpMs(runtime), unit: 'ms', goal: runtime === 'compiled' ? '≤ 1000' : '' });
+  for (const runtime of ['compiled', 'tsx'] as const)
+    rows.push({
+      section,
+      metric: `photoenhance --help, ${runtime} (best of 3)`,
+      value: helpMs(runtime),
+      unit: 'ms',
+      goal: runtime === 'compiled' ? '≤ 1000' : '',
+    });
   return rows;
 }

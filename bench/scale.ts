@@ -44,14 +44,22 @@ async function throughput(perHost: number, s3: boolean): Promise<Row[]> {
     redis: 'single',
     storage: s3 ? 's3' : 'shared-dir',
     engines: [fixtureEngine('fixed100', 'sleep', 100)],
-    gatewayEnv: { KNOWN_ENGINES: 'fixed100', DEFAULT_ENGINE: 'fixed100', LOG_LEVEL: 'warn', HOLDING_GRACE_MS: '600000', DASHBOARD_TOKEN: OPERATOR_TOKEN },
+    gatewayEnv: {
+      KNOWN_ENGINES: 'fixed100',
+      DEFAULT_ENGINE: 'fixed100',
+      LOG_LEVEL: 'warn',
+      HOLDING_GRACE_MS: '600000',
+      DASHBOARD_TOKEN: OPERATOR_TOKEN,
+    },
     workerEnv: { ADMISSION_CHECK_MS: '50', HEARTBEAT_MS: '250' },
     deferWorkers: true,
   });
   const rows: Row[] = [];
   try {
     const gw = mh.gateways[0]!;
-    const photo = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } }).jpeg().toBuffer();
+    const photo = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer();
     const rates: number[] = [];
     for (const k of [1, 2, 3]) {
       const hosts = mh.workers.slice(0, k);
@@ -83,7 +91,13 @@ async function throughput(perHost: number, s3: boolean): Promise<Row[]> {
       for (const w of hosts) await w.proc.stop('SIGTERM', 30_000);
       await until('the stopped hosts to leave /v1/system', async () => (await systemHosts(gw.url)).length === 0, 30_000);
     }
-    rows.push({ section: SECTION, metric: `scaling, 3 hosts vs 1 (${s3 ? 's3rver' : 'one folder'})`, value: rates[2]! / (3 * rates[0]!), unit: '× linear', goal: '≥ 0.9' });
+    rows.push({
+      section: SECTION,
+      metric: `scaling, 3 hosts vs 1 (${s3 ? 's3rver' : 'one folder'})`,
+      value: rates[2]! / (3 * rates[0]!),
+      unit: '× linear',
+      goal: '≥ 0.9',
+    });
   } finally {
     await mh.close();
   }
@@ -102,7 +116,9 @@ async function failover(quick: boolean): Promise<Row[]> {
   try {
     const gw = mh.gateways[0]!;
     const sentinel = mh.sentinel!;
-    const photo = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } }).jpeg().toBuffer();
+    const photo = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer();
     const accepted: Array<{ id: string; at: number }> = [];
     const refused: number[] = [];
     let stop = false;
@@ -125,21 +141,44 @@ async function failover(quick: boolean): Promise<Row[]> {
       await sentinel.nodeAt(old)!.kill('SIGKILL');
       await sentinel.waitForFailover(old, 30_000);
       promotedMs = Date.now() - killAt;
-      await until('a job accepted after the kill to complete', async () => {
-        for (const a of accepted.filter((x) => x.at > killAt).slice(0, 10)) if ((await jobStatus(gw.url, a.id)) === 'completed') return true;
-        return false;
-      }, 90_000, 50);
+      await until(
+        'a job accepted after the kill to complete',
+        async () => {
+          for (const a of accepted.filter((x) => x.at > killAt).slice(0, 10))
+            if ((await jobStatus(gw.url, a.id)) === 'completed') return true;
+          return false;
+        },
+        90_000,
+        50,
+      );
       resumeMs = Date.now() - killAt;
       await until('more jobs after the failover', () => accepted.filter((a) => a.at > killAt).length >= 30, 30_000, 100);
     } finally {
       stop = true;
       await Promise.all(lanes);
     }
-    const statuses = await settle(gw.url, accepted.map((a) => a.id), 120_000);
+    const statuses = await settle(
+      gw.url,
+      accepted.map((a) => a.id),
+      120_000,
+    );
     const lost = statuses.filter((s) => s !== 'completed').length;
     return [
-      { section: SECTION, metric: 'failover: master SIGKILL → first completed job accepted after it', value: resumeMs / 1000, unit: 's', note: `Sentinel promoted the replica after ${(promotedMs / 1000).toFixed(1)} s (down-after 1 s); ${refused.length} submissions refused meanwhile (${[...new Set(refused)].join(', ') || 'none'})` },
-      { section: SECTION, metric: 'failover: accepted jobs lost', value: lost, unit: 'jobs', goal: '0', note: `of ${accepted.length} accepted (202) during the run` },
+      {
+        section: SECTION,
+        metric: 'failover: master SIGKILL → first completed job accepted after it',
+        value: resumeMs / 1000,
+        unit: 's',
+        note: `Sentinel promoted the replica after ${(promotedMs / 1000).toFixed(1)} s (down-after 1 s); ${refused.length} submissions refused meanwhile (${[...new Set(refused)].join(', ') || 'none'})`,
+      },
+      {
+        section: SECTION,
+        metric: 'failover: accepted jobs lost',
+        value: lost,
+        unit: 'jobs',
+        goal: '0',
+        note: `of ${accepted.length} accepted (202) during the run`,
+      },
     ];
   } finally {
     await mh.close();
@@ -158,7 +197,9 @@ async function uploadRss(storage: 's3' | 'shared-dir'): Promise<Row[]> {
   try {
     const gw = mh.gateways[0]!;
     const pid = gw.proc.proc.pid!;
-    const small = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } }).jpeg().toBuffer();
+    const small = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer();
     // Warm up (module loading, JIT, the S3 client's first connection) so "idle" is the gateway as it runs.
     for (let i = 0; i < 5; i++) await submitOnce(gw.url, small, 'classic');
     const rows: Row[] = [];
@@ -184,7 +225,10 @@ async function uploadRss(storage: 's3' | 'shared-dir'): Promise<Row[]> {
       const where = storage === 's3' ? 'S3' : 'a local folder (comparison)';
       rows.push({
         section: SECTION,
-        metric: kind === 'padded' ? `gateway RSS above idle during a 50 MiB upload to ${where}` : `the same with a 23 MP noise JPEG (the decode check's own memory included)`,
+        metric:
+          kind === 'padded'
+            ? `gateway RSS above idle during a 50 MiB upload to ${where}`
+            : `the same with a 23 MP noise JPEG (the decode check's own memory included)`,
         value: (peak - idle) / 1024 / 1024,
         unit: 'MiB',
         ...(storage === 's3' && kind === 'padded' ? { goal: '≤ 8' } : {}),
@@ -201,7 +245,9 @@ async function uploadRss(storage: 's3' | 'shared-dir'): Promise<Row[]> {
 
 /** A real 1 MP JPEG of exactly `bytes`: APP15 segments (skipped by every decoder) right after SOI carry the bulk. */
 async function paddedJpeg(bytes: number): Promise<Buffer> {
-  const photo = await sharp({ create: { width: 1280, height: 800, channels: 3, background: '#6a8' } }).jpeg({ quality: 90 }).toBuffer();
+  const photo = await sharp({ create: { width: 1280, height: 800, channels: 3, background: '#6a8' } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const segments: Buffer[] = [];
   let left = bytes - photo.length;
   const noise = Buffer.alloc(65_533);
@@ -221,7 +267,9 @@ async function noiseJpeg(bytes: number): Promise<Buffer> {
   for (let i = 0; i < 6; i++) {
     const raw = Buffer.alloc(side * side * 3);
     for (let j = 0; j + 4 <= raw.length; j += 4) raw.writeUInt32LE((Math.random() * 0x100000000) >>> 0, j);
-    const jpeg = await sharp(raw, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
+    const jpeg = await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+      .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
+      .toBuffer();
     if (Math.abs(jpeg.length - bytes) < bytes * 0.03) return jpeg;
     side = Math.round(side * Math.sqrt(bytes / jpeg.length));
   }
@@ -247,14 +295,20 @@ async function sampleFor(pid: number, ms: number): Promise<number[]> {
   return out;
 }
 
-async function submitOnce(url: string, photo: Buffer, engine?: string): Promise<{ id?: string; status: number; detail?: string; retryAfter?: number }> {
+async function submitOnce(
+  url: string,
+  photo: Buffer,
+  engine?: string,
+): Promise<{ id?: string; status: number; detail?: string; retryAfter?: number }> {
   const form = new FormData();
   if (engine) form.append('engine', engine);
   form.append('image', new Blob([photo], { type: 'image/jpeg' }), 'photo.jpg');
   try {
     const res = await fetch(`${url}/v1/jobs`, { method: 'POST', body: form, signal: AbortSignal.timeout(60_000) });
     const body = (await res.json().catch(() => ({}))) as { id?: string; code?: string; detail?: string };
-    return res.status === 202 ? { id: body.id!, status: 202 } : { status: res.status, detail: `${body.code}: ${body.detail}`, retryAfter: Number(res.headers.get('retry-after') ?? 1) };
+    return res.status === 202
+      ? { id: body.id!, status: 202 }
+      : { status: res.status, detail: `${body.code}: ${body.detail}`, retryAfter: Number(res.headers.get('retry-after') ?? 1) };
   } catch {
     return { status: 0 };
   }
@@ -321,7 +375,11 @@ async function systemHosts(url: string): Promise<HostView[]> {
 }
 
 async function setAdmission(url: string, body: Record<string, number>): Promise<void> {
-  const res = await fetch(`${url}/v1/system/hosts/*/admission`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${OPERATOR_TOKEN}` }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}/v1/system/hosts/*/admission`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${OPERATOR_TOKEN}` },
+    body: JSON.stringify(body),
+  });
   if (res.status >= 300) throw new Error(`PUT admission answered ${res.status}: ${await res.text()}`);
 }
 
@@ -349,7 +407,8 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, timeout
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`scale bench: timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`scale bench: timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

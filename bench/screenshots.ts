@@ -49,7 +49,12 @@ async function main(): Promise<void> {
         if (n === 2) fields.denoise = 'false';
         ids.push(await idOf(await submit(url, await photo(n, 480 + 160 * ((n + round) % 4)), fields, `family-${round + 1}-${n}.jpg`)));
       }
-      if (round % 2 === 0) ids.push((lastPortrait = await idOf(await submit(url, await photo(1 + round, 480), { engine: 'portrait', scale: '2' }, `portrait-${round + 1}.jpg`))));
+      if (round % 2 === 0)
+        ids.push(
+          (lastPortrait = await idOf(
+            await submit(url, await photo(1 + round, 480), { engine: 'portrait', scale: '2' }, `portrait-${round + 1}.jpg`),
+          )),
+        );
       for (const id of ids) await waitForStatus(url, id, ['completed', 'failed'], 180_000);
       console.log(`round ${round + 1}/${ROUNDS} done`);
     }
@@ -62,12 +67,21 @@ async function main(): Promise<void> {
     const cancel = await idOf(await submit(url, await photo(6, 640), { engine: 'portrait', scale: '2' }, 'changed-my-mind.jpg'));
     await waitForStatus(url, cancel, ['active'], 180_000);
     await fetch(`${url}/v1/jobs/${cancel}`, { method: 'DELETE' });
-    await until('the batch to finish', async () => {
-      const b = (await (await fetch(`${url}/v1/batches/${batch.id}`)).json()) as { status: string };
-      return ['completed', 'partial', 'failed'].includes(b.status) ? b : undefined;
-    }, 180_000, 500);
+    await until(
+      'the batch to finish',
+      async () => {
+        const b = (await (await fetch(`${url}/v1/batches/${batch.id}`)).json()) as { status: string };
+        return ['completed', 'partial', 'failed'].includes(b.status) ? b : undefined;
+      },
+      180_000,
+      500,
+    );
     // A few queued jobs behind a paused queue, so the counters are not all zero.
-    await fetch(`${url}/dashboard/api/queues/classic/pause`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await fetch(`${url}/dashboard/api/queues/classic/pause`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     for (let n = 1; n <= 3; n++) await idOf(await submit(url, await photo(n, 640), { scale: '2' }, `later-${n}.jpg`));
 
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -85,7 +99,11 @@ async function main(): Promise<void> {
     await page.goto(`${url}/dashboard/#/jobs/${lastPortrait}`);
     await page.locator('[data-testid="job-page"][data-status="completed"]').waitFor();
     await page.getByTestId('thumb-output').waitFor();
-    await page.waitForFunction(() => [...(globalThis as unknown as { document: { images: Iterable<{ complete: boolean; naturalWidth: number }> } }).document.images].every((i) => i.complete && i.naturalWidth > 0));
+    await page.waitForFunction(() =>
+      [...(globalThis as unknown as { document: { images: Iterable<{ complete: boolean; naturalWidth: number }> } }).document.images].every(
+        (i) => i.complete && i.naturalWidth > 0,
+      ),
+    );
     await page.screenshot({ path: join(OUT, 'dashboard-job.png'), fullPage: true });
     await page.goto(`${url}/dashboard/#/batches/${batch.id}`);
     await page.getByTestId('batch-items').waitFor();

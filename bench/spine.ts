@@ -21,7 +21,9 @@ export interface Row {
 async function drainRun(engine: 'sleep100' | 'noop', n: number): Promise<{ jobsPerSecond: number; spanMs: number; perJobMs: number }> {
   const redis = await startTestRedis();
   const gw = await startGateway(redis.url, { knownEngines: [engine] });
-  const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } }).jpeg().toBuffer();
+  const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+    .jpeg()
+    .toBuffer();
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const r = await submit(gw.url, tiny, { engine, scale: '1' });
@@ -33,7 +35,13 @@ async function drainRun(engine: 'sleep100' | 'noop', n: number): Promise<{ jobsP
   const cfg = join(gw.storageDir, 'worker.json');
   const mode = engine === 'noop' ? ['--mode', 'noop'] : ['--mode', 'sleep', '--delay-ms', '100'];
   writeFileSync(cfg, JSON.stringify({ engines: [{ name: engine, command: [process.execPath, fixture, ...mode] }] }));
-  const worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, LOG_LEVEL: 'warn', HEARTBEAT_MS: '2000' });
+  const worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: cfg,
+    LOG_LEVEL: 'warn',
+    HEARTBEAT_MS: '2000',
+  });
   const q = new Queue(queueName(engine), { connection: { ...redisOptions(redis.url) }, prefix: KEY_PREFIX });
   await until('all jobs finished', async () => (await q.getCompletedCount()) + (await q.getFailedCount()) >= n, 600_000, 200);
   const jobs = await q.getJobs(['completed'], 0, n);
@@ -51,9 +59,21 @@ async function drainRun(engine: 'sleep100' | 'noop', n: number): Promise<{ jobsP
 export async function benchSpine(opts: { jobs: number }): Promise<Row[]> {
   const rows: Row[] = [];
   const duty = await drainRun('sleep100', opts.jobs);
-  rows.push({ section: 'engine duty cycle (100 ms/job, 1 engine)', metric: 'jobs/s achieved ÷ 10', value: duty.jobsPerSecond / 10, unit: 'ratio', goal: '>= 0.97', note: `${opts.jobs} jobs in ${duty.spanMs} ms` });
+  rows.push({
+    section: 'engine duty cycle (100 ms/job, 1 engine)',
+    metric: 'jobs/s achieved ÷ 10',
+    value: duty.jobsPerSecond / 10,
+    unit: 'ratio',
+    goal: '>= 0.97',
+    note: `${opts.jobs} jobs in ${duty.spanMs} ms`,
+  });
   const noop = await drainRun('noop', opts.jobs);
-  rows.push({ section: 'per-job overhead (no-op engine)', metric: 'time per job', value: noop.perJobMs, unit: 'ms', note: `${noop.jobsPerSecond.toFixed(1)} jobs/s` });
+  rows.push({
+    section: 'per-job overhead (no-op engine)',
+    metric: 'time per job',
+    value: noop.perJobMs,
+    unit: 'ms',
+    note: `${noop.jobsPerSecond.toFixed(1)} jobs/s`,
+  });
   return rows;
 }
-

@@ -34,16 +34,23 @@ async function drain(engine: Record<string, unknown>, n: number, workerEnv: Reco
   const stack = await startStack({ gateway: { knownEngines: [name], maxQueuedJobs: 1_000_000 }, engines: [engine], workerEnv });
   const q = new Queue<unknown, JobResult>(queueName(name), { connection: { ...redisOptions(stack.redis.url) }, prefix: KEY_PREFIX });
   try {
-    const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } }).png().toBuffer();
+    const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+      .png()
+      .toBuffer();
     const send = async (): Promise<string> => {
-      const r = await until('the gateway to accept the job', async () => {
-        const res = await submit(stack.gw.url, tiny, { engine: name, format: 'png' }, 'a.png', 'image/png');
-        if (res.status === 503) {
-          await res.body?.cancel();
-          return undefined;
-        }
-        return res;
-      }, 30_000, 100);
+      const r = await until(
+        'the gateway to accept the job',
+        async () => {
+          const res = await submit(stack.gw.url, tiny, { engine: name, format: 'png' }, 'a.png', 'image/png');
+          if (res.status === 503) {
+            await res.body?.cancel();
+            return undefined;
+          }
+          return res;
+        },
+        30_000,
+        100,
+      );
       if (r.status !== 202) throw new Error(`submission answered ${r.status}: ${await r.text()}`);
       return ((await r.json()) as { id: string }).id;
     };
@@ -118,7 +125,18 @@ export async function benchThroughput(opts: { jobs: number; batchJobs: number })
   const b = 2;
   const batchEngine = (maxBatch: number): Record<string, unknown> => ({
     name: maxBatch > 1 ? 'batched' : 'single',
-    command: [process.execPath, BATCH_ENGINE, '--a-ms', String(a), '--b-ms', String(b), '--max-batch', String(maxBatch), '--max-queue-delay-ms', '5'],
+    command: [
+      process.execPath,
+      BATCH_ENGINE,
+      '--a-ms',
+      String(a),
+      '--b-ms',
+      String(b),
+      '--max-batch',
+      String(maxBatch),
+      '--max-queue-delay-ms',
+      '5',
+    ],
   });
   const single = await drain(batchEngine(0), opts.batchJobs, {});
   const batched = await drain(batchEngine(8), opts.batchJobs, {});
@@ -126,9 +144,22 @@ export async function benchThroughput(opts: { jobs: number; batchJobs: number })
   const jps = (d: Drained): number => (d.jobs / d.spanMs) * 1000;
   rows.push(
     { section: s, metric: 'one job at a time', value: jps(single), unit: 'jobs/s', note: `span ${single.spanMs} ms` },
-    { section: s, metric: 'maxBatch 8, maxQueueDelayMs 5', value: jps(batched), unit: 'jobs/s', note: `span ${batched.spanMs} ms; mean batch ${(batched.batchSizes.reduce((x, y) => x + y, 0) / batched.batchSizes.length).toFixed(2)}` },
+    {
+      section: s,
+      metric: 'maxBatch 8, maxQueueDelayMs 5',
+      value: jps(batched),
+      unit: 'jobs/s',
+      note: `span ${batched.spanMs} ms; mean batch ${(batched.batchSizes.reduce((x, y) => x + y, 0) / batched.batchSizes.length).toFixed(2)}`,
+    },
     { section: s, metric: 'batched / one at a time', value: jps(batched) / jps(single), unit: 'ratio', goal: '>= 3' },
-    { section: s, metric: 'p95 added latency (idle engine held back to fill a batch)', value: pct(batched.batchWaitMs, 95), unit: 'ms', goal: '<= 5 (maxQueueDelayMs)', note: `p50 ${pct(batched.batchWaitMs, 50)} ms, max ${Math.max(...batched.batchWaitMs)} ms; time at the pool incl. waiting for the busy engine: p95 ${pct(batched.poolWaitMs, 95)} ms` },
+    {
+      section: s,
+      metric: 'p95 added latency (idle engine held back to fill a batch)',
+      value: pct(batched.batchWaitMs, 95),
+      unit: 'ms',
+      goal: '<= 5 (maxQueueDelayMs)',
+      note: `p50 ${pct(batched.batchWaitMs, 50)} ms, max ${Math.max(...batched.batchWaitMs)} ms; time at the pool incl. waiting for the busy engine: p95 ${pct(batched.poolWaitMs, 95)} ms`,
+    },
   );
   return rows;
 }

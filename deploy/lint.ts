@@ -145,7 +145,13 @@ export const SYSTEMD_DEPRECATED: Record<string, string> = {
 };
 
 /** In [Service], systemd still reads these for compatibility; they belong in [Unit]. */
-const SERVICE_KEYS_THAT_BELONG_IN_UNIT = new Set(['StartLimitBurst', 'StartLimitAction', 'StartLimitIntervalSec', 'FailureAction', 'RebootArgument']);
+const SERVICE_KEYS_THAT_BELONG_IN_UNIT = new Set([
+  'StartLimitBurst',
+  'StartLimitAction',
+  'StartLimitIntervalSec',
+  'FailureAction',
+  'RebootArgument',
+]);
 
 /** Directives that form lists: repeating them appends (an empty assignment resets). Any other key set twice is a mistake. */
 const SYSTEMD_REPEATABLE = new Set(
@@ -295,34 +301,114 @@ export function systemdBytes(v: string): number | undefined {
 export function systemdSeconds(v: string): number | undefined {
   if (v === 'infinity') return Infinity;
   if (!SYSTEMD_TIMESPAN.test(v)) return undefined;
-  const unit: Record<string, number> = { us: 1e-6, usec: 1e-6, 'µs': 1e-6, ms: 1e-3, msec: 1e-3, s: 1, sec: 1, second: 1, seconds: 1, m: 60, min: 60, minute: 60, minutes: 60, h: 3600, hr: 3600, hour: 3600, hours: 3600, d: 86400, day: 86400, days: 86400, w: 604800, week: 604800, weeks: 604800, M: 2629800, month: 2629800, months: 2629800, y: 31557600, year: 31557600, years: 31557600 };
+  const unit: Record<string, number> = {
+    us: 1e-6,
+    usec: 1e-6,
+    µs: 1e-6,
+    ms: 1e-3,
+    msec: 1e-3,
+    s: 1,
+    sec: 1,
+    second: 1,
+    seconds: 1,
+    m: 60,
+    min: 60,
+    minute: 60,
+    minutes: 60,
+    h: 3600,
+    hr: 3600,
+    hour: 3600,
+    hours: 3600,
+    d: 86400,
+    day: 86400,
+    days: 86400,
+    w: 604800,
+    week: 604800,
+    weeks: 604800,
+    M: 2629800,
+    month: 2629800,
+    months: 2629800,
+    y: 31557600,
+    year: 31557600,
+    years: 31557600,
+  };
   let total = 0;
   for (const m of v.matchAll(/(\d+(?:\.\d+)?)\s*([a-zA-Zµ]*)/g)) total += Number(m[1]) * (unit[m[2] || 's'] ?? NaN);
   return Number.isFinite(total) ? total : undefined;
 }
 
 function checkSystemdValue(key: string, value: string): string | undefined {
-  if (['MemoryMax', 'MemoryHigh', 'MemoryLow', 'MemoryMin', 'MemorySwapMax', 'MemoryZSwapMax', 'DefaultMemoryLow', 'DefaultMemoryMin'].includes(key)) {
-    if (!SYSTEMD_MEMORY.test(value)) return `${key}=${value} is not a size: use bytes with K, M, G or T (base 1024, e.g. 24G, 512M), a percentage (90%) or infinity; "GiB"/"MB" spellings are not accepted`;
+  if (
+    [
+      'MemoryMax',
+      'MemoryHigh',
+      'MemoryLow',
+      'MemoryMin',
+      'MemorySwapMax',
+      'MemoryZSwapMax',
+      'DefaultMemoryLow',
+      'DefaultMemoryMin',
+    ].includes(key)
+  ) {
+    if (!SYSTEMD_MEMORY.test(value))
+      return `${key}=${value} is not a size: use bytes with K, M, G or T (base 1024, e.g. 24G, 512M), a percentage (90%) or infinity; "GiB"/"MB" spellings are not accepted`;
     if (value.endsWith('%') && Number(value.slice(0, -1)) > 100) return `${key}=${value}: a percentage above 100%`;
   }
-  if (key === 'CPUQuota' && !/^\d+(\.\d+)?%$/.test(value)) return `CPUQuota=${value} must be a percentage of one CPU (e.g. 200% = two cores)`;
-  if (key === 'TasksMax' && !/^(infinity|\d+|\d+(\.\d+)?%)$/.test(value)) return `TasksMax=${value} must be a number, a percentage or infinity`;
-  if (/^Limit[A-Z]+$/.test(key) && !/^(infinity|\d+[KMGTPE]?)(:(infinity|\d+[KMGTPE]?))?$/.test(value)) return `${key}=${value} must be a number, infinity or soft:hard`;
-  if (['NoNewPrivileges', 'PrivateTmp', 'PrivateDevices', 'ProtectControlGroups', 'ProtectKernelTunables', 'ProtectKernelModules', 'RestrictRealtime', 'RestrictSUIDSGID', 'LockPersonality', 'MemoryDenyWriteExecute', 'RemainAfterExit', 'DefaultDependencies', 'MemoryAccounting', 'CPUAccounting', 'TasksAccounting'].includes(key) && !SYSTEMD_BOOL.test(value)) {
+  if (key === 'CPUQuota' && !/^\d+(\.\d+)?%$/.test(value))
+    return `CPUQuota=${value} must be a percentage of one CPU (e.g. 200% = two cores)`;
+  if (key === 'TasksMax' && !/^(infinity|\d+|\d+(\.\d+)?%)$/.test(value))
+    return `TasksMax=${value} must be a number, a percentage or infinity`;
+  if (/^Limit[A-Z]+$/.test(key) && !/^(infinity|\d+[KMGTPE]?)(:(infinity|\d+[KMGTPE]?))?$/.test(value))
+    return `${key}=${value} must be a number, infinity or soft:hard`;
+  if (
+    [
+      'NoNewPrivileges',
+      'PrivateTmp',
+      'PrivateDevices',
+      'ProtectControlGroups',
+      'ProtectKernelTunables',
+      'ProtectKernelModules',
+      'RestrictRealtime',
+      'RestrictSUIDSGID',
+      'LockPersonality',
+      'MemoryDenyWriteExecute',
+      'RemainAfterExit',
+      'DefaultDependencies',
+      'MemoryAccounting',
+      'CPUAccounting',
+      'TasksAccounting',
+    ].includes(key) &&
+    !SYSTEMD_BOOL.test(value)
+  ) {
     return `${key}=${value} must be a boolean (yes/no)`;
   }
-  if (key === 'Delegate' && !SYSTEMD_BOOL.test(value) && !/^(cpu|cpuacct|cpuset|io|blkio|memory|devices|pids|bpf-firewall|bpf-devices|bpf-foreign|bpf-socket-bind|bpf-restrict-network-interfaces)( +(cpu|cpuacct|cpuset|io|blkio|memory|devices|pids|bpf-firewall|bpf-devices|bpf-foreign|bpf-socket-bind|bpf-restrict-network-interfaces))*$/.test(value)) {
+  if (
+    key === 'Delegate' &&
+    !SYSTEMD_BOOL.test(value) &&
+    !/^(cpu|cpuacct|cpuset|io|blkio|memory|devices|pids|bpf-firewall|bpf-devices|bpf-foreign|bpf-socket-bind|bpf-restrict-network-interfaces)( +(cpu|cpuacct|cpuset|io|blkio|memory|devices|pids|bpf-firewall|bpf-devices|bpf-foreign|bpf-socket-bind|bpf-restrict-network-interfaces))*$/.test(
+      value,
+    )
+  ) {
     return `Delegate=${value} must be a boolean or a list of cgroup controllers`;
   }
-  if (/^Timeout(Start|Stop|Abort)?Sec$|^RestartSec$|^RuntimeMaxSec$|^WatchdogSec$|^StartLimitIntervalSec$/.test(key) && !SYSTEMD_TIMESPAN.test(value)) return `${key}=${value} is not a time span`;
-  if (key === 'KillMode' && !['control-group', 'mixed', 'process', 'none'].includes(value)) return `KillMode=${value} must be control-group, mixed, process or none`;
-  if (key === 'Restart' && !['no', 'on-success', 'on-failure', 'on-abnormal', 'on-watchdog', 'on-abort', 'always'].includes(value)) return `Restart=${value} is not a restart policy`;
+  if (
+    /^Timeout(Start|Stop|Abort)?Sec$|^RestartSec$|^RuntimeMaxSec$|^WatchdogSec$|^StartLimitIntervalSec$/.test(key) &&
+    !SYSTEMD_TIMESPAN.test(value)
+  )
+    return `${key}=${value} is not a time span`;
+  if (key === 'KillMode' && !['control-group', 'mixed', 'process', 'none'].includes(value))
+    return `KillMode=${value} must be control-group, mixed, process or none`;
+  if (key === 'Restart' && !['no', 'on-success', 'on-failure', 'on-abnormal', 'on-watchdog', 'on-abort', 'always'].includes(value))
+    return `Restart=${value} is not a restart policy`;
   if (key === 'OOMPolicy' && !['continue', 'stop', 'kill'].includes(value)) return `OOMPolicy=${value} must be continue, stop or kill`;
-  if (key === 'Type' && !['simple', 'exec', 'forking', 'oneshot', 'dbus', 'notify', 'notify-reload', 'idle'].includes(value)) return `Type=${value} is not a service type`;
-  if (key === 'ProtectSystem' && !SYSTEMD_BOOL.test(value) && !['full', 'strict'].includes(value)) return `ProtectSystem=${value} must be yes, no, full or strict`;
-  if (key === 'ProtectHome' && !SYSTEMD_BOOL.test(value) && !['read-only', 'tmpfs'].includes(value)) return `ProtectHome=${value} must be yes, no, read-only or tmpfs`;
-  if (/^Exec/.test(key) && key !== 'ExecSearchPath' && key !== 'ExecPaths' && value !== '' && !/^[-@:+!]*\//.test(value)) return `${key}= must start with an absolute path to the executable; received ${JSON.stringify(value)}`;
+  if (key === 'Type' && !['simple', 'exec', 'forking', 'oneshot', 'dbus', 'notify', 'notify-reload', 'idle'].includes(value))
+    return `Type=${value} is not a service type`;
+  if (key === 'ProtectSystem' && !SYSTEMD_BOOL.test(value) && !['full', 'strict'].includes(value))
+    return `ProtectSystem=${value} must be yes, no, full or strict`;
+  if (key === 'ProtectHome' && !SYSTEMD_BOOL.test(value) && !['read-only', 'tmpfs'].includes(value))
+    return `ProtectHome=${value} must be yes, no, read-only or tmpfs`;
+  if (/^Exec/.test(key) && key !== 'ExecSearchPath' && key !== 'ExecPaths' && value !== '' && !/^[-@:+!]*\//.test(value))
+    return `${key}= must start with an absolute path to the executable; received ${JSON.stringify(value)}`;
   if (key === 'WorkingDirectory' && !/^-?(\/|~$)/.test(value)) return `WorkingDirectory= must be an absolute path`;
   return undefined;
 }
@@ -338,20 +424,29 @@ export function lintSystemdUnit(text: string): Problem[] {
     seenSections.add(section.name);
     const known = SYSTEMD_KEYS[section.name as keyof typeof SYSTEMD_KEYS] as ReadonlySet<string> | undefined;
     if (!known) {
-      problems.push({ line: section.line, message: `unknown section [${section.name}] (a .service file has [Unit], [Service], [Install])` });
+      problems.push({
+        line: section.line,
+        message: `unknown section [${section.name}] (a .service file has [Unit], [Service], [Install])`,
+      });
       continue;
     }
     const seen = new Map<string, number>();
     for (const { key, value, line } of section.entries) {
       if (INLINE_COMMENT.test(value)) {
-        problems.push({ line, message: `inline comment in ${key}=: systemd has no inline comments, the whole text "${value}" is the value; put the comment on its own line` });
+        problems.push({
+          line,
+          message: `inline comment in ${key}=: systemd has no inline comments, the whole text "${value}" is the value; put the comment on its own line`,
+        });
       }
       const newer = SYSTEMD_NEWER_KEYS[key];
       if (key in SYSTEMD_DEPRECATED) problems.push({ line, message: `${key}= is deprecated or removed: ${SYSTEMD_DEPRECATED[key]}` });
-      else if (section.name === 'Service' && SERVICE_KEYS_THAT_BELONG_IN_UNIT.has(key)) problems.push({ line, message: `${key}= belongs in [Unit]` });
-      else if (!known.has(key) && !(newer && newer.section === section.name)) problems.push({ line, message: `unknown key ${key}= in [${section.name}] (systemd would log "Unknown key" and ignore it)` });
+      else if (section.name === 'Service' && SERVICE_KEYS_THAT_BELONG_IN_UNIT.has(key))
+        problems.push({ line, message: `${key}= belongs in [Unit]` });
+      else if (!known.has(key) && !(newer && newer.section === section.name))
+        problems.push({ line, message: `unknown key ${key}= in [${section.name}] (systemd would log "Unknown key" and ignore it)` });
       const first = seen.get(key);
-      if (first !== undefined && !isRepeatable(key)) problems.push({ line, message: `${key}= set twice (lines ${first} and ${line}); the later silently wins` });
+      if (first !== undefined && !isRepeatable(key))
+        problems.push({ line, message: `${key}= set twice (lines ${first} and ${line}); the later silently wins` });
       if (first === undefined) seen.set(key, line);
       if (!INLINE_COMMENT.test(value)) {
         const bad = checkSystemdValue(key, value);
@@ -366,13 +461,45 @@ const SUPERVISOR_BOOL = /^(true|false|yes|no|on|off|1|0)$/i;
 const SUPERVISOR_SIGNALS = new Set(['TERM', 'HUP', 'INT', 'QUIT', 'KILL', 'USR1', 'USR2']);
 
 function checkSupervisorValue(key: string, value: string): string | undefined {
-  if (/%(?!%|\([A-Za-z_][A-Za-z0-9_]*\)[sd])/.test(value.replace(/%%/g, ''))) return `${key}: a lone "%" (supervisor expands %(name)s; write %% for a literal percent sign)`;
-  if (['autostart', 'stopasgroup', 'killasgroup', 'redirect_stderr', 'stdout_events_enabled', 'stderr_events_enabled', 'stdout_syslog', 'stderr_syslog'].includes(key) && !SUPERVISOR_BOOL.test(value)) return `${key}=${value} must be true or false`;
+  if (/%(?!%|\([A-Za-z_][A-Za-z0-9_]*\)[sd])/.test(value.replace(/%%/g, '')))
+    return `${key}: a lone "%" (supervisor expands %(name)s; write %% for a literal percent sign)`;
+  if (
+    [
+      'autostart',
+      'stopasgroup',
+      'killasgroup',
+      'redirect_stderr',
+      'stdout_events_enabled',
+      'stderr_events_enabled',
+      'stdout_syslog',
+      'stderr_syslog',
+    ].includes(key) &&
+    !SUPERVISOR_BOOL.test(value)
+  )
+    return `${key}=${value} must be true or false`;
   if (key === 'autorestart' && !/^(true|false|unexpected)$/i.test(value)) return `autorestart=${value} must be true, false or unexpected`;
-  if (['startsecs', 'startretries', 'stopwaitsecs', 'numprocs', 'numprocs_start', 'priority', 'stdout_logfile_backups', 'stderr_logfile_backups'].includes(key) && !/^\d+$/.test(value)) return `${key}=${value} must be a whole number`;
+  if (
+    [
+      'startsecs',
+      'startretries',
+      'stopwaitsecs',
+      'numprocs',
+      'numprocs_start',
+      'priority',
+      'stdout_logfile_backups',
+      'stderr_logfile_backups',
+    ].includes(key) &&
+    !/^\d+$/.test(value)
+  )
+    return `${key}=${value} must be a whole number`;
   if (/_maxbytes$/.test(key) && !/^\d+(KB|MB|GB)?$/i.test(value)) return `${key}=${value} must be bytes, optionally with KB, MB or GB`;
-  if (key === 'stopsignal' && !SUPERVISOR_SIGNALS.has(value.toUpperCase().replace(/^SIG/, ''))) return `stopsignal=${value} must be one of ${[...SUPERVISOR_SIGNALS].join(', ')}`;
-  if (key === 'environment' && !/^([A-Za-z_][A-Za-z0-9_]*=("[^"]*"|[^,"]*))(,\s*[A-Za-z_][A-Za-z0-9_]*=("[^"]*"|[^,"]*))*$/.test(value.replace(/\n/g, ''))) return `environment= must be KEY="value",KEY2="value2"`;
+  if (key === 'stopsignal' && !SUPERVISOR_SIGNALS.has(value.toUpperCase().replace(/^SIG/, '')))
+    return `stopsignal=${value} must be one of ${[...SUPERVISOR_SIGNALS].join(', ')}`;
+  if (
+    key === 'environment' &&
+    !/^([A-Za-z_][A-Za-z0-9_]*=("[^"]*"|[^,"]*))(,\s*[A-Za-z_][A-Za-z0-9_]*=("[^"]*"|[^,"]*))*$/.test(value.replace(/\n/g, ''))
+  )
+    return `environment= must be KEY="value",KEY2="value2"`;
   if (key === 'command' && !value.startsWith('/') && !value.startsWith('%(')) return `command= should start with an absolute path`;
   return undefined;
 }
@@ -382,13 +509,20 @@ export function lintSupervisor(text: string): Problem[] {
   for (const section of sections) {
     const kind = /^(program|group):[A-Za-z0-9_.-]+$/.exec(section.name)?.[1];
     if (!kind) {
-      problems.push({ line: section.line, message: `[${section.name}]: this file is an include for supervisord (conf.d); it holds only [program:x] and [group:x] sections` });
+      problems.push({
+        line: section.line,
+        message: `[${section.name}]: this file is an include for supervisord (conf.d); it holds only [program:x] and [group:x] sections`,
+      });
       continue;
     }
     const known = kind === 'program' ? SUPERVISOR_PROGRAM_KEYS : SUPERVISOR_GROUP_KEYS;
     const seen = new Map<string, number>();
     for (const { key, value, line } of section.entries) {
-      if (INLINE_COMMENT.test(value)) problems.push({ line, message: `inline comment in ${key}=: supervisor cuts the value at " ;" and keeps " #"; put the comment on its own line` });
+      if (INLINE_COMMENT.test(value))
+        problems.push({
+          line,
+          message: `inline comment in ${key}=: supervisor cuts the value at " ;" and keeps " #"; put the comment on its own line`,
+        });
       if (!known.has(key)) {
         const hint = /mem|rss|cpu|limit|quota|nofile|rlimit/.test(key) ? ' (supervisor has no memory, CPU or file limit options)' : '';
         problems.push({ line, message: `unknown key ${key}= in [${section.name}]${hint}` });
@@ -417,7 +551,8 @@ export function lintEnvFile(text: string): Problem[] {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(raw);
     if (!m) return void problems.push({ line, message: `not a KEY=VALUE line: ${JSON.stringify(raw)}` });
     const [, key, value] = m as unknown as [string, string, string];
-    if (!/^(".*"|'.*')$/.test(value) && INLINE_COMMENT.test(value)) problems.push({ line, message: `inline comment in ${key}=: it becomes part of the value` });
+    if (!/^(".*"|'.*')$/.test(value) && INLINE_COMMENT.test(value))
+      problems.push({ line, message: `inline comment in ${key}=: it becomes part of the value` });
     const first = seen.get(key);
     if (first !== undefined) problems.push({ line, message: `${key} set twice (lines ${first} and ${line})` });
     else seen.set(key, line);
@@ -436,8 +571,10 @@ export function lintRedisConf(text: string): Problem[] {
     const [directive = '', ...args] = raw.split(/\s+/);
     settings.set(directive.toLowerCase(), args.join(' '));
   });
-  if (settings.get('maxmemory-policy') !== 'noeviction') problems.push({ line: 0, message: 'BullMQ needs "maxmemory-policy noeviction" (evicted keys are lost jobs)' });
-  if (settings.get('appendonly') !== 'yes') problems.push({ line: 0, message: 'set "appendonly yes" so queued jobs survive a Redis restart' });
+  if (settings.get('maxmemory-policy') !== 'noeviction')
+    problems.push({ line: 0, message: 'BullMQ needs "maxmemory-policy noeviction" (evicted keys are lost jobs)' });
+  if (settings.get('appendonly') !== 'yes')
+    problems.push({ line: 0, message: 'set "appendonly yes" so queued jobs survive a Redis restart' });
   return problems;
 }
 
@@ -469,19 +606,36 @@ export function checkPhotoenhanceUnit(text: string, role: 'gateway' | 'worker'):
   need('PrivateTmp', yes, 'must be yes');
   need('User', (v) => v === 'photoenhance', 'run as the photoenhance user');
   need('WorkingDirectory', (v) => v.startsWith('/'), 'the checkout: relative paths in the environment resolve from here');
-  need('ExecStart', (v) => new RegExp(`^/\\S*node /\\S+/apps/cli/bin/photoenhance\\.js ${role}$`).test(v), `absolute node path, then the absolute path of apps/cli/bin/photoenhance.js and the role command "${role}"`);
+  need(
+    'ExecStart',
+    (v) => new RegExp(`^/\\S*node /\\S+/apps/cli/bin/photoenhance\\.js ${role}$`).test(v),
+    `absolute node path, then the absolute path of apps/cli/bin/photoenhance.js and the role command "${role}"`,
+  );
   need('Restart', (v) => v === 'on-failure' || v === 'always', 'restart after a crash');
   const max = systemdBytes(s.get('Service.MemoryMax') ?? '');
   const high = systemdBytes(s.get('Service.MemoryHigh') ?? '');
-  if (max !== undefined && high !== undefined && !(high < max)) problems.push({ line: 0, message: `${role}: MemoryHigh must be below MemoryMax, or the unit is OOM-killed before it is ever throttled` });
+  if (max !== undefined && high !== undefined && !(high < max))
+    problems.push({
+      line: 0,
+      message: `${role}: MemoryHigh must be below MemoryMax, or the unit is OOM-killed before it is ever throttled`,
+    });
   if (role === 'worker') {
-    need('Delegate', yes, 'the worker creates a memory cgroup per engine under its own; without Delegate=yes systemd owns (and may undo) that subtree');
+    need(
+      'Delegate',
+      yes,
+      'the worker creates a memory cgroup per engine under its own; without Delegate=yes systemd owns (and may undo) that subtree',
+    );
     need('KillMode', (v) => v === 'mixed' || v === 'control-group', 'engines must be stopped with the worker');
     need('TimeoutStopSec', (v) => (systemdSeconds(v) ?? 0) >= 30, 'leave the worker time to hand back jobs and stop engines (>= 30s)');
     need('OOMPolicy', (v) => v === 'continue', 'an engine OOM-killed in its own cgroup must not stop the whole worker');
     if (max !== undefined && max < 8 * 1024 ** 3) problems.push({ line: 0, message: 'worker: MemoryMax is below one engine (8 GiB)' });
-    if (s.get('Service.ProtectControlGroups') && yes(s.get('Service.ProtectControlGroups')!)) problems.push({ line: 0, message: 'worker: ProtectControlGroups=yes makes /sys/fs/cgroup read-only; the worker could not create engine cgroups' });
-    if (s.get('Service.MemoryDenyWriteExecute') && yes(s.get('Service.MemoryDenyWriteExecute')!)) problems.push({ line: 0, message: 'worker: MemoryDenyWriteExecute=yes breaks the V8 JIT' });
+    if (s.get('Service.ProtectControlGroups') && yes(s.get('Service.ProtectControlGroups')!))
+      problems.push({
+        line: 0,
+        message: 'worker: ProtectControlGroups=yes makes /sys/fs/cgroup read-only; the worker could not create engine cgroups',
+      });
+    if (s.get('Service.MemoryDenyWriteExecute') && yes(s.get('Service.MemoryDenyWriteExecute')!))
+      problems.push({ line: 0, message: 'worker: MemoryDenyWriteExecute=yes breaks the V8 JIT' });
   }
   return problems;
 }

@@ -12,14 +12,7 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** What is compiled: every output sits at <dir>/<name>/dist/main.js, three levels under the root (see importMetaUrl). */
-export const ENTRIES = [
-  'apps/cli',
-  'apps/gateway',
-  'apps/worker',
-  'engines/classic',
-  'engines/esrgan',
-  'engines/portrait',
-];
+export const ENTRIES = ['apps/cli', 'apps/gateway', 'apps/worker', 'engines/classic', 'engines/esrgan', 'engines/portrait'];
 export const outFile = (entry) => join(ROOT, entry, 'dist', 'main.js');
 const STAMP = join(ROOT, 'apps', 'cli', 'dist', '.runtime-build.json');
 
@@ -48,7 +41,13 @@ function scanInputs() {
       else if (/\.(ts|json|mjs)$/.test(e.name)) add(`${rel}/${e.name}`);
     }
   };
-  const dirs = ['apps/cli', 'apps/gateway', 'apps/worker', ...readdirSync(join(ROOT, 'packages')).map((p) => `packages/${p}`), ...ENTRIES.filter((e) => e.startsWith('engines/'))];
+  const dirs = [
+    'apps/cli',
+    'apps/gateway',
+    'apps/worker',
+    ...readdirSync(join(ROOT, 'packages')).map((p) => `packages/${p}`),
+    ...ENTRIES.filter((e) => e.startsWith('engines/')),
+  ];
   for (const f of ['tsconfig.json', 'tsconfig.base.json', 'scripts/build-runtime.mjs']) add(f);
   for (const d of dirs) {
     add(`${d}/package.json`);

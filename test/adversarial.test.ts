@@ -24,7 +24,12 @@ const MP = `multipart/form-data; boundary=${B}`;
 const ANSWER_WITHIN_MS = 10_000;
 
 type Route = 'jobs' | 'batches' | 'compat' | 'compat-batch';
-const PATHS: Record<Route, string> = { jobs: '/v1/jobs', batches: '/v1/batches', compat: '/api/v1/enhance', 'compat-batch': '/api/v1/enhance/batch' };
+const PATHS: Record<Route, string> = {
+  jobs: '/v1/jobs',
+  batches: '/v1/batches',
+  compat: '/api/v1/enhance',
+  'compat-batch': '/api/v1/enhance/batch',
+};
 const FILE_FIELD: Record<Route, string> = { jobs: 'image', batches: 'images', compat: 'file', 'compat-batch': 'files' };
 const ROUTES: Route[] = ['jobs', 'batches', 'compat', 'compat-batch'];
 
@@ -76,11 +81,23 @@ afterAll(async () => {
   await stack?.close();
 });
 
-function filePart(route: Route, data: Buffer, name = 'photo.jpg', type = 'image/jpeg', field = FILE_FIELD[route]): { headers: string[]; data: Buffer } {
+function filePart(
+  route: Route,
+  data: Buffer,
+  name = 'photo.jpg',
+  type = 'image/jpeg',
+  field = FILE_FIELD[route],
+): { headers: string[]; data: Buffer } {
   return { headers: [`Content-Disposition: form-data; name="${field}"; filename="${name}"`, `Content-Type: ${type}`], data };
 }
 
-function mpCase(name: string, route: Route, body: Buffer, expect: { status: number; code?: string; reason?: string }, extra: string[] = []): Case {
+function mpCase(
+  name: string,
+  route: Route,
+  body: Buffer,
+  expect: { status: number; code?: string; reason?: string },
+  extra: string[] = [],
+): Case {
   return { name: `${route}: ${name}`, route, head: postHead(PATHS[route], MP, body.length, extra), body: [body], ...expect };
 }
 
@@ -94,7 +111,10 @@ async function imageCases(check: UploadCheck): Promise<Case[]> {
   const webp = await sharp(jpeg).webp().toBuffer();
   const tiff = await sharp(jpeg).tiff().toBuffer();
   const bmp = await smallPhoto('bmp', 64);
-  const solid = (w: number, h: number): Promise<Buffer> => sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } }).png().toBuffer();
+  const solid = (w: number, h: number): Promise<Buffer> =>
+    sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
   const corruptPng = Buffer.from(png);
   for (let i = 200; i < Math.min(corruptPng.length - 20, 1200); i += 7) corruptPng[i] = corruptPng[i]! ^ 0xff;
   const rleBmp = Buffer.from(bmp);
@@ -126,7 +146,9 @@ async function imageCases(check: UploadCheck): Promise<Case[]> {
     ['JPEG without its EOI marker', jpeg.subarray(0, jpeg.length - 2), 'IMAGE_UNREADABLE', 422],
     ['JPEG segment longer than the file', jpegLongSegment, 'IMAGE_UNREADABLE', 422],
     ['WebP RIFF size past the end of the file', webpLongRiff, 'IMAGE_UNREADABLE', 422],
-    ...(check === 'structure' ? [['PNG with a flipped IDAT CRC byte', pngBadCrc, 'IMAGE_UNREADABLE', 422] as [string, Buffer, string, number]] : []),
+    ...(check === 'structure'
+      ? [['PNG with a flipped IDAT CRC byte', pngBadCrc, 'IMAGE_UNREADABLE', 422] as [string, Buffer, string, number]]
+      : []),
     ['PNG truncated', png.subarray(0, png.length >> 1), 'IMAGE_UNREADABLE', 422],
     ['PNG with corrupt data', corruptPng, 'IMAGE_UNREADABLE', 422],
     ['WebP truncated', webp.subarray(0, webp.length >> 1), 'IMAGE_UNREADABLE', 422],
@@ -175,7 +197,11 @@ async function archiveCases(): Promise<Case[]> {
   const many = await makeZip(Array.from({ length: 30 }, (_, i) => ({ name: `p${i}.jpg`, data: jpeg.subarray(0, 200) })));
   const empty = await makeZip([]);
   const arch = (name: string, data: Buffer, status: number, code: string, reason?: string): Case =>
-    mpCase(name, 'batches', multipartBody(B, [filePart('batches', data, 'photos.zip', 'application/zip', 'archive')]), { status, code, ...(reason ? { reason } : {}) });
+    mpCase(name, 'batches', multipartBody(B, [filePart('batches', data, 'photos.zip', 'application/zip', 'archive')]), {
+      status,
+      code,
+      ...(reason ? { reason } : {}),
+    });
   return [
     arch('ZIP declaring fewer bytes than it inflates to', lyingAbout(1000), 422, 'ARCHIVE_REFUSED', 'size-mismatch'),
     arch('ZIP declaring more bytes than it inflates to', lyingAbout(bmp.length + 5000), 422, 'ARCHIVE_REFUSED', 'size-mismatch'),
@@ -198,7 +224,12 @@ async function archiveCases(): Promise<Case[]> {
 function multipartCases(): Case[] {
   const cases: Case[] = [];
   const crlfName = (route: Route, size: number): Buffer =>
-    multipartBody(B, [{ headers: [`Content-Disposition: form-data; name="${FILE_FIELD[route]}"; filename*=UTF-8''a%0D%0Ab.jpg`, 'Content-Type: image/jpeg'], data: Buffer.alloc(size, 0x41) }]);
+    multipartBody(B, [
+      {
+        headers: [`Content-Disposition: form-data; name="${FILE_FIELD[route]}"; filename*=UTF-8''a%0D%0Ab.jpg`, 'Content-Type: image/jpeg'],
+        data: Buffer.alloc(size, 0x41),
+      },
+    ]);
   for (const route of ROUTES) {
     const m = nativeOr(route, 'MALFORMED_MULTIPART', 400);
     cases.push(mpCase('filename* with encoded CR/LF, 17 KB', route, crlfName(route, 17_000), m));
@@ -206,58 +237,199 @@ function multipartCases(): Case[] {
     cases.push(mpCase('no closing boundary', route, multipartBody(B, [filePart(route, jpeg)], { close: false }), m));
     cases.push(mpCase('gzip bytes as multipart', route, gzipSync(multipartBody(B, [filePart(route, jpeg)])), m));
   }
-  const jobs = (name: string, body: Buffer, expect: { status: number; code: string }, extra: string[] = []): void => void cases.push(mpCase(name, 'jobs', body, expect, extra));
+  const jobs = (name: string, body: Buffer, expect: { status: number; code: string }, extra: string[] = []): void =>
+    void cases.push(mpCase(name, 'jobs', body, expect, extra));
   const bad = { status: 400, code: 'MALFORMED_MULTIPART' };
   jobs('filename* with encoded CR/LF, 1 KB', crlfName('jobs', 1000), bad);
   cases.push(mpCase('filename* with encoded CR/LF, 1 KB', 'batches', crlfName('batches', 1000), bad));
-  jobs('name* with an encoded LF', multipartBody(B, [{ headers: [`Content-Disposition: form-data; name*=UTF-8''im%0Aage; filename="a.jpg"`], data: jpeg }]), bad);
-  jobs('part without Content-Disposition, 20 KB', multipartBody(B, [{ headers: ['Content-Type: image/jpeg'], data: Buffer.alloc(20_000, 1) }]), bad);
-  cases.push(mpCase('part without Content-Disposition, 20 KB', 'batches', multipartBody(B, [{ headers: ['Content-Type: image/jpeg'], data: Buffer.alloc(20_000, 1) }]), bad));
-  jobs('Content-Disposition: attachment, 20 KB', multipartBody(B, [{ headers: ['Content-Disposition: attachment; name="image"; filename="a.jpg"'], data: Buffer.alloc(20_000, 1) }]), bad);
+  jobs(
+    'name* with an encoded LF',
+    multipartBody(B, [{ headers: [`Content-Disposition: form-data; name*=UTF-8''im%0Aage; filename="a.jpg"`], data: jpeg }]),
+    bad,
+  );
+  jobs(
+    'part without Content-Disposition, 20 KB',
+    multipartBody(B, [{ headers: ['Content-Type: image/jpeg'], data: Buffer.alloc(20_000, 1) }]),
+    bad,
+  );
+  cases.push(
+    mpCase(
+      'part without Content-Disposition, 20 KB',
+      'batches',
+      multipartBody(B, [{ headers: ['Content-Type: image/jpeg'], data: Buffer.alloc(20_000, 1) }]),
+      bad,
+    ),
+  );
+  jobs(
+    'Content-Disposition: attachment, 20 KB',
+    multipartBody(B, [{ headers: ['Content-Disposition: attachment; name="image"; filename="a.jpg"'], data: Buffer.alloc(20_000, 1) }]),
+    bad,
+  );
   jobs('part without a name', multipartBody(B, [{ headers: ['Content-Disposition: form-data; filename="a.jpg"'], data: jpeg }]), bad);
-  jobs('part headers of 20 KB', multipartBody(B, [{ headers: [`Content-Disposition: form-data; name="image"; filename="${'a'.repeat(20_000)}.jpg"`], data: jpeg }]), bad);
+  jobs(
+    'part headers of 20 KB',
+    multipartBody(B, [{ headers: [`Content-Disposition: form-data; name="image"; filename="${'a'.repeat(20_000)}.jpg"`], data: jpeg }]),
+    bad,
+  );
   jobs('body ends inside the part headers', Buffer.from(`--${B}\r\nContent-Disposition: form-data; na`), bad);
   jobs('body with another boundary', multipartBody('SomethingElse', [filePart('jobs', jpeg)]), bad);
-  jobs('field named __proto__', multipartBody(B, [{ headers: ['Content-Disposition: form-data; name="__proto__"'], data: 'x' }, filePart('jobs', jpeg)]), bad);
-  cases.push({ name: 'jobs: multipart without a boundary parameter', route: 'jobs', head: postHead('/v1/jobs', 'multipart/form-data', 10), body: [Buffer.from('0123456789')], status: 400, code: 'MALFORMED_MULTIPART' });
-  cases.push({ name: 'batches: multipart without a boundary parameter', route: 'batches', head: postHead('/v1/batches', 'multipart/form-data', 10), body: [Buffer.from('0123456789')], status: 400, code: 'MALFORMED_MULTIPART' });
+  jobs(
+    'field named __proto__',
+    multipartBody(B, [{ headers: ['Content-Disposition: form-data; name="__proto__"'], data: 'x' }, filePart('jobs', jpeg)]),
+    bad,
+  );
+  cases.push({
+    name: 'jobs: multipart without a boundary parameter',
+    route: 'jobs',
+    head: postHead('/v1/jobs', 'multipart/form-data', 10),
+    body: [Buffer.from('0123456789')],
+    status: 400,
+    code: 'MALFORMED_MULTIPART',
+  });
+  cases.push({
+    name: 'batches: multipart without a boundary parameter',
+    route: 'batches',
+    head: postHead('/v1/batches', 'multipart/form-data', 10),
+    body: [Buffer.from('0123456789')],
+    status: 400,
+    code: 'MALFORMED_MULTIPART',
+  });
   jobs('empty multipart body', Buffer.alloc(0), { status: 400, code: 'IMAGE_REQUIRED' });
   // Fields and parts.
-  const field = (name: string, value: string): { headers: string[]; data: string } => ({ headers: [`Content-Disposition: form-data; name="${name}"`], data: value });
-  jobs('field value of 100 KB', multipartBody(B, [field('scale', '2'.repeat(100_000)), filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_OPTION' });
-  jobs('50 fields', multipartBody(B, [...Array.from({ length: 50 }, (_, i) => field(`f${i}`, 'x')), filePart('jobs', jpeg)]), { status: 400, code: 'UNEXPECTED_FIELD' });
-  jobs('100 file parts', multipartBody(B, Array.from({ length: 100 }, () => filePart('jobs', jpeg.subarray(0, 100)))), { status: 400, code: 'UNEXPECTED_FIELD' });
+  const field = (name: string, value: string): { headers: string[]; data: string } => ({
+    headers: [`Content-Disposition: form-data; name="${name}"`],
+    data: value,
+  });
+  jobs('field value of 100 KB', multipartBody(B, [field('scale', '2'.repeat(100_000)), filePart('jobs', jpeg)]), {
+    status: 400,
+    code: 'INVALID_OPTION',
+  });
+  jobs('50 fields', multipartBody(B, [...Array.from({ length: 50 }, (_, i) => field(`f${i}`, 'x')), filePart('jobs', jpeg)]), {
+    status: 400,
+    code: 'UNEXPECTED_FIELD',
+  });
+  jobs(
+    '100 file parts',
+    multipartBody(
+      B,
+      Array.from({ length: 100 }, () => filePart('jobs', jpeg.subarray(0, 100))),
+    ),
+    { status: 400, code: 'UNEXPECTED_FIELD' },
+  );
   jobs('two image parts', multipartBody(B, [filePart('jobs', jpeg), filePart('jobs', jpeg)]), { status: 400, code: 'UNEXPECTED_FIELD' });
-  jobs('file under another name', multipartBody(B, [filePart('jobs', jpeg, 'a.jpg', 'image/jpeg', 'photo')]), { status: 400, code: 'UNEXPECTED_FIELD' });
+  jobs('file under another name', multipartBody(B, [filePart('jobs', jpeg, 'a.jpg', 'image/jpeg', 'photo')]), {
+    status: 400,
+    code: 'UNEXPECTED_FIELD',
+  });
   jobs('scale=99', multipartBody(B, [field('scale', '99'), filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_OPTION' });
   jobs('unknown engine', multipartBody(B, [field('engine', 'nope'), filePart('jobs', jpeg)]), { status: 400, code: 'UNKNOWN_ENGINE' });
-  jobs('JSON-typed field that is not JSON', multipartBody(B, [{ headers: ['Content-Disposition: form-data; name="scale"', 'Content-Type: application/json'], data: '{nope' }, filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_OPTION' });
-  jobs('field with a JSON object', multipartBody(B, [{ headers: ['Content-Disposition: form-data; name="scale"', 'Content-Type: application/json'], data: '{"a":1}' }, filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_OPTION' });
-  jobs('bad Idempotency-Key', multipartBody(B, [filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_REQUEST' }, ['Idempotency-Key: bad key with spaces']);
-  jobs('webhook to a private address', multipartBody(B, [field('webhook', 'http://[::7f00:1]/hook'), filePart('jobs', jpeg)]), { status: 400, code: 'WEBHOOK_URL_REFUSED' });
-  cases.push(mpCase('21 photos (MAX_BATCH_ITEMS 20)', 'batches', multipartBody(B, Array.from({ length: 21 }, () => filePart('batches', jpeg))), { status: 413, code: 'BATCH_TOO_LARGE' }));
-  cases.push(mpCase('a photo and an archive', 'batches', multipartBody(B, [filePart('batches', jpeg), filePart('batches', jpeg, 'a.zip', 'application/zip', 'archive')]), { status: 400, code: 'UNEXPECTED_FIELD' }));
+  jobs(
+    'JSON-typed field that is not JSON',
+    multipartBody(B, [
+      { headers: ['Content-Disposition: form-data; name="scale"', 'Content-Type: application/json'], data: '{nope' },
+      filePart('jobs', jpeg),
+    ]),
+    { status: 400, code: 'INVALID_OPTION' },
+  );
+  jobs(
+    'field with a JSON object',
+    multipartBody(B, [
+      { headers: ['Content-Disposition: form-data; name="scale"', 'Content-Type: application/json'], data: '{"a":1}' },
+      filePart('jobs', jpeg),
+    ]),
+    { status: 400, code: 'INVALID_OPTION' },
+  );
+  jobs('bad Idempotency-Key', multipartBody(B, [filePart('jobs', jpeg)]), { status: 400, code: 'INVALID_REQUEST' }, [
+    'Idempotency-Key: bad key with spaces',
+  ]);
+  jobs('webhook to a private address', multipartBody(B, [field('webhook', 'http://[::7f00:1]/hook'), filePart('jobs', jpeg)]), {
+    status: 400,
+    code: 'WEBHOOK_URL_REFUSED',
+  });
+  cases.push(
+    mpCase(
+      '21 photos (MAX_BATCH_ITEMS 20)',
+      'batches',
+      multipartBody(
+        B,
+        Array.from({ length: 21 }, () => filePart('batches', jpeg)),
+      ),
+      { status: 413, code: 'BATCH_TOO_LARGE' },
+    ),
+  );
+  cases.push(
+    mpCase(
+      'a photo and an archive',
+      'batches',
+      multipartBody(B, [filePart('batches', jpeg), filePart('batches', jpeg, 'a.zip', 'application/zip', 'archive')]),
+      { status: 400, code: 'UNEXPECTED_FIELD' },
+    ),
+  );
   return cases;
 }
 
 function headerCases(): Case[] {
   const small = Buffer.from('x');
-  const raw = (name: string, head: string, body: Array<Buffer | number>, status: number, code: string): Case => ({ name: `jobs: ${name}`, route: 'jobs', head, body, status, code });
+  const raw = (name: string, head: string, body: Array<Buffer | number>, status: number, code: string): Case => ({
+    name: `jobs: ${name}`,
+    route: 'jobs',
+    head,
+    body,
+    status,
+    code,
+  });
   return [
     raw('Content-Type text/plain', postHead('/v1/jobs', 'text/plain', 1), [small], 415, 'MULTIPART_REQUIRED'),
     raw('Content-Type application/json', postHead('/v1/jobs', 'application/json', 2), [Buffer.from('{}')], 415, 'MULTIPART_REQUIRED'),
     raw('Content-Type image/jpeg (a bare body)', postHead('/v1/jobs', 'image/jpeg', 1), [small], 415, 'MULTIPART_REQUIRED'),
     raw('no Content-Type', postHead('/v1/jobs', undefined, 1), [small], 415, 'MULTIPART_REQUIRED'),
     raw('Content-Length of 10 GB', postHead('/v1/jobs', MP, 10 * 1024 ** 3), [small], 413, 'IMAGE_TOO_LARGE'),
-    { name: 'batches: Content-Length of 10 GB', route: 'batches', head: postHead('/v1/batches', MP, 10 * 1024 ** 3), body: [small], status: 413, code: 'BATCH_TOO_LARGE' },
+    {
+      name: 'batches: Content-Length of 10 GB',
+      route: 'batches',
+      head: postHead('/v1/batches', MP, 10 * 1024 ** 3),
+      body: [small],
+      status: 413,
+      code: 'BATCH_TOO_LARGE',
+    },
     raw('headers of 100 KB', postHead('/v1/jobs', MP, 0, [`X-Pad: ${'a'.repeat(100_000)}`]), [], 431, 'HEADERS_TOO_LARGE'),
     raw('request line that is not HTTP', 'GARBAGE / NOPE\r\n\r\n', [], 400, 'INVALID_REQUEST'),
-    raw('Content-Length and Transfer-Encoding', postHead('/v1/jobs', MP, 5, ['Transfer-Encoding: chunked']), [Buffer.from('0\r\n\r\n')], 400, 'INVALID_REQUEST'),
+    raw(
+      'Content-Length and Transfer-Encoding',
+      postHead('/v1/jobs', MP, 5, ['Transfer-Encoding: chunked']),
+      [Buffer.from('0\r\n\r\n')],
+      400,
+      'INVALID_REQUEST',
+    ),
     raw('Content-Length that is not a number', postHead('/v1/jobs', MP, undefined, ['Content-Length: abc']), [], 400, 'INVALID_REQUEST'),
-    raw('bad chunk size', postHead('/v1/jobs', MP, undefined, ['Transfer-Encoding: chunked']), [Buffer.from('zz\r\nabc\r\n')], 400, 'INVALID_REQUEST'),
-    raw('headers sent one byte per 300 ms (slowloris)', '', [...Array.from(postHead('/v1/jobs', MP, 10)).flatMap((c) => [Buffer.from(c), 300])], 408, 'REQUEST_TIMEOUT'),
-    raw('body that stops half-way', postHead('/v1/jobs', MP, 100_000), [multipartBody(B, [filePart('jobs', Buffer.concat([jpeg, Buffer.alloc(20_000)]))]).subarray(0, jpeg.length)], 408, 'REQUEST_TIMEOUT'),
-    raw('body trickled 100 bytes per 200 ms', postHead('/v1/jobs', MP, 100_000), Array.from({ length: 100 }, () => [Buffer.alloc(100, 0x2d), 200]).flat(), 408, 'REQUEST_TIMEOUT'),
+    raw(
+      'bad chunk size',
+      postHead('/v1/jobs', MP, undefined, ['Transfer-Encoding: chunked']),
+      [Buffer.from('zz\r\nabc\r\n')],
+      400,
+      'INVALID_REQUEST',
+    ),
+    raw(
+      'headers sent one byte per 300 ms (slowloris)',
+      '',
+      [...Array.from(postHead('/v1/jobs', MP, 10)).flatMap((c) => [Buffer.from(c), 300])],
+      408,
+      'REQUEST_TIMEOUT',
+    ),
+    raw(
+      'body that stops half-way',
+      postHead('/v1/jobs', MP, 100_000),
+      [multipartBody(B, [filePart('jobs', Buffer.concat([jpeg, Buffer.alloc(20_000)]))]).subarray(0, jpeg.length)],
+      408,
+      'REQUEST_TIMEOUT',
+    ),
+    raw(
+      'body trickled 100 bytes per 200 ms',
+      postHead('/v1/jobs', MP, 100_000),
+      Array.from({ length: 100 }, () => [Buffer.alloc(100, 0x2d), 200]).flat(),
+      408,
+      'REQUEST_TIMEOUT',
+    ),
   ];
 }
 
@@ -269,7 +441,8 @@ function check(c: Case, out: RawOutcome): string | undefined {
   if (c.route === 'compat' || c.route === 'compat-batch') {
     return out.status === c.status ? undefined : `${c.name}: HTTP ${out.status}, expected ${c.status}: ${text.slice(0, 300)}`;
   }
-  if (!/^application\/problem\+json/.test(out.headers['content-type'] ?? '')) return `${c.name}: content-type ${out.headers['content-type']}: ${text.slice(0, 200)}`;
+  if (!/^application\/problem\+json/.test(out.headers['content-type'] ?? ''))
+    return `${c.name}: content-type ${out.headers['content-type']}: ${text.slice(0, 200)}`;
   let p: { code?: string; status?: number; reason?: string; detail?: string };
   try {
     p = JSON.parse(text) as typeof p;
@@ -321,7 +494,9 @@ describe('refusals reach the client', () => {
   const big = 60 * 1024 * 1024;
   const bigBody = (): Buffer => {
     const body = Buffer.alloc(big);
-    multipartBody(B, [filePart('jobs', jpeg.subarray(0, 64))]).subarray(0, 200).copy(body);
+    multipartBody(B, [filePart('jobs', jpeg.subarray(0, 64))])
+      .subarray(0, 200)
+      .copy(body);
     return body;
   };
 
@@ -336,7 +511,10 @@ describe('refusals reach the client', () => {
   it('a 60 MB chunked upload (no length): refused after MAX_UPLOAD_BYTES, and the client still gets the 413 problem', async () => {
     const data = bigBody();
     const framed = [Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n0\r\n\r\n')];
-    const out = await rawExchange(port, postHead('/v1/jobs', MP, undefined, ['Transfer-Encoding: chunked']), framed, { writeBeforeRead: true, timeoutMs: 60_000 });
+    const out = await rawExchange(port, postHead('/v1/jobs', MP, undefined, ['Transfer-Encoding: chunked']), framed, {
+      writeBeforeRead: true,
+      timeoutMs: 60_000,
+    });
     expect('failure' in out ? out : { status: out.status, body: out.body.toString().slice(0, 300) }).toMatchObject({ status: 413 });
     if ('failure' in out) return;
     expect((JSON.parse(out.body.toString()) as { code: string }).code).toBe('IMAGE_TOO_LARGE');
@@ -385,14 +563,23 @@ describe('multipart stall timer', () => {
     installProblemHandlers(app, () => false);
     // A consumer that never reads the file stands in for any parser stall the sentinel does not know.
     app.post('/up', async (req) => {
-      await walkMultipart(req, { fileSize: 1e9, files: 1, fields: 4, fieldSize: 100, parts: 8 }, {}, 1e9, () => new Promise<void>(() => undefined), 500);
+      await walkMultipart(
+        req,
+        { fileSize: 1e9, files: 1, fields: 4, fieldSize: 100, parts: 8 },
+        {},
+        1e9,
+        () => new Promise<void>(() => undefined),
+        500,
+      );
       return { ok: true };
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const body = multipartBody(B, [filePart('jobs', Buffer.alloc(2 * 1024 * 1024, 7))]);
       const started = Date.now();
-      const out = await rawExchange((app.server.address() as { port: number }).port, postHead('/up', MP, body.length), [body], { timeoutMs: 15_000 });
+      const out = await rawExchange((app.server.address() as { port: number }).port, postHead('/up', MP, body.length), [body], {
+        timeoutMs: 15_000,
+      });
       expect('failure' in out ? out : out.status).toBe(400);
       if ('failure' in out) return;
       expect((JSON.parse(out.body.toString()) as { code: string }).code).toBe('MALFORMED_MULTIPART');

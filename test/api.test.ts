@@ -5,7 +5,16 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestRedis } from './support/redis.js';
 import { pngClaiming, samplePhoto, smallPhoto, truncatedJpeg } from './support/images.js';
-import { fixtureEngine, startStack, submit, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
+import {
+  fixtureEngine,
+  startStack,
+  submit,
+  until,
+  waitForStatus,
+  type RunningGateway,
+  type RunningWorker,
+  type Stack,
+} from './support/stack.js';
 
 /**
  * The native HTTP API end to end: real Redis, the real gateway over real HTTP, the real worker app running the real
@@ -44,14 +53,24 @@ async function expectGoodJobCompletes(): Promise<void> {
 
 describe('POST /v1/jobs → poll → download', () => {
   it('enhances a real photo with the classic engine', async () => {
-    const res = await submit(gw.url, await sharp(samplePhoto(2)).resize({ width: 640 }).jpeg().toBuffer(), { scale: '2' }, 'family photo.jpg');
+    const res = await submit(
+      gw.url,
+      await sharp(samplePhoto(2)).resize({ width: 640 }).jpeg().toBuffer(),
+      { scale: '2' },
+      'family photo.jpg',
+    );
     expect(res.status).toBe(202);
     const accepted = (await res.json()) as { id: string; status: string; links: { self: string; result: string } };
     expect(accepted.status).toBe('queued');
     expect(res.headers.get('location')).toBe(accepted.links.self);
     const view = await waitForStatus(gw.url, accepted.id, ['completed', 'failed']);
     expect(view.status, JSON.stringify(view)).toBe('completed');
-    expect(view).toMatchObject({ engine: 'classic', progress: 1, input: { width: 640, format: 'jpeg' }, result: { width: 1280, format: 'jpeg' } });
+    expect(view).toMatchObject({
+      engine: 'classic',
+      progress: 1,
+      input: { width: 640, format: 'jpeg' },
+      result: { width: 1280, format: 'jpeg' },
+    });
     expect((view.timings as { queuedMs: number }).queuedMs).toBeGreaterThanOrEqual(0);
     const dl = await fetch(`${gw.url}${accepted.links.result}`);
     expect(dl.status).toBe(200);
@@ -98,7 +117,15 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
     expect(body).toMatchObject({ code: 'INVALID_OPTION', field: 'scale', received: '3' });
     expect(body.allowed).toContain('1, 2, 4');
     expect(body.detail).toContain('scale');
-    for (const [field, value] of [['weight', '1.5'], ['bgTile', '16'], ['format', 'gif'], ['quality', '0'], ['onlyCenterFace', 'maybe'], ['version', '2.0'], ['colour', 'red']]) {
+    for (const [field, value] of [
+      ['weight', '1.5'],
+      ['bgTile', '16'],
+      ['format', 'gif'],
+      ['quality', '0'],
+      ['onlyCenterFace', 'maybe'],
+      ['version', '2.0'],
+      ['colour', 'red'],
+    ]) {
       const b = await problem(await submit(gw.url, await smallPhoto('jpeg', 64), { [field!]: value! }));
       expect(b, field).toMatchObject({ code: 'INVALID_OPTION', field });
     }
@@ -112,14 +139,20 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
 
   it('upload over the limit → 413 IMAGE_TOO_LARGE while streaming (chunked, no length)', async () => {
     const boundary = 'xxBOUNDARYxx';
-    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`,
+    );
     const jpeg = await smallPhoto();
     const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(`${gw.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' } }, (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      });
+      const req = request(
+        `${gw.url}/v1/jobs`,
+        { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' } },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
       req.on('error', reject);
       req.write(head);
       req.write(jpeg);
@@ -141,7 +174,9 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
   });
 
   it('non-image content with an image name and type → 415 UNSUPPORTED_MEDIA_TYPE', async () => {
-    const body = await problem(await submit(gw.url, Buffer.from('this is not a photo, just text\n'.repeat(20)), {}, 'holiday.jpg', 'image/jpeg'));
+    const body = await problem(
+      await submit(gw.url, Buffer.from('this is not a photo, just text\n'.repeat(20)), {}, 'holiday.jpg', 'image/jpeg'),
+    );
     expect(body.code).toBe('UNSUPPORTED_MEDIA_TYPE');
   });
 
@@ -158,7 +193,9 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
   });
 
   it('output over the pixel limit → 422 IMAGE_DIMENSIONS_TOO_LARGE', async () => {
-    const img = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+    const img = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#808080' } })
+      .jpeg()
+      .toBuffer();
     const body = await problem(await submit(gw.url, img, { scale: '4' }));
     expect(body).toMatchObject({ code: 'IMAGE_DIMENSIONS_TOO_LARGE', scale: 4 });
   });
@@ -170,7 +207,9 @@ describe('bad input gets a specific problem, and good jobs still complete', () =
   });
 
   it('not multipart → 415 MULTIPART_REQUIRED; unknown route → 404 problem', async () => {
-    const body = await problem(await fetch(`${gw.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }));
+    const body = await problem(
+      await fetch(`${gw.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+    );
     expect(body.code).toBe('MULTIPART_REQUIRED');
     expect((await problem(await fetch(`${gw.url}/v2/nothing`))).code).toBe('ROUTE_NOT_FOUND');
   });
@@ -242,7 +281,12 @@ describe('Redis outage', () => {
     expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
     await redis.start();
     await until('readyz 200', async () => (await fetch(`${gw.url}/readyz`)).status === 200, 30_000, 200);
-    await until('worker back', async () => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: unknown[] }).hosts.length > 0, 30_000, 200);
+    await until(
+      'worker back',
+      async () => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: unknown[] }).hosts.length > 0,
+      30_000,
+      200,
+    );
     await expectGoodJobCompletes();
   });
 });

@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { fixtureEngine, startGateway, startStack, submit, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
+import {
+  fixtureEngine,
+  startGateway,
+  startStack,
+  submit,
+  until,
+  waitForStatus,
+  type RunningGateway,
+  type RunningWorker,
+  type Stack,
+} from './support/stack.js';
 
 /** Gateway backpressure: bounded queue (503 + measured Retry-After), rate limits (429), overload (503), idempotency, priorities. */
 let redis: TestRedis;
@@ -12,7 +22,14 @@ const LIMIT = 4;
 let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
-    gateway: { knownEngines: ['quick', 'one'], defaultEngine: 'quick', maxQueuedJobs: LIMIT, queueDepthCacheMs: 0, drainWindowMs: 60_000, holdingGraceMs: 200 },
+    gateway: {
+      knownEngines: ['quick', 'one'],
+      defaultEngine: 'quick',
+      maxQueuedJobs: LIMIT,
+      queueDepthCacheMs: 0,
+      drainWindowMs: 60_000,
+      holdingGraceMs: 200,
+    },
     engines: [
       fixtureEngine('quick', 'sleep', 60, { poolSize: 2 }),
       // One at a time, slowly: floods outrun it even on a loaded machine.
@@ -62,7 +79,10 @@ describe('bounded queue', () => {
       expect(r.body.limit).toBe(LIMIT);
     }
     // The second round's refusals carry a measured (non-zero) drain rate.
-    expect(refused.some((r) => Number(r.body.drainPerSecond) > 0), JSON.stringify(refused.map((r) => r.body.drainPerSecond))).toBe(true);
+    expect(
+      refused.some((r) => Number(r.body.drainPerSecond) > 0),
+      JSON.stringify(refused.map((r) => r.body.drainPerSecond)),
+    ).toBe(true);
     for (const id of accepted) expect((await waitForStatus(gw.url, id, ['completed', 'failed'])).status).toBe('completed');
   }, 120_000);
 
@@ -94,7 +114,7 @@ describe('idempotency', () => {
     expect(b.headers.get('idempotent-replayed')).toBe('true');
     expect(((await b.json()) as { id: string }).id).toBe(idA);
     const c = await post({ scale: '2' });
-    expect((await problem(c))).toMatchObject({ status: 422, code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await problem(c)).toMatchObject({ status: 422, code: 'IDEMPOTENCY_KEY_REUSED' });
     const d = await post({ scale: '1' }, await smallPhoto('jpeg', 41));
     expect((await problem(d)).code).toBe('IDEMPOTENCY_KEY_REUSED');
     // A refused first attempt releases the key: a corrected retry may use it.
@@ -128,7 +148,17 @@ describe('priorities', () => {
 
 describe('rate limits and overload', () => {
   it('over the per-client rate → 429 RATE_LIMITED with Retry-After; probes exempt; API keys get their own budget', async () => {
-    const limited = await startGateway(redis.url, { knownEngines: ['quick'], defaultEngine: 'quick', rateLimitMax: 3, rateLimitWindowMs: 60_000, apiKeys: ['key-aaaaaaaa', 'key-bbbbbbbb'] }, gw.storageDir);
+    const limited = await startGateway(
+      redis.url,
+      {
+        knownEngines: ['quick'],
+        defaultEngine: 'quick',
+        rateLimitMax: 3,
+        rateLimitWindowMs: 60_000,
+        apiKeys: ['key-aaaaaaaa', 'key-bbbbbbbb'],
+      },
+      gw.storageDir,
+    );
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) statuses.push((await fetch(`${limited.url}/v1/engines`)).status);
@@ -150,10 +180,15 @@ describe('rate limits and overload', () => {
   it('under pressure (heap over its ceiling) → 503 OVERLOADED with Retry-After; /healthz still answers', async () => {
     const pressed = await startGateway(redis.url, { knownEngines: ['quick'], defaultEngine: 'quick', maxHeapUsedBytes: 1 }, gw.storageDir);
     try {
-      const res = await until('OVERLOADED', async () => {
-        const r = await submit(pressed.url, await smallPhoto('jpeg', 16));
-        return r.status === 503 ? r : undefined;
-      }, 10_000, 100);
+      const res = await until(
+        'OVERLOADED',
+        async () => {
+          const r = await submit(pressed.url, await smallPhoto('jpeg', 16));
+          return r.status === 503 ? r : undefined;
+        },
+        10_000,
+        100,
+      );
       expect(await problem(res)).toMatchObject({ code: 'OVERLOADED' });
       expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
       expect((await fetch(`${pressed.url}/healthz`)).status).toBe(200);
@@ -164,25 +199,41 @@ describe('rate limits and overload', () => {
 
   it('every worker host holding for memory past the grace → 503 WORKERS_HOLDING; admitting again → accepted', async () => {
     const set = (body: Record<string, number>): Promise<Response> =>
-      fetch(`${gw.url}/v1/system/hosts/*/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const hostState = async (): Promise<string> => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: Array<{ admission: { state: string } }> }).hosts[0]?.admission.state ?? 'none';
+      fetch(`${gw.url}/v1/system/hosts/*/admission`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const hostState = async (): Promise<string> =>
+      ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: Array<{ admission: { state: string } }> }).hosts[0]?.admission
+        .state ?? 'none';
     expect((await set({ minAvailableBytes: 2 ** 50 })).status).toBe(202);
     try {
       await until('worker holding', async () => (await hostState()) === 'holding', 20_000, 100);
-      const res = await until('WORKERS_HOLDING', async () => {
-        const r = await submit(gw.url, await smallPhoto('jpeg', 16));
-        return r.status === 503 ? r : undefined;
-      }, 10_000, 100);
+      const res = await until(
+        'WORKERS_HOLDING',
+        async () => {
+          const r = await submit(gw.url, await smallPhoto('jpeg', 16));
+          return r.status === 503 ? r : undefined;
+        },
+        10_000,
+        100,
+      );
       expect(await problem(res)).toMatchObject({ code: 'WORKERS_HOLDING' });
       expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
     } finally {
       await set({ minAvailableBytes: 0 });
     }
     await until('worker admitting', async () => (await hostState()) === 'admitting', 20_000, 100);
-    const ok = await until('accepted again', async () => {
-      const r = await submit(gw.url, await smallPhoto('jpeg', 16), { scale: '1' });
-      return r.status === 202 ? r : undefined;
-    }, 10_000, 200);
+    const ok = await until(
+      'accepted again',
+      async () => {
+        const r = await submit(gw.url, await smallPhoto('jpeg', 16), { scale: '1' });
+        return r.status === 202 ? r : undefined;
+      },
+      10_000,
+      200,
+    );
     const { id } = (await ok.json()) as { id: string };
     expect((await waitForStatus(gw.url, id, ['completed'])).status).toBe('completed');
   });

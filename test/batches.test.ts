@@ -47,7 +47,12 @@ describe('POST /v1/batches (multipart images)', () => {
     const png = await smallPhoto('png', 80);
     const form = new FormData();
     form.append('scale', '1');
-    for (const [data, name, type] of [[jpeg, 'a.jpg', 'image/jpeg'], [jpeg, 'a.jpg', 'image/jpeg'], [png, 'b.png', 'image/png'], [jpeg, 'c.jpg', 'image/jpeg']] as const) {
+    for (const [data, name, type] of [
+      [jpeg, 'a.jpg', 'image/jpeg'],
+      [jpeg, 'a.jpg', 'image/jpeg'],
+      [png, 'b.png', 'image/png'],
+      [jpeg, 'c.jpg', 'image/jpeg'],
+    ] as const) {
       form.append('images', new Blob([data], { type }), name);
     }
     form.append('images', new Blob([Buffer.from('not a photo at all')], { type: 'image/jpeg' }), 'notes.jpg');
@@ -58,15 +63,26 @@ describe('POST /v1/batches (multipart images)', () => {
     expect(res.headers.get('location')).toBe(accepted.links.self);
 
     // Progress is visible while running: some completed, some not.
-    const mid = await until('a batch with some items done and some not', async () => {
-      const v = await batchView(accepted.id);
-      return v.counts.completed >= 1 && v.counts.completed < 4 ? v : undefined;
-    }, 30_000, 30);
+    const mid = await until(
+      'a batch with some items done and some not',
+      async () => {
+        const v = await batchView(accepted.id);
+        return v.counts.completed >= 1 && v.counts.completed < 4 ? v : undefined;
+      },
+      30_000,
+      30,
+    );
     expect(mid.status).toBe('running');
     expect(mid.progress).toBeGreaterThan(0);
     expect(mid.progress).toBeLessThan(1);
     expect(mid.items[4]).toMatchObject({ name: 'notes.jpg', status: 'failed', error: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
-    expect(mid.items.map((i) => i.resultName)).toEqual(['a_enhanced.jpg', 'a_enhanced (2).jpg', 'b_enhanced.png', 'c_enhanced.jpg', 'notes_enhanced.png']);
+    expect(mid.items.map((i) => i.resultName)).toEqual([
+      'a_enhanced.jpg',
+      'a_enhanced (2).jpg',
+      'b_enhanced.png',
+      'c_enhanced.jpg',
+      'notes_enhanced.png',
+    ]);
 
     // results.zip while running: what is done so far.
     const early = await fetch(`${gw.url}${accepted.links.results}`);
@@ -76,10 +92,15 @@ describe('POST /v1/batches (multipart images)', () => {
     expect(earlyEntries.size).toBeGreaterThanOrEqual(1);
     expect(earlyEntries.size).toBeLessThan(4);
 
-    const done = await until('batch final', async () => {
-      const v = await batchView(accepted.id);
-      return v.status === 'partial' ? v : undefined;
-    }, 30_000, 100);
+    const done = await until(
+      'batch final',
+      async () => {
+        const v = await batchView(accepted.id);
+        return v.status === 'partial' ? v : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(done.counts).toMatchObject({ completed: 4, failed: 1, queued: 0, active: 0 });
     expect(done.progress).toBe(1);
     const full = await readZip(Buffer.from(await (await fetch(`${gw.url}${accepted.links.results}`)).arrayBuffer()));
@@ -118,10 +139,15 @@ describe('POST /v1/batches (multipart images)', () => {
     const res = await postBatch(form);
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as BatchAccepted;
-    const v = await until('batch final', async () => {
-      const b = await batchView(id);
-      return b.status === 'partial' ? b : undefined;
-    }, 30_000, 100);
+    const v = await until(
+      'batch final',
+      async () => {
+        const b = await batchView(id);
+        return b.status === 'partial' ? b : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(v.items[0]).toMatchObject({ name: 'huge.jpg', status: 'failed', error: { code: 'IMAGE_TOO_LARGE' } });
     expect(v.items[1]).toMatchObject({ name: 'ok.jpg', status: 'completed' });
   });
@@ -147,12 +173,22 @@ describe('POST /v1/batches (ZIP archive)', () => {
     const { id, total } = (await res.json()) as BatchAccepted;
     expect(total).toBe(2);
     let last: BatchView | undefined;
-    const v = await until('archive batch completed', async () => {
-      const b = await batchView(id);
-      last = b;
-      return b.status === 'completed' ? b : undefined;
-    }, 10_000, 100).catch((err: Error) => { throw new Error(`${err.message}: ${JSON.stringify(last)}`); });
-    expect(v.items.map((i) => [i.name, i.resultName])).toEqual([['one.jpg', 'one_enhanced.jpg'], ['one.jpg', 'one_enhanced (2).jpg']]);
+    const v = await until(
+      'archive batch completed',
+      async () => {
+        const b = await batchView(id);
+        last = b;
+        return b.status === 'completed' ? b : undefined;
+      },
+      10_000,
+      100,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(last)}`);
+    });
+    expect(v.items.map((i) => [i.name, i.resultName])).toEqual([
+      ['one.jpg', 'one_enhanced.jpg'],
+      ['one.jpg', 'one_enhanced (2).jpg'],
+    ]);
     expect(existsSync(join(gw.storageDir, id))).toBe(false);
   });
 
@@ -167,16 +203,25 @@ describe('POST /v1/batches (ZIP archive)', () => {
     expect(await problem(await postZip(many))).toMatchObject({ code: 'ARCHIVE_REFUSED', reason: 'too-many-entries' });
 
     const inner = await makeZip([{ name: 'x.jpg', data: jpeg }]);
-    expect(await problem(await postZip(await makeZip([{ name: 'inner.zip', data: inner }])))).toMatchObject({ code: 'ARCHIVE_REFUSED', reason: 'nested-archive' });
+    expect(await problem(await postZip(await makeZip([{ name: 'inner.zip', data: inner }])))).toMatchObject({
+      code: 'ARCHIVE_REFUSED',
+      reason: 'nested-archive',
+    });
     // Disguised by its name: still refused by content.
-    expect(await problem(await postZip(await makeZip([{ name: 'inner.jpg', data: inner }])))).toMatchObject({ code: 'ARCHIVE_REFUSED', reason: 'nested-archive' });
+    expect(await problem(await postZip(await makeZip([{ name: 'inner.jpg', data: inner }])))).toMatchObject({
+      code: 'ARCHIVE_REFUSED',
+      reason: 'nested-archive',
+    });
 
     const evil = await zipWithTraversal('evil.jpg', jpeg);
     const t = await problem(await postZip(evil));
     expect(t).toMatchObject({ code: 'ARCHIVE_REFUSED', reason: 'unsafe-entry-name', entry: '../evil.jpg' });
     expect(existsSync(join(gw.storageDir, '..', 'evil.jpg'))).toBe(false);
 
-    expect(await problem(await postZip(Buffer.from('PK\u0003\u0004 but not really a zip file at all')))).toMatchObject({ code: 'ARCHIVE_REFUSED', reason: 'not-a-zip' });
+    expect(await problem(await postZip(Buffer.from('PK\u0003\u0004 but not really a zip file at all')))).toMatchObject({
+      code: 'ARCHIVE_REFUSED',
+      reason: 'not-a-zip',
+    });
     expect(readdirSync(gw.storageDir).filter((d) => d.startsWith('b_'))).toEqual([]);
   });
 });
@@ -192,11 +237,18 @@ describe('cancel and events', () => {
     const del = await fetch(`${gw.url}/v1/batches/${id}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     let last: BatchView | undefined;
-    const v = await until('all canceled', async () => {
-      const b = await batchView(id);
-      last = b;
-      return b.counts.canceled === 3 ? b : undefined;
-    }, 10_000, 100).catch((err: Error) => { throw new Error(`${err.message}: ${JSON.stringify(last)}`); });
+    const v = await until(
+      'all canceled',
+      async () => {
+        const b = await batchView(id);
+        last = b;
+        return b.counts.canceled === 3 ? b : undefined;
+      },
+      10_000,
+      100,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(last)}`);
+    });
     expect(v.status).toBe('canceled');
     expect(v.canceledAt).toBeTruthy();
   });

@@ -42,9 +42,17 @@ describe('bull-board', () => {
     // The policy itself allows nothing from outside: no https: (or any other host) for styles, fonts or scripts.
     const csp = res.headers.get('content-security-policy') ?? '';
     for (const directive of ['style-src', 'font-src', 'script-src', 'default-src']) {
-      const sources = csp.split(';').map((d) => d.trim().split(/\s+/)).find(([name]) => name === directive)?.slice(1) ?? [];
+      const sources =
+        csp
+          .split(';')
+          .map((d) => d.trim().split(/\s+/))
+          .find(([name]) => name === directive)
+          ?.slice(1) ?? [];
       expect(sources.length, `${directive} in ${csp}`).toBeGreaterThan(0);
-      expect(sources.filter((x) => !["'self'", "'unsafe-inline'", 'data:'].includes(x)), `${directive} in ${csp}`).toEqual([]);
+      expect(
+        sources.filter((x) => !["'self'", "'unsafe-inline'", 'data:'].includes(x)),
+        `${directive} in ${csp}`,
+      ).toEqual([]);
     }
     await page.close();
   }, 60_000);
@@ -55,7 +63,10 @@ describe('bull-board', () => {
       await page.goto(`${gw.url}/admin/queues`);
       await page.getByText('PhotoEnhance queues').first().waitFor({ timeout: 20_000 });
       const style = await page.evaluate(() => {
-        const g = globalThis as unknown as { document: { body: object }; getComputedStyle(e: object): { backgroundColor: string; color: string; fontFamily: string } };
+        const g = globalThis as unknown as {
+          document: { body: object };
+          getComputedStyle(e: object): { backgroundColor: string; color: string; fontFamily: string };
+        };
         const s = g.getComputedStyle(g.document.body);
         return { bg: s.backgroundColor, fg: s.color, font: s.fontFamily };
       });

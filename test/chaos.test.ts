@@ -22,7 +22,8 @@ describe('chaos: faults injected into the running system', () => {
       expect(r.duplicated, `${r.fault}: duplicated`).toBe(0);
       expect(r.orphans, `${r.fault}: engines that outlived their worker by 1.5 s`).toBe(0);
       expect(r.completed + r.failed, r.fault).toBe(r.accepted);
-      if (r.fault === 'worker-kill' || r.fault === 'worker-stop') for (const ms of r.recoverMs) expect(ms, `${r.fault}: time to re-run`).toBeLessThan(15_000);
+      if (r.fault === 'worker-kill' || r.fault === 'worker-stop')
+        for (const ms of r.recoverMs) expect(ms, `${r.fault}: time to re-run`).toBeLessThan(15_000);
     }
     // Retryable faults end in completion, not failure.
     expect(results.reduce((a, r) => a + r.failed, 0)).toBe(0);

@@ -47,15 +47,24 @@ async function makePhotos(root: string, n: number): Promise<Made[]> {
   const made: Made[] = [];
   for (let i = 0; i < n; i++) {
     const format = i % 2 ? 'png' : 'jpeg';
-    made.push({ rel: `${dirs[i % dirs.length]}${dirs[i % dirs.length] ? '/' : ''}p${i}.${format === 'png' ? 'png' : 'jpg'}`, width: 8 + (i % 17), height: 6 + (i % 11), format });
+    made.push({
+      rel: `${dirs[i % dirs.length]}${dirs[i % dirs.length] ? '/' : ''}p${i}.${format === 'png' ? 'png' : 'jpg'}`,
+      width: 8 + (i % 17),
+      height: 6 + (i % 11),
+      format,
+    });
   }
   made.push({ rel: 'a/same.jpg', width: 10, height: 12, format: 'jpeg' }, { rel: 'c/same.jpg', width: 14, height: 9, format: 'jpeg' });
-  await Promise.all(made.map(async (m, i) => {
-    const path = join(root, m.rel);
-    mkdirSync(dirname(path), { recursive: true });
-    const img = sharp({ create: { width: m.width, height: m.height, channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: 120 } } });
-    await (m.format === 'png' ? img.png() : img.jpeg()).toFile(path);
-  }));
+  await Promise.all(
+    made.map(async (m, i) => {
+      const path = join(root, m.rel);
+      mkdirSync(dirname(path), { recursive: true });
+      const img = sharp({
+        create: { width: m.width, height: m.height, channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: 120 } },
+      });
+      await (m.format === 'png' ? img.png() : img.jpeg()).toFile(path);
+    }),
+  );
   return made;
 }
 
@@ -105,15 +114,29 @@ describe('photoenhance batch against a real gateway and worker', () => {
     const overrides = { defaultEngine: 'fixture', knownEngines: ['fixture', 'paced'], ...backpressure };
     gw = await startGateway(redis.url, overrides as Partial<GatewayConfig>);
     const cfg = join(work, 'worker.json');
-    writeFileSync(cfg, JSON.stringify({
-      engines: [
-        { name: 'fixture', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '20'], poolSize: 3 },
-        // Slower than any CLI can submit, however loaded the machine: the queue limit is always met.
-        { name: 'paced', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '150'], poolSize: 1 },
-      ],
-    }));
-    worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: 'batch-host', LOG_LEVEL: 'warn' });
-    await until('the worker to announce itself', async () => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: unknown[] }).hosts.length > 0, 60_000, 100);
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        engines: [
+          { name: 'fixture', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '20'], poolSize: 3 },
+          // Slower than any CLI can submit, however loaded the machine: the queue limit is always met.
+          { name: 'paced', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '150'], poolSize: 1 },
+        ],
+      }),
+    );
+    worker = await startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: cfg,
+      HOST_ID: 'batch-host',
+      LOG_LEVEL: 'warn',
+    });
+    await until(
+      'the worker to announce itself',
+      async () => ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: unknown[] }).hosts.length > 0,
+      60_000,
+      100,
+    );
     env = cleanEnv({ PHOTOENHANCE_URL: gw.url });
   }, 90_000);
 
@@ -135,10 +158,12 @@ describe('photoenhance batch against a real gateway and worker', () => {
     let firstErr = '';
     first.stderr.on('data', (d: Buffer) => (firstErr += d.toString()));
     const firstExit = new Promise<number | null>((r) => first.once('exit', (code) => r(code)));
-    await until('70 outputs before the kill', () => outputsIn(out).length >= 70 || first.exitCode !== null, 120_000, 20).catch((err: Error) => {
-      first.kill('SIGKILL');
-      throw new Error(`${err.message}; the CLI said:\n${firstErr.slice(-2000)}`);
-    });
+    await until('70 outputs before the kill', () => outputsIn(out).length >= 70 || first.exitCode !== null, 120_000, 20).catch(
+      (err: Error) => {
+        first.kill('SIGKILL');
+        throw new Error(`${err.message}; the CLI said:\n${firstErr.slice(-2000)}`);
+      },
+    );
     first.kill('SIGKILL');
     await firstExit;
     const atKill = manifestEntries(out);
@@ -176,7 +201,8 @@ describe('photoenhance batch against a real gateway and worker', () => {
     expect(jobsOnGateway).toBeGreaterThanOrEqual(made.length);
     expect(jobsOnGateway - made.length).toBeLessThanOrEqual(lostAnswers);
     for (const e of atKill.values()) {
-      if (e.state === 'queued' || e.state === 'done') expect(final.get(e.rel)?.jobId, `${e.rel} was re-attached, not resubmitted`).toBe(e.jobId);
+      if (e.state === 'queued' || e.state === 'done')
+        expect(final.get(e.rel)?.jobId, `${e.rel} was re-attached, not resubmitted`).toBe(e.jobId);
     }
 
     // A third run finds everything done and sends nothing.
@@ -220,17 +246,21 @@ describe('photoenhance batch against a real gateway and worker', () => {
     expect(unanswered).toBeLessThanOrEqual(summary.submitted);
   }, 240_000);
 
-  it.runIf(hasQueueLimit)('meets the queue limit with 503 QUEUE_FULL and adapts its window', async () => {
-    const src = join(work, 'flood');
-    const out = join(work, 'flood-out');
-    await makePhotos(src, 40);
-    const run = await runCli(['batch', src, '--out', out, '--json', '--quiet', '--engine', 'paced'], { env, timeoutMs: 180_000 });
-    expect(run.code, run.stderr).toBe(0);
-    const summary = JSON.parse(run.stdout) as Summary;
-    expect(summary.done).toBe(42);
-    expect(summary.busy.byCode.QUEUE_FULL ?? 0).toBeGreaterThan(0);
-    expect(summary.window.decreases).toBeGreaterThan(0);
-  }, 200_000);
+  it.runIf(hasQueueLimit)(
+    'meets the queue limit with 503 QUEUE_FULL and adapts its window',
+    async () => {
+      const src = join(work, 'flood');
+      const out = join(work, 'flood-out');
+      await makePhotos(src, 40);
+      const run = await runCli(['batch', src, '--out', out, '--json', '--quiet', '--engine', 'paced'], { env, timeoutMs: 180_000 });
+      expect(run.code, run.stderr).toBe(0);
+      const summary = JSON.parse(run.stdout) as Summary;
+      expect(summary.done).toBe(42);
+      expect(summary.busy.byCode.QUEUE_FULL ?? 0).toBeGreaterThan(0);
+      expect(summary.window.decreases).toBeGreaterThan(0);
+    },
+    200_000,
+  );
 
   it('fails a non-image with its code, skips other files, exits 1; prints the table', async () => {
     const src = join(work, 'mixed');
@@ -265,13 +295,20 @@ describe('photoenhance batch against a real gateway and worker', () => {
   it('status of a real batch (POST /v1/batches) prints its counts', async () => {
     const form = new FormData();
     for (const [i, w] of [20, 24].entries()) {
-      const img = await sharp({ create: { width: w, height: 16, channels: 3, background: '#448' } }).png().toBuffer();
+      const img = await sharp({ create: { width: w, height: 16, channels: 3, background: '#448' } })
+        .png()
+        .toBuffer();
       form.append('images', new Blob([img], { type: 'image/png' }), `item${i}.png`);
     }
     const res = await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    await until('the batch to finish', async () => ((await (await fetch(`${gw.url}/v1/batches/${id}`)).json()) as { status: string }).status === 'completed', 30_000, 100);
+    await until(
+      'the batch to finish',
+      async () => ((await (await fetch(`${gw.url}/v1/batches/${id}`)).json()) as { status: string }).status === 'completed',
+      30_000,
+      100,
+    );
     const run = await runCli(['status', id], { env });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(new RegExp(`^batch\\s+${id}$`, 'm'));
@@ -289,7 +326,10 @@ describe('photoenhance batch against a real gateway and worker', () => {
     expect(run.stdout).toMatch(/^hosts\s+1$/m);
     expect(run.stdout).toMatch(/^ {2}batch-host {2}admitting {2}mem \d+% used/m);
     const json = await runCli(['watch', '--once', '--json'], { env });
-    expect(JSON.parse(json.stdout)).toMatchObject({ hosts: [expect.objectContaining({ hostId: 'batch-host' })], processes: expect.any(Object) });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      hosts: [expect.objectContaining({ hostId: 'batch-host' })],
+      processes: expect.any(Object),
+    });
   });
 });
 
@@ -298,7 +338,9 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
   let url: string;
   const posts: Array<{ at: number; key: string }> = [];
   const busySentAt: number[] = [];
-  const png = sharp({ create: { width: 16, height: 16, channels: 3, background: '#336699' } }).png().toBuffer();
+  const png = sharp({ create: { width: 16, height: 16, channels: 3, background: '#336699' } })
+    .png()
+    .toBuffer();
 
   beforeAll(async () => {
     const body = await png;
@@ -322,18 +364,40 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
             return json(503, toProblem('QUEUE_FULL', 'Too many jobs are waiting'), { 'retry-after': '1' });
           }
           const id = `j_${String(n).padStart(20, '0')}`;
-          return json(202, { id, status: 'queued', createdAt: new Date().toISOString(), links: { self: `/v1/jobs/${id}`, result: `/v1/jobs/${id}/result`, events: '' } });
+          return json(202, {
+            id,
+            status: 'queued',
+            createdAt: new Date().toISOString(),
+            links: { self: `/v1/jobs/${id}`, result: `/v1/jobs/${id}/result`, events: '' },
+          });
         }
-        if (req.method === 'GET' && m && !m[2]) return json(200, { id: m[1], status: 'completed', progress: 1, result: { width: 16, height: 16, format: 'png', bytes: body.length, url: `/v1/jobs/${m[1]}/result`, applied: {} } });
+        if (req.method === 'GET' && m && !m[2])
+          return json(200, {
+            id: m[1],
+            status: 'completed',
+            progress: 1,
+            result: { width: 16, height: 16, format: 'png', bytes: body.length, url: `/v1/jobs/${m[1]}/result`, applied: {} },
+          });
         if (req.method === 'GET' && m && m[2]) {
           res.writeHead(200, { 'content-type': 'image/png' });
           return res.end(body);
         }
         if (req.method === 'GET' && req.url === '/v1/batches/b_abcdefghij0123456789') {
           return json(200, {
-            id: 'b_abcdefghij0123456789', status: 'partial', total: 3, counts: { queued: 0, active: 0, completed: 2, failed: 1, canceled: 0 }, progress: 1,
-            engine: 'classic', options: { scale: 2 }, createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:05.000Z',
-            items: [{ index: 0, name: 'a.jpg', status: 'completed' }, { index: 1, name: 'b.jpg', status: 'completed' }, { index: 2, name: 'c.jpg', status: 'failed', error: { code: 'ENGINE_FAILED', message: 'boom' } }],
+            id: 'b_abcdefghij0123456789',
+            status: 'partial',
+            total: 3,
+            counts: { queued: 0, active: 0, completed: 2, failed: 1, canceled: 0 },
+            progress: 1,
+            engine: 'classic',
+            options: { scale: 2 },
+            createdAt: '2025-01-01T00:00:00.000Z',
+            updatedAt: '2025-01-01T00:00:05.000Z',
+            items: [
+              { index: 0, name: 'a.jpg', status: 'completed' },
+              { index: 1, name: 'b.jpg', status: 'completed' },
+              { index: 2, name: 'c.jpg', status: 'failed', error: { code: 'ENGINE_FAILED', message: 'boom' } },
+            ],
             links: { self: '/v1/batches/b_abcdefghij0123456789', results: '/v1/batches/b_abcdefghij0123456789/results.zip', events: '' },
           });
         }
@@ -352,7 +416,9 @@ describe('batch honours Retry-After exactly (scripted gateway)', () => {
     const body = await png;
     for (let i = 0; i < 12; i++) writeFileSync(join(src, `s${String(i).padStart(2, '0')}.png`), body);
     // One submission at a time, so every POST after a 503 was sent after the client read it: none may come early.
-    const run = await runCli(['batch', src, '--out', join(work, 'scripted-out'), '--url', url, '--json', '--concurrency-max', '1'], { timeoutMs: 60_000 });
+    const run = await runCli(['batch', src, '--out', join(work, 'scripted-out'), '--url', url, '--json', '--concurrency-max', '1'], {
+      timeoutMs: 60_000,
+    });
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout) as Summary;
     expect(summary).toMatchObject({ done: 12, submitted: 12, busy: { total: 2, byCode: { QUEUE_FULL: 2 } } });
@@ -420,6 +486,10 @@ describe('batch building blocks', () => {
       'a/y.png': 'a/y_enhanced.png',
       'z.tiff': 'z_enhanced.png',
     });
-    expect(Object.fromEntries(planOutputs(photos, 'png'))).toMatchObject({ 'a/y.jpg': 'a/y_jpg_enhanced.png', 'a/y.png': 'a/y_png_enhanced.png', 'a/x.jpg': 'a/x_enhanced.png' });
+    expect(Object.fromEntries(planOutputs(photos, 'png'))).toMatchObject({
+      'a/y.jpg': 'a/y_jpg_enhanced.png',
+      'a/y.png': 'a/y_png_enhanced.png',
+      'a/x.jpg': 'a/x_enhanced.png',
+    });
   });
 });

@@ -23,7 +23,12 @@ interface PtyRun {
  * Run the CLI under a pseudo-terminal (`script -qfec`: stdin, stdout and stderr are the pty), call `onOutput` with all
  * output so far on every chunk (it may write keys, e.g. Ctrl-C, to the terminal); bounded by `timeoutMs`.
  */
-function underPty(args: string[], env: NodeJS.ProcessEnv, onOutput: (out: string, keys: (s: string) => void) => void, timeoutMs = 60_000): Promise<PtyRun> {
+function underPty(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onOutput: (out: string, keys: (s: string) => void) => void,
+  timeoutMs = 60_000,
+): Promise<PtyRun> {
   // `exec`: the CLI itself is the pty's foreground process, not a shell that waits for it (dash, seeing the terminal's
   // SIGINT while it waits, ends with 130 whatever the CLI's own exit code).
   const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
@@ -97,14 +102,24 @@ describe('photoenhance without a gateway', () => {
 
   it('errors are coloured on a terminal, plain with NO_COLOR and when piped', async () => {
     const url = `http://127.0.0.1:${await freePort()}`;
-    const tty = await underPty(['status', 'j_00000000000000000000', '--url', url], cleanEnv({ NO_COLOR: undefined, FORCE_COLOR: undefined, TERM: 'xterm' }), () => undefined);
+    const tty = await underPty(
+      ['status', 'j_00000000000000000000', '--url', url],
+      cleanEnv({ NO_COLOR: undefined, FORCE_COLOR: undefined, TERM: 'xterm' }),
+      () => undefined,
+    );
     expect(tty.code).toBe(3);
     expect(tty.output).toContain('\x1b[31merror\x1b[0m: cannot reach the gateway');
-    const noColor = await underPty(['status', 'j_00000000000000000000', '--url', url], cleanEnv({ NO_COLOR: '1', FORCE_COLOR: undefined, TERM: 'xterm' }), () => undefined);
+    const noColor = await underPty(
+      ['status', 'j_00000000000000000000', '--url', url],
+      cleanEnv({ NO_COLOR: '1', FORCE_COLOR: undefined, TERM: 'xterm' }),
+      () => undefined,
+    );
     expect(noColor.code).toBe(3);
     expect(noColor.output).toContain('error: cannot reach the gateway');
     expect(noColor.output).not.toContain('\x1b[');
-    const piped = await runCli(['status', 'j_00000000000000000000', '--url', url], { env: cleanEnv({ NO_COLOR: undefined, FORCE_COLOR: undefined }) });
+    const piped = await runCli(['status', 'j_00000000000000000000', '--url', url], {
+      env: cleanEnv({ NO_COLOR: undefined, FORCE_COLOR: undefined }),
+    });
     expect(piped.stderr).not.toContain('\x1b[');
   });
 });
@@ -123,10 +138,12 @@ describe('photoenhance with a running launcher (npm start) on another port', () 
   it('the launcher\'s "try" hints name the URL it listens on', () => {
     expect(launcher.port).not.toBe(8080);
     expect(launcher.output()).toContain(`try:  curl -sS -F image=@photo.jpg ${launcher.url}/v1/jobs`);
-    expect(launcher.output()).toMatch(new RegExp(`or: {2}node \\S+photoenhance\\.js enhance photo\\.jpg --url ${launcher.url.replace(/\./g, '\\.')}\n`));
+    expect(launcher.output()).toMatch(
+      new RegExp(`or: {2}node \\S+photoenhance\\.js enhance photo\\.jpg --url ${launcher.url.replace(/\./g, '\\.')}\n`),
+    );
   });
 
-  it('finds the gateway by the launcher\'s state file; PHOTOENHANCE_URL wins over it', async () => {
+  it("finds the gateway by the launcher's state file; PHOTOENHANCE_URL wins over it", async () => {
     const found = await runCli(['watch', '--once', '--json'], { env });
     expect(found.code, found.stderr).toBe(0);
     expect((JSON.parse(found.stdout) as { url: string }).url).toBe(launcher.url);
@@ -155,7 +172,11 @@ describe('photoenhance with a running launcher (npm start) on another port', () 
   it('enhance - -o - reads stdin and writes the image to stdout', async () => {
     const png = await sharp(SAMPLE(1)).resize({ width: 64 }).png().toBuffer();
     const result = await new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, 'enhance', '-', '-o', '-', '--scale', '2'], { env, cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, 'enhance', '-', '-o', '-', '--scale', '2'], {
+        env,
+        cwd: work,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
       const chunks: Buffer[] = [];
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => chunks.push(d));

@@ -70,7 +70,9 @@ describe('photoenhance against a running gateway and worker', () => {
 describe('photoenhance without a gateway', () => {
   it('enhance against a closed port exits 3 with the hint', async () => {
     const input = join(work, 'tiny.png');
-    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toFile(input);
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } })
+      .png()
+      .toFile(input);
     const port = await freePort();
     const run = await runCli(['enhance', input, '--url', `http://127.0.0.1:${port}`]);
     expect(run.code).toBe(3);
@@ -80,7 +82,9 @@ describe('photoenhance without a gateway', () => {
 
   it('usage and input errors exit 2 before anything is sent', async () => {
     const input = join(work, 'tiny2.png');
-    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toFile(input);
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } })
+      .png()
+      .toFile(input);
     const badScale = await runCli(['enhance', input, '--scale', '3', '--url', 'http://127.0.0.1:9']);
     expect(badScale.code).toBe(2);
     expect(badScale.stderr).toContain('INVALID_OPTION (--scale)');
@@ -98,7 +102,9 @@ describe('enhance honours Retry-After on a busy gateway', () => {
   const posts: Array<{ at: number; key: string | undefined }> = [];
 
   beforeAll(async () => {
-    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#336699' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
     const id = 'j_abcdefghij0123456789';
     // A scripted stand-in for the gateway: the behaviour under test is the client's, and a real gateway cannot be made
     // to answer 503 on cue.
@@ -113,10 +119,24 @@ describe('enhance honours Retry-After on a busy gateway', () => {
             return;
           }
           res.writeHead(202, { 'content-type': 'application/json', location: `/v1/jobs/${id}` });
-          res.end(JSON.stringify({ id, status: 'queued', createdAt: new Date().toISOString(), links: { self: `/v1/jobs/${id}`, result: `/v1/jobs/${id}/result`, events: `/v1/jobs/${id}/events` } }));
+          res.end(
+            JSON.stringify({
+              id,
+              status: 'queued',
+              createdAt: new Date().toISOString(),
+              links: { self: `/v1/jobs/${id}`, result: `/v1/jobs/${id}/result`, events: `/v1/jobs/${id}/events` },
+            }),
+          );
         } else if (req.url === `/v1/jobs/${id}`) {
           res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ id, status: 'completed', progress: 1, result: { width: 16, height: 16, format: 'png', bytes: png.length, url: `/v1/jobs/${id}/result`, applied: {} } }));
+          res.end(
+            JSON.stringify({
+              id,
+              status: 'completed',
+              progress: 1,
+              result: { width: 16, height: 16, format: 'png', bytes: png.length, url: `/v1/jobs/${id}/result`, applied: {} },
+            }),
+          );
         } else if (req.url === `/v1/jobs/${id}/result`) {
           res.writeHead(200, { 'content-type': 'image/png', 'content-disposition': 'attachment; filename="busy_enhanced.png"' });
           res.end(png);
@@ -134,7 +154,9 @@ describe('enhance honours Retry-After on a busy gateway', () => {
 
   it('waits exactly Retry-After, resends with the same Idempotency-Key, then downloads', async () => {
     const input = join(work, 'busy.png');
-    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000000' } }).png().toFile(input);
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000000' } })
+      .png()
+      .toFile(input);
     const run = await runCli(['enhance', input, '--url', url]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toContain('gateway busy (QUEUE_FULL); retrying in 1 s');
@@ -159,7 +181,10 @@ describe('photoenhance doctor', () => {
 
   it('marks a missing engine command with how to fix it and exits 1', async () => {
     const config = join(work, 'worker.json');
-    writeFileSync(config, JSON.stringify({ engines: [{ name: 'ghost', kind: 'oneshot', command: ['no-such-enhancer-xyz', '{input}', '{output}'] }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({ engines: [{ name: 'ghost', kind: 'oneshot', command: ['no-such-enhancer-xyz', '{input}', '{output}'] }] }),
+    );
     const run = await runCli(['doctor', '--config', config]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/✗ engine ghost\s+no-such-enhancer-xyz not found on PATH/);
@@ -167,7 +192,7 @@ describe('photoenhance doctor', () => {
   });
 
   const python = spawnSync('python3', ['--version']).status === 0;
-  it.skipIf(!python)('runs a Python engine\'s --check and prints its findings (WORKER_CONFIG)', async () => {
+  it.skipIf(!python)("runs a Python engine's --check and prints its findings (WORKER_CONFIG)", async () => {
     const script = join(work, 'fake_engine.py');
     writeFileSync(
       script,

@@ -14,7 +14,10 @@ let worker: RunningWorker;
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ gateway: { knownEngines: ['paced'], defaultEngine: 'paced' }, engines: [fixtureEngine('paced', 'resize', 30, { poolSize: 2 })] });
+  stack = await startStack({
+    gateway: { knownEngines: ['paced'], defaultEngine: 'paced' },
+    engines: [fixtureEngine('paced', 'resize', 30, { poolSize: 2 })],
+  });
   ({ redis, gw, worker } = stack);
 });
 
@@ -38,10 +41,15 @@ describe('single task', () => {
     const created = (await res.json()) as { task_id: string; status: string; message: string; created_at: number };
     expect(created).toMatchObject({ status: 'queued' });
     expect(typeof created.created_at).toBe('number');
-    const done = await until('completed', async () => {
-      const s = await statusOf(created.task_id);
-      return s.status === 'completed' ? s : undefined;
-    }, 30_000, 50);
+    const done = await until(
+      'completed',
+      async () => {
+        const s = await statusOf(created.task_id);
+        return s.status === 'completed' ? s : undefined;
+      },
+      30_000,
+      50,
+    );
     expect(done).toMatchObject({ task_id: created.task_id, progress: 1, result_url: `/api/v1/download/${created.task_id}`, error: null });
     for (const k of ['created_at', 'updated_at', 'processing_time']) expect(typeof done[k]).toBe('number');
     const view = (await (await fetch(`${gw.url}/v1/jobs/${created.task_id}`)).json()) as { options: Record<string, unknown> };
@@ -54,7 +62,10 @@ describe('single task', () => {
   });
 
   it('form fields are read too (and win over the query); bad parameters → 422 {detail}', async () => {
-    const res = await enhance(await smallPhoto('jpeg', 48), 'a.jpg', { query: 'tile_size=300', form: { tile_size: '480', quality_level: 'medium' } });
+    const res = await enhance(await smallPhoto('jpeg', 48), 'a.jpg', {
+      query: 'tile_size=300',
+      form: { tile_size: '480', quality_level: 'medium' },
+    });
     const { task_id } = (await res.json()) as { task_id: string };
     const view = (await (await fetch(`${gw.url}/v1/jobs/${task_id}`)).json()) as { options: Record<string, unknown> };
     expect(view.options).toMatchObject({ bgTile: 480, bgUpsampler: 'realesrgan', quality: 85 });
@@ -75,7 +86,12 @@ describe('single task', () => {
     expect(await (await fetch(`${gw.url}/api/v1/status/j_00000000000000000000`)).json()).toEqual({ detail: 'Task not found' });
     const a = ((await (await enhance(await smallPhoto('jpeg', 32), 'a.jpg')).json()) as { task_id: string }).task_id;
     const b = ((await (await enhance(await smallPhoto('jpeg', 32), 'b.jpg')).json()) as { task_id: string }).task_id;
-    await until('both done', async () => (await statusOf(a)).status === 'completed' && (await statusOf(b)).status === 'completed', 30_000, 50);
+    await until(
+      'both done',
+      async () => (await statusOf(a)).status === 'completed' && (await statusOf(b)).status === 'completed',
+      30_000,
+      50,
+    );
     const del = await fetch(`${gw.url}/api/v1/tasks/${a}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(typeof ((await del.json()) as { message: string }).message).toBe('string');
@@ -92,17 +108,27 @@ describe('single task', () => {
   });
 
   it('with API keys, the task list shows only the caller’s tasks', async () => {
-    const keyed = await startGateway(redis.url, { knownEngines: ['paced'], defaultEngine: 'paced', apiKeys: ['alice-key-123', 'bob-key-4567'] }, gw.storageDir);
+    const keyed = await startGateway(
+      redis.url,
+      { knownEngines: ['paced'], defaultEngine: 'paced', apiKeys: ['alice-key-123', 'bob-key-4567'] },
+      gw.storageDir,
+    );
     try {
       const post = async (key: string): Promise<string> => {
         const form = new FormData();
         form.append('file', new Blob([await smallPhoto('jpeg', 16)]), 'k.jpg');
-        return ((await (await fetch(`${keyed.url}/api/v1/enhance`, { method: 'POST', body: form, headers: { authorization: `Bearer ${key}` } })).json()) as { task_id: string }).task_id;
+        return (
+          (await (
+            await fetch(`${keyed.url}/api/v1/enhance`, { method: 'POST', body: form, headers: { authorization: `Bearer ${key}` } })
+          ).json()) as { task_id: string }
+        ).task_id;
       };
       const alice = await post('alice-key-123');
       const bob = await post('bob-key-4567');
       const list = async (headers: Record<string, string>): Promise<string[]> =>
-        ((await (await fetch(`${keyed.url}/api/v1/tasks`, { headers })).json()) as { tasks: Array<{ task_id: string }> }).tasks.map((t) => t.task_id);
+        ((await (await fetch(`${keyed.url}/api/v1/tasks`, { headers })).json()) as { tasks: Array<{ task_id: string }> }).tasks.map(
+          (t) => t.task_id,
+        );
       expect(await list({ authorization: 'Bearer alice-key-123' })).toEqual([alice]);
       expect(await list({ 'x-api-key': 'bob-key-4567' })).toEqual([bob]);
       // Without a key the compat routes answer 401 (auth/api-keys.ts; test/access-control.test.ts covers it all).
@@ -127,10 +153,15 @@ describe('batch', () => {
     expect(created.sub_tasks).toHaveLength(3);
     const early = await fetch(`${gw.url}/api/v1/batch/download/${created.batch_task_id}`);
     if (early.status !== 200) expect(early.status).toBe(400);
-    const done = await until('batch completed', async () => {
-      const s = (await (await fetch(`${gw.url}/api/v1/batch/status/${created.batch_task_id}`)).json()) as Record<string, unknown>;
-      return s.status === 'completed' ? s : undefined;
-    }, 30_000, 50);
+    const done = await until(
+      'batch completed',
+      async () => {
+        const s = (await (await fetch(`${gw.url}/api/v1/batch/status/${created.batch_task_id}`)).json()) as Record<string, unknown>;
+        return s.status === 'completed' ? s : undefined;
+      },
+      30_000,
+      50,
+    );
     expect(done).toMatchObject({ total_files: 3, completed_files: 3, failed_files: 0, progress: 1 });
     expect((done.sub_tasks as Array<Record<string, unknown>>).map((t) => t.filename)).toEqual(['same.jpg', 'same.jpg', 'pic.png']);
     const view = (await (await fetch(`${gw.url}/v1/jobs/${created.sub_tasks[0]}`)).json()) as { options: Record<string, unknown> };

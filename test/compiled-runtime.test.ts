@@ -59,11 +59,16 @@ describe('compiled runtime (npm start)', () => {
     const byName = Object.fromEntries(launcher.state().children.map((c) => [c.name, c.pid]));
     pids = { gateway: byName.gateway!, worker: byName.worker! };
     // Idle = started up: the worker's classic engine is up and waiting for work.
-    await until('the classic engine is idle', async () => {
-      const res = await fetch(`${launcher.url}/v1/system`);
-      const { hosts } = (await res.json()) as { hosts: HostState[] };
-      return hosts[0]?.processes.some((p) => p.profile === 'classic' && p.state === 'idle') ?? false;
-    }, 60_000, 200);
+    await until(
+      'the classic engine is idle',
+      async () => {
+        const res = await fetch(`${launcher.url}/v1/system`);
+        const { hosts } = (await res.json()) as { hosts: HostState[] };
+        return hosts[0]?.processes.some((p) => p.profile === 'classic' && p.state === 'idle') ?? false;
+      },
+      60_000,
+      200,
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -84,7 +89,9 @@ describe('compiled runtime (npm start)', () => {
   it('keeps the idle gateway and worker within their RSS budgets', () => {
     const rss = { gateway: rssBytes(pids.gateway), worker: rssBytes(pids.worker) };
     // Printed so a run shows the figures behind the README's.
-    process.stdout.write(`idle RSS: gateway ${(rss.gateway / MiB).toFixed(1)} MiB, worker ${(rss.worker / MiB).toFixed(1)} MiB (goal 80 MiB each)\n`);
+    process.stdout.write(
+      `idle RSS: gateway ${(rss.gateway / MiB).toFixed(1)} MiB, worker ${(rss.worker / MiB).toFixed(1)} MiB (goal 80 MiB each)\n`,
+    );
     expect(rss.gateway).toBeLessThanOrEqual(BUDGET.gateway);
     expect(rss.worker).toBeLessThanOrEqual(BUDGET.worker);
   });
@@ -101,7 +108,10 @@ describe('the bin', () => {
 
   it('finds a fresh build fresh (the check the bin runs on every command builds nothing)', async () => {
     const script = join(REPO, 'scripts/build-runtime.mjs');
-    const { ensureRuntimeBuilt, isRuntimeFresh } = (await import(script)) as { ensureRuntimeBuilt(o: { quiet: boolean }): Promise<boolean>; isRuntimeFresh(): boolean };
+    const { ensureRuntimeBuilt, isRuntimeFresh } = (await import(script)) as {
+      ensureRuntimeBuilt(o: { quiet: boolean }): Promise<boolean>;
+      isRuntimeFresh(): boolean;
+    };
     await ensureRuntimeBuilt({ quiet: true });
     expect(isRuntimeFresh()).toBe(true);
     expect(await ensureRuntimeBuilt({ quiet: true })).toBe(false);

@@ -22,7 +22,14 @@ function problems(fn: () => unknown): string[] {
 describe('gateway config', () => {
   it('applies defaults and freezes', () => {
     const c = loadGatewayConfig({ env: { REDIS_URL: '/tmp/r.sock' } });
-    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, maxUploadBytes: 50 * 1024 * 1024, maxPixels: 40_000_000, jobAttempts: 3, jobTtlSeconds: 86_400 });
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      maxUploadBytes: 50 * 1024 * 1024,
+      maxPixels: 40_000_000,
+      jobAttempts: 3,
+      jobTtlSeconds: 86_400,
+    });
     expect(Object.isFrozen(c)).toBe(true);
   });
 
@@ -42,7 +49,9 @@ describe('gateway config', () => {
     expect(c).toMatchObject({ httpHeadersTimeoutMs: 30_000, httpKeepAliveTimeoutMs: 5000, minImageSide: 4, maxAspectRatio: 32 });
     // 50 MiB within the request timeout needs no more than ~0.5 Mbit/s.
     expect((c.maxUploadBytes * 8) / (c.httpRequestTimeoutMs / 1000) / 1e6).toBeLessThan(0.5);
-    const p = problems(() => loadGatewayConfig({ env: { REDIS_URL: 'x', HTTP_HEADERS_TIMEOUT_MS: '60000', HTTP_REQUEST_TIMEOUT_MS: '30000' } }));
+    const p = problems(() =>
+      loadGatewayConfig({ env: { REDIS_URL: 'x', HTTP_HEADERS_TIMEOUT_MS: '60000', HTTP_REQUEST_TIMEOUT_MS: '30000' } }),
+    );
     expect(p.join('\n')).toContain('HTTP_HEADERS_TIMEOUT_MS (60000) must not exceed HTTP_REQUEST_TIMEOUT_MS (30000)');
   });
 
@@ -67,7 +76,11 @@ describe('worker config and engine profiles', () => {
   it('built-in engines and bare profiles share the one memory-limit default, 8 GiB (it was 2 GiB for built-ins)', () => {
     expect(DEFAULT_MEMORY_LIMIT_BYTES).toBe(8 * 1024 ** 3);
     const profiles = resolveProfiles(loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_ENGINES: 'classic,esrgan,portrait' } }));
-    expect(profiles.map((p) => p.memoryLimitBytes)).toEqual([DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES]);
+    expect(profiles.map((p) => p.memoryLimitBytes)).toEqual([
+      DEFAULT_MEMORY_LIMIT_BYTES,
+      DEFAULT_MEMORY_LIMIT_BYTES,
+      DEFAULT_MEMORY_LIMIT_BYTES,
+    ]);
     expect(defaultProfile({ name: 'x', command: ['x'] }).memoryLimitBytes).toBe(DEFAULT_MEMORY_LIMIT_BYTES);
   });
 
@@ -91,40 +104,77 @@ describe('worker config and engine profiles', () => {
 
 describe('sizes and durations (one Bytes/Duration type, parsed once at load)', () => {
   it('accepts sizes with units or plain bytes, and durations with units or plain milliseconds', () => {
-    const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MIN_AVAILABLE: '4294967296', GPU_MARGIN: '512MiB', HEARTBEAT_MS: '2s', ADMISSION_CHECK_MS: '250ms', SHUTDOWN_GRACE_MS: '1500' } });
-    expect(c).toMatchObject({ admissionMinAvailable: 2 ** 32, gpuMarginBytes: 512 * 1024 ** 2, heartbeatMs: 2000, admissionCheckMs: 250, shutdownGraceMs: 1500 });
+    const c = loadWorkerConfig({
+      env: {
+        REDIS_URL: '/r.sock',
+        ADMISSION_MIN_AVAILABLE: '4294967296',
+        GPU_MARGIN: '512MiB',
+        HEARTBEAT_MS: '2s',
+        ADMISSION_CHECK_MS: '250ms',
+        SHUTDOWN_GRACE_MS: '1500',
+      },
+    });
+    expect(c).toMatchObject({
+      admissionMinAvailable: 2 ** 32,
+      gpuMarginBytes: 512 * 1024 ** 2,
+      heartbeatMs: 2000,
+      admissionCheckMs: 250,
+      shutdownGraceMs: 1500,
+    });
     const g = loadGatewayConfig({ env: { REDIS_URL: '/r.sock', MAX_UPLOAD_BYTES: '64MiB', HTTP_REQUEST_TIMEOUT_MS: '10m' } });
     expect(g).toMatchObject({ maxUploadBytes: 64 * 1024 ** 2, httpRequestTimeoutMs: 600_000 });
   });
 
   it('a size in the worker config file is a number of bytes after load', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'w.json');
-    writeFileSync(file, JSON.stringify({ admissionMinAvailable: '4GiB', heartbeatMs: '3s', engines: [{ name: 'classic', memoryLimitBytes: '1GiB', idleTtlMs: '1m' }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        admissionMinAvailable: '4GiB',
+        heartbeatMs: '3s',
+        engines: [{ name: 'classic', memoryLimitBytes: '1GiB', idleTtlMs: '1m' }],
+      }),
+    );
     const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } });
     expect(c).toMatchObject({ admissionMinAvailable: 4 * 1024 ** 3, heartbeatMs: 3000 });
     expect(c.engines[0]).toMatchObject({ memoryLimitBytes: 1024 ** 3, idleTtlMs: 60_000 });
   });
 
   it('an invalid size or duration names the setting and the value', () => {
-    const p = problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MIN_AVAILABLE: '4 gigs', HEARTBEAT_MS: '5ms' } })).join('\n');
-    expect(p).toContain('ADMISSION_MIN_AVAILABLE (environment) must be a size such as 512MiB, 4GiB or a number of bytes; received "4 gigs"');
+    const p = problems(() =>
+      loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MIN_AVAILABLE: '4 gigs', HEARTBEAT_MS: '5ms' } }),
+    ).join('\n');
+    expect(p).toContain(
+      'ADMISSION_MIN_AVAILABLE (environment) must be a size such as 512MiB, 4GiB or a number of bytes; received "4 gigs"',
+    );
     expect(p).toContain('HEARTBEAT_MS (environment) must be at least 100 ms');
     expect(p).toContain('"5ms"');
     const file = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'w.json');
     writeFileSync(file, JSON.stringify({ gpuMarginBytes: 'half a gig' }));
-    expect(problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).join('\n')).toMatch(/"gpuMarginBytes" in .* must be a size such as 512MiB.*received "half a gig"/);
-    expect(problems(() => loadGatewayConfig({ env: { REDIS_URL: '/r.sock', MAX_UPLOAD_BYTES: 'big' } })).join('\n')).toContain('MAX_UPLOAD_BYTES (environment) must be a size such as');
+    expect(problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).join('\n')).toMatch(
+      /"gpuMarginBytes" in .* must be a size such as 512MiB.*received "half a gig"/,
+    );
+    expect(problems(() => loadGatewayConfig({ env: { REDIS_URL: '/r.sock', MAX_UPLOAD_BYTES: 'big' } })).join('\n')).toContain(
+      'MAX_UPLOAD_BYTES (environment) must be a size such as',
+    );
   });
 
   it('the admission settings have the bounds of the operator control message schema', () => {
-    const p = problems(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MAX_USED_RATIO: '5', ADMISSION_MAX_PRESSURE: '101' } })).join('\n');
+    const p = problems(() =>
+      loadWorkerConfig({ env: { REDIS_URL: '/r.sock', ADMISSION_MAX_USED_RATIO: '5', ADMISSION_MAX_PRESSURE: '101' } }),
+    ).join('\n');
     expect(p).toContain('ADMISSION_MAX_USED_RATIO (environment) must be a number <= 1');
     expect(p).toContain('ADMISSION_MAX_PRESSURE (environment) must be a number >= 0 and <= 100');
   });
 
   it('the worker process exits 78 naming the setting and the value (it used to crash with "received null")', async () => {
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = execFile(process.execPath, ['--import', 'tsx', 'apps/worker/src/main.ts'], { env: { ...process.env, REDIS_URL: '/nonexistent/r.sock', ADMISSION_MIN_AVAILABLE: '4 gigs' }, timeout: 30_000 }, (_err, _out, stderr) => resolve({ code: child.exitCode, stderr }));
+      const child = execFile(
+        process.execPath,
+        ['--import', 'tsx', 'apps/worker/src/main.ts'],
+        { env: { ...process.env, REDIS_URL: '/nonexistent/r.sock', ADMISSION_MIN_AVAILABLE: '4 gigs' }, timeout: 30_000 },
+        (_err, _out, stderr) => resolve({ code: child.exitCode, stderr }),
+      );
     });
     expect(code).toBe(78);
     expect(stderr).toContain('ADMISSION_MIN_AVAILABLE');
@@ -132,13 +182,26 @@ describe('sizes and durations (one Bytes/Duration type, parsed once at load)', (
     expect(stderr).not.toContain('null');
   });
 
-  it.each([['30s', 30_000], ['250ms', 250], ['5m', 300_000], ['1h', 3_600_000], ['1500', 1500], [42, 42]] as const)('parseDuration %s', (input, ms) => {
+  it.each([
+    ['30s', 30_000],
+    ['250ms', 250],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1500', 1500],
+    [42, 42],
+  ] as const)('parseDuration %s', (input, ms) => {
     expect(parseDuration(input)).toBe(ms);
   });
 });
 
 describe('parseBytes', () => {
-  it.each([['512MiB', 512 * 1024 ** 2], ['8GiB', 8 * 1024 ** 3], ['2G', 2 * 1024 ** 3], ['1048576', 1048576], [4096, 4096]] as const)('%s', (input, bytes) => {
+  it.each([
+    ['512MiB', 512 * 1024 ** 2],
+    ['8GiB', 8 * 1024 ** 3],
+    ['2G', 2 * 1024 ** 3],
+    ['1048576', 1048576],
+    [4096, 4096],
+  ] as const)('%s', (input, bytes) => {
     expect(parseBytes(input)).toBe(bytes);
   });
   it('refuses nonsense with an example of what works', () => {

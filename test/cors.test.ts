@@ -19,7 +19,10 @@ const ORIGIN = 'http://127.0.0.1:1'; // any origin but the gateway's own
 let stack: Stack;
 let gw: RunningGateway;
 beforeAll(async () => {
-  stack = await startStack({ gateway: { apiKeys: [`page:${KEY}`], dashboardToken: 'operator-token-for-cors-test', maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
+  stack = await startStack({
+    gateway: { apiKeys: [`page:${KEY}`], dashboardToken: 'operator-token-for-cors-test', maxEventLoopDelayMs: 0 },
+    engines: [{ name: 'classic' }],
+  });
   gw = stack.gw;
 }, 120_000);
 afterAll(async () => stack?.close(), 60_000);
@@ -30,7 +33,12 @@ describe('GET / (PhotoEnhanceAI service description)', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { service: string; version: string; status: string; endpoints: Record<string, string> };
     expect(body).toMatchObject({ service: 'PhotoEnhance Gateway', status: 'running', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
-    expect(body.endpoints).toMatchObject({ health: '/health', enhance: '/api/v1/enhance', status: '/api/v1/status/{task_id}', download: '/api/v1/download/{task_id}' });
+    expect(body.endpoints).toMatchObject({
+      health: '/health',
+      enhance: '/api/v1/enhance',
+      status: '/api/v1/status/{task_id}',
+      download: '/api/v1/download/{task_id}',
+    });
   });
 
   it('sends a browser asking for HTML to the dashboard', async () => {
@@ -44,14 +52,22 @@ describe('CORS headers', () => {
   it('answers a preflight for a job submission before API keys and the host check (no key on a preflight)', async () => {
     const res = await fetch(`${gw.url}/v1/jobs`, {
       method: 'OPTIONS',
-      headers: { origin: ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, idempotency-key', host: 'unknown.example' },
+      headers: {
+        origin: ORIGIN,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, idempotency-key',
+        host: 'unknown.example',
+      },
     });
     expect(res.status).toBe(204);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-allow-methods')).toContain('POST');
     expect(res.headers.get('access-control-allow-headers')).toBe('authorization, idempotency-key');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
-    const compat = await fetch(`${gw.url}/api/v1/status/j_00000000000000000000`, { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'GET' } });
+    const compat = await fetch(`${gw.url}/api/v1/status/j_00000000000000000000`, {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': 'GET' },
+    });
     expect(compat.status).toBe(204);
   });
 
@@ -67,10 +83,16 @@ describe('CORS headers', () => {
   });
 
   it('never on operator routes: no CORS headers, and a preflight there is not answered', async () => {
-    const pre = await fetch(`${gw.url}/dashboard/api/overview`, { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'GET' } });
+    const pre = await fetch(`${gw.url}/dashboard/api/overview`, {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': 'GET' },
+    });
     expect(pre.status).toBe(404);
     expect(pre.headers.get('access-control-allow-origin')).toBeNull();
-    const admission = await fetch(`${gw.url}/v1/system/hosts/*/admission`, { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'PUT' } });
+    const admission = await fetch(`${gw.url}/v1/system/hosts/*/admission`, {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': 'PUT' },
+    });
     expect(admission.headers.get('access-control-allow-origin')).toBeNull();
     const page = await fetch(`${gw.url}/dashboard/`, { headers: { origin: ORIGIN } });
     expect(page.headers.get('access-control-allow-origin')).toBeNull();
@@ -100,7 +122,9 @@ describe('a page from another origin in Chromium', () => {
   let siteUrl: string;
 
   beforeAll(async () => {
-    const photo = await sharp({ create: { width: 48, height: 32, channels: 3, background: '#3366aa' } }).png().toBuffer();
+    const photo = await sharp({ create: { width: 48, height: 32, channels: 3, background: '#3366aa' } })
+      .png()
+      .toBuffer();
     // A page of PhotoEnhanceAI's examples/*.html kind: plain fetch() calls to the API on another port.
     const html = `<!doctype html><meta charset="utf-8"><title>cross-origin client</title><script>
       const API = ${JSON.stringify(gw.url)};
@@ -155,7 +179,15 @@ describe('a page from another origin in Chromium', () => {
     await page.goto(`${siteUrl}/`);
     const result = await page.evaluate(() => (globalThis as unknown as { run: () => Promise<Record<string, unknown>> }).run());
     expect(errors, errors.join('\n')).toEqual([]);
-    expect(result).toMatchObject({ submitted: 202, location: expect.stringMatching(/^\/v1\/jobs\/j_/), status: 'completed', download: 200, width: 96, compatStatus: 'completed', compatDownload: 200 });
+    expect(result).toMatchObject({
+      submitted: 202,
+      location: expect.stringMatching(/^\/v1\/jobs\/j_/),
+      status: 'completed',
+      download: 200,
+      width: 96,
+      compatStatus: 'completed',
+      compatDownload: 200,
+    });
     expect(String(result.disposition)).toContain('page_enhanced.png');
     expect(result.compatBytes).toBeGreaterThan(100);
   }, 120_000);

@@ -24,10 +24,15 @@ beforeAll(async () => {
   const res = await fetch(`${stack.gw.url}/v1/batches`, { method: 'POST', body: form });
   expect(res.status).toBe(202);
   batchId = ((await res.json()) as { id: string }).id;
-  await until('the batch finished', async () => {
-    const v = (await (await fetch(`${stack.gw.url}/v1/batches/${batchId}`)).json()) as { status: string };
-    return v.status === 'partial' || v.status === 'completed' || v.status === 'failed' ? v : undefined;
-  }, 60_000, 100);
+  await until(
+    'the batch finished',
+    async () => {
+      const v = (await (await fetch(`${stack.gw.url}/v1/batches/${batchId}`)).json()) as { status: string };
+      return v.status === 'partial' || v.status === 'completed' || v.status === 'failed' ? v : undefined;
+    },
+    60_000,
+    100,
+  );
   browser = await launchChromium();
 }, 180_000);
 afterAll(async () => {

@@ -31,26 +31,48 @@ describe('a job canceled while running', () => {
     const { id } = (await res.json()) as { id: string };
     await waitForStatus(stack.gw.url, id, ['active']);
     expect((await fetch(`${stack.gw.url}/v1/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
-    const row = await until('the job in the dashboard list, finished', async () => {
-      const page = (await (await fetch(`${stack.gw.url}/dashboard/api/jobs?state=all&pageSize=50`)).json()) as { jobs: Array<{ id: string; status: string }> };
-      const r = page.jobs.find((j) => j.id === id);
-      return r && r.status !== 'active' ? r : undefined;
-    }, 30_000, 100);
+    const row = await until(
+      'the job in the dashboard list, finished',
+      async () => {
+        const page = (await (await fetch(`${stack.gw.url}/dashboard/api/jobs?state=all&pageSize=50`)).json()) as {
+          jobs: Array<{ id: string; status: string }>;
+        };
+        const r = page.jobs.find((j) => j.id === id);
+        return r && r.status !== 'active' ? r : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(row.status).toBe('canceled');
-    const metrics = await until('the canceled job in /metrics', async () => {
-      const t = await (await fetch(`${stack.gw.url}/metrics`)).text();
-      return t.includes('outcome="canceled"') ? t : undefined;
-    }, 20_000, 100);
+    const metrics = await until(
+      'the canceled job in /metrics',
+      async () => {
+        const t = await (await fetch(`${stack.gw.url}/metrics`)).text();
+        return t.includes('outcome="canceled"') ? t : undefined;
+      },
+      20_000,
+      100,
+    );
     expect(metrics).toContain('pe_jobs_finished_total{engine="slow",outcome="canceled",code="JOB_CANCELED"} 1');
     expect(metrics).not.toContain('outcome="failed"');
     // Queue counters: BullMQ keeps the job in its failed set, but it is counted as canceled, not failed.
     expect(metrics).toContain('pe_queue_jobs{engine="slow",state="canceled"} 1');
     expect(metrics).toContain('pe_queue_jobs{engine="slow",state="failed"} 0');
-    type O = { totals: { failed: number; canceled: number }; stats: { failed: number; canceled: number }; queues: Array<{ engine: string; canceled: number; counts: { failed: number } }>; samples: Array<{ canceled?: number; failed: number; canceledPerMin?: number; failedPerMin: number }> };
-    const ov = await until('a sample with the canceled job', async () => {
-      const o = (await (await fetch(`${stack.gw.url}/dashboard/api/overview`)).json()) as O;
-      return o.samples.some((s) => s.canceledPerMin === 1) ? o : undefined;
-    }, 20_000, 100);
+    type O = {
+      totals: { failed: number; canceled: number };
+      stats: { failed: number; canceled: number };
+      queues: Array<{ engine: string; canceled: number; counts: { failed: number } }>;
+      samples: Array<{ canceled?: number; failed: number; canceledPerMin?: number; failedPerMin: number }>;
+    };
+    const ov = await until(
+      'a sample with the canceled job',
+      async () => {
+        const o = (await (await fetch(`${stack.gw.url}/dashboard/api/overview`)).json()) as O;
+        return o.samples.some((s) => s.canceledPerMin === 1) ? o : undefined;
+      },
+      20_000,
+      100,
+    );
     expect(ov.totals).toMatchObject({ failed: 0, canceled: 1 });
     expect(ov.stats).toMatchObject({ failed: 0, canceled: 1 });
     expect(ov.queues.find((q) => q.engine === 'slow')).toMatchObject({ canceled: 1, counts: { failed: 0 } });

@@ -57,7 +57,15 @@ describe('Hosts view on a GPU host (fake nvidia-smi)', () => {
     smi.gpus(table(2048));
     gpuStack = await startStack({
       gateway: { maxEventLoopDelayMs: 0, dashboardSampleMs: 200, knownEngines: ['gpu'] },
-      engines: [{ name: 'gpu', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'], gpus: 'all', expectedGpuMemoryBytes: '2GiB', expectedMemoryBytes: '64MiB' }],
+      engines: [
+        {
+          name: 'gpu',
+          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+          gpus: 'all',
+          expectedGpuMemoryBytes: '2GiB',
+          expectedMemoryBytes: '64MiB',
+        },
+      ],
       workerEnv: { ENFORCEMENT: 'watchdog', HOST_ID: HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: smi.path, GPU_MARGIN: '512MiB' },
     });
   }, 180_000);
@@ -68,7 +76,11 @@ describe('Hosts view on a GPU host (fake nvidia-smi)', () => {
 
   it('shows each GPU (used/total, free, utilisation, engines holding it), the GPU of each process, and GPU_MEMORY_LOW naming the GPU', async () => {
     const proc = await until('a pinned gpu engine', async () => {
-      const hosts = ((await (await fetch(`${gpuStack.gw.url}/v1/system`)).json()) as { hosts: Array<{ hostId: string; processes: Array<{ pid: number; state: string; gpu?: { index: number } }> }> }).hosts;
+      const hosts = (
+        (await (await fetch(`${gpuStack.gw.url}/v1/system`)).json()) as {
+          hosts: Array<{ hostId: string; processes: Array<{ pid: number; state: string; gpu?: { index: number } }> }>;
+        }
+      ).hosts;
       return hosts.find((h) => h.hostId === HOST)?.processes.find((p) => p.state === 'idle' && p.gpu);
     });
     expect(proc.gpu?.index).toBe(1);
@@ -92,7 +104,9 @@ describe('Hosts view on a GPU host (fake nvidia-smi)', () => {
     smi.gpus(table(15872));
     const reason = page.getByTestId(`admission-reason-${HOST}`);
     await reason.waitFor();
-    expect(await reason.innerText()).toContain(`GPU_MEMORY_LOW — GPU 1 (NVIDIA Fake T4, ${UUID1}) has 512 MiB free of 16 GiB; engine gpu needs 2.5 GiB free`);
+    expect(await reason.innerText()).toContain(
+      `GPU_MEMORY_LOW — GPU 1 (NVIDIA Fake T4, ${UUID1}) has 512 MiB free of 16 GiB; engine gpu needs 2.5 GiB free`,
+    );
     expect(await page.getByTestId(`admission-${HOST}`).innerText()).toBe('holding');
     expect(await page.getByTestId(`gpu-free-${HOST}-1`).innerText()).toMatch(/^512(\.0)? MiB$/);
     // the timeline keeps the transition with the GPU named

@@ -39,7 +39,12 @@ describe('job page', () => {
     const before = page.getByTestId('thumb-input');
     const after = page.getByTestId('thumb-output');
     for (const img of [before, after]) {
-      await until('the image to load', async () => ((await img.evaluate((el) => (el as unknown as { naturalWidth: number }).naturalWidth)) > 0 ? true : undefined), 20_000, 50);
+      await until(
+        'the image to load',
+        async () => ((await img.evaluate((el) => (el as unknown as { naturalWidth: number }).naturalWidth)) > 0 ? true : undefined),
+        20_000,
+        50,
+      );
     }
     const [b, a] = (await Promise.all([before.boundingBox(), after.boundingBox()])) as [Box, Box];
     expect(b).toEqual(a);
@@ -53,7 +58,9 @@ describe('job page', () => {
     const value = Number(await page.getByTestId('compare-slider').inputValue());
     expect(value).toBeGreaterThanOrEqual(20);
     expect(value).toBeLessThanOrEqual(30);
-    expect(await before.evaluate((el) => (el as unknown as { style: { clipPath: string } }).style.clipPath)).toBe(`inset(0px ${100 - value}% 0px 0px)`);
+    expect(await before.evaluate((el) => (el as unknown as { style: { clipPath: string } }).style.clipPath)).toBe(
+      `inset(0px ${100 - value}% 0px 0px)`,
+    );
   }, 60_000);
 
   it('uses human labels and lists options the engine did not apply once', async () => {

@@ -38,10 +38,22 @@ describe('Queue view KPIs', () => {
       await page.locator('.card-value', { hasText: '/' }).first().waitFor();
       const cards = await page.locator('.card-value').evaluateAll((els) =>
         els.map((e) => {
-          const el = e as unknown as { innerText: string; scrollWidth: number; clientWidth: number; getClientRects(): ArrayLike<unknown>; getBoundingClientRect(): { height: number } };
-          const style = (globalThis as unknown as { getComputedStyle(x: unknown): { lineHeight: string; fontSize: string } }).getComputedStyle(e);
+          const el = e as unknown as {
+            innerText: string;
+            scrollWidth: number;
+            clientWidth: number;
+            getClientRects(): ArrayLike<unknown>;
+            getBoundingClientRect(): { height: number };
+          };
+          const style = (
+            globalThis as unknown as { getComputedStyle(x: unknown): { lineHeight: string; fontSize: string } }
+          ).getComputedStyle(e);
           const line = Number.parseFloat(style.lineHeight) || Number.parseFloat(style.fontSize) * 1.2;
-          return { text: el.innerText, lines: Math.round(el.getBoundingClientRect().height / line), overflow: el.scrollWidth > el.clientWidth + 1 };
+          return {
+            text: el.innerText,
+            lines: Math.round(el.getBoundingClientRect().height / line),
+            overflow: el.scrollWidth > el.clientWidth + 1,
+          };
         }),
       );
       expect(cards.length).toBeGreaterThanOrEqual(7);
@@ -56,7 +68,12 @@ describe('Queue view KPIs', () => {
       for (const id of ['chart-depth', 'chart-rate', 'chart-times']) {
         const edges = await page.getByTestId(id).evaluate((el) => {
           type Ctx = { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } };
-          type Canvas = { width: number; height: number; getContext(k: '2d'): Ctx; getBoundingClientRect(): { top: number; bottom: number; left: number; right: number } };
+          type Canvas = {
+            width: number;
+            height: number;
+            getContext(k: '2d'): Ctx;
+            getBoundingClientRect(): { top: number; bottom: number; left: number; right: number };
+          };
           const root = el as unknown as { querySelector(q: string): unknown };
           const canvas = root.querySelector('canvas') as Canvas;
           const over = (root.querySelector('.u-over') as Canvas).getBoundingClientRect();
@@ -81,14 +98,17 @@ describe('Queue view KPIs', () => {
         expect(edges, `${id} at ${width} px`).toEqual({ left: 0, bottom: 0, rightBelowPlot: 0, overInside: true });
       }
       // p50 solid and p95 dashed, in the chart and in its legend.
-      const markers = await page.getByTestId('chart-times').locator('.u-legend .u-series').evaluateAll((rows) =>
-        rows.map((r) => {
-          const row = r as unknown as { innerText: string; querySelector(q: string): unknown };
-          const g = globalThis as unknown as { getComputedStyle(x: unknown): { borderStyle: string } };
-          const m = row.querySelector('.u-marker');
-          return { label: row.innerText.split('\n')[0]!.trim(), border: m ? g.getComputedStyle(m).borderStyle : '' };
-        }),
-      );
+      const markers = await page
+        .getByTestId('chart-times')
+        .locator('.u-legend .u-series')
+        .evaluateAll((rows) =>
+          rows.map((r) => {
+            const row = r as unknown as { innerText: string; querySelector(q: string): unknown };
+            const g = globalThis as unknown as { getComputedStyle(x: unknown): { borderStyle: string } };
+            const m = row.querySelector('.u-marker');
+            return { label: row.innerText.split('\n')[0]!.trim(), border: m ? g.getComputedStyle(m).borderStyle : '' };
+          }),
+        );
       const style = (label: string): string | undefined => markers.find((m) => m.label.startsWith(label))?.border;
       expect(style('wait p50')).toBeDefined();
       expect(style('wait p50')).not.toBe(style('wait p95'));

@@ -16,7 +16,10 @@ import { launchChromium } from './support/browser.js';
  */
 // The README's screenshots are rewritten only on request (UPDATE_SCREENSHOTS=1) or when missing, so test runs leave the tree clean.
 const DOC_SHOTS = join(REPO, 'docs/screenshots');
-const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' || !existsSync(join(DOC_SHOTS, 'dashboard-queue.png')) ? DOC_SHOTS : mkdtempSync(join(tmpdir(), 'pe-shots-'));
+const SHOTS =
+  process.env.UPDATE_SCREENSHOTS === '1' || !existsSync(join(DOC_SHOTS, 'dashboard-queue.png'))
+    ? DOC_SHOTS
+    : mkdtempSync(join(tmpdir(), 'pe-shots-'));
 const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 const HOST = 'dash-host';
 const TOKEN = 'operator-token-for-tests-0123456789';
@@ -34,14 +37,23 @@ beforeAll(async () => {
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['classic', 'slow'], dashboardSampleMs: 500, jobBackoffMs: 50 });
   const file = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(file, JSON.stringify({
-    engines: [
-      { name: 'classic' },
-      // A real resize after a pause long enough to watch each state on the page.
-      { name: 'slow', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '1500'], stopGraceMs: 1000 },
-    ],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: file, HOST_ID: HOST, ADMISSION_CHECK_MS: '100' });
+  writeFileSync(
+    file,
+    JSON.stringify({
+      engines: [
+        { name: 'classic' },
+        // A real resize after a pause long enough to watch each state on the page.
+        { name: 'slow', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '1500'], stopGraceMs: 1000 },
+      ],
+    }),
+  );
+  worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: file,
+    HOST_ID: HOST,
+    ADMISSION_CHECK_MS: '100',
+  });
   await worker.waitForLog((r) => r.msg === 'worker ready');
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -128,7 +140,10 @@ describe('dashboard in Chromium', () => {
     await page.locator('[data-testid="job-page"][data-status="completed"]').waitFor();
     for (const which of ['input', 'output']) {
       const img = page.getByTestId(`thumb-${which}`);
-      await until(`the ${which} thumbnail to load`, async () => (await img.evaluate((el) => ((el as unknown as Img).complete ? (el as unknown as Img).naturalWidth : 0))) > 0);
+      await until(
+        `the ${which} thumbnail to load`,
+        async () => (await img.evaluate((el) => ((el as unknown as Img).complete ? (el as unknown as Img).naturalWidth : 0))) > 0,
+      );
       // Small, never the full image (the output is 480 px wide).
       const w = await img.evaluate((el) => (el as unknown as Img).naturalWidth);
       expect(w).toBeLessThanOrEqual(320);
@@ -156,7 +171,9 @@ describe('operator surface', () => {
     expect(schema.required).toContain('image');
     expect(schema.properties.scale.enum ?? schema.properties.scale.anyOf?.map((x: { enum?: number[] }) => x.enum?.[0])).toEqual([1, 2, 4]);
     expect(schema.properties.bgTile).toMatchObject({ type: 'integer', minimum: 0, maximum: 1024 });
-    expect(doc.paths['/v1/system/hosts/{hostId}/admission']!.put.requestBody.content['application/json'].schema.properties).toHaveProperty('minAvailableBytes');
+    expect(doc.paths['/v1/system/hosts/{hostId}/admission']!.put.requestBody.content['application/json'].schema.properties).toHaveProperty(
+      'minAvailableBytes',
+    );
     expect(Object.keys(doc.paths).some((p) => p.startsWith('/admin/queues'))).toBe(false);
     expect((await fetch(`${gw.url}/docs`)).status).toBe(200);
   });
@@ -170,22 +187,44 @@ describe('operator surface', () => {
       expect(((await denied.json()) as { code: string }).code).toBe('OPERATOR_AUTH_REQUIRED');
       expect(denied.headers.get('www-authenticate')).toMatch(/Bearer/);
       expect((await fetch(`${u}/dashboard/api/overview`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
-      expect((await fetch(`${u}/dashboard/api/overview`, { headers: { authorization: `Basic ${Buffer.from(`ops:${TOKEN}`).toString('base64')}` } })).status).toBe(200);
+      expect(
+        (
+          await fetch(`${u}/dashboard/api/overview`, {
+            headers: { authorization: `Basic ${Buffer.from(`ops:${TOKEN}`).toString('base64')}` },
+          })
+        ).status,
+      ).toBe(200);
       expect((await fetch(`${u}/dashboard/api/overview`, { headers: { authorization: 'Bearer wrong-token-000000' } })).status).toBe(401);
       expect((await fetch(`${u}/admin/queues/api/queues`)).status).toBe(401);
-      expect((await fetch(`${u}/v1/system/hosts/${HOST}/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"minAvailableBytes":0}' })).status).toBe(401);
+      expect(
+        (
+          await fetch(`${u}/v1/system/hosts/${HOST}/admission`, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/json' },
+            body: '{"minAvailableBytes":0}',
+          })
+        ).status,
+      ).toBe(401);
       expect((await fetch(`${u}/dashboard/api/queues/slow/pause`, { method: 'POST' })).status).toBe(401);
       // A browser is sent to the sign-in form, which sets an HttpOnly SameSite=Strict cookie.
       const html = await fetch(`${u}/dashboard/`, { headers: { accept: 'text/html' }, redirect: 'manual' });
       expect(html.status).toBe(303);
       expect(html.headers.get('location')).toMatch(/^\/dashboard\/login\?next=/);
-      const login = await fetch(`${u}/dashboard/login`, { method: 'POST', body: new URLSearchParams({ token: TOKEN, next: '/dashboard/' }), redirect: 'manual' });
+      const login = await fetch(`${u}/dashboard/login`, {
+        method: 'POST',
+        body: new URLSearchParams({ token: TOKEN, next: '/dashboard/' }),
+        redirect: 'manual',
+      });
       expect(login.status).toBe(303);
       const cookie = login.headers.get('set-cookie')!;
       expect(cookie).toMatch(/HttpOnly/);
       expect(cookie).toMatch(/SameSite=Strict/);
       expect((await fetch(`${u}/dashboard/api/overview`, { headers: { cookie: cookie.split(';')[0]! } })).status).toBe(200);
-      const wrong = await fetch(`${u}/dashboard/login`, { method: 'POST', body: new URLSearchParams({ token: 'nope' }), redirect: 'manual' });
+      const wrong = await fetch(`${u}/dashboard/login`, {
+        method: 'POST',
+        body: new URLSearchParams({ token: 'nope' }),
+        redirect: 'manual',
+      });
       expect(wrong.headers.get('location')).toMatch(/failed=1/);
       // The public API is not an operator page.
       expect((await fetch(`${u}/healthz`)).status).toBe(200);
@@ -204,7 +243,15 @@ describe('operator surface', () => {
         expect(p.code).toBe('OPERATOR_ACCESS_DISABLED');
         expect(p.detail).toContain('DASHBOARD_TOKEN');
       }
-      expect((await fetch(`${open.url}/v1/system/hosts/*/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"minAvailableBytes":0}' })).status).toBe(403);
+      expect(
+        (
+          await fetch(`${open.url}/v1/system/hosts/*/admission`, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/json' },
+            body: '{"minAvailableBytes":0}',
+          })
+        ).status,
+      ).toBe(403);
       expect((await fetch(`${open.url}/metrics`)).status).toBe(200);
     } finally {
       await open.close();

@@ -98,17 +98,20 @@ describe('deploy files', () => {
     expect(systemdBytes(s.get('Service.MemoryHigh')!)).toBeLessThan(total * 1024 ** 3);
   });
 
-  it('the worker gets its shutdown grace and the engines\' stop before systemd or supervisor SIGKILLs it', () => {
+  it("the worker gets its shutdown grace and the engines' stop before systemd or supervisor SIGKILLs it", () => {
     const grace = Number(/^SHUTDOWN_GRACE_MS=(\d+)$/m.exec(read('systemd/photoenhance.env'))?.[1] ?? 30_000) / 1000;
     const engineStop = 5 + 10;
-    expect(systemdSeconds(unitSettings(read('systemd/photoenhance-worker.service')).get('Service.TimeoutStopSec')!)).toBeGreaterThanOrEqual(grace + engineStop);
+    expect(systemdSeconds(unitSettings(read('systemd/photoenhance-worker.service')).get('Service.TimeoutStopSec')!)).toBeGreaterThanOrEqual(
+      grace + engineStop,
+    );
     const worker = parseSupervisor(read('supervisor/photoenhance.conf')).sections.find((s) => s.name === 'program:photoenhance-worker')!;
     expect(Number(worker.entries.find((e) => e.key === 'stopwaitsecs')?.value)).toBeGreaterThanOrEqual(grace + engineStop);
   });
 
   it('the gateway unit has the same limits and hardening', () => {
     const s = unitSettings(read('systemd/photoenhance-gateway.service'));
-    for (const k of ['MemoryMax', 'MemoryHigh', 'CPUQuota', 'TasksMax', 'LimitNOFILE', 'NoNewPrivileges', 'PrivateTmp']) expect(s.has(`Service.${k}`), k).toBe(true);
+    for (const k of ['MemoryMax', 'MemoryHigh', 'CPUQuota', 'TasksMax', 'LimitNOFILE', 'NoNewPrivileges', 'PrivateTmp'])
+      expect(s.has(`Service.${k}`), k).toBe(true);
     expect(s.get('Service.ExecStart')).toBe('/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js gateway');
   });
 
@@ -116,7 +119,10 @@ describe('deploy files', () => {
     const commands = [
       ['gateway', unitSettings(read('systemd/photoenhance-gateway.service')).get('Service.ExecStart')!],
       ['worker', unitSettings(read('systemd/photoenhance-worker.service')).get('Service.ExecStart')!],
-      ...parseSupervisor(read('supervisor/photoenhance.conf')).sections.map((sec) => [sec.name.replace('program:photoenhance-', ''), sec.entries.find((e) => e.key === 'command')!.value]),
+      ...parseSupervisor(read('supervisor/photoenhance.conf')).sections.map((sec) => [
+        sec.name.replace('program:photoenhance-', ''),
+        sec.entries.find((e) => e.key === 'command')!.value,
+      ]),
     ];
     expect(commands).toHaveLength(4);
     for (const [role, command] of commands) {
@@ -124,7 +130,11 @@ describe('deploy files', () => {
       expect(argv, command).toEqual(['/usr/bin/node', '/opt/photoenhance/apps/cli/bin/photoenhance.js', role]);
       // Run what the service manager would run, with this checkout in place of /opt/photoenhance and no Redis configured.
       const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn' };
-      const r = spawnSync(process.execPath, [argv[1]!.replace('/opt/photoenhance', root), argv[2]!], { env, encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(process.execPath, [argv[1]!.replace('/opt/photoenhance', root), argv[2]!], {
+        env,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
       expect(r.status, `${command}\n${r.stderr}`).toBe(78);
       expect(r.stderr).toMatch(/REDIS_URL/);
     }
@@ -133,7 +143,10 @@ describe('deploy files', () => {
   it('the lint rejects a unit that starts the wrong role or an app entry file directly', () => {
     const wrongRole = GOOD_WORKER.replace('photoenhance.js worker', 'photoenhance.js gateway');
     expect(messages(checkPhotoenhanceUnit(wrongRole, 'worker')).join()).toMatch(/ExecStart=.*role command "worker"/);
-    const direct = GOOD_WORKER.replace('/opt/photoenhance/apps/cli/bin/photoenhance.js worker', '--import tsx /opt/photoenhance/apps/worker/src/main.ts');
+    const direct = GOOD_WORKER.replace(
+      '/opt/photoenhance/apps/cli/bin/photoenhance.js worker',
+      '--import tsx /opt/photoenhance/apps/worker/src/main.ts',
+    );
     expect(messages(checkPhotoenhanceUnit(direct, 'worker')).join()).toMatch(/ExecStart=/);
   });
 
@@ -159,7 +172,10 @@ describe('deploy files', () => {
       expect(v.get('killasgroup'), s.name).toBe('true');
       expect(Number(v.get('stopwaitsecs')), s.name).toBeGreaterThanOrEqual(30);
     }
-    const comments = text.split('\n').filter((l) => l.startsWith(';')).join('\n');
+    const comments = text
+      .split('\n')
+      .filter((l) => l.startsWith(';'))
+      .join('\n');
     expect(comments).toMatch(/NO memory or CPU limit/);
     expect(comments).toMatch(/watchdog/);
     expect(comments).toMatch(/cgroup/);
@@ -168,7 +184,16 @@ describe('deploy files', () => {
 
   it('the README covers install, verification, delegation and supervisor', () => {
     const text = read('README.md');
-    for (const s of ['daemon-reload', 'enable --now', 'systemctl show -p MemoryMax', 'systemd-cgls', 'Delegate=yes', 'noeviction', 'supervisor']) expect(text).toContain(s);
+    for (const s of [
+      'daemon-reload',
+      'enable --now',
+      'systemctl show -p MemoryMax',
+      'systemd-cgls',
+      'Delegate=yes',
+      'noeviction',
+      'supervisor',
+    ])
+      expect(text).toContain(s);
   });
 });
 
@@ -181,7 +206,11 @@ describe('the systemd lint catches what systemd ignores quietly', () => {
     const p = lintSystemdUnit(GOOD_WORKER.replace('MemoryMax=18G', 'MemoryMax=18G # two engines'));
     expect(p).toHaveLength(1);
     expect(p[0]!.message).toMatch(/inline comment in MemoryMax=/);
-    expect(lintSystemdUnit(GOOD_WORKER.replace('TasksMax=2048', 'TasksMax=2048 ; threads')).map((x) => x.message).join()).toMatch(/inline comment in TasksMax=/);
+    expect(
+      lintSystemdUnit(GOOD_WORKER.replace('TasksMax=2048', 'TasksMax=2048 ; threads'))
+        .map((x) => x.message)
+        .join(),
+    ).toMatch(/inline comment in TasksMax=/);
   });
 
   it('reports an invented key, a deprecated key and an unknown section', () => {
@@ -193,7 +222,9 @@ describe('the systemd lint catches what systemd ignores quietly', () => {
   });
 
   it('reports a key in the wrong section', () => {
-    expect(messages(lintSystemdUnit(GOOD_WORKER.replace('Description=w', 'Description=w\nMemoryMax=1G'))).join()).toMatch(/unknown key MemoryMax= in \[Unit\]/);
+    expect(messages(lintSystemdUnit(GOOD_WORKER.replace('Description=w', 'Description=w\nMemoryMax=1G'))).join()).toMatch(
+      /unknown key MemoryMax= in \[Unit\]/,
+    );
   });
 
   it('reports a scalar key set twice, but not a list key', () => {
@@ -219,11 +250,19 @@ describe('the systemd lint catches what systemd ignores quietly', () => {
     const noDelegate = GOOD_WORKER.replace('Delegate=yes\n', '');
     expect(messages(checkPhotoenhanceUnit(noDelegate, 'worker')).join()).toMatch(/Delegate= is missing/);
     expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('Delegate=yes', 'Delegate=no'), 'worker')).join()).toMatch(/Delegate=no/);
-    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('KillMode=mixed', 'KillMode=process'), 'worker')).join()).toMatch(/KillMode=process/);
-    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('TimeoutStopSec=2min', 'TimeoutStopSec=5s'), 'worker')).join()).toMatch(/TimeoutStopSec/);
+    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('KillMode=mixed', 'KillMode=process'), 'worker')).join()).toMatch(
+      /KillMode=process/,
+    );
+    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('TimeoutStopSec=2min', 'TimeoutStopSec=5s'), 'worker')).join()).toMatch(
+      /TimeoutStopSec/,
+    );
     expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('OOMPolicy=continue\n', ''), 'worker')).join()).toMatch(/OOMPolicy/);
-    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('MemoryHigh=17G', 'MemoryHigh=20G'), 'worker')).join()).toMatch(/MemoryHigh must be below MemoryMax/);
-    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('PrivateTmp=yes\n', 'ProtectControlGroups=yes\n'), 'worker')).join()).toMatch(/PrivateTmp= is missing.*ProtectControlGroups=yes/s);
+    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('MemoryHigh=17G', 'MemoryHigh=20G'), 'worker')).join()).toMatch(
+      /MemoryHigh must be below MemoryMax/,
+    );
+    expect(messages(checkPhotoenhanceUnit(GOOD_WORKER.replace('PrivateTmp=yes\n', 'ProtectControlGroups=yes\n'), 'worker')).join()).toMatch(
+      /PrivateTmp= is missing.*ProtectControlGroups=yes/s,
+    );
   });
 
   it('requires absolute paths in ExecStart', () => {
@@ -264,11 +303,17 @@ describe('the supervisor lint', () => {
 
   it('reports inline comments (supervisor cuts the value at " ;")', () => {
     expect(messages(lintSupervisor(good.replace('/opt/w.js', '/opt/w.js ; the worker'))).join()).toMatch(/inline comment in command=/);
-    expect(messages(lintSupervisor(good.replace('stopwaitsecs=60', 'stopwaitsecs=60 # a minute'))).join()).toMatch(/inline comment in stopwaitsecs=/);
+    expect(messages(lintSupervisor(good.replace('stopwaitsecs=60', 'stopwaitsecs=60 # a minute'))).join()).toMatch(
+      /inline comment in stopwaitsecs=/,
+    );
   });
 
   it('reports duplicates, bad values, a lone % and foreign sections', () => {
-    const text = messages(lintSupervisor(`${good}stopwaitsecs=30\nautorestart=sometimes\nenvironment=A="50%"\n[supervisord]\nnodaemon=true\n[program:x]\nuser=a\n`)).join('\n');
+    const text = messages(
+      lintSupervisor(
+        `${good}stopwaitsecs=30\nautorestart=sometimes\nenvironment=A="50%"\n[supervisord]\nnodaemon=true\n[program:x]\nuser=a\n`,
+      ),
+    ).join('\n');
     expect(text).toMatch(/stopwaitsecs= set twice/);
     expect(text).toMatch(/autorestart=sometimes/);
     expect(text).toMatch(/lone "%"/);
@@ -284,7 +329,11 @@ describe('the env file and Redis lint', () => {
   });
 
   it('requires noeviction and appendonly', () => {
-    expect(lintRedisConf('maxmemory-policy allkeys-lru\n').map((p) => p.message).join()).toMatch(/noeviction.*appendonly/s);
+    expect(
+      lintRedisConf('maxmemory-policy allkeys-lru\n')
+        .map((p) => p.message)
+        .join(),
+    ).toMatch(/noeviction.*appendonly/s);
   });
 });
 
@@ -293,22 +342,35 @@ describe('the allow-lists are real', () => {
     for (const set of Object.values(SYSTEMD_KEYS)) for (const k of Object.keys(SYSTEMD_DEPRECATED)) expect(set.has(k), k).toBe(false);
   });
 
-  const coreLib = ['/usr/lib/x86_64-linux-gnu/systemd', '/usr/lib/aarch64-linux-gnu/systemd', '/usr/lib/systemd', '/lib/systemd', '/usr/lib64/systemd']
+  const coreLib = [
+    '/usr/lib/x86_64-linux-gnu/systemd',
+    '/usr/lib/aarch64-linux-gnu/systemd',
+    '/usr/lib/systemd',
+    '/lib/systemd',
+    '/usr/lib64/systemd',
+  ]
     .filter((d) => existsSync(d))
-    .flatMap((d) => readdirSync(d).filter((f) => /^libsystemd-core-\d+\.so$/.test(f)).map((f) => join(d, f)))[0];
+    .flatMap((d) =>
+      readdirSync(d)
+        .filter((f) => /^libsystemd-core-\d+\.so$/.test(f))
+        .map((f) => join(d, f)),
+    )[0];
 
-  it.skipIf(!coreLib)('every allowed systemd key is in systemd\'s own directive table (this machine\'s libsystemd-core)', () => {
+  it.skipIf(!coreLib)("every allowed systemd key is in systemd's own directive table (this machine's libsystemd-core)", () => {
     const bin = readFileSync(coreLib!);
     const missing: string[] = [];
-    for (const [section, keys] of Object.entries(SYSTEMD_KEYS)) for (const k of keys) if (!bin.includes(`${section}.${k}\0`)) missing.push(`${section}.${k}`);
+    for (const [section, keys] of Object.entries(SYSTEMD_KEYS))
+      for (const k of keys) if (!bin.includes(`${section}.${k}\0`)) missing.push(`${section}.${k}`);
     expect(missing).toEqual([]);
   });
 
   const supervisorOptions = ['/usr/lib/python3/dist-packages/supervisor/options.py'].find((p) => existsSync(p));
 
-  it.skipIf(!supervisorOptions)('every allowed supervisor key is read by supervisor (this machine\'s options.py)', () => {
+  it.skipIf(!supervisorOptions)("every allowed supervisor key is read by supervisor (this machine's options.py)", () => {
     const src = readFileSync(supervisorOptions!, 'utf8');
-    const missing = [...SUPERVISOR_PROGRAM_KEYS].filter((k) => !src.includes(`'${k}'`) && !src.includes(`'%s_${k.replace(/^std(out|err)_/, '')}'`));
+    const missing = [...SUPERVISOR_PROGRAM_KEYS].filter(
+      (k) => !src.includes(`'${k}'`) && !src.includes(`'%s_${k.replace(/^std(out|err)_/, '')}'`),
+    );
     expect(missing).toEqual([]);
   });
 });
@@ -334,14 +396,17 @@ describe.skipIf(!hasAnalyze)('systemd-analyze verify (when this machine has it)'
       const out = verify([file]);
       expect(out).toMatch(/MemoryMax|memory limit/i);
       expect(out).toMatch(/MaxMemory/);
-      expect(messages(lintSystemdUnit(readFileSync(file, 'utf8'))).join('\n')).toMatch(/inline comment in MemoryMax=[\s\S]*unknown key MaxMemory=/);
+      expect(messages(lintSystemdUnit(readFileSync(file, 'utf8'))).join('\n')).toMatch(
+        /inline comment in MemoryMax=[\s\S]*unknown key MaxMemory=/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 });
 
-const supervisorPython = existsSync('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', 'import supervisor.options'], { encoding: 'utf8' }).status === 0;
+const supervisorPython =
+  existsSync('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', 'import supervisor.options'], { encoding: 'utf8' }).status === 0;
 
 describe.skipIf(!supervisorPython)('supervisor itself (when this machine has it)', () => {
   it('reads our file as written: commands whole, group signals on', () => {
@@ -357,10 +422,22 @@ print(json.dumps({p.name: {'command': p.command, 'stopasgroup': p.stopasgroup, '
 `;
     const dir = mkdtempSync(join(tmpdir(), 'pe-supervisor-'));
     try {
-      const r = spawnSync('/usr/bin/python3', ['-c', script, dir], { input: read('supervisor/photoenhance.conf'), encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync('/usr/bin/python3', ['-c', script, dir], {
+        input: read('supervisor/photoenhance.conf'),
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       expect(r.status, r.stderr).toBe(0);
-      const parsed = JSON.parse(r.stdout) as Record<string, { command: string; stopasgroup: boolean; killasgroup: boolean; stopwaitsecs: number }>;
-      expect(parsed['photoenhance-worker']).toEqual({ command: '/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js worker', stopasgroup: true, killasgroup: true, stopwaitsecs: 120 });
+      const parsed = JSON.parse(r.stdout) as Record<
+        string,
+        { command: string; stopasgroup: boolean; killasgroup: boolean; stopwaitsecs: number }
+      >;
+      expect(parsed['photoenhance-worker']).toEqual({
+        command: '/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js worker',
+        stopasgroup: true,
+        killasgroup: true,
+        stopwaitsecs: 120,
+      });
       expect(parsed['photoenhance-gateway']?.command).toBe('/usr/bin/node /opt/photoenhance/apps/cli/bin/photoenhance.js gateway');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -29,7 +29,10 @@ describe.skipIf(Boolean(unavailable))(`/docs over plain HTTP on a LAN address${u
     net = await createNetwork(['peer']);
     redis = await startTestRedis();
     const host = net.clientAddress;
-    const config = loadGatewayConfig({ env: { REDIS_URL: redis.url }, overrides: { host, port: 0, logLevel: 'warn', acceptWithoutWorker: true } });
+    const config = loadGatewayConfig({
+      env: { REDIS_URL: redis.url },
+      overrides: { host, port: 0, logLevel: 'warn', acceptWithoutWorker: true },
+    });
     gw = await build({ config, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
     url = await gw.app.listen({ host, port: 0 });
     expect(url).toMatch(/^http:\/\/10\.254\.\d+\.1:\d+$/);

@@ -29,7 +29,12 @@ it('expires a completed job and its files after the TTL: 410 JOB_EXPIRED for sta
   const { id } = (await res.json()) as { id: string };
   expect((await waitForStatus(gw.url, id, ['completed', 'failed'])).status).toBe('completed');
   expect(existsSync(join(gw.storageDir, id))).toBe(true);
-  await until('the sweeper expires the job', async () => (await gw.sweeper.sweepOnce()).expired > 0 || !existsSync(join(gw.storageDir, id)), 15_000, 200);
+  await until(
+    'the sweeper expires the job',
+    async () => (await gw.sweeper.sweepOnce()).expired > 0 || !existsSync(join(gw.storageDir, id)),
+    15_000,
+    200,
+  );
   expect(existsSync(join(gw.storageDir, id))).toBe(false);
   for (const path of [`/v1/jobs/${id}`, `/v1/jobs/${id}/result`]) {
     const r = await fetch(`${gw.url}${path}`);

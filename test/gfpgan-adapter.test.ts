@@ -120,9 +120,13 @@ class Engine {
     for (;;) {
       const hit = this.messages.find(pred);
       if (hit) return hit as T;
-      if (this.exitInfo) throw new Error(`engine exited (${JSON.stringify(this.exitInfo)}) before ${what}; stderr:\n${this.stderr.slice(-3000)}`);
+      if (this.exitInfo)
+        throw new Error(`engine exited (${JSON.stringify(this.exitInfo)}) before ${what}; stderr:\n${this.stderr.slice(-3000)}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; messages: ${JSON.stringify(this.messages).slice(-2000)}; stderr:\n${this.stderr.slice(-3000)}`);
+      if (left <= 0)
+        throw new Error(
+          `no ${what} within ${timeoutMs} ms; messages: ${JSON.stringify(this.messages).slice(-2000)}; stderr:\n${this.stderr.slice(-3000)}`,
+        );
       await new Promise<void>((res) => {
         const t = setTimeout(res, left);
         this.wake.push(() => {
@@ -138,7 +142,11 @@ class Engine {
   }
 
   result(id: string, timeoutMs = DEADLINE_MS): Promise<Result> {
-    return this.waitFor<Result>((m) => (m.type === 'done' || m.type === 'error' || m.type === 'canceled') && m.id === id, `result of ${id}`, timeoutMs);
+    return this.waitFor<Result>(
+      (m) => (m.type === 'done' || m.type === 'error' || m.type === 'canceled') && m.id === id,
+      `result of ${id}`,
+      timeoutMs,
+    );
   }
 
   async done(id: string, timeoutMs = DEADLINE_MS): Promise<DoneMessage> {
@@ -197,7 +205,9 @@ const CUDA = { GFPGAN_DOUBLE_CUDA: '1' };
 
 /** What the torch double's empty_cache() reported: GPU bytes still held by live tensors at each call. */
 function emptyCacheLive(stderr: string): number[] {
-  return [...stderr.matchAll(/torch\.cuda\.empty_cache\(\) call \d+: returned \d+ bytes to the driver; (\d+) bytes still held by live tensors/g)].map((m) => Number(m[1]));
+  return [
+    ...stderr.matchAll(/torch\.cuda\.empty_cache\(\) call \d+: returned \d+ bytes to the driver; (\d+) bytes still held by live tensors/g),
+  ].map((m) => Number(m[1]));
 }
 
 const DOWNLOAD_CALLED = 'torch.hub.download_url_to_file CALLED';
@@ -265,18 +275,37 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     const ready = await e.ready();
     expect(e.messages[0]?.type).toBe('ready');
     expect(ready).toMatchObject({ protocol: 1, engine: 'gfpgan', capabilities: { scales: [1, 2, 4], formats: ['png', 'jpeg', 'webp'] } });
-    expect(ready.capabilities.options).toEqual(expect.arrayContaining(['scale', 'version', 'weight', 'onlyCenterFace', 'aligned', 'bgUpsampler', 'bgTile', 'format', 'quality']));
+    expect(ready.capabilities.options).toEqual(
+      expect.arrayContaining(['scale', 'version', 'weight', 'onlyCenterFace', 'aligned', 'bgUpsampler', 'bgTile', 'format', 'quality']),
+    );
     // gfpgan and realesrgan export no __version__: the versions come from the package metadata
     expect(ready.version).toBe('1.3.8+testdouble');
     const info = ready.info as Record<string, any>;
-    expect(info.packages).toEqual({ torch: '2.6.0+testdouble', basicsr: '1.4.2+testdouble', facexlib: '0.3.0+testdouble', gfpgan: '1.3.8+testdouble', realesrgan: '0.3.0+testdouble' });
-    expect(info).toMatchObject({ device: 'cuda', gpuName: 'NVIDIA Test Double GPU', half: true, bgUpsampler: 'realesrgan', versionsLoaded: ['1.4'], maxModels: 1 });
+    expect(info.packages).toEqual({
+      torch: '2.6.0+testdouble',
+      basicsr: '1.4.2+testdouble',
+      facexlib: '0.3.0+testdouble',
+      gfpgan: '1.3.8+testdouble',
+      realesrgan: '0.3.0+testdouble',
+    });
+    expect(info).toMatchObject({
+      device: 'cuda',
+      gpuName: 'NVIDIA Test Double GPU',
+      half: true,
+      bgUpsampler: 'realesrgan',
+      versionsLoaded: ['1.4'],
+      maxModels: 1,
+    });
     expect(info.memory.rssBytes).toBeGreaterThan(96 * 2 ** 20);
     expect(info.memory.gpuTotalBytes).toBe(16384 * 2 ** 20);
     expect(info.memory.gpuAllocatedBytes).toBeGreaterThan(0);
     // constructed as GFPGAN's inference_gfpgan.py does
-    expect(e.stderr).toContain(`GFPGANer(model_path='${join(models, 'GFPGANv1.4.pth')}', upscale=2, arch='clean', channel_multiplier=2, bg_upsampler=RealESRGANer, device=cuda)`);
-    expect(e.stderr).toContain(`RealESRGANer(scale=2, model_path='${join(models, 'RealESRGAN_x2plus.pth')}', tile=400, tile_pad=10, pre_pad=0, half=True, device=cuda)`);
+    expect(e.stderr).toContain(
+      `GFPGANer(model_path='${join(models, 'GFPGANv1.4.pth')}', upscale=2, arch='clean', channel_multiplier=2, bg_upsampler=RealESRGANer, device=cuda)`,
+    );
+    expect(e.stderr).toContain(
+      `RealESRGANer(scale=2, model_path='${join(models, 'RealESRGAN_x2plus.pth')}', tile=400, tile_pad=10, pre_pad=0, half=True, device=cuda)`,
+    );
 
     const j = job(inputs.big, { scale: 2, format: 'png' });
     e.send(j);
@@ -356,7 +385,9 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       expect(d.applied).toMatchObject({ version });
     }
     expect(two.stderr).toContain(`GFPGANer(model_path='${join(dir, 'GFPGANv1.pth')}', upscale=2, arch='original', channel_multiplier=1`);
-    expect(two.stderr).toContain(`GFPGANer(model_path='${join(dir, 'GFPGANCleanv1-NoCE-C2.pth')}', upscale=2, arch='clean', channel_multiplier=2`);
+    expect(two.stderr).toContain(
+      `GFPGANer(model_path='${join(dir, 'GFPGANCleanv1-NoCE-C2.pth')}', upscale=2, arch='clean', channel_multiplier=2`,
+    );
 
     const missing = job(inputs.png, { version: 'RestoreFormer' });
     two.send(missing);
@@ -509,8 +540,12 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     const err = await e.waitFor<ErrorMessage>((m) => m.type === 'error', 'start-up error');
     expect(err).toMatchObject({ code: 'ENGINE_START_FAILED', retryable: false });
     const weights = join(dir, 'gfpgan/weights');
-    expect(err.message).toContain(`mkdir -p ${weights} && curl -L -o ${join(weights, 'detection_Resnet50_Final.pth')} https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth`);
-    expect(err.message).toContain(`curl -L -o ${join(weights, 'parsing_parsenet.pth')} https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth`);
+    expect(err.message).toContain(
+      `mkdir -p ${weights} && curl -L -o ${join(weights, 'detection_Resnet50_Final.pth')} https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth`,
+    );
+    expect(err.message).toContain(
+      `curl -L -o ${join(weights, 'parsing_parsenet.pth')} https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth`,
+    );
     expect((await e.exit()).code).toBe(1);
     expect(e.stderr).not.toContain(DOWNLOAD_CALLED);
 
@@ -674,9 +709,20 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     it('everything in place with a GPU: usable, with the GPU named and package versions from metadata', () => {
       const { code, report } = check(['--model-dir', models], CUDA);
       expect(code).toBe(0);
-      expect(report).toMatchObject({ ok: true, problems: [], cuda: { available: true, deviceName: 'NVIDIA Test Double GPU' }, device: { resolved: 'cuda' } });
+      expect(report).toMatchObject({
+        ok: true,
+        problems: [],
+        cuda: { available: true, deviceName: 'NVIDIA Test Double GPU' },
+        device: { resolved: 'cuda' },
+      });
       const versions = Object.fromEntries((report.imports as Array<{ module: string; version: string }>).map((i) => [i.module, i.version]));
-      expect(versions).toMatchObject({ torch: '2.6.0+testdouble', basicsr: '1.4.2+testdouble', facexlib: '0.3.0+testdouble', gfpgan: '1.3.8+testdouble', realesrgan: '0.3.0+testdouble' });
+      expect(versions).toMatchObject({
+        torch: '2.6.0+testdouble',
+        basicsr: '1.4.2+testdouble',
+        facexlib: '0.3.0+testdouble',
+        gfpgan: '1.3.8+testdouble',
+        realesrgan: '0.3.0+testdouble',
+      });
       // version 1 needs basicsr's compiled ops, which a pip install lacks: a warning (a problem if it is the default)
       expect(report.basicsrOps).toMatchObject({ fusedAct: false, upfirdn2d: false });
       const v1 = (report.warnings as Array<{ check: string; fix: string }>).find((w) => w.check === 'version 1');
@@ -706,10 +752,15 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       // opencv-python on a headless host without libGL: the fix is the system libraries, not another pip install
       const headless = join(work, 'headless');
       mkdirSync(join(headless, 'cv2'), { recursive: true });
-      writeFileSync(join(headless, 'cv2', '__init__.py'), 'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")\n');
+      writeFileSync(
+        join(headless, 'cv2', '__init__.py'),
+        'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")\n',
+      );
       const noGl = check(['--model-dir', models], { ...CUDA, PYTHONPATH: `${headless}:${DOUBLE}` });
       expect(noGl.code).toBe(1);
-      expect(noGl.report.imports.find((i: { module: string }) => i.module === 'cv2')?.fix).toMatch(/apt-get install -y libgl1 libglib2\.0-0/);
+      expect(noGl.report.imports.find((i: { module: string }) => i.module === 'cv2')?.fix).toMatch(
+        /apt-get install -y libgl1 libglib2\.0-0/,
+      );
     });
   });
 });

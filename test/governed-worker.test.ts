@@ -22,21 +22,40 @@ async function system(): Promise<HostState[]> {
 }
 
 async function setAdmission(body: Record<string, number>): Promise<Response> {
-  return fetch(`${gw.url}/v1/system/hosts/${HOST}/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return fetch(`${gw.url}/v1/system/hosts/${HOST}/admission`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }
 
 beforeAll(async () => {
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['classic', 'grow'], jobBackoffMs: 50 });
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
-    engines: [
-      { name: 'classic' },
-      // Grows at 1.5 GB/s until stopped; 256 MiB limit.
-      { name: 'grow', command: [process.execPath, join(fixtures, 'grow.mjs')], memoryLimitBytes: '256MiB', expectedMemoryBytes: '64MiB', memoryRetries: 1 },
-    ],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, ADMISSION_CHECK_MS: '100' });
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [
+        { name: 'classic' },
+        // Grows at 1.5 GB/s until stopped; 256 MiB limit.
+        {
+          name: 'grow',
+          command: [process.execPath, join(fixtures, 'grow.mjs')],
+          memoryLimitBytes: '256MiB',
+          expectedMemoryBytes: '64MiB',
+          memoryRetries: 1,
+        },
+      ],
+    }),
+  );
+  worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: cfg,
+    HOST_ID: HOST,
+    ADMISSION_CHECK_MS: '100',
+  });
   await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
@@ -94,7 +113,11 @@ describe('admission', () => {
     const bad = await setAdmission({ maxUsedRatio: 3 });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { code: string }).code).toBe('INVALID_REQUEST');
-    const none = await fetch(`${gw.url}/v1/system/hosts/nope/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"maxUsedRatio":0.9}' });
+    const none = await fetch(`${gw.url}/v1/system/hosts/nope/admission`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"maxUsedRatio":0.9}',
+    });
     expect(none.status).toBe(404);
   });
 });
@@ -105,7 +128,11 @@ describe('memory limit', () => {
     const before = total((await system())[0]!);
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'grow', scale: '1' });
     const { id } = (await res.json()) as { id: string };
-    const view = (await waitForStatus(gw.url, id, ['failed', 'completed'], 60_000)) as { status: string; error: { code: string; message: string }; attempts: number };
+    const view = (await waitForStatus(gw.url, id, ['failed', 'completed'], 60_000)) as {
+      status: string;
+      error: { code: string; message: string };
+      attempts: number;
+    };
     expect(view.status).toBe('failed');
     expect(view.error.code).toBe('ENGINE_MEMORY_LIMIT');
     expect(view.error.message).toMatch(/256 MiB/);

@@ -31,10 +31,15 @@ function freeMiB(free: number): void {
 
 async function workerConfig(engine: string): Promise<string> {
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
-    engines: [{ name: engine, command: [process.execPath, ECHO], gpus: 'all', expectedGpuMemoryBytes: '256MiB', expectedMemoryBytes: '64MiB' }],
-    run: [engine],
-  }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [
+        { name: engine, command: [process.execPath, ECHO], gpus: 'all', expectedGpuMemoryBytes: '256MiB', expectedMemoryBytes: '64MiB' },
+      ],
+      run: [engine],
+    }),
+  );
   return cfg;
 }
 
@@ -61,13 +66,29 @@ beforeAll(async () => {
   writeFileSync(join(smiDir, 'apps.csv'), '');
   freeMiB(16384);
   // 4000 x 3000: 12 MP, untiled about 24.5 GiB of GPU memory (BRIEF section 4), so every GPU below tiles it.
-  large = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: { r: 90, g: 120, b: 150 } } }).jpeg({ quality: 80 }).toBuffer();
+  large = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: { r: 90, g: 120, b: 150 } } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['tiled', 'plain'], jobBackoffMs: 50 });
   [gpuWorker, plainWorker] = await Promise.all([
-    startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: await workerConfig('tiled'), HOST_ID: 'tile-gpu', ADMISSION_CHECK_MS: '200', NVIDIA_SMI: join(smiDir, 'nvidia-smi'), GPU_MARGIN: '128MiB' }),
+    startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: await workerConfig('tiled'),
+      HOST_ID: 'tile-gpu',
+      ADMISSION_CHECK_MS: '200',
+      NVIDIA_SMI: join(smiDir, 'nvidia-smi'),
+      GPU_MARGIN: '128MiB',
+    }),
     // No GPU visible: nvidia-smi is not there.
-    startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: await workerConfig('plain'), HOST_ID: 'tile-nogpu', NVIDIA_SMI: join(smiDir, 'no-such-nvidia-smi') }),
+    startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: await workerConfig('plain'),
+      HOST_ID: 'tile-nogpu',
+      NVIDIA_SMI: join(smiDir, 'no-such-nvidia-smi'),
+    }),
   ]);
   await Promise.all([gpuWorker, plainWorker].map((w) => w.waitForLog((r) => r.msg === 'worker ready')));
 });
@@ -107,7 +128,9 @@ describe('automatic background tile (bgTile unset)', () => {
   });
 
   it('a small photo that fits whole is not tiled (0)', async () => {
-    const small = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 1, g: 2, b: 3 } } }).jpeg().toBuffer();
+    const small = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+      .jpeg()
+      .toBuffer();
     const view = await run('tiled', {}, small);
     expect(view.result!.applied.bgTile).toBe(0);
   });

@@ -7,7 +7,17 @@ import { startTestRedis, type TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
 import { resolveProfiles } from '../apps/worker/src/resolve-profiles.js';
-import { FIXTURE_ENGINE, REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import {
+  FIXTURE_ENGINE,
+  REPO,
+  startGateway,
+  startWorker,
+  submit,
+  until,
+  waitForStatus,
+  type RunningGateway,
+  type RunningWorker,
+} from './support/stack.js';
 
 /**
  * GPU governance through the whole stack: the real worker app (NVIDIA_SMI pointing at a fake nvidia-smi whose output
@@ -40,11 +50,30 @@ beforeAll(async () => {
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['gpu', 'gpuhard'], jobBackoffMs: 50 });
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
-    engines: [{ name: 'gpu', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'], gpus: 'all', expectedGpuMemoryBytes: '3GiB', expectedMemoryBytes: '64MiB' }],
-    run: ['gpu'],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: join(smiDir, 'nvidia-smi'), GPU_MARGIN: '1GiB' });
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [
+        {
+          name: 'gpu',
+          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+          gpus: 'all',
+          expectedGpuMemoryBytes: '3GiB',
+          expectedMemoryBytes: '64MiB',
+        },
+      ],
+      run: ['gpu'],
+    }),
+  );
+  worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: cfg,
+    HOST_ID: HOST,
+    ADMISSION_CHECK_MS: '200',
+    NVIDIA_SMI: join(smiDir, 'nvidia-smi'),
+    GPU_MARGIN: '1GiB',
+  });
   await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
@@ -60,12 +89,20 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
       const x = await host();
       return x?.processes.some((p) => p.profile === 'gpu' && p.state === 'idle') ? x : undefined;
     });
-    expect(h.gpu).toMatchObject({ state: 'on', gpus: [{ index: 0, uuid: UUID0, name: 'NVIDIA Fake L4', freeBytes: 8192 * 2 ** 20 }, { index: 1, uuid: UUID1 }] });
+    expect(h.gpu).toMatchObject({
+      state: 'on',
+      gpus: [
+        { index: 0, uuid: UUID0, name: 'NVIDIA Fake L4', freeBytes: 8192 * 2 ** 20 },
+        { index: 1, uuid: UUID1 },
+      ],
+    });
     const proc = h.processes.find((p) => p.profile === 'gpu')!;
     expect(proc.gpu).toMatchObject({ index: 1, uuid: UUID1 });
     const environ = readFileSync(`/proc/${proc.pid}/environ`, 'utf8').split('\0');
     expect(environ).toContain(`CUDA_VISIBLE_DEVICES=${UUID1}`);
-    await worker.waitForLog((r) => typeof r.msg === 'string' && r.msg.startsWith('GPU: on: 0 NVIDIA Fake L4 (16384 MiB), 1 NVIDIA Fake L4'));
+    await worker.waitForLog(
+      (r) => typeof r.msg === 'string' && r.msg.startsWith('GPU: on: 0 NVIDIA Fake L4 (16384 MiB), 1 NVIDIA Fake L4'),
+    );
   });
 
   it('holds with GPU_MEMORY_LOW while its GPU is full (the job stays queued), then takes the job', async () => {
@@ -77,7 +114,9 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
     });
     expect(held.admission.reason).toBe('GPU_MEMORY_LOW');
     expect(held.transitions.at(-1)).toMatchObject({ state: 'holding', reason: 'GPU_MEMORY_LOW' });
-    expect((held.admission as { detail?: string }).detail).toContain(`GPU 1 (NVIDIA Fake L4, ${UUID1}) has 1 GiB free of 16 GiB; engine gpu needs 4 GiB free (expected 3 GiB + margin 1 GiB)`);
+    expect((held.admission as { detail?: string }).detail).toContain(
+      `GPU 1 (NVIDIA Fake L4, ${UUID1}) has 1 GiB free of 16 GiB; engine gpu needs 4 GiB free (expected 3 GiB + margin 1 GiB)`,
+    );
 
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpu', scale: '1' });
     expect(res.status).toBe(202);
@@ -113,11 +152,31 @@ describe('hard GPU memory limit through the worker (fake nvidia-smi)', () => {
     apps([]);
     const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
     // Jobs that take 12 s (room for a loaded machine), so the GPU memory can pass the limit while one runs; no memory retry, so the job fails at once.
-    writeFileSync(cfg, JSON.stringify({
-      engines: [{ name: 'gpuhard', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '12000'], gpus: [0], expectedGpuMemoryBytes: '1GiB', gpuMemoryLimitBytes: '4GiB', memoryRetries: 0, expectedMemoryBytes: '64MiB' }],
-      run: ['gpuhard'],
-    }));
-    hard = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HARD_HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: join(hardDir, 'nvidia-smi') });
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        engines: [
+          {
+            name: 'gpuhard',
+            command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '12000'],
+            gpus: [0],
+            expectedGpuMemoryBytes: '1GiB',
+            gpuMemoryLimitBytes: '4GiB',
+            memoryRetries: 0,
+            expectedMemoryBytes: '64MiB',
+          },
+        ],
+        run: ['gpuhard'],
+      }),
+    );
+    hard = await startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: cfg,
+      HOST_ID: HARD_HOST,
+      ADMISSION_CHECK_MS: '200',
+      NVIDIA_SMI: join(hardDir, 'nvidia-smi'),
+    });
     await hard.waitForLog((r) => r.msg === 'worker ready');
   });
   afterAll(async () => {
@@ -127,24 +186,36 @@ describe('hard GPU memory limit through the worker (fake nvidia-smi)', () => {
   it('kills an engine mid-job above gpuMemoryLimitBytes: the job fails ENGINE_GPU_MEMORY_LIMIT, the engine is replaced, the next job is fine', async () => {
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpuhard', scale: '1' });
     const { id } = (await res.json()) as { id: string };
-    const busy = await until('the gpuhard engine busy with the job', async () => (await hardHost())?.processes.find((p) => p.profile === 'gpuhard' && p.state === 'busy'));
+    const busy = await until('the gpuhard engine busy with the job', async () =>
+      (await hardHost())?.processes.find((p) => p.profile === 'gpuhard' && p.state === 'busy'),
+    );
     const pid = busy.pid!;
     // 3.5 GiB: over the soft mark (3 GiB) but under the limit: not killed mid-job
     apps([{ pid, usedMiB: 3584 }]);
-    const over = await until('the 3.5 GiB sample in /v1/system', async () => (await hardHost())?.processes.find((p) => p.pid === pid && p.gpu?.usedBytes === 3584 * 2 ** 20));
+    const over = await until('the 3.5 GiB sample in /v1/system', async () =>
+      (await hardHost())?.processes.find((p) => p.pid === pid && p.gpu?.usedBytes === 3584 * 2 ** 20),
+    );
     expect(over.state).toBe('busy');
     // 5 GiB: over the 4 GiB limit
     apps([{ pid, usedMiB: 5120 }]);
-    const failed = (await waitForStatus(gw.url, id, ['completed', 'failed'])) as { status: string; error?: { code: string; message: string } };
+    const failed = (await waitForStatus(gw.url, id, ['completed', 'failed'])) as {
+      status: string;
+      error?: { code: string; message: string };
+    };
     expect(failed.status).toBe('failed');
     expect(failed.error?.code).toBe('ENGINE_GPU_MEMORY_LIMIT');
-    expect(failed.error?.message).toMatch(/held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/);
+    expect(failed.error?.message).toMatch(
+      /held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/,
+    );
     const after = await until('a replacement engine', async () => {
       const h = await hardHost();
       return h?.processes.some((p) => p.profile === 'gpuhard' && p.pid !== pid && p.state === 'idle') ? h : undefined;
     });
     expect(after.recycles['gpu-memory-limit']).toBe(1);
-    expect(after.recycleEvents?.find((e) => e.reason === 'gpu-memory-limit')).toMatchObject({ pid, detail: expect.stringContaining('GPU memory 5 GiB > limit 4 GiB') });
+    expect(after.recycleEvents?.find((e) => e.reason === 'gpu-memory-limit')).toMatchObject({
+      pid,
+      detail: expect.stringContaining('GPU memory 5 GiB > limit 4 GiB'),
+    });
 
     const next = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpuhard', scale: '1' });
     const { id: id2 } = (await next.json()) as { id: string };
@@ -158,15 +229,48 @@ describe('GPU settings', () => {
   it('reads GPU_GOVERNANCE, NVIDIA_SMI, GPU_MARGIN and the GPU profile fields, and names a bad one', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
     const file = join(dir, 'worker.json');
-    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0, 1], expectedGpuMemoryBytes: '2GiB', gpuFloorBytes: '3GiB', gpuMemoryLimitBytes: '12GiB', gpuMemoryLimitMode: 'soft' }], run: ['g'] }));
-    const c = loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file, GPU_GOVERNANCE: 'off', NVIDIA_SMI: '/opt/nvidia/bin/nvidia-smi', GPU_MARGIN: '1GiB' } });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        engines: [
+          {
+            name: 'g',
+            command: ['/bin/true'],
+            gpus: [0, 1],
+            expectedGpuMemoryBytes: '2GiB',
+            gpuFloorBytes: '3GiB',
+            gpuMemoryLimitBytes: '12GiB',
+            gpuMemoryLimitMode: 'soft',
+          },
+        ],
+        run: ['g'],
+      }),
+    );
+    const c = loadWorkerConfig({
+      env: {
+        REDIS_URL: '/r.sock',
+        WORKER_CONFIG: file,
+        GPU_GOVERNANCE: 'off',
+        NVIDIA_SMI: '/opt/nvidia/bin/nvidia-smi',
+        GPU_MARGIN: '1GiB',
+      },
+    });
     expect(c).toMatchObject({ gpu: 'off', nvidiaSmi: '/opt/nvidia/bin/nvidia-smi', gpuMarginBytes: 2 ** 30 });
-    expect(resolveProfiles(c)[0]).toMatchObject({ gpus: [0, 1], expectedGpuMemoryBytes: 2 * 2 ** 30, gpuFloorBytes: 3 * 2 ** 30, gpuMemoryLimitBytes: 12 * 2 ** 30, gpuMemoryLimitMode: 'soft' });
+    expect(resolveProfiles(c)[0]).toMatchObject({
+      gpus: [0, 1],
+      expectedGpuMemoryBytes: 2 * 2 ** 30,
+      gpuFloorBytes: 3 * 2 ** 30,
+      gpuMemoryLimitBytes: 12 * 2 ** 30,
+      gpuMemoryLimitMode: 'soft',
+    });
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_MARGIN: 'lots' } })).toThrow(/GPU_MARGIN/);
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', GPU_GOVERNANCE: 'maybe' } })).toThrow(/GPU_GOVERNANCE/);
     writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [-1] }], run: ['g'] }));
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).toThrow(/gpus/);
-    writeFileSync(file, JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0], gpuMemoryLimitMode: 'sometimes' }], run: ['g'] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ engines: [{ name: 'g', command: ['/bin/true'], gpus: [0], gpuMemoryLimitMode: 'sometimes' }], run: ['g'] }),
+    );
     expect(() => loadWorkerConfig({ env: { REDIS_URL: '/r.sock', WORKER_CONFIG: file } })).toThrow(/gpuMemoryLimitMode/);
   });
 });

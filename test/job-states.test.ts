@@ -6,8 +6,15 @@ import { startGateway, submit, type RunningGateway } from './support/stack.js';
 
 describe('the one BullMQ state -> public status mapping', () => {
   it.each([
-    ['waiting', 'queued'], ['prioritized', 'queued'], ['delayed', 'queued'], ['paused', 'queued'], ['waiting-children', 'queued'],
-    ['active', 'active'], ['completed', 'completed'], ['failed', 'failed'], ['unknown', 'queued'],
+    ['waiting', 'queued'],
+    ['prioritized', 'queued'],
+    ['delayed', 'queued'],
+    ['paused', 'queued'],
+    ['waiting-children', 'queued'],
+    ['active', 'active'],
+    ['completed', 'completed'],
+    ['failed', 'failed'],
+    ['unknown', 'queued'],
   ])('%s -> %s', (state, status) => {
     expect(statusOfBullState(state)).toBe(status);
   });

@@ -4,7 +4,18 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
-import { BIN, REPO, SAMPLE, cleanEnv, eventually, freePort, isGone, runCli, startLauncher, type RunningLauncher } from '../apps/cli/test/launch.js';
+import {
+  BIN,
+  REPO,
+  SAMPLE,
+  cleanEnv,
+  eventually,
+  freePort,
+  isGone,
+  runCli,
+  startLauncher,
+  type RunningLauncher,
+} from '../apps/cli/test/launch.js';
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { lockHolder } from './support/chaos.js';
@@ -44,7 +55,10 @@ describe('photoenhance start (the launcher)', () => {
     await sharp(SAMPLE(1)).resize({ width: 320 }).jpeg().toFile(input);
     const meta = await sharp(input).metadata();
     const output = join(work, 'out', 'group_2x.jpg');
-    const run = await runCli(['enhance', input, '-o', output, '--scale', '2'], { env: cleanEnv({ PHOTOENHANCE_URL: launcher.url }), timeoutMs: 120_000 });
+    const run = await runCli(['enhance', input, '-o', output, '--scale', '2'], {
+      env: cleanEnv({ PHOTOENHANCE_URL: launcher.url }),
+      timeoutMs: 120_000,
+    });
     expect(run.stderr).not.toMatch(/^error/m);
     expect(run.code).toBe(0);
     expect(run.stdout.trim()).toBe(output);
@@ -118,7 +132,13 @@ describe('photoenhance start supervises its children', () => {
     cfgDir = mkdtempSync(join(tmpdir(), 'pe-launcher-cfg-'));
     cfg = join(cfgDir, 'worker.json');
     // The classic engine replaced by a slow fixture, so a job is still running when its worker is killed.
-    writeFileSync(cfg, JSON.stringify({ heartbeatMs: 2000, engines: [{ name: 'classic', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '4000'] }] }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        heartbeatMs: 2000,
+        engines: [{ name: 'classic', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '4000'] }],
+      }),
+    );
     launcher = await startLauncher({ env: { WORKER_CONFIG: cfg } });
   }, 180_000);
 
@@ -133,7 +153,18 @@ describe('photoenhance start supervises its children', () => {
     const before = { worker: pidOf('worker')!, gateway: pidOf('gateway')!, redis: pidOf('redis')! };
     const form = new FormData();
     form.append('format', 'png');
-    form.append('image', new Blob([await sharp({ create: { width: 32, height: 32, channels: 3, background: '#357' } }).png().toBuffer()], { type: 'image/png' }), 'a.png');
+    form.append(
+      'image',
+      new Blob(
+        [
+          await sharp({ create: { width: 32, height: 32, channels: 3, background: '#357' } })
+            .png()
+            .toBuffer(),
+        ],
+        { type: 'image/png' },
+      ),
+      'a.png',
+    );
     const res = await fetch(`${launcher.url}/v1/jobs`, { method: 'POST', body: form });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
@@ -144,29 +175,47 @@ describe('photoenhance start supervises its children', () => {
       expect(first.pid).toBe(before.worker);
       process.kill(before.worker, 'SIGKILL');
       const killedAt = Date.now();
-      await until('the restarted worker to run the job', () => lockHolder(redis, 'classic', id).then((h) => h && h.token !== first.token), 60_000, 50);
+      await until(
+        'the restarted worker to run the job',
+        () => lockHolder(redis, 'classic', id).then((h) => h && h.token !== first.token),
+        60_000,
+        50,
+      );
       const rerunMs = Date.now() - killedAt;
       console.log(`npm start: the killed worker's job ran again ${rerunMs} ms after the kill`);
       expect(rerunMs).toBeLessThan(15_000);
-      await until('the job to complete', async () => ((await (await fetch(`${launcher.url}/v1/jobs/${id}`)).json()) as { status: string }).status === 'completed', 60_000, 100);
+      await until(
+        'the job to complete',
+        async () => ((await (await fetch(`${launcher.url}/v1/jobs/${id}`)).json()) as { status: string }).status === 'completed',
+        60_000,
+        100,
+      );
     } finally {
       redis.disconnect();
     }
     await launcher.waitFor(/worker was killed \(SIGKILL[^\n]*restarting it in 1\.0 s/, 10_000);
-    await eventually(() => {
-      const p = pidOf('worker');
-      return p !== undefined && p !== before.worker && !isGone(p);
-    }, 60_000, 'a new worker pid in launcher.json');
+    await eventually(
+      () => {
+        const p = pidOf('worker');
+        return p !== undefined && p !== before.worker && !isGone(p);
+      },
+      60_000,
+      'a new worker pid in launcher.json',
+    );
     expect(pidOf('gateway')).toBe(before.gateway);
     expect(pidOf('redis')).toBe(before.redis);
     expect(isGone(before.gateway) || isGone(before.redis)).toBe(false);
     // The new worker takes jobs: it publishes its host state.
     const pid = pidOf('worker');
-    await eventually(async () => {
-      const res = await fetch(`${launcher.url}/v1/system`);
-      const { hosts } = (await res.json()) as { hosts: HostState[] };
-      return hosts.some((h) => h.pid === pid);
-    }, 60_000, 'the restarted worker to publish its host state');
+    await eventually(
+      async () => {
+        const res = await fetch(`${launcher.url}/v1/system`);
+        const { hosts } = (await res.json()) as { hosts: HostState[] };
+        return hosts.some((h) => h.pid === pid);
+      },
+      60_000,
+      'the restarted worker to publish its host state',
+    );
     expect(launcher.proc.exitCode).toBeNull();
   }, 120_000);
 
@@ -174,10 +223,14 @@ describe('photoenhance start supervises its children', () => {
     const before = pidOf('redis')!;
     process.kill(before, 'SIGKILL');
     await launcher.waitFor(/redis was killed[^\n]*restarting it/, 10_000);
-    await eventually(() => {
-      const p = pidOf('redis');
-      return p !== undefined && p !== before && !isGone(p);
-    }, 30_000, 'a new redis pid');
+    await eventually(
+      () => {
+        const p = pidOf('redis');
+        return p !== undefined && p !== before && !isGone(p);
+      },
+      30_000,
+      'a new redis pid',
+    );
     await eventually(async () => (await fetch(`${launcher.url}/readyz`)).status === 200, 30_000, '/readyz 200 again');
   }, 60_000);
 

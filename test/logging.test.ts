@@ -61,8 +61,20 @@ describe('the gateway process', () => {
   afterAll(async () => redis?.close());
 
   it('logs "listening" once, as JSON when its stdout is a pipe', async () => {
-    const env = { ...process.env, REDIS_URL: redis.url, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_FORMAT: '', STORAGE_DIR: mkdtempSync(join(tmpdir(), 'pe-logging-')) };
-    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/gateway/src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = {
+      ...process.env,
+      REDIS_URL: redis.url,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      LOG_FORMAT: '',
+      STORAGE_DIR: mkdtempSync(join(tmpdir(), 'pe-logging-')),
+    };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/gateway/src/main.ts'], {
+      cwd: REPO,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -105,7 +117,10 @@ describe('the worker process', () => {
       const top = Object.keys(JSON.parse(line) as object);
       const counts = new Map<string, number>();
       for (const k of keys) if (top.includes(k!)) counts.set(k!, (counts.get(k!) ?? 0) + 1);
-      expect([...counts].filter(([k, n]) => n > 1 && k === 'component'), line).toEqual([]);
+      expect(
+        [...counts].filter(([k, n]) => n > 1 && k === 'component'),
+        line,
+      ).toEqual([]);
     }
   }, 90_000);
 });

@@ -28,10 +28,15 @@ describe('/metrics', () => {
     const { id } = (await res.json()) as { id: string };
     const del = await fetch(`${gw.url}/v1/jobs/${id}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
-    const text = await until('the canceled job in /metrics', async () => {
-      const t = await (await fetch(`${gw.url}/metrics`)).text();
-      return t.includes(LINE) ? t : undefined;
-    }, 20_000, 100);
+    const text = await until(
+      'the canceled job in /metrics',
+      async () => {
+        const t = await (await fetch(`${gw.url}/metrics`)).text();
+        return t.includes(LINE) ? t : undefined;
+      },
+      20_000,
+      100,
+    );
     expect(text).toContain(`${LINE} 1`);
     expect(text).not.toMatch(/pe_jobs_finished_total\{engine="parked",outcome="failed"/);
     // Canceling again is idempotent and counts nothing more.
@@ -41,7 +46,10 @@ describe('/metrics', () => {
     // Nothing of it is left in the queue counters (removed while queued), and the dashboard's KPIs call it canceled.
     expect(again).toContain('pe_queue_jobs{engine="parked",state="failed"} 0');
     expect(again).toContain('pe_queue_jobs{engine="parked",state="canceled"} 0');
-    const ov = (await (await fetch(`${gw.url}/dashboard/api/overview`)).json()) as { totals: { queued: number; failed: number; canceled: number }; stats: { failed: number; canceled: number; finished: number } };
+    const ov = (await (await fetch(`${gw.url}/dashboard/api/overview`)).json()) as {
+      totals: { queued: number; failed: number; canceled: number };
+      stats: { failed: number; canceled: number; finished: number };
+    };
     expect(ov.totals).toMatchObject({ queued: 0, failed: 0, canceled: 0 });
     expect(ov.stats).toMatchObject({ failed: 0, canceled: 1, finished: 1 });
   });

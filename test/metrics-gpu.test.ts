@@ -38,11 +38,30 @@ beforeAll(async () => {
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['gpu'], dashboardSampleMs: 200 });
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({
-    engines: [{ name: 'gpu', command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'], gpus: 'all', expectedGpuMemoryBytes: '2GiB', expectedMemoryBytes: '64MiB' }],
-    run: ['gpu'],
-  }));
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: smi.path, GPU_MARGIN: '512MiB' });
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [
+        {
+          name: 'gpu',
+          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+          gpus: 'all',
+          expectedGpuMemoryBytes: '2GiB',
+          expectedMemoryBytes: '64MiB',
+        },
+      ],
+      run: ['gpu'],
+    }),
+  );
+  worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: cfg,
+    HOST_ID: HOST,
+    ADMISSION_CHECK_MS: '200',
+    NVIDIA_SMI: smi.path,
+    GPU_MARGIN: '512MiB',
+  });
   await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
@@ -55,15 +74,26 @@ afterAll(async () => {
 
 describe('GPU metrics', () => {
   it('exports each GPU (free, total, utilisation), the sampler, and the GPU memory each engine process holds', async () => {
-    const proc = await until('a ready gpu engine', async () => (await host())?.processes.find((p) => p.profile === 'gpu' && p.state === 'idle' && p.gpu));
+    const proc = await until('a ready gpu engine', async () =>
+      (await host())?.processes.find((p) => p.profile === 'gpu' && p.state === 'idle' && p.gpu),
+    );
     expect(proc.gpu?.index).toBe(1); // the GPU with the most free memory
     smi.apps([{ pid: proc.pid!, uuid: UUID1, usedMiB: 1536 }]);
     const m = await until('the engine GPU memory in /metrics', async () => {
       const x = await scrape();
-      return sampleValue(x, 'pe_engine_gpu_memory_bytes', 'pe_engine_gpu_memory_bytes', { host: HOST, engine: 'gpu' }) === mib(1536) ? x : undefined;
+      return sampleValue(x, 'pe_engine_gpu_memory_bytes', 'pe_engine_gpu_memory_bytes', { host: HOST, engine: 'gpu' }) === mib(1536)
+        ? x
+        : undefined;
     });
-    expect(m.get('pe_engine_gpu_memory_bytes')?.samples.find((s) => s.labels.host === HOST)?.labels).toEqual({ host: HOST, engine: 'gpu', pid: String(proc.pid), gpu: '1' });
-    expect(sampleValue(m, 'pe_gpu_memory_free_bytes', 'pe_gpu_memory_free_bytes', { host: HOST, gpu: '0', name: 'NVIDIA Fake L4' })).toBe(mib(4096));
+    expect(m.get('pe_engine_gpu_memory_bytes')?.samples.find((s) => s.labels.host === HOST)?.labels).toEqual({
+      host: HOST,
+      engine: 'gpu',
+      pid: String(proc.pid),
+      gpu: '1',
+    });
+    expect(sampleValue(m, 'pe_gpu_memory_free_bytes', 'pe_gpu_memory_free_bytes', { host: HOST, gpu: '0', name: 'NVIDIA Fake L4' })).toBe(
+      mib(4096),
+    );
     expect(sampleValue(m, 'pe_gpu_memory_free_bytes', 'pe_gpu_memory_free_bytes', { host: HOST, gpu: '1' })).toBe(mib(14336));
     expect(sampleValue(m, 'pe_gpu_memory_total_bytes', 'pe_gpu_memory_total_bytes', { host: HOST, gpu: '0' })).toBe(mib(24576));
     expect(sampleValue(m, 'pe_gpu_utilization_ratio', 'pe_gpu_utilization_ratio', { host: HOST, gpu: '0' })).toBe(0.97);
@@ -71,7 +101,8 @@ describe('GPU metrics', () => {
     expect(sampleValue(m, 'pe_gpu_utilization_ratio', 'pe_gpu_utilization_ratio', { host: HOST, gpu: '1' })).toBeUndefined();
     expect(sampleValue(m, 'pe_gpu_sampling_up', 'pe_gpu_sampling_up', { host: HOST })).toBe(1);
     expect(sampleValue(m, 'pe_gpu_sample_seconds', 'pe_gpu_sample_seconds', { host: HOST })).toBeGreaterThan(0);
-    for (const f of ['pe_gpu_memory_free_bytes', 'pe_gpu_memory_total_bytes', 'pe_gpu_utilization_ratio', 'pe_engine_gpu_memory_bytes']) expect(m.get(f)?.type, f).toBe('gauge');
+    for (const f of ['pe_gpu_memory_free_bytes', 'pe_gpu_memory_total_bytes', 'pe_gpu_utilization_ratio', 'pe_engine_gpu_memory_bytes'])
+      expect(m.get(f)?.type, f).toBe('gauge');
   });
 
   it('counts the GPU_MEMORY_LOW hold and shows it in pe_admission_holding', async () => {
@@ -84,6 +115,9 @@ describe('GPU metrics', () => {
     expect(sampleValue(m, 'pe_gpu_memory_free_bytes', 'pe_gpu_memory_free_bytes', { host: HOST, gpu: '1' })).toBe(mib(512));
     smi.gpus(table(2048));
     // admitting: the host's one sample reads 0 with an empty reason
-    await until('admitting again', async () => sampleValue(await scrape(), 'pe_admission_holding', 'pe_admission_holding', { host: HOST, reason: '' }) === 0);
+    await until(
+      'admitting again',
+      async () => sampleValue(await scrape(), 'pe_admission_holding', 'pe_admission_holding', { host: HOST, reason: '' }) === 0,
+    );
   });
 });

@@ -2,7 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smallPhoto } from './support/images.js';
 import { fixtureEngine } from './support/stack.js';
 import { spawn, spawnSync } from 'node:child_process';
-import { cleanStale, createNetwork, execOn, linkExists, namespaceExists, netnsUnavailable, NS_PREFIX, startMultiHost, type MultiHost, type RoleHost } from './support/netns.js';
+import {
+  cleanStale,
+  createNetwork,
+  execOn,
+  linkExists,
+  namespaceExists,
+  netnsUnavailable,
+  NS_PREFIX,
+  startMultiHost,
+  type MultiHost,
+  type RoleHost,
+} from './support/netns.js';
 
 /**
  * Many hosts, really separate on the network: every component in its own network namespace on a private test subnet
@@ -24,13 +35,34 @@ describe.skipIf(!!noNetns)('the test network itself (namespaces, veth, bridge on
       expect(a.address).toMatch(/^10\.254\.\d+\.10$/);
       // Nothing but the test subnet inside: no default route out of a namespace.
       expect(execOn(a, 'ip', ['-4', 'route', 'show'])).not.toMatch(/default/);
-      const srv = b.spawn('redis-server', ['--bind', b.address, '--port', '6379', '--protected-mode', 'no', '--save', '', '--appendonly', 'no']);
+      const srv = b.spawn('redis-server', [
+        '--bind',
+        b.address,
+        '--port',
+        '6379',
+        '--protected-mode',
+        'no',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ]);
       await srv.waitForLine(/Ready to accept connections/, 10_000);
       expect(execOn(a, 'redis-cli', ['-h', b.address, '-p', '6379', 'PING']).trim()).toBe('PONG');
       b.linkDown();
-      expect(spawnSync('ip', ['netns', 'exec', a.ns, 'timeout', '2', 'redis-cli', '-h', b.address, '-p', '6379', 'PING'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim()).not.toBe('PONG');
+      expect(
+        spawnSync('ip', ['netns', 'exec', a.ns, 'timeout', '2', 'redis-cli', '-h', b.address, '-p', '6379', 'PING'], {
+          encoding: 'utf8',
+          timeout: 10_000,
+        }).stdout.trim(),
+      ).not.toBe('PONG');
       b.linkUp();
-      await waitFor('b to answer again', () => execOn(a, 'redis-cli', ['-h', b.address, '-p', '6379', 'PING']).trim() === 'PONG', 10_000, 100);
+      await waitFor(
+        'b to answer again',
+        () => execOn(a, 'redis-cli', ['-h', b.address, '-p', '6379', 'PING']).trim() === 'PONG',
+        10_000,
+        100,
+      );
     } finally {
       await net.close();
     }
@@ -47,7 +79,12 @@ describe.skipIf(!!noNetns)('the test network itself (namespaces, veth, bridge on
     spawnSync('ip', ['netns', 'add', ns]);
     spawnSync('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
     const sleeper = spawn('ip', ['netns', 'exec', ns, 'sleep', '300'], { stdio: 'ignore' });
-    await waitFor('the leftover process to run in its namespace', () => spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.trim() !== '', 5000, 50);
+    await waitFor(
+      'the leftover process to run in its namespace',
+      () => spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.trim() !== '',
+      5000,
+      50,
+    );
     const exited = new Promise((resolve) => sleeper.once('exit', resolve));
     const removed = cleanStale();
     expect(removed.namespaces).toContain(ns);
@@ -88,7 +125,8 @@ describe.skipIf(!!noNetns)('multi-host: 2 gateways, 3 worker hosts, Redis Sentin
       workerEnv: { LOCK_DURATION_MS: '5000', STALLED_INTERVAL_MS: '1000' },
     });
     // Every worker host is live as seen from either gateway.
-    for (const gw of mh.gateways) await waitFor(`${gw.url} to list three worker hosts`, async () => (await hostIds(gw.url)).length === 3, 60_000);
+    for (const gw of mh.gateways)
+      await waitFor(`${gw.url} to list three worker hosts`, async () => (await hostIds(gw.url)).length === 3, 60_000);
   }, 240_000);
 
   afterAll(async () => {
@@ -135,10 +173,17 @@ describe.skipIf(!!noNetns)('multi-host: 2 gateways, 3 worker hosts, Redis Sentin
     // One slow job per host: each worker runs one engine of each profile, so three jobs occupy all three hosts.
     const s = await submitMany(3, 'slow', mh.gateways, 3);
     expect(s.accepted).toHaveLength(3);
-    await waitFor('all three hosts to be busy with a slow job', async () => {
-      const hosts = await systemHosts(mh.gateways[0]!.url);
-      return mh.workers.every((w) => hosts.find((h) => h.hostId === w.hostId)?.processes.some((p) => p.profile === 'slow' && p.state === 'busy'));
-    }, 30_000, 100);
+    await waitFor(
+      'all three hosts to be busy with a slow job',
+      async () => {
+        const hosts = await systemHosts(mh.gateways[0]!.url);
+        return mh.workers.every((w) =>
+          hosts.find((h) => h.hostId === w.hostId)?.processes.some((p) => p.profile === 'slow' && p.state === 'busy'),
+        );
+      },
+      30_000,
+      100,
+    );
     const cutAt = Date.now();
     w1!.host.linkDown();
     try {
@@ -174,10 +219,15 @@ describe.skipIf(!!noNetns)('multi-host: 2 gateways, 3 worker hosts, Redis Sentin
     const failedBefore = attemptFailures(mh.workers).length;
     const s = await submitMany(6, 'mid', mh.gateways, 6);
     expect(s.accepted).toHaveLength(6);
-    await waitFor('the mid jobs to be running', async () => {
-      const hosts = await systemHosts(mh.gateways[0]!.url);
-      return hosts.filter((h) => h.processes.some((p) => p.profile === 'mid' && p.state === 'busy')).length >= 2;
-    }, 30_000, 100);
+    await waitFor(
+      'the mid jobs to be running',
+      async () => {
+        const hosts = await systemHosts(mh.gateways[0]!.url);
+        return hosts.filter((h) => h.processes.some((p) => p.profile === 'mid' && p.state === 'busy')).length >= 2;
+      },
+      30_000,
+      100,
+    );
     const stoppedAt = Date.now();
     await s3.stop();
     // Submissions while the bytes have nowhere to go: refused with a problem (never a hang), or accepted.
@@ -224,14 +274,19 @@ describe.skipIf(!!noNetns)('multi-host: 2 gateways, 3 worker hosts, Redis Sentin
       figures.sentinelPromotedMs = Date.now() - killAt;
       expect(promoted).not.toEqual(oldMaster);
       // Resumed: a job accepted after the kill has completed.
-      await waitFor('a job accepted after the kill to complete', async () => {
-        const after = accepted.filter((a) => a.at > killAt).slice(0, 20);
-        for (const a of after) {
-          const v = await view(mh.gateways[1]!.url, a.id);
-          if (v?.status === 'completed') return true;
-        }
-        return false;
-      }, 60_000, 200);
+      await waitFor(
+        'a job accepted after the kill to complete',
+        async () => {
+          const after = accepted.filter((a) => a.at > killAt).slice(0, 20);
+          for (const a of after) {
+            const v = await view(mh.gateways[1]!.url, a.id);
+            if (v?.status === 'completed') return true;
+          }
+          return false;
+        },
+        60_000,
+        200,
+      );
       figures.failoverResumeMs = Date.now() - killAt;
       await waitFor('more accepted jobs after the failover', () => accepted.filter((a) => a.at > killAt).length >= 20, 30_000, 100);
     } finally {
@@ -316,7 +371,12 @@ async function settle(url: string, ids: string[], timeoutMs: number): Promise<Ar
   return ids.map((id) => last.get(id) ?? { id, status: 'unknown' });
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean | undefined> | boolean | undefined, timeoutMs: number, everyMs = 250): Promise<void> {
+async function waitFor(
+  what: string,
+  fn: () => Promise<boolean | undefined> | boolean | undefined,
+  timeoutMs: number,
+  everyMs = 250,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -325,7 +385,8 @@ async function waitFor(what: string, fn: () => Promise<boolean | undefined> | bo
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -380,7 +441,11 @@ function newCompletions(before: Map<string, string[]>, after: Map<string, string
 }
 
 function completionTimes(workers: RoleHost[]): number[] {
-  return workers.flatMap((w) => records(w).filter((r) => r.msg === 'job completed').map((r) => Number(r.time)));
+  return workers.flatMap((w) =>
+    records(w)
+      .filter((r) => r.msg === 'job completed')
+      .map((r) => Number(r.time)),
+  );
 }
 
 function attemptFailures(workers: RoleHost[]): Array<Record<string, unknown>> {

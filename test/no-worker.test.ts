@@ -17,8 +17,13 @@ let work: string;
 let photo: Buffer;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'pe-no-worker-'));
-  photo = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#884422' } }).jpeg().toBuffer();
-  stack = await startStack({ gateway: { knownEngines: ['classic', 'parked'], acceptWithoutWorker: false, maxEventLoopDelayMs: 0 }, engines: [{ name: 'classic' }] });
+  photo = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#884422' } })
+    .jpeg()
+    .toBuffer();
+  stack = await startStack({
+    gateway: { knownEngines: ['classic', 'parked'], acceptWithoutWorker: false, maxEventLoopDelayMs: 0 },
+    engines: [{ name: 'classic' }],
+  });
 }, 120_000);
 afterAll(async () => {
   await stack?.close();
@@ -45,7 +50,11 @@ describe('a submission for an engine no live host offers', () => {
   });
 
   it('with ACCEPT_WITHOUT_WORKER=true: 202 and a warning field', async () => {
-    const lenient = await startGateway(stack.redis.url, { knownEngines: ['classic', 'parked'], acceptWithoutWorker: true }, stack.gw.storageDir);
+    const lenient = await startGateway(
+      stack.redis.url,
+      { knownEngines: ['classic', 'parked'], acceptWithoutWorker: true },
+      stack.gw.storageDir,
+    );
     try {
       const res = await submit(lenient.url, photo, { engine: 'parked' });
       expect(res.status).toBe(202);
@@ -88,7 +97,9 @@ describe('photoenhance batch for an engine no worker runs', () => {
     const { mkdirSync } = await import('node:fs');
     mkdirSync(dir, { recursive: true });
     for (const n of ['a.jpg', 'b.jpg']) writeFileSync(join(dir, n), photo);
-    const run = await runCli(['batch', dir, '--out', join(work, 'out'), '--engine', 'parked', '--url', stack.gw.url, '-q'], { timeoutMs: 30_000 });
+    const run = await runCli(['batch', dir, '--out', join(work, 'out'), '--engine', 'parked', '--url', stack.gw.url, '-q'], {
+      timeoutMs: 30_000,
+    });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('error NO_WORKER_FOR_ENGINE: No live worker host offers the engine "parked"');
     expect(run.stderr).toContain('hint: No live worker host offers this engine right now');
@@ -100,12 +111,18 @@ describe('WORKER_CONFIG under npm start', () => {
     const launcher = await startLauncher({ env: { WORKER_CONFIG: join(REPO, 'engines/examples/imagemagick.json') } });
     try {
       const engines = (await (await fetch(`${launcher.url}/v1/engines`)).json()) as { engines: Array<{ name: string; hosts: unknown[] }> };
-      const offered = engines.engines.filter((e) => e.hosts.length > 0).map((e) => e.name).sort();
+      const offered = engines.engines
+        .filter((e) => e.hosts.length > 0)
+        .map((e) => e.name)
+        .sort();
       expect(offered).toEqual(['classic', 'imagemagick']);
       // The CLI of the same launcher reaches the gateway (state file) and gets a job through the built-in engine.
       const input = join(work, 'c.jpg');
       writeFileSync(input, photo);
-      const run = await runCli(['enhance', input, '--engine', 'classic'], { env: cleanEnv({ PHOTOENHANCE_VAR_DIR: launcher.varDir }), timeoutMs: 120_000 });
+      const run = await runCli(['enhance', input, '--engine', 'classic'], {
+        env: cleanEnv({ PHOTOENHANCE_VAR_DIR: launcher.varDir }),
+        timeoutMs: 120_000,
+      });
       expect(run.code, run.stderr).toBe(0);
     } finally {
       await launcher.dispose();

@@ -35,7 +35,8 @@ describe('/docs/json', () => {
   it('tags every operation', () => {
     const untagged: string[] = [];
     for (const [path, ops] of Object.entries(doc.paths)) {
-      for (const [method, op] of Object.entries(ops)) if (!op.tags?.length || op.tags.includes('default')) untagged.push(`${method.toUpperCase()} ${path}`);
+      for (const [method, op] of Object.entries(ops))
+        if (!op.tags?.length || op.tags.includes('default')) untagged.push(`${method.toUpperCase()} ${path}`);
     }
     expect(untagged).toEqual([]);
   });

@@ -16,7 +16,12 @@ let worker: RunningWorker;
 
 beforeAll(async () => {
   redis = await startTestRedis();
-  worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: mkdtempSync(join(tmpdir(), 'pe-storage-')), HOST_ID: 'ctl-host', WORKER_ENGINES: 'classic' });
+  worker = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: mkdtempSync(join(tmpdir(), 'pe-storage-')),
+    HOST_ID: 'ctl-host',
+    WORKER_ENGINES: 'classic',
+  });
   await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
@@ -61,6 +66,9 @@ describe('parseControlMessage (the schema the gateway route also validates with)
     if (!r.ok) expect(r.problem).toMatch(why);
   });
   it('accepts a valid one', () => {
-    expect(parseControlMessage('{"type":"admission","hostId":"h","admission":{"minAvailableBytes":0,"maxPressureSome10":20}}')).toEqual({ ok: true, message: { type: 'admission', hostId: 'h', admission: { minAvailableBytes: 0, maxPressureSome10: 20 } } });
+    expect(parseControlMessage('{"type":"admission","hostId":"h","admission":{"minAvailableBytes":0,"maxPressureSome10":20}}')).toEqual({
+      ok: true,
+      message: { type: 'admission', hostId: 'h', admission: { minAvailableBytes: 0, maxPressureSome10: 20 } },
+    });
   });
 });

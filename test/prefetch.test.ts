@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_PREFIX, queueName, redisOptions } from '@photoenhance/queue';
 import { completions, lockHolder } from './support/chaos.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
-import { fixtureEngine, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import {
+  fixtureEngine,
+  startGateway,
+  startWorker,
+  submit,
+  until,
+  waitForStatus,
+  type RunningGateway,
+  type RunningWorker,
+} from './support/stack.js';
 
 /**
  * Prefetch through the real worker app and engine processes: while the engine runs one job the worker holds the next
@@ -24,7 +33,14 @@ const workers: RunningWorker[] = [];
 async function spawnWorker(delayMs: number, env: Record<string, string> = {}): Promise<RunningWorker> {
   const cfg = join(cfgDir, `worker-${delayMs}.json`);
   writeFileSync(cfg, JSON.stringify({ engines: [fixtureEngine('slow', 'sleep', delayMs)] }));
-  const w = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg, HOST_ID: HOST, PREFETCH: '1', ...env });
+  const w = await startWorker({
+    REDIS_URL: redis.url,
+    STORAGE_DIR: gw.storageDir,
+    WORKER_CONFIG: cfg,
+    HOST_ID: HOST,
+    PREFETCH: '1',
+    ...env,
+  });
   workers.push(w);
   await w.waitForLog((r) => r.msg === 'worker ready');
   return w;
@@ -32,14 +48,19 @@ async function spawnWorker(delayMs: number, env: Record<string, string> = {}): P
 
 /** Submit, resending through 503s (right after start-up the gateway may not have seen the worker's heartbeat yet). */
 async function submitAccepted(): Promise<string> {
-  const res = await until('the gateway to accept the job', async () => {
-    const r = await submit(gw.url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
-    if (r.status === 503) {
-      await r.body?.cancel();
-      return undefined;
-    }
-    return r;
-  }, 30_000, 200);
+  const res = await until(
+    'the gateway to accept the job',
+    async () => {
+      const r = await submit(gw.url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
+      if (r.status === 503) {
+        await r.body?.cancel();
+        return undefined;
+      }
+      return r;
+    },
+    30_000,
+    200,
+  );
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
 }
@@ -51,13 +72,16 @@ async function engineRuns(id: string): Promise<number> {
 }
 
 const state = (id: string): Promise<string> => queue.getJobState(id);
-const view = async (id: string): Promise<{ status: string; startedAt?: string }> => (await (await fetch(`${gw.url}/v1/jobs/${id}`)).json()) as { status: string; startedAt?: string };
+const view = async (id: string): Promise<{ status: string; startedAt?: string }> =>
+  (await (await fetch(`${gw.url}/v1/jobs/${id}`)).json()) as { status: string; startedAt?: string };
 
 beforeAll(async () => {
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['slow'] });
   cfgDir = mkdtempSync(join(tmpdir(), 'pe-prefetch-'));
-  image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } }).png().toBuffer();
+  image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } })
+    .png()
+    .toBuffer();
   queue = new Queue(queueName('slow'), { connection: { ...redisOptions(redis.url) }, prefix: KEY_PREFIX });
 }, 60_000);
 
@@ -90,13 +114,20 @@ describe('prefetch', () => {
     expect((await view(a)).startedAt).toBeTruthy();
     const sys = (await (await fetch(`${gw.url}/v1/system`)).json()) as { queues: Record<string, Record<string, number>> };
     expect(sys.queues.slow).toMatchObject({ active: 1, waiting: 2 });
-    const list = async (s: string): Promise<string[]> => ((await (await fetch(`${gw.url}/dashboard/api/jobs?state=${s}&engine=slow`)).json()) as { jobs: Array<{ id: string }> }).jobs.map((j) => j.id);
+    const list = async (s: string): Promise<string[]> =>
+      ((await (await fetch(`${gw.url}/dashboard/api/jobs?state=${s}&engine=slow`)).json()) as { jobs: Array<{ id: string }> }).jobs.map(
+        (j) => j.id,
+      );
     expect(await list('active')).toEqual([a]);
     expect(await list('queued')).toEqual(expect.arrayContaining([b, c]));
 
     // The host starts holding: the prefetched job goes back to the queue at once; the running one finishes.
     const put = (body: Record<string, number>): Promise<Response> =>
-      fetch(`${gw.url}/v1/system/hosts/${HOST}/admission`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${gw.url}/v1/system/hosts/${HOST}/admission`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await put({ minAvailableBytes: 1024 ** 5 })).status).toBe(202);
     await w.waitForLog((r) => r.msg === 'host is holding: the prefetched job goes back to the queue', 10_000);
     await until('b back in the queue', async () => ['delayed', 'waiting'].includes(await state(b)), 5_000, 20);

@@ -29,7 +29,12 @@ function shellBlocks(heading: string): string[][] {
   if (start < 0) throw new Error(`README.md has no "## ${heading}" section`);
   const end = README.indexOf('\n## ', start + 4);
   const section = README.slice(start, end < 0 ? undefined : end);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.split('\n').map((l) => l.trim()).filter(Boolean));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+    m[1]!
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean),
+  );
 }
 
 /** A command line without its trailing `# comment` (the README annotates each line). */
@@ -119,21 +124,49 @@ describe("the README's quick start on a fresh clone", () => {
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PORT: String(port),
+      npm_config_offline: 'true',
+      npm_config_audit: 'false',
+      npm_config_fund: 'false',
+      npm_config_update_notifier: 'false',
+    };
     // Nothing of the test runner's own settings leaks into the quick start.
-    for (const k of ['NODE_ENV', 'REDIS_URL', 'HOST', 'STORAGE_DIR', 'STORAGE_URL', 'WORKER_CONFIG', 'WORKER_ENGINES', 'PHOTOENHANCE_URL', 'DASHBOARD_TOKEN', 'API_KEYS', 'VITEST', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete env[k];
+    for (const k of [
+      'NODE_ENV',
+      'REDIS_URL',
+      'HOST',
+      'STORAGE_DIR',
+      'STORAGE_URL',
+      'WORKER_CONFIG',
+      'WORKER_ENGINES',
+      'PHOTOENHANCE_URL',
+      'DASHBOARD_TOKEN',
+      'API_KEYS',
+      'VITEST',
+      'VITEST_POOL_ID',
+      'VITEST_WORKER_ID',
+    ])
+      delete env[k];
     const local = (line: string): string => line.replaceAll('http://127.0.0.1:8080', base);
 
     // "npm install && npm start", in a process group of its own, as a terminal runs a foreground job.
     const started = Date.now();
     launcher = spawn('sh', ['-c', setup![0]!], { cwd: clone, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => launcher!.once('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      launcher!.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     launcher.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
     launcher.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
-    const ready = await poll('the launcher to say ready', () => {
-      if (launcher!.exitCode !== null) throw new Error(`npm start exited ${launcher!.exitCode}:\n${output.join('')}`);
-      return /ready: http/.test(output.join('')) ? true : undefined;
-    }, { timeoutMs: 240_000, everyMs: 200, retryErrors: false }).catch((err: Error) => {
+    const ready = await poll(
+      'the launcher to say ready',
+      () => {
+        if (launcher!.exitCode !== null) throw new Error(`npm start exited ${launcher!.exitCode}:\n${output.join('')}`);
+        return /ready: http/.test(output.join('')) ? true : undefined;
+      },
+      { timeoutMs: 240_000, everyMs: 200, retryErrors: false },
+    ).catch((err: Error) => {
       throw new Error(`${err.message}\n${output.join('').slice(-3000)}`);
     });
     expect(ready).toBe(true);
@@ -143,11 +176,15 @@ describe("the README's quick start on a fresh clone", () => {
     const submitted = JSON.parse(run(local(submitLine!), clone, env)) as { id: string; status: string };
     expect(submitted.status).toBe('queued');
     const statusCmd = local(statusLine!).replace('<id>', submitted.id);
-    const done = await poll('the job to complete (the README\'s status command)', () => {
-      const v = JSON.parse(run(statusCmd, clone, env)) as { status: string };
-      if (v.status === 'failed' || v.status === 'canceled') throw new Error(`job ${v.status}: ${JSON.stringify(v)}`);
-      return v.status === 'completed' ? v : undefined;
-    }, { timeoutMs: 60_000, everyMs: 200, retryErrors: false });
+    const done = await poll(
+      "the job to complete (the README's status command)",
+      () => {
+        const v = JSON.parse(run(statusCmd, clone, env)) as { status: string };
+        if (v.status === 'failed' || v.status === 'canceled') throw new Error(`job ${v.status}: ${JSON.stringify(v)}`);
+        return v.status === 'completed' ? v : undefined;
+      },
+      { timeoutMs: 60_000, everyMs: 200, retryErrors: false },
+    );
     expect(done.status).toBe('completed');
     run(local(downloadLine!).replace('<id>', submitted.id), clone, env);
     const input = await sharp(join(clone, 'photo.jpg')).metadata();
@@ -166,10 +203,15 @@ describe("the README's quick start on a fresh clone", () => {
     process.kill(-launcher.pid!, 'SIGINT');
     const exit = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000).unref())]);
     expect(exit, output.join('').slice(-2000)).not.toBe('timeout');
-    const left = await poll('every process of the clone to be gone', () => (processesIn(clone).length === 0 ? true : undefined), { timeoutMs: 15_000, everyMs: 100 }).catch(() => processesIn(clone));
+    const left = await poll('every process of the clone to be gone', () => (processesIn(clone).length === 0 ? true : undefined), {
+      timeoutMs: 15_000,
+      everyMs: 100,
+    }).catch(() => processesIn(clone));
     expect(left, `left running after Ctrl-C: ${JSON.stringify(left)}; launcher state ${JSON.stringify(state)}`).toBe(true);
     expect(existsSync(join(clone, 'var', 'launcher.json'))).toBe(false);
     await expect(fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
-    console.log(`fresh clone: npm install && npm start ready in ${(startMs / 1000).toFixed(1)} s; exit after Ctrl-C ${JSON.stringify(exit)}`);
+    console.log(
+      `fresh clone: npm install && npm start ready in ${(startMs / 1000).toFixed(1)} s; exit after Ctrl-C ${JSON.stringify(exit)}`,
+    );
   }, 420_000);
 });

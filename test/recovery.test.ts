@@ -7,18 +7,32 @@ import { KEY_PREFIX, queueName } from '@photoenhance/queue';
 import { completions, lockHolder } from './support/chaos.js';
 import { startAofRedis, type FaultRedis } from './support/faults.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
-import { fixtureEngine, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import {
+  fixtureEngine,
+  startGateway,
+  startWorker,
+  submit,
+  until,
+  waitForStatus,
+  type RunningGateway,
+  type RunningWorker,
+} from './support/stack.js';
 
 /** Submit, resending through 503s (right after start-up the gateway may not have seen the worker's heartbeat yet). */
 async function submitAccepted(url: string, image: Buffer): Promise<string> {
-  const res = await until('the gateway to accept the job', async () => {
-    const r = await submit(url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
-    if (r.status === 503) {
-      await r.body?.cancel();
-      return undefined;
-    }
-    return r;
-  }, 30_000, 200);
+  const res = await until(
+    'the gateway to accept the job',
+    async () => {
+      const r = await submit(url, image, { engine: 'slow', format: 'png' }, 'a.png', 'image/png');
+      if (r.status === 503) {
+        await r.body?.cancel();
+        return undefined;
+      }
+      return r;
+    },
+    30_000,
+    200,
+  );
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
 }
@@ -49,7 +63,9 @@ describe('a result computed while Redis was away is kept', () => {
       STALLED_INTERVAL_MS: '500',
     });
     await worker.waitForLog((r) => r.msg === 'worker ready');
-    image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } }).png().toBuffer();
+    image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } })
+      .png()
+      .toBuffer();
   }, 60_000);
 
   afterAll(async () => {
@@ -81,7 +97,7 @@ describe('a result computed while Redis was away is kept', () => {
   }, 90_000);
 });
 
-describe('a dead or frozen worker\'s job runs again within 15 s (default lock, stalled and heartbeat settings)', () => {
+describe("a dead or frozen worker's job runs again within 15 s (default lock, stalled and heartbeat settings)", () => {
   let redis: TestRedis;
   let gw: RunningGateway;
   let cfgDir: string;
@@ -90,7 +106,12 @@ describe('a dead or frozen worker\'s job runs again within 15 s (default lock, s
 
   const spawnWorker = async (): Promise<RunningWorker> => {
     // Defaults for everything recovery depends on (startWorker's test default heartbeat is faster).
-    const w = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: join(cfgDir, 'worker.json'), HEARTBEAT_MS: '2000' });
+    const w = await startWorker({
+      REDIS_URL: redis.url,
+      STORAGE_DIR: gw.storageDir,
+      WORKER_CONFIG: join(cfgDir, 'worker.json'),
+      HEARTBEAT_MS: '2000',
+    });
     workers.push(w);
     await w.waitForLog((r) => r.msg === 'worker ready');
     return w;
@@ -102,7 +123,9 @@ describe('a dead or frozen worker\'s job runs again within 15 s (default lock, s
     cfgDir = mkdtempSync(join(tmpdir(), 'pe-wcfg-'));
     writeFileSync(join(cfgDir, 'worker.json'), JSON.stringify({ engines: [fixtureEngine('slow', 'sleep', 4000)] }));
     await Promise.all([spawnWorker(), spawnWorker()]);
-    image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } }).png().toBuffer();
+    image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#446688' } })
+      .png()
+      .toBuffer();
   }, 90_000);
 
   afterAll(async () => {
@@ -119,12 +142,21 @@ describe('a dead or frozen worker\'s job runs again within 15 s (default lock, s
   async function rerunAfter(signal: NodeJS.Signals): Promise<{ id: string; victim: RunningWorker; rerunMs: number }> {
     const id = await submitAccepted(gw.url, image);
     const client = redis.client();
-    const first = await until('a worker to take the job', () => lockHolder(client, 'slow', id).then((h) => (h?.pid ? h : undefined)), 30_000);
+    const first = await until(
+      'a worker to take the job',
+      () => lockHolder(client, 'slow', id).then((h) => (h?.pid ? h : undefined)),
+      30_000,
+    );
     const victim = workers.find((w) => w.pid === first.pid)!;
     expect(victim).toBeDefined();
     victim.proc.kill(signal);
     const at = Date.now();
-    await until('another worker to run the job', () => lockHolder(client, 'slow', id).then((h) => h && h.token !== first.token && h.pid !== victim.pid), 40_000, 50);
+    await until(
+      'another worker to run the job',
+      () => lockHolder(client, 'slow', id).then((h) => h && h.token !== first.token && h.pid !== victim.pid),
+      40_000,
+      50,
+    );
     return { id, victim, rerunMs: Date.now() - at };
   }
 

@@ -44,7 +44,10 @@ const MODES: Record<string, () => Promise<Servers>> = {
   },
 };
 
-const ENGINES = [fixtureEngine('paced', 'resize', 50, { poolSize: 2 }), fixtureEngine('slow', 'sleep', 30_000, { poolSize: 1, stopGraceMs: 1000 })];
+const ENGINES = [
+  fixtureEngine('paced', 'resize', 50, { poolSize: 2 }),
+  fixtureEngine('slow', 'sleep', 30_000, { poolSize: 1, stopGraceMs: 1000 }),
+];
 // No OVERLOADED self-protection here: on a loaded test machine event-loop delay would add 503s unrelated to Redis.
 const GATEWAY = { knownEngines: ['paced', 'slow'], defaultEngine: 'paced', maxEventLoopDelayMs: 0 };
 
@@ -77,7 +80,11 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
     const view = await waitForStatus(gw.url, accepted.id, ['completed', 'failed']);
     expect(view.status).toBe('completed');
     // The first SSE client of an engine starts this gateway's event reader for it (live events: the batch below).
-    const events = await readSse(await fetch(`${gw.url}/v1/jobs/${accepted.id}/events`), (evs) => evs.some((e) => e.event === 'status'), 10_000);
+    const events = await readSse(
+      await fetch(`${gw.url}/v1/jobs/${accepted.id}/events`),
+      (evs) => evs.some((e) => e.event === 'status'),
+      10_000,
+    );
     expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'completed' } });
     const dl = await fetch(`${gw.url}${accepted.links.result}`);
     expect(dl.status).toBe(200);
@@ -91,13 +98,22 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
     form.append('scale', '1');
     for (let i = 0; i < 3; i++) form.append('images', new Blob([jpeg], { type: 'image/jpeg' }), `b${i}.jpg`);
     const batch = await acceptedBody<BatchAccepted>(await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form }));
-    const events = await readSse(await fetch(`${gw.url}/v1/batches/${batch.id}/events`), (evs) => evs.some((e) => e.event === 'status' && (e.data as { status: string }).status === 'completed'), 30_000);
+    const events = await readSse(
+      await fetch(`${gw.url}/v1/batches/${batch.id}/events`),
+      (evs) => evs.some((e) => e.event === 'status' && (e.data as { status: string }).status === 'completed'),
+      30_000,
+    );
     expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'completed' } });
     expect(events.filter((e) => e.event === 'item' && (e.data as { status: string }).status === 'completed')).toHaveLength(3);
-    const done = await until('the batch to finish', async () => {
-      const v = (await (await fetch(`${gw.url}/v1/batches/${batch.id}`)).json()) as BatchView;
-      return v.status === 'completed' ? v : undefined;
-    }, 60_000, 100);
+    const done = await until(
+      'the batch to finish',
+      async () => {
+        const v = (await (await fetch(`${gw.url}/v1/batches/${batch.id}`)).json()) as BatchView;
+        return v.status === 'completed' ? v : undefined;
+      },
+      60_000,
+      100,
+    );
     expect(done.counts.completed).toBe(3);
     const zip = await fetch(`${gw.url}${batch.links.results}`);
     expect(zip.status).toBe(200);
@@ -111,7 +127,11 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
       const form = new FormData();
       form.append('scale', '1');
       form.append('image', new Blob([photo], { type: 'image/jpeg' }), 'p.jpg');
-      return fetch(`${gw.url}/v1/jobs`, { method: 'POST', body: form, headers: { 'idempotency-key': `modes-${mode.replace(/\W/g, '')}-1` } });
+      return fetch(`${gw.url}/v1/jobs`, {
+        method: 'POST',
+        body: form,
+        headers: { 'idempotency-key': `modes-${mode.replace(/\W/g, '')}-1` },
+      });
     };
     const first = await acceptedBody(await post());
     const res = await post();
@@ -125,10 +145,14 @@ describe.each(Object.keys(MODES))('Redis %s', (mode) => {
     const { id } = (await res.json()) as Accepted;
     await waitForStatus(gw.url, id, ['active']);
     // Running in its engine (not still waiting for the engine to start), so the stop must come over pub/sub.
-    await until('the slow engine to be busy', async () => {
-      const sys = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
-      return sys.hosts.some((h) => h.processes.some((p) => p.profile === 'slow' && p.state === 'busy'));
-    }, 30_000);
+    await until(
+      'the slow engine to be busy',
+      async () => {
+        const sys = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
+        return sys.hosts.some((h) => h.processes.some((p) => p.profile === 'slow' && p.state === 'busy'));
+      },
+      30_000,
+    );
     expect((await fetch(`${gw.url}/v1/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
     await worker.waitForLog((r) => r.jobId === id && String(r.reason).startsWith('JOB_CANCELED'), 20_000);
   });
@@ -159,24 +183,58 @@ describe('Redis settings', () => {
   };
 
   it('each mode parses into one target that both apps share', () => {
-    const env = { REDIS_SENTINELS: '10.0.0.1:26379, 10.0.0.2:26379', REDIS_SENTINEL_MASTER: 'pe', REDIS_PASSWORD: 'data-pw', REDIS_SENTINEL_PASSWORD: 'sentinel-pw' };
-    const expected = { mode: 'sentinel', masterName: 'pe', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }], password: 'data-pw', sentinelPassword: 'sentinel-pw' };
+    const env = {
+      REDIS_SENTINELS: '10.0.0.1:26379, 10.0.0.2:26379',
+      REDIS_SENTINEL_MASTER: 'pe',
+      REDIS_PASSWORD: 'data-pw',
+      REDIS_SENTINEL_PASSWORD: 'sentinel-pw',
+    };
+    const expected = {
+      mode: 'sentinel',
+      masterName: 'pe',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '10.0.0.2', port: 26379 },
+      ],
+      password: 'data-pw',
+      sentinelPassword: 'sentinel-pw',
+    };
     expect(loadGatewayConfig({ env }).redis).toEqual(expected);
     expect(loadWorkerConfig({ env }).redis).toEqual(expected);
-    expect(loadGatewayConfig({ env: { REDIS_CLUSTER_NODES: '10.0.0.1:7000,[::1]:7001' } }).redis).toEqual({ mode: 'cluster', nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '::1', port: 7001 }] });
+    expect(loadGatewayConfig({ env: { REDIS_CLUSTER_NODES: '10.0.0.1:7000,[::1]:7001' } }).redis).toEqual({
+      mode: 'cluster',
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '::1', port: 7001 },
+      ],
+    });
     expect(loadWorkerConfig({ env: { REDIS_URL: '/tmp/r.sock' } }).redis).toEqual({ mode: 'single', url: '/tmp/r.sock' });
   });
 
   it('bad combinations are configuration errors naming the variables', () => {
-    expect(gatewayProblems({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_MASTER: 'pe', REDIS_CLUSTER_NODES: 'b:2' })).toMatch(/REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set/);
+    expect(gatewayProblems({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_MASTER: 'pe', REDIS_CLUSTER_NODES: 'b:2' })).toMatch(
+      /REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set/,
+    );
     expect(gatewayProblems({ REDIS_SENTINELS: 'a:1' })).toMatch(/REDIS_SENTINEL_MASTER is required with REDIS_SENTINELS/);
-    expect(gatewayProblems({ REDIS_URL: 'redis://x:6379', REDIS_SENTINEL_MASTER: 'pe' })).toMatch(/REDIS_SENTINEL_MASTER needs REDIS_SENTINELS/);
-    expect(gatewayProblems({ REDIS_URL: 'redis://x:6379', REDIS_CLUSTER_NODES: 'a:1' })).toMatch(/REDIS_URL is for one Redis node; with REDIS_CLUSTER_NODES leave it unset/);
-    expect(gatewayProblems({ REDIS_CLUSTER_NODES: 'a:1,nonsense' })).toMatch(/REDIS_CLUSTER_NODES must be a comma list of host:port.*"nonsense"/);
-    expect(gatewayProblems({ REDIS_URL: 'redis://:pw@x:6379', REDIS_PASSWORD: 'pw2' })).toMatch(/password is set twice, in REDIS_URL and in REDIS_PASSWORD/);
+    expect(gatewayProblems({ REDIS_URL: 'redis://x:6379', REDIS_SENTINEL_MASTER: 'pe' })).toMatch(
+      /REDIS_SENTINEL_MASTER needs REDIS_SENTINELS/,
+    );
+    expect(gatewayProblems({ REDIS_URL: 'redis://x:6379', REDIS_CLUSTER_NODES: 'a:1' })).toMatch(
+      /REDIS_URL is for one Redis node; with REDIS_CLUSTER_NODES leave it unset/,
+    );
+    expect(gatewayProblems({ REDIS_CLUSTER_NODES: 'a:1,nonsense' })).toMatch(
+      /REDIS_CLUSTER_NODES must be a comma list of host:port.*"nonsense"/,
+    );
+    expect(gatewayProblems({ REDIS_URL: 'redis://:pw@x:6379', REDIS_PASSWORD: 'pw2' })).toMatch(
+      /password is set twice, in REDIS_URL and in REDIS_PASSWORD/,
+    );
     expect(gatewayProblems({ REDIS_URL: 'redis://x', REDIS_WAIT_REPLICAS: 'one' })).toMatch(/REDIS_WAIT_REPLICAS/);
-    expect(gatewayProblems({})).toMatch(/REDIS_URL \(environment\) is required.*REDIS_SENTINELS \+ REDIS_SENTINEL_MASTER.*REDIS_CLUSTER_NODES/);
-    expect(() => loadWorkerConfig({ env: { REDIS_SENTINELS: 'a:1' } })).toThrow(/worker: invalid configuration[\s\S]*REDIS_SENTINEL_MASTER/);
+    expect(gatewayProblems({})).toMatch(
+      /REDIS_URL \(environment\) is required.*REDIS_SENTINELS \+ REDIS_SENTINEL_MASTER.*REDIS_CLUSTER_NODES/,
+    );
+    expect(() => loadWorkerConfig({ env: { REDIS_SENTINELS: 'a:1' } })).toThrow(
+      /worker: invalid configuration[\s\S]*REDIS_SENTINEL_MASTER/,
+    );
   });
 });
 
@@ -189,7 +247,12 @@ describe('photoenhance start with REDIS_SENTINELS', () => {
     });
     try {
       expect(launcher.output()).toContain(`using Redis via REDIS_SENTINELS=${s.env.REDIS_SENTINELS}`);
-      expect(launcher.state().children.map((c) => c.name).sort()).toEqual(['gateway', 'worker']);
+      expect(
+        launcher
+          .state()
+          .children.map((c) => c.name)
+          .sort(),
+      ).toEqual(['gateway', 'worker']);
       expect((await fetch(`${launcher.url}/readyz`)).status).toBe(200);
       // The worker's heartbeat is on the Sentinel master.
       expect(await s.master.client().zcard(keys.hostIndex)).toBe(1);
@@ -275,10 +338,14 @@ describe('Redis Sentinel: durability and failover', () => {
     const refusedView = (await (await fetch(`${gw.url}/v1/jobs/${refusedId}`)).json()) as { status: string | number; code?: string };
     expect(refusedView.status === 'canceled' || refusedView.code === 'JOB_EXPIRED').toBe(true);
     expect((await fetch(`${gw.url}/v1/jobs/${refusedId}/result`)).status).not.toBe(200);
-    const settled = await until('the withdrawn job to be gone or finished', async () => {
-      const h = await m.hgetall(`${keys.queueBase('paced')}:${refusedId}`);
-      return Object.keys(h).length === 0 || h.finishedOn ? h : undefined;
-    }, 30_000);
+    const settled = await until(
+      'the withdrawn job to be gone or finished',
+      async () => {
+        const h = await m.hgetall(`${keys.queueBase('paced')}:${refusedId}`);
+        return Object.keys(h).length === 0 || h.finishedOn ? h : undefined;
+      },
+      30_000,
+    );
     expect(settled.returnvalue).toBeUndefined();
     await waitForStatus(gw.url, id, ['completed']);
   });
@@ -287,7 +354,10 @@ describe('Redis Sentinel: durability and failover', () => {
     const { gw, worker } = stack;
     const photo = await smallPhoto('jpeg', 40);
     const before = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
-    const enginePids = before.hosts.find((h) => h.pid === worker.pid)!.processes.map((p) => p.pid).filter(Boolean);
+    const enginePids = before.hosts
+      .find((h) => h.pid === worker.pid)!
+      .processes.map((p) => p.pid)
+      .filter(Boolean);
 
     const accepted: Array<{ id: string; start: number; at: number }> = [];
     const answers: Array<{ at: number; status: number; code?: string; retryAfter: string | null; ms: number }> = [];
@@ -304,7 +374,13 @@ describe('Redis Sentinel: durability and failover', () => {
         form.append('image', new Blob([photo], { type: 'image/jpeg' }), 'f.jpg');
         const res = await fetch(`${gw.url}/v1/jobs`, { method: 'POST', body: form, signal: AbortSignal.timeout(15_000) });
         const body = (await res.json()) as { id?: string; code?: string };
-        answers.push({ at: t0, status: res.status, ...(body.code ? { code: body.code } : {}), retryAfter: res.headers.get('retry-after'), ms: Date.now() - t0 });
+        answers.push({
+          at: t0,
+          status: res.status,
+          ...(body.code ? { code: body.code } : {}),
+          retryAfter: res.headers.get('retry-after'),
+          ms: Date.now() - t0,
+        });
         if (res.status === 202) accepted.push({ id: body.id!, start: t0, at: Date.now() });
         else await new Promise((r) => setTimeout(r, 100));
       }
@@ -330,7 +406,9 @@ describe('Redis Sentinel: durability and failover', () => {
     await Promise.all(running);
 
     // Every answer was a 202 or a 503 with Retry-After and a catalogue code; none hung (fetch would have thrown).
-    const odd = answers.filter((a) => a.status !== 202 && !(a.status === 503 && a.retryAfter && ['REDIS_UNAVAILABLE', 'NOT_REPLICATED'].includes(a.code ?? '')));
+    const odd = answers.filter(
+      (a) => a.status !== 202 && !(a.status === 503 && a.retryAfter && ['REDIS_UNAVAILABLE', 'NOT_REPLICATED'].includes(a.code ?? '')),
+    );
     expect(odd).toEqual([]);
     const gap = answers.filter((a) => a.at >= killedAt && a.status === 503);
     expect(gap.length).toBeGreaterThan(0);
@@ -373,6 +451,9 @@ describe('Redis Sentinel: durability and failover', () => {
     const after = (await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] };
     const host = after.hosts.find((h) => h.pid === worker.pid);
     expect(host).toBeDefined();
-    expect({ pids: host!.processes.map((p) => p.pid).filter((p) => enginePids.includes(p)), recycles: host!.recycleEvents ?? [] }).toEqual({ pids: enginePids, recycles: [] });
+    expect({ pids: host!.processes.map((p) => p.pid).filter((p) => enginePids.includes(p)), recycles: host!.recycleEvents ?? [] }).toEqual({
+      pids: enginePids,
+      recycles: [],
+    });
   }, 240_000);
 });

@@ -51,7 +51,10 @@ function startRole(role: 'gateway' | 'worker', env: NodeJS.ProcessEnv): RoleProc
           if (re.test(out)) finish(undefined);
           else if (done) finish(new Error(`photoenhance ${role} exited before printing ${re}:\n${out}`));
         };
-        const timer = setTimeout(() => finish(new Error(`photoenhance ${role} did not print ${re} within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+        const timer = setTimeout(
+          () => finish(new Error(`photoenhance ${role} did not print ${re} within ${timeoutMs} ms:\n${out}`)),
+          timeoutMs,
+        );
         const finish = (err: Error | undefined): void => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -89,9 +92,23 @@ describe('photoenhance gateway / photoenhance worker (one role per host)', () =>
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     // The worker first, with no gateway anywhere: a worker host needs none.
-    worker = startRole('worker', cleanEnv({ REDIS_URL: redis.url, STORAGE_DIR: storage, WORKER_CONFIG: workerCfg, HOST_ID: 'role-test-worker', ENFORCEMENT: 'watchdog', HEARTBEAT_MS: '300', LOG_LEVEL: 'info' }));
+    worker = startRole(
+      'worker',
+      cleanEnv({
+        REDIS_URL: redis.url,
+        STORAGE_DIR: storage,
+        WORKER_CONFIG: workerCfg,
+        HOST_ID: 'role-test-worker',
+        ENFORCEMENT: 'watchdog',
+        HEARTBEAT_MS: '300',
+        LOG_LEVEL: 'info',
+      }),
+    );
     await worker.waitFor(/"msg":"worker ready"/, 90_000);
-    gateway = startRole('gateway', cleanEnv({ REDIS_URL: redis.url, STORAGE_DIR: storage, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' }));
+    gateway = startRole(
+      'gateway',
+      cleanEnv({ REDIS_URL: redis.url, STORAGE_DIR: storage, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' }),
+    );
     await gateway.waitFor(/gateway listening on/, 90_000);
   }, 200_000);
 
@@ -102,10 +119,15 @@ describe('photoenhance gateway / photoenhance worker (one role per host)', () =>
   }, 60_000);
 
   it('the gateway role lists the worker role (its HOST_ID) as a live host', async () => {
-    const hosts = await until('the worker to publish its host state', async () => {
-      const body = (await (await fetch(`${url}/v1/system`)).json()) as { hosts: Array<{ hostId: string }> };
-      return body.hosts.length ? body.hosts : undefined;
-    }, 30_000, 200);
+    const hosts = await until(
+      'the worker to publish its host state',
+      async () => {
+        const body = (await (await fetch(`${url}/v1/system`)).json()) as { hosts: Array<{ hostId: string }> };
+        return body.hosts.length ? body.hosts : undefined;
+      },
+      30_000,
+      200,
+    );
     expect(hosts.map((h) => h.hostId)).toEqual(['role-test-worker']);
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
   });
@@ -152,7 +174,10 @@ describe('role commands refuse bad configuration with exit 78 and the setting na
   }, 70_000);
 
   it('worker with a bad ADMISSION_MAX_USED_RATIO', async () => {
-    const r = await runCli(['worker'], { env: cleanEnv({ REDIS_URL: 'redis://127.0.0.1:1/0', ADMISSION_MAX_USED_RATIO: '7' }), timeoutMs: 60_000 });
+    const r = await runCli(['worker'], {
+      env: cleanEnv({ REDIS_URL: 'redis://127.0.0.1:1/0', ADMISSION_MAX_USED_RATIO: '7' }),
+      timeoutMs: 60_000,
+    });
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/ADMISSION_MAX_USED_RATIO/);
   }, 70_000);

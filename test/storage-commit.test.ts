@@ -20,7 +20,14 @@ for (const storage of ['local', 's3'] as const) {
       dir = mkdtempSync(join(tmpdir(), 'pe-late-'));
       stack = await startStack({
         storage,
-        engines: [{ name: 'late', kind: 'oneshot', command: [process.execPath, LATE, '{input}', '{output}'], env: { LATE_TRIGGER: join(dir, 'go'), LATE_DONE: join(dir, 'done') } }],
+        engines: [
+          {
+            name: 'late',
+            kind: 'oneshot',
+            command: [process.execPath, LATE, '{input}', '{output}'],
+            env: { LATE_TRIGGER: join(dir, 'go'), LATE_DONE: join(dir, 'done') },
+          },
+        ],
         gateway: { knownEngines: ['late'], defaultEngine: 'late', maxEventLoopDelayMs: 0 },
       });
     });
@@ -39,7 +46,12 @@ for (const storage of ['local', 's3'] as const) {
       expect(before.subarray(1, 4).toString()).toBe('PNG');
       // The orphan writes now, after the result was published.
       writeFileSync(join(dir, 'go'), 'go');
-      const what = await until('the orphan tried its late write', () => (existsSync(join(dir, 'done')) ? readFileSync(join(dir, 'done'), 'utf8') : undefined), 30_000, 20);
+      const what = await until(
+        'the orphan tried its late write',
+        () => (existsSync(join(dir, 'done')) ? readFileSync(join(dir, 'done'), 'utf8') : undefined),
+        30_000,
+        20,
+      );
       const after = Buffer.from(await (await fetch(`${stack.gw.url}/v1/jobs/${id}/result`)).arrayBuffer());
       expect(after.toString()).not.toBe('LATE WRITE');
       expect(after.equals(before)).toBe(true);

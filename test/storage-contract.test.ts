@@ -5,7 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalStorage, PARTIAL_DIR, StorageConfigError, StorageUnavailableError, UploadTooLargeError, createStorage, ownerTag, type Storage } from '@photoenhance/storage';
+import {
+  type LocalStorage,
+  PARTIAL_DIR,
+  StorageConfigError,
+  StorageUnavailableError,
+  UploadTooLargeError,
+  createStorage,
+  ownerTag,
+  type Storage,
+} from '@photoenhance/storage';
 import { startTestS3, type TestS3 } from './support/s3.js';
 
 /**
@@ -45,12 +54,14 @@ async function readAll(stream: Readable): Promise<Buffer> {
 /** A source that counts how many chunks were pulled from it. */
 function countingSource(chunk: Buffer, count: number): { stream: Readable; pulled: () => number } {
   let pulled = 0;
-  const stream = Readable.from((function* () {
-    for (let i = 0; i < count; i++) {
-      pulled++;
-      yield chunk;
-    }
-  })());
+  const stream = Readable.from(
+    (function* () {
+      for (let i = 0; i < count; i++) {
+        pulled++;
+        yield chunk;
+      }
+    })(),
+  );
   return { stream, pulled: () => pulled };
 }
 
@@ -69,7 +80,11 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
     for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
     const head = Buffer.from('HEAD');
     const hash = createHash('sha256');
-    const bytes = await st.writeStream('j_a/input.jpg', Readable.from([body.subarray(0, 1000), body.subarray(1000)]), { limit: 50 * MiB, head, hash });
+    const bytes = await st.writeStream('j_a/input.jpg', Readable.from([body.subarray(0, 1000), body.subarray(1000)]), {
+      limit: 50 * MiB,
+      head,
+      hash,
+    });
     const whole = Buffer.concat([head, body]);
     expect(bytes).toBe(whole.length);
     expect(hash.digest('hex')).toBe(createHash('sha256').update(whole).digest('hex'));
@@ -91,15 +106,19 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
     // 200 MiB offered: stopped soon after the 7 MiB limit (a part in flight plus stream buffers at most).
     expect(src.pulled()).toBeLessThan(30);
     expect(await st.stat('j_big/input.jpg')).toBeUndefined();
-    await expect(st.writeStream('j_big2/input.jpg', Readable.from([Buffer.alloc(10)]), { limit: 4, head: Buffer.alloc(5) })).rejects.toBeInstanceOf(UploadTooLargeError);
+    await expect(
+      st.writeStream('j_big2/input.jpg', Readable.from([Buffer.alloc(10)]), { limit: 4, head: Buffer.alloc(5) }),
+    ).rejects.toBeInstanceOf(UploadTooLargeError);
     expect(await st.stat('j_big2/input.jpg')).toBeUndefined();
   });
 
   it('a source that fails mid-way publishes nothing', async () => {
-    const failing = Readable.from((function* () {
-      yield Buffer.alloc(1000, 2);
-      throw new Error('client went away');
-    })());
+    const failing = Readable.from(
+      (function* () {
+        yield Buffer.alloc(1000, 2);
+        throw new Error('client went away');
+      })(),
+    );
     await expect(st.writeStream('j_fail/input.jpg', failing, { limit: MiB })).rejects.toThrow(/client went away/);
     expect(await st.stat('j_fail/input.jpg')).toBeUndefined();
   });
@@ -146,7 +165,11 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
   if (kind === 's3') {
     it('presigns a short-lived GET URL the client can fetch directly', async () => {
       await st.writeStream('j_e/output.jpg', Readable.from([Buffer.from('result bytes')]), { limit: 100 });
-      const url = await st.presign!('j_e/output.jpg', { expiresInSeconds: 60, contentDisposition: 'attachment; filename="x.jpg"', contentType: 'image/jpeg' });
+      const url = await st.presign!('j_e/output.jpg', {
+        expiresInSeconds: 60,
+        contentDisposition: 'attachment; filename="x.jpg"',
+        contentType: 'image/jpeg',
+      });
       const r = await fetch(url);
       expect(r.status).toBe(200);
       expect(r.headers.get('content-disposition')).toContain('x.jpg');
@@ -158,7 +181,9 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
       await s3.stop();
       try {
         await expect(st.stat('j_f/input.jpg')).rejects.toBeInstanceOf(StorageUnavailableError);
-        await expect(st.writeStream('j_f/other.jpg', Readable.from([Buffer.from('x')]), { limit: 100 })).rejects.toBeInstanceOf(StorageUnavailableError);
+        await expect(st.writeStream('j_f/other.jpg', Readable.from([Buffer.from('x')]), { limit: 100 })).rejects.toBeInstanceOf(
+          StorageUnavailableError,
+        );
         await expect(st.check(2000)).rejects.toBeInstanceOf(StorageUnavailableError);
       } finally {
         await s3.start();
@@ -172,18 +197,33 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
       const badKey = createStorage({ ...base, awsAccessKeyId: 'NOT-A-KEY' });
       const away = createStorage({ ...base, s3Endpoint: 'http://127.0.0.1:9' });
       storages.push(noBucket, badKey, away);
-      await expect(noBucket.check(3000)).rejects.toMatchObject({ name: 'StorageConfigError', setting: 'STORAGE_URL', message: expect.stringMatching(/bucket "no-such-bucket".*does not exist/) });
-      await expect(badKey.check(3000)).rejects.toMatchObject({ name: 'StorageConfigError', setting: 'AWS_ACCESS_KEY_ID', message: expect.stringMatching(/rejected the credentials/) });
+      await expect(noBucket.check(3000)).rejects.toMatchObject({
+        name: 'StorageConfigError',
+        setting: 'STORAGE_URL',
+        message: expect.stringMatching(/bucket "no-such-bucket".*does not exist/),
+      });
+      await expect(badKey.check(3000)).rejects.toMatchObject({
+        name: 'StorageConfigError',
+        setting: 'AWS_ACCESS_KEY_ID',
+        message: expect.stringMatching(/rejected the credentials/),
+      });
       // At run time (keys revoked under a running system) the same is a retryable outage, not a crash.
-      await expect(badKey.writeStream('j_x/input.jpg', Readable.from([Buffer.from('x')]), { limit: 10 })).rejects.toMatchObject({ name: 'StorageUnavailableError', setting: 'AWS_ACCESS_KEY_ID' });
+      await expect(badKey.writeStream('j_x/input.jpg', Readable.from([Buffer.from('x')]), { limit: 10 })).rejects.toMatchObject({
+        name: 'StorageUnavailableError',
+        setting: 'AWS_ACCESS_KEY_ID',
+      });
       const t0 = Date.now();
-      await expect(away.check(3000)).rejects.toMatchObject({ name: 'StorageUnavailableError', setting: 'S3_ENDPOINT', message: expect.stringMatching(/S3_ENDPOINT.*unreachable/) });
+      await expect(away.check(3000)).rejects.toMatchObject({
+        name: 'StorageUnavailableError',
+        setting: 'S3_ENDPOINT',
+        message: expect.stringMatching(/S3_ENDPOINT.*unreachable/),
+      });
       expect(Date.now() - t0).toBeLessThan(10_000);
     });
   }
 
   if (kind === 'local') {
-    it('start-up removes a dead process\'s partial uploads, never a live one\'s', async () => {
+    it("start-up removes a dead process's partial uploads, never a live one's", async () => {
       const local = st as LocalStorage;
       mkdirSync(join(local.root, PARTIAL_DIR), { recursive: true });
       // A pid that existed and is gone now.
@@ -207,7 +247,10 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
     it('an unwritable folder is a configuration error naming STORAGE_DIR', async () => {
       const file = join(tempDir(), 'a-file');
       writeFileSync(file, 'x');
-      await expect(createStorage({ storageDir: join(file, 'sub') }).check()).rejects.toMatchObject({ name: 'StorageConfigError', setting: 'STORAGE_DIR' });
+      await expect(createStorage({ storageDir: join(file, 'sub') }).check()).rejects.toMatchObject({
+        name: 'StorageConfigError',
+        setting: 'STORAGE_DIR',
+      });
     });
   }
 });
@@ -216,14 +259,24 @@ describe('STORAGE_URL', () => {
   it('selects the backend and refuses what it cannot use, naming the variable', () => {
     expect(createStorage({ storageDir: '/tmp/x' }).kind).toBe('local');
     expect(createStorage({ storageUrl: '/tmp/y', storageDir: '/tmp/x' }).location).toBe('/tmp/y');
-    const s = createStorage({ storageUrl: 's3://my-bucket/a/b/', storageDir: '/tmp/x', s3Endpoint: 'http://127.0.0.1:1', awsAccessKeyId: 'k', awsSecretAccessKey: 's' });
+    const s = createStorage({
+      storageUrl: 's3://my-bucket/a/b/',
+      storageDir: '/tmp/x',
+      s3Endpoint: 'http://127.0.0.1:1',
+      awsAccessKeyId: 'k',
+      awsSecretAccessKey: 's',
+    });
     expect(s.kind).toBe('s3');
     expect(s.location).toBe('s3://my-bucket/a/b/');
     s.close();
     expect(() => createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).toThrow(StorageConfigError);
     expect(() => createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).toThrow(/STORAGE_URL/);
     expect(() => createStorage({ storageUrl: 'ftp://host/x', storageDir: '/tmp/x' })).toThrow(/STORAGE_URL/);
-    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', awsAccessKeyId: 'k' })).toThrow(/AWS_SECRET_ACCESS_KEY/);
-    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', s3Endpoint: 'localhost:9000' })).toThrow(/S3_ENDPOINT/);
+    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', awsAccessKeyId: 'k' })).toThrow(
+      /AWS_SECRET_ACCESS_KEY/,
+    );
+    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', s3Endpoint: 'localhost:9000' })).toThrow(
+      /S3_ENDPOINT/,
+    );
   });
 });

@@ -27,7 +27,18 @@ beforeAll(async () => {
   s3 = await startTestS3();
   gw = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'apps/gateway/src/main.ts')], {
     cwd: REPO,
-    env: { ...process.env, ...s3.env('rss'), STORAGE_DIR: join(tmpdir(), 'pe-unused'), REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', KNOWN_ENGINES: 'classic', ACCEPT_WITHOUT_WORKER: 'true', MAX_EVENT_LOOP_DELAY_MS: '0' },
+    env: {
+      ...process.env,
+      ...s3.env('rss'),
+      STORAGE_DIR: join(tmpdir(), 'pe-unused'),
+      REDIS_URL: redis.url,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      KNOWN_ENGINES: 'classic',
+      ACCEPT_WITHOUT_WORKER: 'true',
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   url = await new Promise<string>((resolve, reject) => {
@@ -87,7 +98,9 @@ it('a 50 MiB upload to S3 adds only a few MiB of gateway RSS', async () => {
   const { status, peak } = await upload(big);
   expect(status).toBe(202);
   const addedMiB = (peak - idle) / MiB;
-  process.stdout.write(`gateway RSS: idle ${(idle / MiB).toFixed(1)} MiB, peak during a 50 MiB upload to S3 ${(peak / MiB).toFixed(1)} MiB, +${addedMiB.toFixed(1)} MiB\n`);
+  process.stdout.write(
+    `gateway RSS: idle ${(idle / MiB).toFixed(1)} MiB, peak during a 50 MiB upload to S3 ${(peak / MiB).toFixed(1)} MiB, +${addedMiB.toFixed(1)} MiB\n`,
+  );
   expect(addedMiB).toBeLessThan(BOUND_MIB);
   // And the whole 50 MiB arrived in the bucket.
   const st = createStorage({ ...s3.settings('rss'), storageDir: '/nonexistent' });

@@ -88,7 +88,13 @@ describe('on S3-compatible storage', () => {
   });
 
   it('validation while streaming works as on a folder: 413 past the limit, 415 by content, 422 truncated; nothing stays in the bucket', async () => {
-    const gw = await startGateway(stack.redis.url, { ...stack.s3!.settings('jobs'), knownEngines: ['quick', 'slow'], defaultEngine: 'quick', maxUploadBytes: 6 * 1024 * 1024, maxEventLoopDelayMs: 0 });
+    const gw = await startGateway(stack.redis.url, {
+      ...stack.s3!.settings('jobs'),
+      knownEngines: ['quick', 'slow'],
+      defaultEngine: 'quick',
+      maxUploadBytes: 6 * 1024 * 1024,
+      maxEventLoopDelayMs: 0,
+    });
     extra.push(gw);
     const before = (await bucket.staleJobs(0, Date.now() + 1e9)).length;
     const photo = await smallPhoto('jpeg', 160);
@@ -106,7 +112,14 @@ describe('on S3-compatible storage', () => {
 
   it('RESULT_REDIRECT=presigned answers 302 to a short-lived URL of the bucket', async () => {
     const id = await completedJob();
-    const gw = await startGateway(stack.redis.url, { ...stack.s3!.settings('jobs'), knownEngines: ['quick', 'slow'], defaultEngine: 'quick', resultRedirect: 'presigned', presignExpiresSeconds: 60, maxEventLoopDelayMs: 0 });
+    const gw = await startGateway(stack.redis.url, {
+      ...stack.s3!.settings('jobs'),
+      knownEngines: ['quick', 'slow'],
+      defaultEngine: 'quick',
+      resultRedirect: 'presigned',
+      presignExpiresSeconds: 60,
+      maxEventLoopDelayMs: 0,
+    });
     extra.push(gw);
     const r = await fetch(`${gw.url}/v1/jobs/${id}/result`, { redirect: 'manual' });
     expect(r.status, await r.clone().text()).toBe(302);
@@ -137,24 +150,46 @@ describe('on S3-compatible storage', () => {
     const res = await fetch(`${stack.gw.url}/v1/batches`, { method: 'POST', body: form });
     expect(res.status).toBe(202);
     const accepted = (await res.json()) as { id: string; links: { self: string; results: string } };
-    await until('batch completed', async () => ((await (await fetch(`${stack.gw.url}${accepted.links.self}`)).json()) as { status: string }).status === 'completed', 30_000, 100);
+    await until(
+      'batch completed',
+      async () => ((await (await fetch(`${stack.gw.url}${accepted.links.self}`)).json()) as { status: string }).status === 'completed',
+      30_000,
+      100,
+    );
     const zip = await readZip(Buffer.from(await (await fetch(`${stack.gw.url}${accepted.links.results}`)).arrayBuffer()));
     expect([...zip.keys()].sort()).toEqual(['a_enhanced.jpg', 'b_enhanced.jpg']);
     expect(zip.get('a_enhanced.jpg')!.subarray(0, 2).toString('hex')).toBe('ffd8');
 
     const archive = new FormData();
     archive.append('scale', '1');
-    archive.append('archive', new Blob([await makeZip([{ name: 'x/one.jpg', data: jpeg }, { name: 'two.jpg', data: jpeg }])], { type: 'application/zip' }), 'photos.zip');
+    archive.append(
+      'archive',
+      new Blob(
+        [
+          await makeZip([
+            { name: 'x/one.jpg', data: jpeg },
+            { name: 'two.jpg', data: jpeg },
+          ]),
+        ],
+        { type: 'application/zip' },
+      ),
+      'photos.zip',
+    );
     const ar = await fetch(`${stack.gw.url}/v1/batches`, { method: 'POST', body: archive });
     expect(ar.status).toBe(202);
     const a2 = (await ar.json()) as { id: string; total: number; links: { self: string } };
     expect(a2.total).toBe(2);
-    await until('archive batch completed', async () => ((await (await fetch(`${stack.gw.url}${a2.links.self}`)).json()) as { status: string }).status === 'completed', 30_000, 100);
+    await until(
+      'archive batch completed',
+      async () => ((await (await fetch(`${stack.gw.url}${a2.links.self}`)).json()) as { status: string }).status === 'completed',
+      30_000,
+      100,
+    );
     // The archive itself is never published to the bucket.
     expect(await bucket.staleJobs(0, Date.now() + 1e9)).not.toContain(a2.id);
   });
 
-  it('DELETE removes the job\'s objects from the bucket', async () => {
+  it("DELETE removes the job's objects from the bucket", async () => {
     const id = await completedJob();
     expect(await bucket.stat(`${id}/output.jpg`)).toBeDefined();
     const r = await fetch(`${stack.gw.url}/v1/jobs/${id}`, { method: 'DELETE' });
@@ -164,8 +199,15 @@ describe('on S3-compatible storage', () => {
     expect((await fetch(`${stack.gw.url}/v1/jobs/${id}/result`)).status).toBe(410);
   });
 
-  it('TTL expiry deletes expired jobs\' objects and orphans the queue no longer knows', async () => {
-    const gw = await startGateway(stack.redis.url, { ...stack.s3!.settings('jobs'), knownEngines: ['quick', 'slow'], defaultEngine: 'quick', jobTtlSeconds: 1, sweepIntervalMs: 3_600_000, maxEventLoopDelayMs: 0 });
+  it("TTL expiry deletes expired jobs' objects and orphans the queue no longer knows", async () => {
+    const gw = await startGateway(stack.redis.url, {
+      ...stack.s3!.settings('jobs'),
+      knownEngines: ['quick', 'slow'],
+      defaultEngine: 'quick',
+      jobTtlSeconds: 1,
+      sweepIntervalMs: 3_600_000,
+      maxEventLoopDelayMs: 0,
+    });
     extra.push(gw);
     const res = await submit(gw.url, await smallPhoto('jpeg', 96), { scale: '1' });
     const { id } = (await res.json()) as { id: string };
@@ -173,10 +215,15 @@ describe('on S3-compatible storage', () => {
     // An orphan: files with no job record.
     const { Readable } = await import('node:stream');
     await bucket.writeStream('j_orphanorphanorphanorphan1/input.jpg', Readable.from([Buffer.from('x')]), { limit: 10 });
-    await until('the sweeper expires the job', async () => {
-      await gw.sweeper.sweepOnce(Date.now() + 5000);
-      return !(await bucket.stat(`${id}/output.jpg`));
-    }, 20_000, 300);
+    await until(
+      'the sweeper expires the job',
+      async () => {
+        await gw.sweeper.sweepOnce(Date.now() + 5000);
+        return !(await bucket.stat(`${id}/output.jpg`));
+      },
+      20_000,
+      300,
+    );
     expect(await bucket.stat(`${id}/input.jpg`)).toBeUndefined();
     expect(await bucket.stat('j_orphanorphanorphanorphan1/input.jpg')).toBeUndefined();
     const r = await fetch(`${gw.url}/v1/jobs/${id}`);
@@ -211,10 +258,15 @@ describe('on S3-compatible storage', () => {
 
       // Both jobs meet the outage: an attempt fails with the retryable code, and the job goes back to the queue.
       for (const id of ids) {
-        await until(`job ${id} records STORAGE_UNAVAILABLE`, async () => {
-          const v = (await (await fetch(`${stack.gw.url}/v1/jobs/${id}`)).json()) as { status: string; lastError?: { code: string } };
-          return v.lastError?.code === 'STORAGE_UNAVAILABLE' && v.status !== 'failed' ? v : undefined;
-        }, 30_000, 100);
+        await until(
+          `job ${id} records STORAGE_UNAVAILABLE`,
+          async () => {
+            const v = (await (await fetch(`${stack.gw.url}/v1/jobs/${id}`)).json()) as { status: string; lastError?: { code: string } };
+            return v.lastError?.code === 'STORAGE_UNAVAILABLE' && v.status !== 'failed' ? v : undefined;
+          },
+          30_000,
+          100,
+        );
       }
     } finally {
       await stack.s3!.start();

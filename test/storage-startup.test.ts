@@ -42,10 +42,23 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function run(app: 'gateway' | 'worker', env: Record<string, string>): { proc: ChildProcess; output: () => string; exited: Promise<number | null>; listening: Promise<string> } {
+function run(
+  app: 'gateway' | 'worker',
+  env: Record<string, string>,
+): { proc: ChildProcess; output: () => string; exited: Promise<number | null>; listening: Promise<string> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO, `apps/${app}/src/main.ts`)], {
     cwd: REPO,
-    env: { ...process.env, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ENFORCEMENT: 'watchdog', WORKER_CONFIG: '', MAX_EVENT_LOOP_DELAY_MS: '0', ...env },
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      ENFORCEMENT: 'watchdog',
+      WORKER_CONFIG: '',
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(proc);
@@ -75,10 +88,18 @@ const bounded = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
 describe('bad storage configuration is a start-up error naming the variable', () => {
   const base = (): Record<string, string> => ({ ...s3.env(), STORAGE_CHECK_TIMEOUT_MS: '1500', STORAGE_DIR: join(tmpdir(), 'pe-unused') });
   const cases: Array<[string, () => Record<string, string>, RegExp]> = [
-    ['missing bucket', () => ({ ...base(), STORAGE_URL: 's3://no-such-bucket/p' }), /STORAGE_URL.*no-such-bucket|no-such-bucket.*STORAGE_URL/],
+    [
+      'missing bucket',
+      () => ({ ...base(), STORAGE_URL: 's3://no-such-bucket/p' }),
+      /STORAGE_URL.*no-such-bucket|no-such-bucket.*STORAGE_URL/,
+    ],
     ['rejected credentials', () => ({ ...base(), AWS_ACCESS_KEY_ID: 'NOT-OUR-KEY' }), /AWS_ACCESS_KEY_ID/],
     ['unreachable endpoint', () => ({ ...base(), S3_ENDPOINT: 'http://127.0.0.1:9' }), /S3_ENDPOINT/],
-    ['endpoint that never answers', () => ({ ...base(), S3_ENDPOINT: `http://127.0.0.1:${(silent.address() as { port: number }).port}` }), /S3_ENDPOINT.*1500 ms/],
+    [
+      'endpoint that never answers',
+      () => ({ ...base(), S3_ENDPOINT: `http://127.0.0.1:${(silent.address() as { port: number }).port}` }),
+      /S3_ENDPOINT.*1500 ms/,
+    ],
   ];
   for (const [what, env, expected] of cases) {
     it(`${what}: gateway and worker refuse to start`, async () => {
@@ -95,23 +116,41 @@ describe('bad storage configuration is a start-up error naming the variable', ()
 
 it('settings that cannot work are configuration errors naming the variable, before anything connects', () => {
   const redisUrl = 'redis://127.0.0.1:1';
-  for (const load of [(env: Record<string, string>) => loadGatewayConfig({ env: { REDIS_URL: redisUrl, ...env } }), (env: Record<string, string>) => loadWorkerConfig({ env: { REDIS_URL: redisUrl, ...env } })]) {
+  for (const load of [
+    (env: Record<string, string>) => loadGatewayConfig({ env: { REDIS_URL: redisUrl, ...env } }),
+    (env: Record<string, string>) => loadWorkerConfig({ env: { REDIS_URL: redisUrl, ...env } }),
+  ]) {
     expect(() => load({ STORAGE_URL: 's3://Bad_Bucket/x' })).toThrow(/STORAGE_URL/);
     expect(() => load({ STORAGE_URL: 's3://good-bucket/x', AWS_ACCESS_KEY_ID: 'k' })).toThrow(/AWS_SECRET_ACCESS_KEY/);
     expect(() => load({ STORAGE_URL: 's3://good-bucket/x', S3_ENDPOINT: 'minio:9000' })).toThrow(/S3_ENDPOINT/);
     expect(() => load({ STORAGE_URL: 's3://good-bucket/x', S3_FORCE_PATH_STYLE: 'maybe' })).toThrow(/S3_FORCE_PATH_STYLE/);
   }
-  expect(() => loadGatewayConfig({ env: { REDIS_URL: redisUrl, RESULT_REDIRECT: 'presigned' } })).toThrow(/RESULT_REDIRECT=presigned needs object storage/);
-  expect(loadGatewayConfig({ env: { REDIS_URL: redisUrl, STORAGE_URL: 's3://good-bucket/x', RESULT_REDIRECT: 'presigned' } }).resultRedirect).toBe('presigned');
+  expect(() => loadGatewayConfig({ env: { REDIS_URL: redisUrl, RESULT_REDIRECT: 'presigned' } })).toThrow(
+    /RESULT_REDIRECT=presigned needs object storage/,
+  );
+  expect(
+    loadGatewayConfig({ env: { REDIS_URL: redisUrl, STORAGE_URL: 's3://good-bucket/x', RESULT_REDIRECT: 'presigned' } }).resultRedirect,
+  ).toBe('presigned');
 });
 
 /** A multipart upload written by hand, so the test decides when the rest of the file arrives. */
-function slowUpload(url: string, total: number): { sendRest(): void; abort(): void; response: Promise<{ status: number; body: string }>; sendFirst(head: Buffer): void } {
+function slowUpload(
+  url: string,
+  total: number,
+): { sendRest(): void; abort(): void; response: Promise<{ status: number; body: string }>; sendFirst(head: Buffer): void } {
   const boundary = '----pe-slow-upload';
   const u = new URL(`${url}/v1/jobs`);
-  const pre = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="scale"\r\n\r\n1\r\n--${boundary}\r\ncontent-disposition: form-data; name="image"; filename="slow.jpg"\r\ncontent-type: image/jpeg\r\n\r\n`);
+  const pre = Buffer.from(
+    `--${boundary}\r\ncontent-disposition: form-data; name="scale"\r\n\r\n1\r\n--${boundary}\r\ncontent-disposition: form-data; name="image"; filename="slow.jpg"\r\ncontent-type: image/jpeg\r\n\r\n`,
+  );
   const post = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': pre.length + total + post.length } });
+  const req = request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': pre.length + total + post.length },
+  });
   let sent = 0;
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
@@ -145,7 +184,7 @@ describe('partial uploads of a killed gateway', () => {
     await live?.close();
   });
 
-  it('are removed at the next start; a live gateway\'s upload in progress is kept and completes', async () => {
+  it("are removed at the next start; a live gateway's upload in progress is kept and completes", async () => {
     dir = mkdtempSync(join(tmpdir(), 'pe-partials-'));
     live = undefined;
     dirs.push(dir);
@@ -160,11 +199,16 @@ describe('partial uploads of a killed gateway', () => {
     const doomedUrl = await bounded(doomed.listening, 40_000, 'gateway start');
     const first = slowUpload(doomedUrl, total);
     first.sendFirst(photo);
-    const [left] = await until('the upload is being written', async () => {
-      const early = await Promise.race([first.response, new Promise((r) => setTimeout(r, 1))]);
-      if (early) throw new Error(`answered early: ${JSON.stringify(early)}; ${doomed.output().slice(-1000)}`);
-      return partials().length === 1 ? partials() : undefined;
-    }, 30_000, 20);
+    const [left] = await until(
+      'the upload is being written',
+      async () => {
+        const early = await Promise.race([first.response, new Promise((r) => setTimeout(r, 1))]);
+        if (early) throw new Error(`answered early: ${JSON.stringify(early)}; ${doomed.output().slice(-1000)}`);
+        return partials().length === 1 ? partials() : undefined;
+      },
+      30_000,
+      20,
+    );
     doomed.proc.kill('SIGKILL');
     await doomed.exited;
     first.abort();

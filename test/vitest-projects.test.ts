@@ -8,12 +8,18 @@ const run = promisify(execFile);
 const VITEST = join(REPO, 'node_modules/vitest/vitest.mjs');
 
 async function files(project?: string): Promise<string[]> {
-  const { stdout } = await run(process.execPath, [VITEST, 'list', '--filesOnly', ...(project ? ['--project', project] : [])], { cwd: REPO, timeout: 60_000 });
-  return stdout.split('\n').map((l) => l.replace(/^\[[^\]]+\]\s*/, '').trim()).filter((l) => l.endsWith('.test.ts'));
+  const { stdout } = await run(process.execPath, [VITEST, 'list', '--filesOnly', ...(project ? ['--project', project] : [])], {
+    cwd: REPO,
+    timeout: 60_000,
+  });
+  return stdout
+    .split('\n')
+    .map((l) => l.replace(/^\[[^\]]+\]\s*/, '').trim())
+    .filter((l) => l.endsWith('.test.ts'));
 }
 
 describe('vitest projects', () => {
-  it('`npm run test:unit` (--project unit) selects the packages\', engines\' and apps\' own suites and nothing from test/', async () => {
+  it("`npm run test:unit` (--project unit) selects the packages', engines' and apps' own suites and nothing from test/", async () => {
     const [unit, e2e, all] = await Promise.all([files('unit'), files('e2e'), files()]);
     expect(unit.length).toBeGreaterThan(0);
     for (const f of unit) expect(f).toMatch(/^(packages|engines|apps)\/[^/]+\/test\//);

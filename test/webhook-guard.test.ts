@@ -61,7 +61,17 @@ const REFUSED: Array<[string, RegExp]> = [
   ['not-an-ip', /not an IP address/],
 ];
 
-const PUBLIC = ['8.8.8.8', '1.1.1.1', '93.184.216.34', '2606:4700:4700::1111', '2001:4860:4860::8888', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', '2001:0:4136:e378:8000:63bf:f7f7:f7f7'];
+const PUBLIC = [
+  '8.8.8.8',
+  '1.1.1.1',
+  '93.184.216.34',
+  '2606:4700:4700::1111',
+  '2001:4860:4860::8888',
+  '::ffff:8.8.8.8',
+  '64:ff9b::808:808',
+  '2002:808:808::1',
+  '2001:0:4136:e378:8000:63bf:f7f7:f7f7',
+];
 
 describe('webhook address guard', () => {
   it.each(REFUSED)('refuses %s', (address, why) => {
@@ -73,7 +83,16 @@ describe('webhook address guard', () => {
   });
 
   it('refuses literal special-purpose hosts in submitted webhook URLs with WEBHOOK_URL_REFUSED', async () => {
-    for (const url of ['http://[::7f00:1]/hook', 'http://[::ffff:0:7f00:1]/', 'http://[2002:7f00:1::]/', 'http://[64:ff9b::7f00:1]/', 'http://[fec0::1]/', 'http://[100::1]/', 'http://2130706433/', 'http://0x7f.1/']) {
+    for (const url of [
+      'http://[::7f00:1]/hook',
+      'http://[::ffff:0:7f00:1]/',
+      'http://[2002:7f00:1::]/',
+      'http://[64:ff9b::7f00:1]/',
+      'http://[fec0::1]/',
+      'http://[100::1]/',
+      'http://2130706433/',
+      'http://0x7f.1/',
+    ]) {
       const err = await takeWebhook({ webhook: url }, { secret: 'a-secret-of-16-chars', allowPrivate: false }).catch((e: unknown) => e);
       expect(err, url).toBeInstanceOf(ApiError);
       expect((err as ApiError).code).toBe('WEBHOOK_URL_REFUSED');

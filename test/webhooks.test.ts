@@ -19,7 +19,11 @@ let worker: RunningWorker;
 let receiver: Server;
 let hookUrl: string;
 const fixture = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
-interface Received { headers: Record<string, string | string[] | undefined>; body: string; answered: number }
+interface Received {
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  answered: number;
+}
 const received: Received[] = [];
 /** Status codes the receiver answers, in order; then 200. */
 const script: number[] = [];
@@ -37,12 +41,23 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-  const common = { knownEngines: ['quick'], defaultEngine: 'quick', webhookSecret: SECRET, webhookAllowPrivate: true, webhookBackoffMs: 50 };
+  const common = {
+    knownEngines: ['quick'],
+    defaultEngine: 'quick',
+    webhookSecret: SECRET,
+    webhookAllowPrivate: true,
+    webhookBackoffMs: 50,
+  };
   gw = await startGateway(redis.url, common);
   // A second gateway on the same Redis: each event must still be delivered once.
   gw2 = await startGateway(redis.url, common, gw.storageDir);
   const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(cfg, JSON.stringify({ engines: [{ name: 'quick', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '50'], poolSize: 2 }] }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      engines: [{ name: 'quick', command: [process.execPath, fixture, '--mode', 'resize', '--delay-ms', '50'], poolSize: 2 }],
+    }),
+  );
   worker = await startWorker({ REDIS_URL: redis.url, STORAGE_DIR: gw.storageDir, WORKER_CONFIG: cfg });
   await worker.waitForLog((r) => r.msg === 'worker ready');
 });
@@ -69,7 +84,12 @@ describe('webhooks', () => {
     const res = await submit(gw.url, await smallPhoto('jpeg', 48), { scale: '1', webhook: hookUrl, webhookEvents: 'completed' });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const ok = await until('a successful delivery', () => received.find((r) => r.answered === 200 && JSON.parse(r.body).job?.id === id), 30_000, 50);
+    const ok = await until(
+      'a successful delivery',
+      () => received.find((r) => r.answered === 200 && JSON.parse(r.body).job?.id === id),
+      30_000,
+      50,
+    );
     const attempts = received.filter((r) => JSON.parse(r.body).job?.id === id);
     expect(attempts.map((r) => r.answered)).toEqual([500, 200]);
     const payload = verify(ok);
@@ -92,8 +112,17 @@ describe('webhooks', () => {
     const res = await fetch(`${gw.url}/v1/batches`, { method: 'POST', body: form });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const done = await until('batch completed webhook', () => received.find((r) => JSON.parse(r.body).id === `batch.completed.${id}`), 30_000, 50);
-    expect(verify(done)).toMatchObject({ subject: 'batch', event: 'completed', batch: { id, status: 'completed', counts: { completed: 2 } } });
+    const done = await until(
+      'batch completed webhook',
+      () => received.find((r) => JSON.parse(r.body).id === `batch.completed.${id}`),
+      30_000,
+      50,
+    );
+    expect(verify(done)).toMatchObject({
+      subject: 'batch',
+      event: 'completed',
+      batch: { id, status: 'completed', counts: { completed: 2 } },
+    });
     const progress = received.filter((r) => (JSON.parse(r.body) as WebhookPayload).id.startsWith(`batch.progress.${id}.`));
     expect(progress).toHaveLength(2);
     for (const p of progress) expect(verify(p).item?.status).toBe('completed');

@@ -31,7 +31,7 @@ describe('PSNR', () => {
     for (let y = 20; y < 30; y++) for (let x = 20; x < 30; x++) b.data.fill(60, (y * 40 + x) * 3, (y * 40 + x) * 3 + 3);
     expect(psnr(a, b, { left: 0, top: 0, width: 20, height: 20 })).toBe(Number.POSITIVE_INFINITY);
     expect(psnr(a, b, { left: 20, top: 20, width: 10, height: 10 })).toBeCloseTo(20 * Math.log10(255 / 10), 10);
-    expect(psnr(a, b)).toBeCloseTo(10 * Math.log10((255 * 255) / (100 * 100 / 1600)), 10);
+    expect(psnr(a, b)).toBeCloseTo(10 * Math.log10((255 * 255) / ((100 * 100) / 1600)), 10);
   });
 
   it('refuses images of different sizes', () => {
@@ -43,7 +43,10 @@ describe('PSNR', () => {
     const worse = join(dir, 'worse.png');
     await sharp(samplePhoto(2)).resize({ width: 480 }).png().toFile(truth);
     const m = await sharp(truth).metadata();
-    const half = await sharp(truth).resize(m.width! / 2, Math.round(m.height! / 2)).png().toBuffer();
+    const half = await sharp(truth)
+      .resize(m.width! / 2, Math.round(m.height! / 2))
+      .png()
+      .toBuffer();
     await sharp(half).resize(m.width!, m.height!, { kernel: 'cubic' }).png().toFile(worse);
     // compare writes the metric to stderr (and exits 1 when the images differ).
     const run = spawnSync(COMPARE, ['-metric', 'PSNR', truth, worse, 'null:'], { encoding: 'utf8' });

@@ -23,7 +23,9 @@ export interface Box {
 
 function sameSize(a: Rgb, b: Rgb): void {
   if (a.width !== b.width || a.height !== b.height || a.data.length !== b.data.length || a.data.length !== a.width * a.height * 3) {
-    throw new RangeError(`images differ in size or are not RGB: ${a.width}x${a.height} (${a.data.length} B) vs ${b.width}x${b.height} (${b.data.length} B)`);
+    throw new RangeError(
+      `images differ in size or are not RGB: ${a.width}x${a.height} (${a.data.length} B) vs ${b.width}x${b.height} (${b.data.length} B)`,
+    );
   }
 }
 
@@ -76,7 +78,8 @@ const C2 = (0.03 * 255) ** 2;
 function gaussianWeights(): Float32Array {
   const w = new Float32Array(2 * WINDOW_RADIUS + 1);
   let sum = 0;
-  for (let i = -WINDOW_RADIUS; i <= WINDOW_RADIUS; i++) sum += w[i + WINDOW_RADIUS] = Math.exp(-(i * i) / (2 * WINDOW_SIGMA * WINDOW_SIGMA));
+  for (let i = -WINDOW_RADIUS; i <= WINDOW_RADIUS; i++)
+    sum += w[i + WINDOW_RADIUS] = Math.exp(-(i * i) / (2 * WINDOW_SIGMA * WINDOW_SIGMA));
   for (let i = 0; i < w.length; i++) w[i]! /= sum;
   return w;
 }
@@ -119,7 +122,8 @@ export interface SsimMap {
 /** The SSIM map of two same-size RGB images (luma, Gaussian window). Images must be at least 11 × 11. */
 export function ssimMap(a: Rgb, b: Rgb): SsimMap {
   sameSize(a, b);
-  if (a.width < 2 * WINDOW_RADIUS + 1 || a.height < 2 * WINDOW_RADIUS + 1) throw new RangeError(`SSIM needs at least 11x11 pixels; got ${a.width}x${a.height}`);
+  if (a.width < 2 * WINDOW_RADIUS + 1 || a.height < 2 * WINDOW_RADIUS + 1)
+    throw new RangeError(`SSIM needs at least 11x11 pixels; got ${a.width}x${a.height}`);
   const { width, height } = a;
   const x = luma(a);
   const y = luma(b);

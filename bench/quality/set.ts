@@ -26,7 +26,11 @@ export interface Crop {
   inputs: Record<number, string>;
 }
 
-export const toRgb = (data: Buffer, width: number, height: number): Rgb => ({ data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height });
+export const toRgb = (data: Buffer, width: number, height: number): Rgb => ({
+  data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+  width,
+  height,
+});
 
 export async function readRgb(file: string | Buffer): Promise<Rgb> {
   const { data, info } = await sharp(file).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
@@ -51,7 +55,8 @@ export function boxShrink(img: Rgb, k: number): Rgb {
   return { data: out, width: w, height: h };
 }
 
-const inside = (f: FaceBox, r: Box): boolean => f.x >= r.left && f.y >= r.top && f.x + f.width <= r.left + r.width && f.y + f.height <= r.top + r.height;
+const inside = (f: FaceBox, r: Box): boolean =>
+  f.x >= r.left && f.y >= r.top && f.x + f.width <= r.left + r.width && f.y + f.height <= r.top + r.height;
 const overlaps = (f: FaceBox, r: Box, margin: number): boolean =>
   f.x - margin < r.left + r.width && f.x + f.width + margin > r.left && f.y - margin < r.top + r.height && f.y + f.height + margin > r.top;
 
@@ -87,7 +92,10 @@ export async function buildSet(o: SetOptions): Promise<Crop[]> {
   for (const n of samples) {
     const full = await readRgb(samplePhoto(n));
     const faces = await detector.detect(full, 50);
-    const grey = await sharp(Buffer.from(full.data), { raw: { width: full.width, height: full.height, channels: 3 } }).greyscale().raw().toBuffer();
+    const grey = await sharp(Buffer.from(full.data), { raw: { width: full.width, height: full.height, channels: 3 } })
+      .greyscale()
+      .raw()
+      .toBuffer();
     const clamp = (v: number, max: number): number => Math.max(0, Math.min(max, Math.round(v)));
     if (o.faceSamples.includes(n) && faces.length > 0) {
       // Centred on the best face (the detector sorts by score).
@@ -131,11 +139,20 @@ async function makeCrop(o: SetOptions, sample: number, kind: 'face' | 'plain', f
     inputs[k] = join(o.dir, `${name}-x${k}.png`);
     await writeRaw(boxShrink(truth, k), inputs[k]);
   }
-  const mine = kind === 'face' ? faces.filter((f) => inside(f, region)).map((f) => ({ left: f.x - region.left, top: f.y - region.top, width: f.width, height: f.height })) : [];
+  const mine =
+    kind === 'face'
+      ? faces
+          .filter((f) => inside(f, region))
+          .map((f) => ({ left: f.x - region.left, top: f.y - region.top, width: f.width, height: f.height }))
+      : [];
   return { name, sample, region, faces: mine, truth, truthFile, inputs };
 }
 
 export async function writeRaw(img: Rgb, file: string): Promise<void> {
-  const png = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  const png = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+    raw: { width: img.width, height: img.height, channels: 3 },
+  })
+    .png()
+    .toBuffer();
   await writeFile(file, png);
 }

@@ -27,7 +27,9 @@ function text(label: string, width: number, height: number, size = 13): Buffer {
 }
 
 async function tile(img: Rgb, r: Box): Promise<Buffer> {
-  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 3 } })
+  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+    raw: { width: img.width, height: img.height, channels: 3 },
+  })
     .extract({ left: r.left, top: r.top, width: r.width, height: r.height })
     .resize(TILE, Math.round((TILE * r.height) / r.width), { kernel: 'nearest' })
     .png()
@@ -48,5 +50,8 @@ export async function cropSheet(rows: SheetRow[], file: string): Promise<void> {
     for (const [i, im] of r.images.entries()) parts.push({ input: await tile(im.img, r.region), left: ROW_LABEL_W + i * (TILE + 2), top });
     top += h + 2;
   }
-  await sharp({ create: { width, height, channels: 3, background: '#000000' } }).composite(parts).png({ compressionLevel: 9 }).toFile(file);
+  await sharp({ create: { width, height, channels: 3, background: '#000000' } })
+    .composite(parts)
+    .png({ compressionLevel: 9 })
+    .toFile(file);
 }

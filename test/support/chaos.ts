@@ -2,7 +2,11 @@ import type { Redis } from 'ioredis';
 import { INSTANCES_KEY, KEY_PREFIX, queueName, type InstanceRecord } from '@photoenhance/queue';
 
 /** Which worker process holds a job's lock now (from the lock token and the instance registry), if any. */
-export async function lockHolder(redis: Redis, engine: string, jobId: string): Promise<{ token: string; pid: number | undefined } | undefined> {
+export async function lockHolder(
+  redis: Redis,
+  engine: string,
+  jobId: string,
+): Promise<{ token: string; pid: number | undefined } | undefined> {
   const token = await redis.get(`${KEY_PREFIX}:${queueName(engine)}:${jobId}:lock`);
   if (!token) return undefined;
   const workerId = token.slice(0, token.lastIndexOf(':'));

@@ -32,7 +32,15 @@ export function fakeNvidiaSmi() {
     dir,
     path,
     gpus(rows: FakeGpuRow[]): void {
-      put('gpus.csv', rows.map((g) => `${g.index}, ${g.uuid}, ${g.totalMiB}, ${g.usedMiB}, ${g.totalMiB - g.usedMiB}, ${g.util ?? 0}, ${g.name ?? 'NVIDIA Fake L4'}\n`).join(''));
+      put(
+        'gpus.csv',
+        rows
+          .map(
+            (g) =>
+              `${g.index}, ${g.uuid}, ${g.totalMiB}, ${g.usedMiB}, ${g.totalMiB - g.usedMiB}, ${g.util ?? 0}, ${g.name ?? 'NVIDIA Fake L4'}\n`,
+          )
+          .join(''),
+      );
     },
     apps(rows: Array<{ pid: number; uuid: string; usedMiB: number }>): void {
       put('apps.csv', rows.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}\n`).join(''));

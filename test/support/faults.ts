@@ -32,14 +32,21 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
   });
   const output: string[] = [];
   for (const s of [proc.stdout!, proc.stderr!]) s.on('data', (d: Buffer) => output.push(...d.toString().split('\n').filter(Boolean)));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const url = `http://127.0.0.1:${port}`;
-  await until(`gateway on ${url} to be ready`, async () => {
-    if (proc.exitCode !== null) throw new Error(`gateway exited ${proc.exitCode}: ${output.slice(-10).join('\n')}`);
-    const r = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
-    await r.body?.cancel();
-    return r.status === 200;
-  }, 60_000, 100);
+  await until(
+    `gateway on ${url} to be ready`,
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`gateway exited ${proc.exitCode}: ${output.slice(-10).join('\n')}`);
+      const r = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
+      await r.body?.cancel();
+      return r.status === 200;
+    },
+    60_000,
+    100,
+  );
   return {
     proc,
     url,

@@ -21,7 +21,8 @@ const IP_TIMEOUT_MS = 10_000;
 
 function ip(args: string[], opts: { allowFail?: boolean } = {}): string {
   const r = spawnSync('ip', args, { encoding: 'utf8', timeout: IP_TIMEOUT_MS });
-  if (r.status !== 0 && !opts.allowFail) throw new Error(`ip ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message}`);
+  if (r.status !== 0 && !opts.allowFail)
+    throw new Error(`ip ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message}`);
   return r.stdout ?? '';
 }
 
@@ -31,7 +32,8 @@ export function netnsUnavailable(): string | undefined {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (ip netns add); CI runs it as root';
   const probe = spawnSync('ip', ['-V'], { encoding: 'utf8', timeout: IP_TIMEOUT_MS });
   if (probe.error || probe.status !== 0) return 'needs the `ip` command (iproute2: apt-get install -y iproute2)';
-  if (spawnSync('redis-server', ['--version'], { timeout: IP_TIMEOUT_MS }).status !== 0) return 'needs redis-server (apt-get install -y redis-server)';
+  if (spawnSync('redis-server', ['--version'], { timeout: IP_TIMEOUT_MS }).status !== 0)
+    return 'needs redis-server (apt-get install -y redis-server)';
   const name = `${NS_PREFIX}${process.pid}-probe`;
   const add = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8', timeout: IP_TIMEOUT_MS });
   if (add.status !== 0) return `cannot create a network namespace here (${add.stderr.trim()})`;
@@ -199,7 +201,15 @@ export async function createNetwork(hostNames: string[], opts: { echo?: boolean 
         linkDown: () => void ip(['link', 'set', outside, 'down']),
         linkUp: () => void ip(['link', 'set', outside, 'up']),
         spawn(command, args, o = {}) {
-          const p = hostProcess(o.label ?? `${name}:${command.split('/').pop()}`, spawn('ip', ['netns', 'exec', ns, command, ...args], { env: o.env ?? process.env, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] }), opts.echo ?? false);
+          const p = hostProcess(
+            o.label ?? `${name}:${command.split('/').pop()}`,
+            spawn('ip', ['netns', 'exec', ns, command, ...args], {
+              env: o.env ?? process.env,
+              cwd: o.cwd,
+              stdio: ['ignore', 'pipe', 'pipe'],
+            }),
+            opts.echo ?? false,
+          );
           procs.add(p);
           return p;
         },
@@ -262,9 +272,15 @@ function hostProcess(label: string, proc: ChildProcess, echo: boolean): HostProc
         let from = 0;
         const check = (): void => {
           for (; from < lines.length; from++) if (re.test(lines[from]!)) return finish(undefined, lines[from]);
-          if (info) finish(new Error(`${label} exited (${info.code ?? info.signal}) before printing ${re}; last lines:\n${lines.slice(-15).join('\n')}`));
+          if (info)
+            finish(
+              new Error(`${label} exited (${info.code ?? info.signal}) before printing ${re}; last lines:\n${lines.slice(-15).join('\n')}`),
+            );
         };
-        const timer = setTimeout(() => finish(new Error(`${label} did not print ${re} within ${timeoutMs} ms; last lines:\n${lines.slice(-15).join('\n')}`)), timeoutMs);
+        const timer = setTimeout(
+          () => finish(new Error(`${label} did not print ${re} within ${timeoutMs} ms; last lines:\n${lines.slice(-15).join('\n')}`)),
+          timeoutMs,
+        );
         const finish = (err: Error | undefined, line?: string): void => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -287,7 +303,9 @@ function hostProcess(label: string, proc: ChildProcess, echo: boolean): HostProc
 
 /** For the stale-cleanup test: whether a namespace of this name exists. */
 export function namespaceExists(ns: string): boolean {
-  return ip(['netns', 'list'], { allowFail: true }).split('\n').some((l) => l.trim().split(/\s+/)[0] === ns);
+  return ip(['netns', 'list'], { allowFail: true })
+    .split('\n')
+    .some((l) => l.trim().split(/\s+/)[0] === ns);
 }
 
 export function linkExists(name: string): boolean {
@@ -403,7 +421,26 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
       Object.assign(env, sentinel.env);
     } else {
       const h = net.host('redis1');
-      const p = h.spawn('redis-server', ['--bind', h.address, '--port', '6379', '--protected-mode', 'no', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--dir', root], { label: 'redis1:redis' });
+      const p = h.spawn(
+        'redis-server',
+        [
+          '--bind',
+          h.address,
+          '--port',
+          '6379',
+          '--protected-mode',
+          'no',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--maxmemory-policy',
+          'noeviction',
+          '--dir',
+          root,
+        ],
+        { label: 'redis1:redis' },
+      );
       await p.waitForLine(/Ready to accept connections/, 10_000);
       env.REDIS_URL = `redis://${h.address}:6379/0`;
     }
@@ -422,7 +459,22 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
         running: () => !!proc?.running(),
         async start() {
           if (proc?.running()) return;
-          proc = h.spawn(process.execPath, [join(repo, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-a', h.address, '-p', String(S3_PORT), '--silent', '--configure-bucket', bucket], { label: 's3:s3rver', cwd: repo });
+          proc = h.spawn(
+            process.execPath,
+            [
+              join(repo, 'node_modules/s3rver/bin/s3rver.js'),
+              '-d',
+              dir,
+              '-a',
+              h.address,
+              '-p',
+              String(S3_PORT),
+              '--silent',
+              '--configure-bucket',
+              bucket,
+            ],
+            { label: 's3:s3rver', cwd: repo },
+          );
           await proc.waitForLine(/S3rver listening/, 20_000);
         },
         async stop() {
@@ -470,9 +522,15 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
           const deadline = Date.now() + 120_000;
           for (;;) {
             if (!proc.running()) throw new Error(`${h.name}:gateway exited at start; last lines:\n${proc.lines.slice(-15).join('\n')}`);
-            const ok = await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(2000) }).then((res) => res.status === 200, () => false);
+            const ok = await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(2000) }).then(
+              (res) => res.status === 200,
+              () => false,
+            );
             if (ok) return;
-            if (Date.now() > deadline) throw new Error(`${h.name}:gateway did not answer ${r.url}/healthz within 120 s; last lines:\n${proc.lines.slice(-15).join('\n')}`);
+            if (Date.now() > deadline)
+              throw new Error(
+                `${h.name}:gateway did not answer ${r.url}/healthz within 120 s; last lines:\n${proc.lines.slice(-15).join('\n')}`,
+              );
             await new Promise((res) => setTimeout(res, 200));
           }
         },
@@ -488,7 +546,9 @@ export async function startMultiHost(o: MultiHostOptions): Promise<MultiHost> {
       const cfg = join(root, h.name, 'worker.json');
       mkdirSync(join(root, h.name), { recursive: true });
       writeFileSync(cfg, JSON.stringify({ engines: o.engines }));
-      result.workers.push(await startRole('worker', h, { HOST_ID: h.name, WORKER_CONFIG: cfg, ENFORCEMENT: 'watchdog', HEARTBEAT_MS: '500', ...o.workerEnv }));
+      result.workers.push(
+        await startRole('worker', h, { HOST_ID: h.name, WORKER_CONFIG: cfg, ENFORCEMENT: 'watchdog', HEARTBEAT_MS: '500', ...o.workerEnv }),
+      );
     }
     // Start them all at once (tsx start-up is CPU-bound; the waits overlap), then wait for each.
     await Promise.all([...result.gateways, ...(o.deferWorkers ? [] : result.workers)].map((r) => r.restart()));

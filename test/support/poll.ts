@@ -12,7 +12,11 @@ export interface PollOptions {
   retryErrors?: boolean;
 }
 
-export async function poll<T>(what: string, fn: () => Promise<T | undefined | false | null> | T | undefined | false | null, opts: PollOptions = {}): Promise<T> {
+export async function poll<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  opts: PollOptions = {},
+): Promise<T> {
   const { timeoutMs = 30_000, everyMs = 50, retryErrors = true } = opts;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -24,12 +28,18 @@ export async function poll<T>(what: string, fn: () => Promise<T | undefined | fa
       if (!retryErrors) throw err;
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
 /** poll() with positional arguments, as the suites in test/ call it. */
-export function until<T>(what: string, fn: () => Promise<T | undefined | false | null> | T | undefined | false | null, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+export function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<T> {
   return poll(what, fn, { timeoutMs, everyMs });
 }

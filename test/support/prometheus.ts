@@ -18,7 +18,13 @@ export interface PromFamily {
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const SUFFIXES: Record<string, string[]> = { histogram: ['_bucket', '_sum', '_count'], summary: ['', '_sum', '_count'], counter: [''], gauge: [''], untyped: [''] };
+const SUFFIXES: Record<string, string[]> = {
+  histogram: ['_bucket', '_sum', '_count'],
+  summary: ['', '_sum', '_count'],
+  counter: [''],
+  gauge: [''],
+  untyped: [''],
+};
 
 function parseValue(raw: string, line: string): number {
   // As Go's strconv.ParseFloat (what Prometheus uses): Inf and NaN in any case (prom-client writes "Nan").
@@ -111,12 +117,19 @@ function checkHistogram(f: PromFamily): void {
 }
 
 /** The value of one sample (labels must match exactly those given, others ignored); undefined when absent. */
-export function sampleValue(families: Map<string, PromFamily>, family: string, name: string, labels: Record<string, string> = {}): number | undefined {
+export function sampleValue(
+  families: Map<string, PromFamily>,
+  family: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
   const f = families.get(family);
   return f?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
 
 export function sumValues(families: Map<string, PromFamily>, family: string, name: string, labels: Record<string, string> = {}): number {
   const f = families.get(family);
-  return (f?.samples ?? []).filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+  return (f?.samples ?? [])
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((n, s) => n + s.value, 0);
 }

@@ -15,7 +15,12 @@ export type RawOutcome = RawResponse | { failure: 'hang' | 'closed-without-answe
  * `body` pieces are written in order; a number is a pause in ms (slow bodies). `writeBeforeRead`: read nothing until
  * every byte was handed to the kernel, as clients that send a whole upload before looking at the answer do.
  */
-export function rawExchange(port: number, head: string, body: Array<Buffer | number> = [], o: { timeoutMs?: number; writeBeforeRead?: boolean } = {}): Promise<RawOutcome> {
+export function rawExchange(
+  port: number,
+  head: string,
+  body: Array<Buffer | number> = [],
+  o: { timeoutMs?: number; writeBeforeRead?: boolean } = {},
+): Promise<RawOutcome> {
   const started = Date.now();
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -58,7 +63,9 @@ export function rawExchange(port: number, head: string, body: Array<Buffer | num
     socket.on('error', (e) => {
       error = e.message;
     });
-    socket.on('close', () => finish(tryParse() ?? { failure: 'closed-without-answer', ms: Date.now() - started, ...(error ? { error } : {}) }));
+    socket.on('close', () =>
+      finish(tryParse() ?? { failure: 'closed-without-answer', ms: Date.now() - started, ...(error ? { error } : {}) }),
+    );
     if (o.writeBeforeRead) socket.pause();
     socket.on('connect', () => {
       void (async () => {
@@ -90,7 +97,11 @@ function dechunk(b: Buffer): Buffer {
 }
 
 /** A multipart body built by hand: each part's raw header lines and its bytes; `close: false` leaves off the end. */
-export function multipartBody(boundary: string, parts: Array<{ headers: string[]; data: Buffer | string }>, o: { close?: boolean } = {}): Buffer {
+export function multipartBody(
+  boundary: string,
+  parts: Array<{ headers: string[]; data: Buffer | string }>,
+  o: { close?: boolean } = {},
+): Buffer {
   const pieces: Buffer[] = [];
   for (const p of parts) {
     pieces.push(Buffer.from(`--${boundary}\r\n${p.headers.map((h) => `${h}\r\n`).join('')}\r\n`, 'latin1'));

@@ -49,8 +49,30 @@ export async function startClusterRedis(opts: ClusterOptions = {}): Promise<Clus
       port: a.port!,
       prefix: a.prefix,
       label: `redis cluster node ${i + 1}`,
-      args: ['--port', String(a.port), '--bind', a.host, '--protected-mode', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(d, 'nodes.conf'),
-        '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 2000), '--dir', d, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+      args: [
+        '--port',
+        String(a.port),
+        '--bind',
+        a.host,
+        '--protected-mode',
+        'no',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(d, 'nodes.conf'),
+        '--cluster-node-timeout',
+        String(opts.nodeTimeoutMs ?? 2000),
+        '--dir',
+        d,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--maxmemory-policy',
+        'noeviction',
+        '--loglevel',
+        'warning',
+      ],
     });
   });
   const clients: Cluster[] = [];
@@ -65,32 +87,43 @@ export async function startClusterRedis(opts: ClusterOptions = {}): Promise<Clus
   try {
     for (const n of nodes) await n.start();
     const prefix = at[0]!.prefix;
-    await run([...prefix, 'redis-cli', '--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(per), '--cluster-yes'], 30_000);
+    await run(
+      [...prefix, 'redis-cli', '--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(per), '--cluster-yes'],
+      30_000,
+    );
     // `create` returns once slots are assigned; every node must agree before clients see a stable map.
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const states = await Promise.all(nodes.map(async (n) => {
-        const c = n.client();
-        try {
-          return /cluster_state:ok/.test((await c.call('CLUSTER', 'INFO')) as string);
-        } catch {
-          return false;
-        } finally {
-          c.disconnect();
-        }
-      }));
+      const states = await Promise.all(
+        nodes.map(async (n) => {
+          const c = n.client();
+          try {
+            return /cluster_state:ok/.test((await c.call('CLUSTER', 'INFO')) as string);
+          } catch {
+            return false;
+          } finally {
+            c.disconnect();
+          }
+        }),
+      );
       // Replicas (if any) must also have finished their first sync, or WAIT and failover see nothing to count on.
-      const synced = per === 0 || (await Promise.all(nodes.map(async (n) => {
-        const c = n.client();
-        try {
-          const info = String(await c.info('replication'));
-          return /role:master/.test(info) || /master_link_status:up/.test(info);
-        } catch {
-          return false;
-        } finally {
-          c.disconnect();
-        }
-      }))).every(Boolean);
+      const synced =
+        per === 0 ||
+        (
+          await Promise.all(
+            nodes.map(async (n) => {
+              const c = n.client();
+              try {
+                const info = String(await c.info('replication'));
+                return /role:master/.test(info) || /master_link_status:up/.test(info);
+              } catch {
+                return false;
+              } finally {
+                c.disconnect();
+              }
+            }),
+          )
+        ).every(Boolean);
       if (states.every(Boolean) && synced) break;
       if (Date.now() > deadline) throw new Error('redis cluster did not reach cluster_state:ok within 20 s');
       await new Promise((r) => setTimeout(r, 100));
@@ -101,9 +134,17 @@ export async function startClusterRedis(opts: ClusterOptions = {}): Promise<Clus
   }
   return {
     nodes,
-    env: { REDIS_CLUSTER_NODES: nodes.slice(0, masters).map((n) => n.address).join(',') },
+    env: {
+      REDIS_CLUSTER_NODES: nodes
+        .slice(0, masters)
+        .map((n) => n.address)
+        .join(','),
+    },
     client() {
-      const c = new Cluster(nodes.map((n) => ({ host: n.host, port: n.port })), { redisOptions: { maxRetriesPerRequest: 1 } });
+      const c = new Cluster(
+        nodes.map((n) => ({ host: n.host, port: n.port })),
+        { redisOptions: { maxRetriesPerRequest: 1 } },
+      );
       c.on('error', () => undefined);
       clients.push(c);
       return c;

@@ -70,30 +70,68 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
   const dataArgs = (name: string, at: { host: string; port?: number }): string[] => {
     const d = join(dir, name);
     mkdirSync(d, { recursive: true });
-    return ['--port', String(at.port), '--bind', at.host, '--protected-mode', 'no', '--dir', d, '--save', '', '--appendonly', 'no',
-      '--maxmemory-policy', 'noeviction', '--loglevel', 'warning', ...(opts.serverArgs ?? [])];
+    return [
+      '--port',
+      String(at.port),
+      '--bind',
+      at.host,
+      '--protected-mode',
+      'no',
+      '--dir',
+      d,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--loglevel',
+      'warning',
+      ...(opts.serverArgs ?? []),
+    ];
   };
-  const master = redisNode({ host: masterAt.host, port: masterAt.port!, prefix: masterAt.prefix, label: 'redis master', args: dataArgs('master', masterAt) });
+  const master = redisNode({
+    host: masterAt.host,
+    port: masterAt.port!,
+    prefix: masterAt.prefix,
+    label: 'redis master',
+    args: dataArgs('master', masterAt),
+  });
   const replicas = replicaAt.map((at, i) =>
-    redisNode({ host: at.host, port: at.port!, prefix: at.prefix, label: `redis replica ${i + 1}`, args: [...dataArgs(`replica${i + 1}`, at), '--replicaof', masterAt.host, String(masterAt.port)] }),
+    redisNode({
+      host: at.host,
+      port: at.port!,
+      prefix: at.prefix,
+      label: `redis replica ${i + 1}`,
+      args: [...dataArgs(`replica${i + 1}`, at), '--replicaof', masterAt.host, String(masterAt.port)],
+    }),
   );
   const sentinels = sentinelAt.map((at, i) => {
     const d = join(dir, `sentinel${i + 1}`);
     mkdirSync(d, { recursive: true });
     const conf = join(d, 'sentinel.conf');
     // Sentinel rewrites its config file as it learns the topology, so each has its own writable file.
-    writeFileSync(conf, [
-      `port ${at.port}`,
-      `bind ${at.host}`,
-      'protected-mode no',
-      `dir ${d}`,
-      `sentinel monitor ${masterName} ${masterAt.host} ${masterAt.port} ${Math.floor(nSentinels / 2) + 1}`,
-      `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 1000}`,
-      `sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs ?? 5000}`,
-      `sentinel parallel-syncs ${masterName} 1`,
-      '',
-    ].join('\n'));
-    return redisNode({ host: at.host, port: at.port!, prefix: at.prefix, label: `redis sentinel ${i + 1}`, args: [conf, '--sentinel', '--loglevel', 'warning'] });
+    writeFileSync(
+      conf,
+      [
+        `port ${at.port}`,
+        `bind ${at.host}`,
+        'protected-mode no',
+        `dir ${d}`,
+        `sentinel monitor ${masterName} ${masterAt.host} ${masterAt.port} ${Math.floor(nSentinels / 2) + 1}`,
+        `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 1000}`,
+        `sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs ?? 5000}`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        '',
+      ].join('\n'),
+    );
+    return redisNode({
+      host: at.host,
+      port: at.port!,
+      prefix: at.prefix,
+      label: `redis sentinel ${i + 1}`,
+      args: [conf, '--sentinel', '--loglevel', 'warning'],
+    });
   });
 
   const data = [master, ...replicas];
@@ -111,18 +149,26 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
     for (const r of replicas) await r.start();
     for (const s of sentinels) await s.start();
     // Ready when the replicas are in sync and every sentinel sees the master and all of them.
-    await pollUntil('replicas to sync with the master', async () => {
-      const info = await master.client().info('replication');
-      return Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0) >= nReplicas && !/state=(?!online)/.test(info);
-    }, 15_000);
-    await pollUntil('sentinels to see the master, its replicas and each other', async () => {
-      for (const s of sentinels) {
-        const m = (await s.client().call('SENTINEL', 'MASTER', masterName)) as string[];
-        const f = fields(m);
-        if (Number(f['num-slaves']) < nReplicas || Number(f['num-other-sentinels']) < nSentinels - 1) return false;
-      }
-      return true;
-    }, 20_000);
+    await pollUntil(
+      'replicas to sync with the master',
+      async () => {
+        const info = await master.client().info('replication');
+        return Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0) >= nReplicas && !/state=(?!online)/.test(info);
+      },
+      15_000,
+    );
+    await pollUntil(
+      'sentinels to see the master, its replicas and each other',
+      async () => {
+        for (const s of sentinels) {
+          const m = (await s.client().call('SENTINEL', 'MASTER', masterName)) as string[];
+          const f = fields(m);
+          if (Number(f['num-slaves']) < nReplicas || Number(f['num-other-sentinels']) < nSentinels - 1) return false;
+        }
+        return true;
+      },
+      20_000,
+    );
   } catch (err) {
     await close();
     throw err;
@@ -151,13 +197,17 @@ export async function startSentinelRedis(opts: SentinelOptions = {}): Promise<Se
     currentMaster,
     nodeAt: (a) => data.find((n) => n.host === a.host && n.port === a.port),
     async waitForFailover(old, timeoutMs = 30_000) {
-      return pollUntil(`sentinels to promote a new master (old ${old.host}:${old.port})`, async () => {
-        const now = await currentMaster();
-        if (now.host === old.host && now.port === old.port) return undefined;
-        const node = data.find((n) => n.host === now.host && n.port === now.port);
-        const role = node ? ((await node.client().call('ROLE')) as unknown[])[0] : undefined;
-        return role === 'master' ? now : undefined;
-      }, timeoutMs);
+      return pollUntil(
+        `sentinels to promote a new master (old ${old.host}:${old.port})`,
+        async () => {
+          const now = await currentMaster();
+          if (now.host === old.host && now.port === old.port) return undefined;
+          const node = data.find((n) => n.host === now.host && n.port === now.port);
+          const role = node ? ((await node.client().call('ROLE')) as unknown[])[0] : undefined;
+          return role === 'master' ? now : undefined;
+        },
+        timeoutMs,
+      );
     },
     client() {
       const r = new Redis({ sentinels: sentinels.map((s) => ({ host: s.host, port: s.port })), name: masterName, maxRetriesPerRequest: 1 });
@@ -185,7 +235,8 @@ async function pollUntil<T>(what: string, fn: () => Promise<T | undefined | fals
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -55,7 +55,15 @@ export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]
 export async function waitForPing(host: string, port: number, timeoutMs = 10_000, what = `redis-server on ${host}:${port}`): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500, enableOfflineQueue: false });
+    const r = new Redis({
+      host,
+      port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 500,
+      enableOfflineQueue: false,
+    });
     r.on('error', () => undefined);
     try {
       await r.connect();
@@ -70,7 +78,14 @@ export async function waitForPing(host: string, port: number, timeoutMs = 10_000
   }
 }
 
-export function redisNode(opts: { host: string; port: number; args: string[]; prefix?: string[]; binary?: string; label: string }): RedisNode & { closeClients(): void } {
+export function redisNode(opts: {
+  host: string;
+  port: number;
+  args: string[];
+  prefix?: string[];
+  binary?: string;
+  label: string;
+}): RedisNode & { closeClients(): void } {
   let child: ChildProcess | undefined;
   let stderr = '';
   const clients: Redis[] = [];
@@ -90,7 +105,9 @@ export function redisNode(opts: { host: string; port: number; args: string[]; pr
       proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
       child = proc;
       const failed = new Promise<never>((_, reject) => {
-        proc.once('error', (e) => reject(new Error(`cannot start ${cmd[0]} for ${opts.label} (${e.message}); install redis: apt-get install -y redis-server`)));
+        proc.once('error', (e) =>
+          reject(new Error(`cannot start ${cmd[0]} for ${opts.label} (${e.message}); install redis: apt-get install -y redis-server`)),
+        );
         proc.once('exit', (code, sig) => reject(new Error(`${opts.label} exited at start (${code ?? sig}): ${stderr}`)));
       });
       failed.catch(() => undefined);

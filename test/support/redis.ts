@@ -34,8 +34,23 @@ export async function startTestRedis(opts: { policy?: string; aof?: boolean } = 
   const clients: Redis[] = [];
 
   const start = async (): Promise<void> => {
-    const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', ...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']),
-      '--maxmemory-policy', opts.policy ?? 'noeviction', '--loglevel', 'warning'];
+    const args = [
+      '--port',
+      '0',
+      '--unixsocket',
+      socket,
+      '--unixsocketperm',
+      '700',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      ...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']),
+      '--maxmemory-policy',
+      opts.policy ?? 'noeviction',
+      '--loglevel',
+      'warning',
+    ];
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     await new Promise<void>((resolve, reject) => {

@@ -23,7 +23,14 @@ export interface TestS3 {
   /** STORAGE_URL and the S3/AWS variables for a gateway or worker using this server (`prefix` inside the bucket). */
   env(prefix?: string): Record<string, string>;
   /** The same as gateway/worker config overrides. */
-  settings(prefix?: string): { storageUrl: string; s3Endpoint: string; s3ForcePathStyle: boolean; awsRegion: string; awsAccessKeyId: string; awsSecretAccessKey: string };
+  settings(prefix?: string): {
+    storageUrl: string;
+    s3Endpoint: string;
+    s3ForcePathStyle: boolean;
+    awsRegion: string;
+    awsAccessKeyId: string;
+    awsSecretAccessKey: string;
+  };
   pid(): number | undefined;
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -34,14 +41,20 @@ export interface TestS3 {
  * The command line that runs s3rver (argument array): another harness can wrap it, e.g. in `ip netns exec NS`.
  * It prints one JSON line `{"ready":true,"address","port"}` when it listens.
  */
-export function s3rverCommand(o: { dir: string; address?: string; port?: number; buckets?: string[] }): { command: string; args: string[] } {
+export function s3rverCommand(o: { dir: string; address?: string; port?: number; buckets?: string[] }): {
+  command: string;
+  args: string[];
+} {
   const args = [SCRIPT, '--dir', o.dir, '--address', o.address ?? '127.0.0.1', '--port', String(o.port ?? 0)];
   for (const b of o.buckets ?? []) args.push('--bucket', b);
   return { command: process.execPath, args };
 }
 
 /** Start the process and wait for its ready line (bounded). */
-export function spawnS3rver(cmd: { command: string; args: string[] }, timeoutMs = 15_000): Promise<{ proc: ChildProcess; address: string; port: number }> {
+export function spawnS3rver(
+  cmd: { command: string; args: string[] },
+  timeoutMs = 15_000,
+): Promise<{ proc: ChildProcess; address: string; port: number }> {
   const proc = spawn(cmd.command, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let out = '';
@@ -115,7 +128,14 @@ export async function startTestS3(opts: { bucket?: string; address?: string } = 
     settings,
     env(prefix = '') {
       const s = settings(prefix);
-      return { STORAGE_URL: s.storageUrl, S3_ENDPOINT: s.s3Endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_REGION: s.awsRegion, AWS_ACCESS_KEY_ID: s.awsAccessKeyId, AWS_SECRET_ACCESS_KEY: s.awsSecretAccessKey };
+      return {
+        STORAGE_URL: s.storageUrl,
+        S3_ENDPOINT: s.s3Endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        AWS_REGION: s.awsRegion,
+        AWS_ACCESS_KEY_ID: s.awsAccessKeyId,
+        AWS_SECRET_ACCESS_KEY: s.awsSecretAccessKey,
+      };
     },
     pid: () => child?.pid,
     stop,

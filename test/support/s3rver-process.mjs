@@ -18,7 +18,10 @@ const server = new S3rver({
 const info = await server.run();
 process.stdout.write(`${JSON.stringify({ ready: true, address: info.address, port: info.port })}\n`);
 const stop = () => {
-  server.close().then(() => process.exit(0), () => process.exit(1));
+  server.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -27,11 +27,18 @@ export interface RedisConnectionSpec {
 }
 
 /** The real gateway, in this process, listening on a free loopback port (tests talk to it over real HTTP). */
-export async function startGateway(redis: string | RedisConnectionSpec, overrides: Partial<GatewayConfig> = {}, storageDir?: string): Promise<RunningGateway> {
+export async function startGateway(
+  redis: string | RedisConnectionSpec,
+  overrides: Partial<GatewayConfig> = {},
+  storageDir?: string,
+): Promise<RunningGateway> {
   const dir = storageDir ?? mkdtempSync(join(tmpdir(), 'pe-storage-'));
   // acceptWithoutWorker: suites queue jobs for engines no worker runs yet (or ever); test/no-worker.test.ts sets it false.
   const env = typeof redis === 'string' ? { REDIS_URL: redis } : redis.env;
-  const config = loadGatewayConfig({ env, overrides: { storageDir: dir, port: 0, logLevel: 'warn', acceptWithoutWorker: true, ...overrides } });
+  const config = loadGatewayConfig({
+    env,
+    overrides: { storageDir: dir, port: 0, logLevel: 'warn', acceptWithoutWorker: true, ...overrides },
+  });
   const gw = await build({ config, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const address = await gw.app.listen({ host: '127.0.0.1', port: 0 });
   return {
@@ -81,7 +88,9 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
   };
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const waitForLog = (match: (rec: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
       const check = (): void => {
@@ -94,7 +103,9 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
       };
       const t = setTimeout(() => {
         waiters.delete(check);
-        reject(new Error(`worker log did not show the expected record within ${timeoutMs} ms; last lines:\n${output.slice(-20).join('\n')}`));
+        reject(
+          new Error(`worker log did not show the expected record within ${timeoutMs} ms; last lines:\n${output.slice(-20).join('\n')}`),
+        );
       }, timeoutMs);
       waiters.add(check);
       void exited.then(() => {
@@ -125,7 +136,13 @@ export function removeDir(dir: string): void {
 }
 
 /** Submit a job over HTTP. */
-export async function submit(url: string, file: Buffer, fields: Record<string, string> = {}, name = 'photo.jpg', type = 'image/jpeg'): Promise<Response> {
+export async function submit(
+  url: string,
+  file: Buffer,
+  fields: Record<string, string> = {},
+  name = 'photo.jpg',
+  type = 'image/jpeg',
+): Promise<Response> {
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
   form.append('image', new Blob([file], { type }), name);
@@ -133,17 +150,27 @@ export async function submit(url: string, file: Buffer, fields: Record<string, s
 }
 
 export async function waitForStatus(url: string, id: string, statuses: string[], timeoutMs = 60_000): Promise<Record<string, unknown>> {
-  return until(`job ${id} to reach ${statuses.join('|')}`, async () => {
-    const r = await fetch(`${url}/v1/jobs/${id}`);
-    const body = (await r.json()) as Record<string, unknown>;
-    return statuses.includes(body.status as string) ? body : undefined;
-  }, timeoutMs, 100);
+  return until(
+    `job ${id} to reach ${statuses.join('|')}`,
+    async () => {
+      const r = await fetch(`${url}/v1/jobs/${id}`);
+      const body = (await r.json()) as Record<string, unknown>;
+      return statuses.includes(body.status as string) ? body : undefined;
+    },
+    timeoutMs,
+    100,
+  );
 }
 
 export const FIXTURE_ENGINE = join(REPO, 'test/fixtures/engines/fixture-engine.mjs');
 
 /** A worker engine profile running the fixture engine (test/fixtures/engines/fixture-engine.mjs). */
-export function fixtureEngine(name: string, mode: 'resize' | 'sleep' | 'noop' | 'crash', delayMs = 0, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function fixtureEngine(
+  name: string,
+  mode: 'resize' | 'sleep' | 'noop' | 'crash',
+  delayMs = 0,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { name, command: [process.execPath, FIXTURE_ENGINE, '--mode', mode, '--delay-ms', String(delayMs)], ...extra };
 }
 

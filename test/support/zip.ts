@@ -31,7 +31,9 @@ export async function zipWithTraversal(name: string, data: Buffer): Promise<Buff
 
 /** Entry names and contents of a ZIP. */
 export async function readZip(buf: Buffer): Promise<Map<string, Buffer>> {
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.fromBuffer(buf, { lazyEntries: true }, (err, z) => (err || !z ? reject(err ?? new Error('no zip')) : resolve(z))));
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
+    yauzl.fromBuffer(buf, { lazyEntries: true }, (err, z) => (err || !z ? reject(err ?? new Error('no zip')) : resolve(z))),
+  );
   const out = new Map<string, Buffer>();
   await new Promise<void>((resolve, reject) => {
     zip.on('error', reject);
@@ -54,7 +56,11 @@ export async function readZip(buf: Buffer): Promise<Map<string, Buffer>> {
 }
 
 /** Read an SSE stream until `stop` says so (or the server closes it); returns the events. */
-export async function readSse(res: Response, stop: (events: Array<{ id?: string; event: string; data: unknown }>) => boolean, timeoutMs = 30_000): Promise<Array<{ id?: string; event: string; data: unknown }>> {
+export async function readSse(
+  res: Response,
+  stop: (events: Array<{ id?: string; event: string; data: unknown }>) => boolean,
+  timeoutMs = 30_000,
+): Promise<Array<{ id?: string; event: string; data: unknown }>> {
   const events: Array<{ id?: string; event: string; data: unknown }> = [];
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();

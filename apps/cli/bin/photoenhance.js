@@ -11,7 +11,9 @@ if (!dev) {
     await ensureRuntimeBuilt({ quiet: !process.stderr.isTTY });
   } catch (err) {
     // A checkout the service user cannot write (or no esbuild) still runs, as it did before the build existed.
-    process.stderr.write(`warning: cannot compile the runtime (node scripts/build-runtime.mjs: ${String(err?.message ?? err).split('\n')[0]}); running the TypeScript sources through tsx\n`);
+    process.stderr.write(
+      `warning: cannot compile the runtime (node scripts/build-runtime.mjs: ${String(err?.message ?? err).split('\n')[0]}); running the TypeScript sources through tsx\n`,
+    );
     dev = true;
   }
 }

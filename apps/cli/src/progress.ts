@@ -24,7 +24,9 @@ export function createProgress(id: string, quiet: boolean): { update(view: JobVi
         const filled = Math.round((pct / 100) * width);
         const bar = `[${c('green', '#'.repeat(filled))}${c('grey', '-'.repeat(width - filled))}]`;
         const plain = `[${'#'.repeat(width)}] ${line}`;
-        process.stderr.write(`\r${bar} job ${id}: ${c.state(view.status)}${line.slice(`job ${id}: ${view.status}`.length)}${' '.repeat(Math.max(0, lastLine.length - plain.length))}`);
+        process.stderr.write(
+          `\r${bar} job ${id}: ${c.state(view.status)}${line.slice(`job ${id}: ${view.status}`.length)}${' '.repeat(Math.max(0, lastLine.length - plain.length))}`,
+        );
         lastLine = plain;
         lastStatus = view.status;
         open = true;

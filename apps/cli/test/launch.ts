@@ -25,7 +25,17 @@ export function freePort(): Promise<number> {
 /** The environment without anything that would point the launcher or CLI somewhere else. */
 export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['REDIS_URL', 'STORAGE_DIR', 'WORKER_CONFIG', 'PHOTOENHANCE_URL', 'PHOTOENHANCE_VAR_DIR', 'HOST', 'PORT', 'GATEWAY_CONFIG']) delete env[k];
+  for (const k of [
+    'REDIS_URL',
+    'STORAGE_DIR',
+    'WORKER_CONFIG',
+    'PHOTOENHANCE_URL',
+    'PHOTOENHANCE_VAR_DIR',
+    'HOST',
+    'PORT',
+    'GATEWAY_CONFIG',
+  ])
+    delete env[k];
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
     else env[k] = v;
@@ -42,14 +52,22 @@ export interface CliRun {
 
 export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: opts.env ?? cleanEnv(), cwd: opts.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: opts.env ?? cleanEnv(),
+      cwd: opts.cwd ?? REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`photoenhance ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+      reject(
+        new Error(
+          `photoenhance ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+        ),
+      );
     }, opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {

@@ -16,13 +16,20 @@ const INPUTS = ['index.html', 'vite.config.ts', 'package.json', 'web'];
 function files(p) {
   const full = join(ROOT, p);
   if (!existsSync(full)) return [];
-  if (statSync(full).isDirectory()) return readdirSync(full).sort().flatMap((f) => files(join(p, f)));
+  if (statSync(full).isDirectory())
+    return readdirSync(full)
+      .sort()
+      .flatMap((f) => files(join(p, f)));
   return [p];
 }
 
 export function sourceHash() {
   const h = createHash('sha256');
-  for (const f of INPUTS.flatMap(files)) h.update(relative(ROOT, join(ROOT, f))).update('\0').update(readFileSync(join(ROOT, f))).update('\0');
+  for (const f of INPUTS.flatMap(files))
+    h.update(relative(ROOT, join(ROOT, f)))
+      .update('\0')
+      .update(readFileSync(join(ROOT, f)))
+      .update('\0');
   return h.digest('hex');
 }
 

@@ -18,7 +18,8 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   return body as T;
 }
 
-export const post = <T>(path: string, body?: unknown): Promise<T> => api<T>(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+export const post = <T>(path: string, body?: unknown): Promise<T> =>
+  api<T>(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
 
 const HOUR = 3_600_000;
 

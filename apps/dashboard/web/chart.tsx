@@ -28,7 +28,14 @@ function yAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycle: nu
 }
 
 /** A small time chart (uPlot): x in epoch seconds, one array per series; resizes with its box. */
-export function TimeChart(props: { title: string; series: SeriesDef[]; data: [number[], ...Array<Array<number | null>>]; height?: number; yFormat?: (v: number) => string; testId?: string }) {
+export function TimeChart(props: {
+  title: string;
+  series: SeriesDef[];
+  data: [number[], ...Array<Array<number | null>>];
+  height?: number;
+  yFormat?: (v: number) => string;
+  testId?: string;
+}) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const shape = props.series.map((s) => s.label).join('|');
@@ -48,7 +55,13 @@ export function TimeChart(props: { title: string; series: SeriesDef[]; data: [nu
       scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
       axes: [
         { stroke: '#94a3b8', grid: { stroke: '#1e293b' }, ticks: { stroke: '#334155' } },
-        { stroke: '#94a3b8', grid: { stroke: '#1e293b' }, ticks: { stroke: '#334155' }, size: yAxisSize, values: (_u, vals) => vals.map((v) => fmt(v)) },
+        {
+          stroke: '#94a3b8',
+          grid: { stroke: '#1e293b' },
+          ticks: { stroke: '#334155' },
+          size: yAxisSize,
+          values: (_u, vals) => vals.map((v) => fmt(v)),
+        },
       ],
       series: [
         {},

@@ -1,7 +1,13 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 
-export function Card(props: { title: string; value: ComponentChildren; sub?: ComponentChildren; tone?: 'ok' | 'amber' | 'red'; testId?: string }) {
+export function Card(props: {
+  title: string;
+  value: ComponentChildren;
+  sub?: ComponentChildren;
+  tone?: 'ok' | 'amber' | 'red';
+  testId?: string;
+}) {
   return (
     <div class={`card ${props.tone ?? ''}`} data-testid={props.testId}>
       <div class="card-title">{props.title}</div>
@@ -16,7 +22,13 @@ export function StatusBadge(props: { status: string }) {
 }
 
 /** A button that runs an async action, shows it is busy and reports a failure next to itself. */
-export function ActionButton(props: { label: string; run: () => Promise<unknown>; kind?: 'danger' | 'primary'; testId?: string; disabled?: boolean }) {
+export function ActionButton(props: {
+  label: string;
+  run: () => Promise<unknown>;
+  kind?: 'danger' | 'primary';
+  testId?: string;
+  disabled?: boolean;
+}) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
   return (
@@ -39,13 +51,24 @@ export function ActionButton(props: { label: string; run: () => Promise<unknown>
       >
         {busy ? '…' : props.label}
       </button>
-      {error ? <span class="error-text" title={error}>{error.slice(0, 80)}</span> : null}
+      {error ? (
+        <span class="error-text" title={error}>
+          {error.slice(0, 80)}
+        </span>
+      ) : null}
     </span>
   );
 }
 
 /** Confirmation that needs the operator to type a word (used before draining a queue). */
-export function ConfirmDialog(props: { title: string; body: ComponentChildren; word: string; confirmLabel: string; onConfirm: () => Promise<unknown>; onClose: () => void }) {
+export function ConfirmDialog(props: {
+  title: string;
+  body: ComponentChildren;
+  word: string;
+  confirmLabel: string;
+  onConfirm: () => Promise<unknown>;
+  onClose: () => void;
+}) {
   const [typed, setTyped] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);

@@ -23,19 +23,27 @@ function App() {
   return (
     <div class="app">
       <header>
-        <div class="brand">PhotoEnhance <span>operations</span></div>
+        <div class="brand">
+          PhotoEnhance <span>operations</span>
+        </div>
         <nav>
           {TABS.map(([id, label]) => (
             <a href={`#/${id}`} class={view === id ? 'active' : ''} data-testid={`tab-${id}`}>
               {label}
               {id === 'hosts' && holding > 0 ? <span class="pill amber">{holding} holding</span> : null}
-              {id === 'queue' && store.overview ? <span class="pill">{store.overview.totals.queued + store.overview.totals.active}</span> : null}
+              {id === 'queue' && store.overview ? (
+                <span class="pill">{store.overview.totals.queued + store.overview.totals.active}</span>
+              ) : null}
             </a>
           ))}
         </nav>
         <div class="links">
-          <a href="/admin/queues" target="_blank" rel="noopener">bull-board ↗</a>
-          <a href="/docs" target="_blank" rel="noopener">API docs ↗</a>
+          <a href="/admin/queues" target="_blank" rel="noopener">
+            bull-board ↗
+          </a>
+          <a href="/docs" target="_blank" rel="noopener">
+            API docs ↗
+          </a>
           <span class={`live ${store.connected ? 'on' : 'off'}`} data-testid="live-indicator" title="Live updates (server-sent events)">
             {store.connected ? 'live' : 'reconnecting…'}
           </span>

@@ -11,11 +11,18 @@ export const GatewayConfigSchema = Type.Object({
   publicUrl: Type.Optional(Type.String({ description: 'Base URL used in links (default: relative links).' })),
   redisUrl: Type.Optional(Type.String({ minLength: 1, description: 'One Redis node: redis://host:port, unix:///path or a socket path.' })),
   // --- Redis behind Sentinel or a Cluster (instead of REDIS_URL); see docs/redis.md ---
-  redisPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the Redis data nodes (Sentinel or Cluster; with REDIS_URL it may sit in the URL instead).' })),
+  redisPassword: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: 'Password of the Redis data nodes (Sentinel or Cluster; with REDIS_URL it may sit in the URL instead).',
+    }),
+  ),
   redisSentinels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Sentinels as host:port,host:port.' })),
   redisSentinelMaster: Type.Optional(Type.String({ minLength: 1, description: 'Master name the sentinels monitor.' })),
   redisSentinelPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the sentinels themselves.' })),
-  redisClusterNodes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Some cluster nodes as host:port,host:port.' })),
+  redisClusterNodes: Type.Optional(
+    Type.Array(Type.String({ minLength: 1 }), { description: 'Some cluster nodes as host:port,host:port.' }),
+  ),
   /** Replicas that must acknowledge a submission before its 202 (WAIT); unset = 1 when the master has a replica, 0 = never wait. */
   redisWaitReplicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 })),
   /** How long a submission waits for replicas before answering 503 NOT_REPLICATED. */
@@ -39,9 +46,16 @@ export const GatewayConfigSchema = Type.Object({
   /** auto: pretty on a terminal, JSON lines otherwise; json or pretty force one. */
   logFormat: LogFormatSchema,
   /** Operator credential for /dashboard, /admin/queues and operator write endpoints; unset = loopback binding only. */
-  dashboardToken: Type.Optional(Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' })),
+  dashboardToken: Type.Optional(
+    Type.String({ minLength: 12, description: 'Operator token (Bearer, basic-auth password or /dashboard/login).' }),
+  ),
   bullBoardReadOnly: Type.Boolean({ default: true, description: 'bull-board at /admin/queues cannot retry, clean or delete jobs.' }),
-  dashboardSampleMs: Duration({ default: 5000, minimum: 100, maximum: 60_000, description: 'Dashboard sampling period (charts keep one hour).' }),
+  dashboardSampleMs: Duration({
+    default: 5000,
+    minimum: 100,
+    maximum: 60_000,
+    description: 'Dashboard sampling period (charts keep one hour).',
+  }),
   dashboardDir: Type.Optional(Type.String({ minLength: 1, description: 'Built dashboard assets (default apps/dashboard/dist).' })),
   // --- backpressure (issue 6) ---
   /** Submissions answer 503 QUEUE_FULL while this many jobs wait (waiting + prioritized + delayed, all engines). */
@@ -118,8 +132,12 @@ export const GatewayConfigSchema = Type.Object({
   webhookBackoffMs: Duration({ default: 2000, minimum: 10 }),
   webhookTimeoutMs: Duration({ default: 10_000, minimum: 100 }),
   // --- storage (issue 9): a folder (STORAGE_DIR) or S3-compatible object storage (STORAGE_URL=s3://BUCKET/PREFIX) ---
-  storageUrl: Type.Optional(Type.String({ minLength: 1, description: 's3://BUCKET/PREFIX for object storage; else a folder (default STORAGE_DIR).' })),
-  s3Endpoint: Type.Optional(Type.String({ minLength: 1, description: 'S3-compatible endpoint URL (MinIO, Ceph, R2, Garage); AWS when unset.' })),
+  storageUrl: Type.Optional(
+    Type.String({ minLength: 1, description: 's3://BUCKET/PREFIX for object storage; else a folder (default STORAGE_DIR).' }),
+  ),
+  s3Endpoint: Type.Optional(
+    Type.String({ minLength: 1, description: 'S3-compatible endpoint URL (MinIO, Ceph, R2, Garage); AWS when unset.' }),
+  ),
   s3ForcePathStyle: Type.Boolean({ default: false, description: 'Path-style bucket addressing (most S3-compatible servers).' }),
   awsRegion: Type.Optional(Type.String({ minLength: 1, description: 'Region (default us-east-1).' })),
   awsAccessKeyId: Type.Optional(Type.String({ minLength: 1 })),
@@ -199,25 +217,51 @@ export const GATEWAY_ENV = {
   partialUploadMaxAgeSeconds: 'PARTIAL_UPLOAD_MAX_AGE_SECONDS',
 } as const;
 
-export function loadGatewayConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<GatewayConfig> } = {}): Readonly<GatewayConfig> {
+export function loadGatewayConfig(
+  opts: { env?: Record<string, string | undefined>; overrides?: Partial<GatewayConfig> } = {},
+): Readonly<GatewayConfig> {
   const env = opts.env ?? process.env;
-  const config = loadConfig({ app: 'gateway', schema: GatewayConfigSchema, envNames: GATEWAY_ENV, env, file: env.GATEWAY_CONFIG, overrides: opts.overrides });
+  const config = loadConfig({
+    app: 'gateway',
+    schema: GatewayConfigSchema,
+    envNames: GATEWAY_ENV,
+    env,
+    file: env.GATEWAY_CONFIG,
+    overrides: opts.overrides,
+  });
   if (config.retryAfterMinSeconds > config.retryAfterMaxSeconds) {
-    throw new ConfigError('gateway', [`setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`]);
+    throw new ConfigError('gateway', [
+      `setting RETRY_AFTER_MIN_SECONDS (${config.retryAfterMinSeconds}) must not exceed RETRY_AFTER_MAX_SECONDS (${config.retryAfterMaxSeconds})`,
+    ]);
   }
   if (config.httpRequestTimeoutMs > 0 && config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
-    throw new ConfigError('gateway', [`setting HTTP_HEADERS_TIMEOUT_MS (${config.httpHeadersTimeoutMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${config.httpRequestTimeoutMs})`]);
+    throw new ConfigError('gateway', [
+      `setting HTTP_HEADERS_TIMEOUT_MS (${config.httpHeadersTimeoutMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${config.httpRequestTimeoutMs})`,
+    ]);
   }
-  const badHosts = config.allowedHosts.filter((h) => h.trim() !== '*' && (/[/@]/.test(h) || hostName(h.trim().replace(/^\./, '')) === undefined));
+  const badHosts = config.allowedHosts.filter(
+    (h) => h.trim() !== '*' && (/[/@]/.test(h) || hostName(h.trim().replace(/^\./, '')) === undefined),
+  );
   if (badHosts.length) {
-    throw new ConfigError('gateway', [`setting ALLOWED_HOSTS must list host names (photos.example.com), domains (.example.com) or *; received ${JSON.stringify(badHosts)}`]);
+    throw new ConfigError('gateway', [
+      `setting ALLOWED_HOSTS must list host names (photos.example.com), domains (.example.com) or *; received ${JSON.stringify(badHosts)}`,
+    ]);
   }
   const storageProblems = storageSettingProblems(config);
-  if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3') storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
-  if (storageProblems.length) throw new ConfigError('gateway', storageProblems.map((p) => `setting ${p}`));
-  const badOrigins = config.corsOrigins.filter((o) => o.trim() !== '*' && !(o.trim() === 'none' && config.corsOrigins.length === 1) && !/^https?:\/\/[^/\s]+$/.test(o.trim()));
+  if (config.resultRedirect === 'presigned' && parseStorageUrlSafe(config) !== 's3')
+    storageProblems.push('RESULT_REDIRECT=presigned needs object storage (STORAGE_URL=s3://BUCKET/PREFIX)');
+  if (storageProblems.length)
+    throw new ConfigError(
+      'gateway',
+      storageProblems.map((p) => `setting ${p}`),
+    );
+  const badOrigins = config.corsOrigins.filter(
+    (o) => o.trim() !== '*' && !(o.trim() === 'none' && config.corsOrigins.length === 1) && !/^https?:\/\/[^/\s]+$/.test(o.trim()),
+  );
   if (badOrigins.length) {
-    throw new ConfigError('gateway', [`setting CORS_ORIGINS must be *, none, or a comma list of origins such as https://app.example.com (scheme, host, optional port; no path); received ${JSON.stringify(badOrigins)}`]);
+    throw new ConfigError('gateway', [
+      `setting CORS_ORIGINS must be *, none, or a comma list of origins such as https://app.example.com (scheme, host, optional port; no path); received ${JSON.stringify(badOrigins)}`,
+    ]);
   }
   const withKeys = withKeyFile(config, env.API_KEYS ? 'API_KEYS (environment)' : 'API_KEYS');
   return Object.freeze({ ...withKeys, redis: opts.overrides?.redis ?? redisTarget(config) });
@@ -245,7 +289,9 @@ function withKeyFile<C extends Pick<GatewayConfig, 'apiKeys' | 'apiKeysFile'>>(c
     try {
       text = readFileSync(config.apiKeysFile, 'utf8');
     } catch (err) {
-      problems.push(`setting API_KEYS_FILE: cannot read ${config.apiKeysFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the path of a readable file with one key per line`);
+      problems.push(
+        `setting API_KEYS_FILE: cannot read ${config.apiKeysFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the path of a readable file with one key per line`,
+      );
     }
     for (const { line, entry } of text !== undefined ? keyFileEntries(text) : []) {
       const e = parseKeyEntry(entry);
@@ -253,7 +299,9 @@ function withKeyFile<C extends Pick<GatewayConfig, 'apiKeys' | 'apiKeysFile'>>(c
       else all.push(entry);
     }
     if (text !== undefined && all.length === config.apiKeys.length && problems.length === 0) {
-      problems.push(`setting API_KEYS_FILE: ${config.apiKeysFile} holds no key; put one key (or name:secret) per line, or unset API_KEYS_FILE`);
+      problems.push(
+        `setting API_KEYS_FILE: ${config.apiKeysFile} holds no key; put one key (or name:secret) per line, or unset API_KEYS_FILE`,
+      );
     }
   }
   if (problems.length) throw new ConfigError('gateway', problems);

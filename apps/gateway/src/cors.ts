@@ -17,11 +17,21 @@ import type { GatewayConfig } from './config.js';
 export function isCorsRoute(path: string): boolean {
   if (path === '/' || path === '/health') return true;
   if (path === '/v1/engines') return true;
-  return ['/v1/jobs', '/v1/batches', '/api/v1/'].some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`) || path.startsWith(`${p}?`));
+  return ['/v1/jobs', '/v1/batches', '/api/v1/'].some(
+    (p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`) || path.startsWith(`${p}?`),
+  );
 }
 
 /** Headers a cross-origin script may read besides the CORS-safelisted ones. */
-export const EXPOSED_HEADERS = ['Location', 'Retry-After', 'Content-Disposition', 'ETag', 'Last-Modified', 'X-Request-Id', 'WWW-Authenticate'];
+export const EXPOSED_HEADERS = [
+  'Location',
+  'Retry-After',
+  'Content-Disposition',
+  'ETag',
+  'Last-Modified',
+  'X-Request-Id',
+  'WWW-Authenticate',
+];
 
 export async function registerCors(app: FastifyInstance, config: Readonly<Pick<GatewayConfig, 'corsOrigins'>>): Promise<void> {
   const list = config.corsOrigins.map((o) => o.trim());
@@ -42,12 +52,19 @@ export async function registerCors(app: FastifyInstance, config: Readonly<Pick<G
       const path = req.url.split('?')[0] ?? '';
       if (!isCorsRoute(path)) return cb(null, { origin: false });
       // A listed origin is echoed (with Vary: Origin); others get no Access-Control-Allow-Origin, so the browser refuses.
-      return cb(null, { ...base, origin: any ? '*' : (origin: string | undefined, done: (e: Error | null, ok: boolean) => void) => done(null, origin !== undefined && allowed.has(origin.toLowerCase())) });
+      return cb(null, {
+        ...base,
+        origin: any
+          ? '*'
+          : (origin: string | undefined, done: (e: Error | null, ok: boolean) => void) =>
+              done(null, origin !== undefined && allowed.has(origin.toLowerCase())),
+      });
     },
   });
   // helmet's Cross-Origin-Resource-Policy: same-origin would stop a cross-origin page showing a result it may read
   // (an <img> of the download): on CORS routes the resource policy follows CORS instead.
   app.addHook('onSend', async (req, reply) => {
-    if (isCorsRoute(req.url.split('?')[0] ?? '') && reply.getHeader('access-control-allow-origin')) reply.header('cross-origin-resource-policy', 'cross-origin');
+    if (isCorsRoute(req.url.split('?')[0] ?? '') && reply.getHeader('access-control-allow-origin'))
+      reply.header('cross-origin-resource-policy', 'cross-origin');
   });
 }

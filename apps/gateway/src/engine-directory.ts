@@ -56,7 +56,9 @@ export class EngineDirectory {
   async assertKnown(engine: string): Promise<void> {
     const names = (await this.list()).map((e) => e.name);
     if (!names.includes(engine)) {
-      throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${engine}"; available: ${names.join(', ')}`, { extensions: { engine, available: names } });
+      throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${engine}"; available: ${names.join(', ')}`, {
+        extensions: { engine, available: names },
+      });
     }
   }
 

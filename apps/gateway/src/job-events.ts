@@ -124,11 +124,18 @@ export class JobEventHub {
   /** Start following an engine queue's events (idempotent). */
   watch(engine: string): void {
     if (this.streams.has(engine)) return;
-    const qe = new QueueEvents(queueName(engine), { connection: createRedis(this.redis, 'blocking', 'gateway-events', { lazy: true }), prefix: KEY_PREFIX });
+    const qe = new QueueEvents(queueName(engine), {
+      connection: createRedis(this.redis, 'blocking', 'gateway-events', { lazy: true }),
+      prefix: KEY_PREFIX,
+    });
     qe.on('error', () => undefined);
     // Our own event (engine-start.ts); QueueEvents emits every event of the stream by name, but types only BullMQ's.
-    (qe as unknown as NodeJS.EventEmitter).on(ENGINE_START_EVENT, ({ jobId }: { jobId: string }, eventId: string) => this.emit({ type: 'active', jobId, eventId, engine }));
-    qe.on('progress', ({ jobId, data }, eventId) => this.emit({ type: 'progress', jobId, progress: typeof data === 'number' ? data : 0, eventId, engine }));
+    (qe as unknown as NodeJS.EventEmitter).on(ENGINE_START_EVENT, ({ jobId }: { jobId: string }, eventId: string) =>
+      this.emit({ type: 'active', jobId, eventId, engine }),
+    );
+    qe.on('progress', ({ jobId, data }, eventId) =>
+      this.emit({ type: 'progress', jobId, progress: typeof data === 'number' ? data : 0, eventId, engine }),
+    );
     qe.on('completed', ({ jobId }, eventId) => this.emit({ type: 'completed', jobId, eventId, engine }));
     qe.on('failed', ({ jobId, failedReason }, eventId) => this.emit({ type: 'failed', jobId, reason: failedReason, eventId, engine }));
     qe.on('waiting', ({ jobId }, eventId) => this.emit({ type: 'waiting', jobId, eventId, engine }));

@@ -11,7 +11,17 @@ import {
   type JobView,
   statusOfBullState,
 } from '@photoenhance/contracts';
-import { JobRecords, KEY_PREFIX, ReplicaWait, bullJobOptions, engineStarts, enqueueWithRecord, keys, queueName, type JobRecordExtra } from '@photoenhance/queue';
+import {
+  JobRecords,
+  KEY_PREFIX,
+  ReplicaWait,
+  bullJobOptions,
+  engineStarts,
+  enqueueWithRecord,
+  keys,
+  queueName,
+  type JobRecordExtra,
+} from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import type { GatewayConfig } from './config.js';
 
@@ -65,7 +75,11 @@ export class JobService {
       extra,
       name: 'enhance',
       data,
-      opts: bullJobOptions(data.id, data.options, { attempts: this.config.jobAttempts, backoffMs: this.config.jobBackoffMs, ttlSeconds: this.config.jobTtlSeconds }),
+      opts: bullJobOptions(data.id, data.options, {
+        attempts: this.config.jobAttempts,
+        backoffMs: this.config.jobBackoffMs,
+        ttlSeconds: this.config.jobTtlSeconds,
+      }),
     });
     await this.confirmDurable(data);
   }
@@ -79,10 +93,14 @@ export class JobService {
     const r = await this.replicas.confirm();
     if (r.ok) return;
     await this.cancel(data.id).catch(() => undefined);
-    throw new ApiError('NOT_REPLICATED', `${r.acked} of ${r.needed} Redis replica(s) confirmed the job within ${this.config.redisWaitTimeoutMs} ms`, {
-      headers: { 'retry-after': '2' },
-      extensions: { replicasNeeded: r.needed, replicasAcked: r.acked },
-    });
+    throw new ApiError(
+      'NOT_REPLICATED',
+      `${r.acked} of ${r.needed} Redis replica(s) confirmed the job within ${this.config.redisWaitTimeoutMs} ms`,
+      {
+        headers: { 'retry-after': '2' },
+        extensions: { replicasNeeded: r.needed, replicasAcked: r.acked },
+      },
+    );
   }
 
   /** The job, or an ApiError (404 unknown, 410 expired). Canceled jobs come back from their tombstone. */
@@ -100,7 +118,10 @@ export class JobService {
     // Started = handed to an engine (a prefetched job is BullMQ-active but still queued): engine-start.ts. Read with
     // the job, in parallel.
     const ran = state === 'active' || state === 'completed' || state === 'failed';
-    const [found, [engineAt]] = await Promise.all([this.queue(rec.engine).getJob(id), ran ? engineStarts(this.redis, rec.engine, [id]) : [undefined]]);
+    const [found, [engineAt]] = await Promise.all([
+      this.queue(rec.engine).getJob(id),
+      ran ? engineStarts(this.redis, rec.engine, [id]) : [undefined],
+    ]);
     const job = found as Job<JobData, JobResult> | undefined;
     if (!job) throw new ApiError('JOB_EXPIRED', `Job ${id} has expired and its files were deleted`);
     if (state !== 'active') return { view: this.toView(job, statusOfBullState(state), engineAt), job };
@@ -115,8 +136,8 @@ export class JobService {
     const d = job.data;
     const links = jobLinks(d.id, this.config.publicUrl ?? '');
     const rv = job.returnvalue as JobResult | null | undefined;
-    const started = engineAt === null ? undefined : engineAt ?? job.processedOn ?? undefined;
-    const finished = status === 'completed' || status === 'failed' ? job.finishedOn ?? undefined : undefined;
+    const started = engineAt === null ? undefined : (engineAt ?? job.processedOn ?? undefined);
+    const finished = status === 'completed' || status === 'failed' ? (job.finishedOn ?? undefined) : undefined;
     const progress = status === 'completed' ? 1 : typeof job.progress === 'number' ? Math.max(0, Math.min(1, job.progress)) : 0;
     const view: JobView = {
       id: d.id,
@@ -131,9 +152,18 @@ export class JobService {
     };
     if (started) view.startedAt = iso(started);
     if (finished) view.finishedAt = iso(finished);
-    if (started) view.timings = { queuedMs: Math.max(0, started - d.createdAt), ...(finished ? { runMs: Math.max(0, finished - started) } : {}) };
+    if (started)
+      view.timings = { queuedMs: Math.max(0, started - d.createdAt), ...(finished ? { runMs: Math.max(0, finished - started) } : {}) };
     if (status === 'completed' && rv) {
-      view.result = { width: rv.width, height: rv.height, format: rv.format, bytes: rv.bytes, url: links.result, applied: rv.applied, ...(rv.meta ? { meta: rv.meta } : {}) };
+      view.result = {
+        width: rv.width,
+        height: rv.height,
+        format: rv.format,
+        bytes: rv.bytes,
+        url: links.result,
+        applied: rv.applied,
+        ...(rv.meta ? { meta: rv.meta } : {}),
+      };
     }
     if (status === 'failed') view.error = decodeJobError(job.failedReason);
     else if (job.failedReason && status === 'queued') view.lastError = decodeJobError(job.failedReason);

@@ -24,7 +24,11 @@ async function main(): Promise<void> {
   }
   const { app } = gateway;
   // Fastify logs the one "listening" line; its text says what ours used to (it was logged twice).
-  await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `gateway listening on ${address} (storage ${config.storageDir})` });
+  await app.listen({
+    host: config.host,
+    port: config.port,
+    listenTextResolver: (address) => `gateway listening on ${address} (storage ${config.storageDir})`,
+  });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -32,7 +36,10 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'gateway stopping');
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
-    app.close().then(() => process.exit(0), () => process.exit(1));
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -86,7 +86,8 @@ export class PartHeaderSentinel {
       } else if (this.state === 'headers') {
         const end = data.indexOf(HEADER_END);
         if (end < 0) {
-          if (data.length > MAX_HEADER_BYTES) return malformed(`The headers of part ${this.parts + 1} are longer than ${MAX_HEADER_BYTES} bytes`);
+          if (data.length > MAX_HEADER_BYTES)
+            return malformed(`The headers of part ${this.parts + 1} are longer than ${MAX_HEADER_BYTES} bytes`);
           this.pending = Buffer.from(data);
           return undefined;
         }
@@ -174,20 +175,27 @@ export function watchMultipart(req: IncomingMessage, o: { stallMs: number; fileB
     // An empty body is no form at all: the walk reports the missing part (IMAGE_REQUIRED), which helps more.
     if (sentinel && !sentinel.closed && bytes > 0) finish(malformed('The multipart body ends without its closing boundary'));
   };
-  const timer = setInterval(() => {
-    const now = Date.now();
-    const mark = marks + o.fileBytes();
-    if (mark !== lastMark) {
-      lastMark = mark;
-      lastChange = now;
-      return;
-    }
-    // Waiting for a slow client is the idle and request timeouts' business, not a stall of ours.
-    const waitingOnClient = !req.complete && req.readableFlowing !== false;
-    if (!waitingOnClient && now - lastChange >= o.stallMs) {
-      finish(malformed(`The multipart parser made no progress for ${o.stallMs} ms on a body that was sent; the body is malformed`, { stalledMs: now - lastChange }));
-    }
-  }, Math.max(50, Math.min(1000, Math.floor(o.stallMs / 4))));
+  const timer = setInterval(
+    () => {
+      const now = Date.now();
+      const mark = marks + o.fileBytes();
+      if (mark !== lastMark) {
+        lastMark = mark;
+        lastChange = now;
+        return;
+      }
+      // Waiting for a slow client is the idle and request timeouts' business, not a stall of ours.
+      const waitingOnClient = !req.complete && req.readableFlowing !== false;
+      if (!waitingOnClient && now - lastChange >= o.stallMs) {
+        finish(
+          malformed(`The multipart parser made no progress for ${o.stallMs} ms on a body that was sent; the body is malformed`, {
+            stalledMs: now - lastChange,
+          }),
+        );
+      }
+    },
+    Math.max(50, Math.min(1000, Math.floor(o.stallMs / 4))),
+  );
   timer.unref();
   req.on('data', onData);
   req.once('end', onEnd);

@@ -26,10 +26,18 @@ export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => 
       return sendProblem(reply, new ApiError('INVALID_REQUEST', fe.message), req.url);
     }
     if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return sendProblem(reply, new ApiError('MULTIPART_REQUIRED', `Unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}`), req.url);
+      return sendProblem(
+        reply,
+        new ApiError('MULTIPART_REQUIRED', `Unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}`),
+        req.url,
+      );
     }
     if (fe.code === 'FST_REQ_FILE_TOO_LARGE' || fe.statusCode === 413) {
-      return sendProblem(reply, new ApiError('IMAGE_TOO_LARGE', 'The request body is larger than the upload limit', { headers: { connection: 'close' } }), req.url);
+      return sendProblem(
+        reply,
+        new ApiError('IMAGE_TOO_LARGE', 'The request body is larger than the upload limit', { headers: { connection: 'close' } }),
+        req.url,
+      );
     }
     // Before the Redis test: a storage outage message can also say ECONNREFUSED.
     if (isStorageUnavailable(error)) {
@@ -43,7 +51,11 @@ export function installProblemHandlers(app: FastifyInstance, isRedisDown: () => 
       return sendProblem(reply, new ApiError('INVALID_REQUEST', fe.message, { status: fe.statusCode }), req.url);
     }
     req.log.error({ err: error }, 'unhandled error');
-    return sendProblem(reply, new ApiError('INTERNAL_ERROR', `Unexpected error (request id ${req.id})`, { extensions: { requestId: req.id } }), req.url);
+    return sendProblem(
+      reply,
+      new ApiError('INTERNAL_ERROR', `Unexpected error (request id ${req.id})`, { extensions: { requestId: req.id } }),
+      req.url,
+    );
   });
 }
 
@@ -52,13 +64,14 @@ export function redisUnavailable(): ApiError {
 }
 
 export function storageUnavailable(detail?: string): ApiError {
-  return new ApiError('STORAGE_UNAVAILABLE', `The file storage is unreachable right now${detail ? ` (${detail})` : ''}`, { headers: { 'retry-after': '5' } });
+  return new ApiError('STORAGE_UNAVAILABLE', `The file storage is unreachable right now${detail ? ` (${detail})` : ''}`, {
+    headers: { 'retry-after': '5' },
+  });
 }
 
 function isRedisError(err: Error): boolean {
   return isRedisUnavailableError(err);
 }
-
 
 export interface DrainLimits {
   /** REFUSED_BODY_DRAIN_BYTES */

@@ -32,7 +32,12 @@ export class SseStream {
     // The route answers by itself from here on: Fastify sends nothing more for this request.
     reply.hijack();
     this.res = reply.raw;
-    this.res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     if (opts.retryMs !== undefined) this.res.write(`retry: ${opts.retryMs}\n\n`);
     this.ping = setInterval(() => this.res.write(': ping\n\n'), PING_MS);
     this.ping.unref();

@@ -35,10 +35,20 @@ export interface SendStoredOptions {
  * straight from the backend (never buffered). Returns undefined when the object does not exist (callers answer with
  * their own error).
  */
-export async function sendStored(storage: Storage, req: FastifyRequest, reply: FastifyReply, key: string, o: SendStoredOptions): Promise<FastifyReply | undefined> {
+export async function sendStored(
+  storage: Storage,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  key: string,
+  o: SendStoredOptions,
+): Promise<FastifyReply | undefined> {
   if (o.redirect && storage.presign) {
     if (!(await storage.stat(key))) return undefined;
-    const url = await storage.presign(key, { expiresInSeconds: o.redirect.expiresInSeconds, contentType: o.contentType, ...(o.contentDisposition ? { contentDisposition: o.contentDisposition } : {}) });
+    const url = await storage.presign(key, {
+      expiresInSeconds: o.redirect.expiresInSeconds,
+      contentType: o.contentType,
+      ...(o.contentDisposition ? { contentDisposition: o.contentDisposition } : {}),
+    });
     return reply.code(302).header('location', url).header('cache-control', 'no-store').send();
   }
   const rangeHeader = req.headers.range;
@@ -50,17 +60,28 @@ export async function sendStored(storage: Storage, req: FastifyRequest, reply: F
     // If-Range with another validator: the file changed since the client's first part, so it gets the whole file.
     const parsed = ifRange && ifRange !== info.etag ? undefined : parseRange(rangeHeader, info.size);
     if (parsed === 'unsatisfiable') {
-      throw new ApiError('RANGE_NOT_SATISFIABLE', `The range ${JSON.stringify(rangeHeader.slice(0, 60))} is outside the file (${info.size} bytes)`, {
-        headers: { 'content-range': `bytes */${info.size}` },
-        extensions: { size: info.size },
-      });
+      throw new ApiError(
+        'RANGE_NOT_SATISFIABLE',
+        `The range ${JSON.stringify(rangeHeader.slice(0, 60))} is outside the file (${info.size} bytes)`,
+        {
+          headers: { 'content-range': `bytes */${info.size}` },
+          extensions: { size: info.size },
+        },
+      );
     }
     range = parsed;
   }
   const obj = await storage.openRead(key, range ? { range } : {});
   if (!obj) return undefined;
   const inm = req.headers['if-none-match'];
-  if (!range && inm && inm.split(',').map((s) => s.trim()).includes(obj.etag)) {
+  if (
+    !range &&
+    inm &&
+    inm
+      .split(',')
+      .map((s) => s.trim())
+      .includes(obj.etag)
+  ) {
     obj.stream.destroy();
     return reply.code(304).header('etag', obj.etag).send();
   }
@@ -72,7 +93,10 @@ export async function sendStored(storage: Storage, req: FastifyRequest, reply: F
   if (o.contentDisposition) reply.header('content-disposition', o.contentDisposition);
   if (o.cacheControl) reply.header('cache-control', o.cacheControl);
   if (range) {
-    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${obj.size}`).header('content-length', range.end - range.start + 1);
+    reply
+      .code(206)
+      .header('content-range', `bytes ${range.start}-${range.end}/${obj.size}`)
+      .header('content-length', range.end - range.start + 1);
   } else {
     reply.header('content-length', obj.size);
   }

@@ -13,7 +13,15 @@ export class Sweeper {
   private running: Promise<void> | undefined;
 
   constructor(
-    private readonly deps: { engineNames: () => Promise<string[]>; redis: Redis; storage: Storage; jobs: JobService; logger: Logger; ttlSeconds: number; intervalMs: number },
+    private readonly deps: {
+      engineNames: () => Promise<string[]>;
+      redis: Redis;
+      storage: Storage;
+      jobs: JobService;
+      logger: Logger;
+      ttlSeconds: number;
+      intervalMs: number;
+    },
   ) {}
 
   start(): void {
@@ -59,9 +67,11 @@ export class Sweeper {
         await redis.del(keys.sweepLock).catch(() => undefined);
       }
     })();
-    this.running = work.catch((err: unknown) => this.deps.logger.warn({ err }, 'sweep failed')).finally(() => {
-      this.running = undefined;
-    });
+    this.running = work
+      .catch((err: unknown) => this.deps.logger.warn({ err }, 'sweep failed'))
+      .finally(() => {
+        this.running = undefined;
+      });
     await this.running;
     return { expired };
   }

@@ -3,14 +3,15 @@ import type { FastifyRequest } from 'fastify';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
-import { BMP_HEADER_BYTES, StructureError, bmpDimensions, checkFileStructure, inspectBmp, type StructuralFormat } from '@photoenhance/imaging';
 import {
-  ApiError,
-  FORMAT_EXTENSIONS,
-  sniffImageFormat,
-  type InputFormat,
-  type StoredInput,
-} from '@photoenhance/contracts';
+  BMP_HEADER_BYTES,
+  StructureError,
+  bmpDimensions,
+  checkFileStructure,
+  inspectBmp,
+  type StructuralFormat,
+} from '@photoenhance/imaging';
+import { ApiError, FORMAT_EXTENSIONS, sniffImageFormat, type InputFormat, type StoredInput } from '@photoenhance/contracts';
 import { LocalStorage, UploadTooLargeError, type Storage } from '@photoenhance/storage';
 import type { Fingerprint } from './idempotency/index.js';
 import { malformed, watchMultipart, type MultipartWatch } from './multipart-guard.js';
@@ -28,16 +29,31 @@ export async function readHead(source: MultipartFile | Readable): Promise<Buffer
   let n = 0;
   const stream = 'file' in source && !(source instanceof Readable) ? source.file : (source as Readable);
   while (n < SNIFF_BYTES) {
-    const chunk = (stream.read() as Buffer | null) ?? (await new Promise<Buffer | null>((resolve, reject) => {
-      const onReadable = (): void => { cleanup(); resolve(stream.read() as Buffer | null); };
-      const onEnd = (): void => { cleanup(); resolve(null); };
-      const onError = (e: Error): void => { cleanup(); reject(e); };
-      const cleanup = (): void => { stream.off('readable', onReadable); stream.off('end', onEnd); stream.off('error', onError); };
-      if (stream.readableEnded) return resolve(null);
-      stream.once('readable', onReadable);
-      stream.once('end', onEnd);
-      stream.once('error', onError);
-    }));
+    const chunk =
+      (stream.read() as Buffer | null) ??
+      (await new Promise<Buffer | null>((resolve, reject) => {
+        const onReadable = (): void => {
+          cleanup();
+          resolve(stream.read() as Buffer | null);
+        };
+        const onEnd = (): void => {
+          cleanup();
+          resolve(null);
+        };
+        const onError = (e: Error): void => {
+          cleanup();
+          reject(e);
+        };
+        const cleanup = (): void => {
+          stream.off('readable', onReadable);
+          stream.off('end', onEnd);
+          stream.off('error', onError);
+        };
+        if (stream.readableEnded) return resolve(null);
+        stream.once('readable', onReadable);
+        stream.once('end', onEnd);
+        stream.once('error', onError);
+      }));
     if (chunk === null) {
       if (stream.readableEnded || stream.destroyed) break;
       continue;
@@ -57,29 +73,52 @@ export async function receiveUpload(
   opts: { id: string; storage: Storage; maxUploadBytes: number; fileField?: string; fingerprint?: Fingerprint; stallMs?: number },
 ): Promise<ReceivedUpload> {
   const fileField = opts.fileField ?? 'image';
-  if (!req.isMultipart()) throw new ApiError('MULTIPART_REQUIRED', `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`);
+  if (!req.isMultipart())
+    throw new ApiError(
+      'MULTIPART_REQUIRED',
+      `Content-Type is ${JSON.stringify(req.headers['content-type'] ?? 'missing')}, not multipart/form-data`,
+    );
   const fields: Record<string, string> = {};
   let input: StoredInput | undefined;
   // busboy's own cap sits one byte above ours, so our counter decides and names the limit.
-  await walkMultipart(req, { fileSize: opts.maxUploadBytes + 1, files: 1, fields: 32, fieldSize: 4096, parts: 40 }, fields, opts.maxUploadBytes, async (part) => {
-    if (part.fieldname !== fileField || input) {
-      part.file.resume();
-      throw new ApiError('UNEXPECTED_FIELD', `Unexpected file part "${part.fieldname}"; send exactly one file part named "${fileField}"`, { extensions: { field: part.fieldname } });
-    }
-    const head = await readHead(part);
-    if (head.length === 0) throw new ApiError('IMAGE_UNREADABLE', `The "${fileField}" part is empty`);
-    const format = sniffImageFormat(head);
-    if (!format) {
-      part.file.resume();
-      const claimed = part.mimetype ? ` (it claims ${part.mimetype})` : '';
-      throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `The uploaded file is not a JPEG, PNG, WebP, BMP or TIFF image by its content${claimed}`, { extensions: { claimedType: part.mimetype } });
-    }
-    const key = LocalStorage.inputKey(opts.id, FORMAT_EXTENSIONS[format]);
-    const name = safeName(part.filename);
-    const bytes = await opts.storage.writeStream(key, part.file, { limit: opts.maxUploadBytes, head, ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}) });
-    if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
-    input = { key, name, format, bytes, width: 0, height: 0 };
-  }, opts.stallMs);
+  await walkMultipart(
+    req,
+    { fileSize: opts.maxUploadBytes + 1, files: 1, fields: 32, fieldSize: 4096, parts: 40 },
+    fields,
+    opts.maxUploadBytes,
+    async (part) => {
+      if (part.fieldname !== fileField || input) {
+        part.file.resume();
+        throw new ApiError(
+          'UNEXPECTED_FIELD',
+          `Unexpected file part "${part.fieldname}"; send exactly one file part named "${fileField}"`,
+          { extensions: { field: part.fieldname } },
+        );
+      }
+      const head = await readHead(part);
+      if (head.length === 0) throw new ApiError('IMAGE_UNREADABLE', `The "${fileField}" part is empty`);
+      const format = sniffImageFormat(head);
+      if (!format) {
+        part.file.resume();
+        const claimed = part.mimetype ? ` (it claims ${part.mimetype})` : '';
+        throw new ApiError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `The uploaded file is not a JPEG, PNG, WebP, BMP or TIFF image by its content${claimed}`,
+          { extensions: { claimedType: part.mimetype } },
+        );
+      }
+      const key = LocalStorage.inputKey(opts.id, FORMAT_EXTENSIONS[format]);
+      const name = safeName(part.filename);
+      const bytes = await opts.storage.writeStream(key, part.file, {
+        limit: opts.maxUploadBytes,
+        head,
+        ...(opts.fingerprint ? { hash: opts.fingerprint.file(name) } : {}),
+      });
+      if (part.file.truncated) throw new UploadTooLargeError(opts.maxUploadBytes);
+      input = { key, name, format, bytes, width: 0, height: 0 };
+    },
+    opts.stallMs,
+  );
   if (!input) throw new ApiError('IMAGE_REQUIRED', `No file part named "${fileField}" in the request`);
   return { fields, input };
 }
@@ -105,7 +144,9 @@ export async function walkMultipart(
   let parts: AsyncIterableIterator<Multipart>;
   try {
     const { throwFileSizeLimit, ...rest } = limits;
-    parts = req.parts({ limits: rest, ...(throwFileSizeLimit === undefined ? {} : { throwFileSizeLimit }) } as Parameters<FastifyRequest['parts']>[0]);
+    parts = req.parts({ limits: rest, ...(throwFileSizeLimit === undefined ? {} : { throwFileSizeLimit }) } as Parameters<
+      FastifyRequest['parts']
+    >[0]);
   } catch (err) {
     throw mapMultipartError(err, maxUploadBytes);
   }
@@ -120,14 +161,21 @@ export async function walkMultipart(
     for (;;) {
       const pending = parts.next();
       // The first next() pipes the body into the parser; only then may the watch listen to it.
-      if (!watch && req.raw.readableFlowing !== null) watch = watchMultipart(req.raw, { stallMs, fileBytes: () => current?.file.bytesRead ?? 0 });
+      if (!watch && req.raw.readableFlowing !== null)
+        watch = watchMultipart(req.raw, { stallMs, fileBytes: () => current?.file.bytesRead ?? 0 });
       const next = await step(pending);
       if (next.done) return;
       watch?.progress();
       const part = next.value;
       if (part.type === 'field') {
-        if (typeof part.value !== 'string') throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, { extensions: { field: part.fieldname } });
-        if (part.valueTruncated) throw new ApiError('INVALID_OPTION', `Field "${part.fieldname.slice(0, 80)}" is longer than ${limits.fieldSize} bytes`, { extensions: { field: part.fieldname.slice(0, 200), limitBytes: limits.fieldSize } });
+        if (typeof part.value !== 'string')
+          throw new ApiError('INVALID_OPTION', `Field "${part.fieldname}" must be a plain text value`, {
+            extensions: { field: part.fieldname },
+          });
+        if (part.valueTruncated)
+          throw new ApiError('INVALID_OPTION', `Field "${part.fieldname.slice(0, 80)}" is longer than ${limits.fieldSize} bytes`, {
+            extensions: { field: part.fieldname.slice(0, 200), limitBytes: limits.fieldSize },
+          });
         fields[part.fieldname] = part.value;
       } else {
         current = part;
@@ -150,21 +198,28 @@ export async function walkMultipart(
 }
 
 /** busboy's and Dicer's words for a body that is not well-formed multipart. */
-const MALFORMED_MESSAGES = /Unexpected end of (form|multipart data)|terminated early|Malformed part header|Boundary not found|Multipart: |Header size limit/i;
+const MALFORMED_MESSAGES =
+  /Unexpected end of (form|multipart data)|terminated early|Malformed part header|Boundary not found|Multipart: |Header size limit/i;
 
 export function mapMultipartError(err: unknown, limit: number): unknown {
   if (err instanceof ApiError) return err;
   if (err instanceof UploadTooLargeError || (err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
-    return new ApiError('IMAGE_TOO_LARGE', `The upload is larger than the limit of ${limit} bytes (${(limit / 1048576).toFixed(1)} MiB)`, { extensions: { limitBytes: limit }, headers: { connection: 'close' } });
+    return new ApiError('IMAGE_TOO_LARGE', `The upload is larger than the limit of ${limit} bytes (${(limit / 1048576).toFixed(1)} MiB)`, {
+      extensions: { limitBytes: limit },
+      headers: { connection: 'close' },
+    });
   }
   const code = (err as { code?: string }).code ?? '';
   if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
-    return new ApiError('UNEXPECTED_FIELD', 'Too many parts: send one file part "image" and the option fields', { headers: { connection: 'close' } });
+    return new ApiError('UNEXPECTED_FIELD', 'Too many parts: send one file part "image" and the option fields', {
+      headers: { connection: 'close' },
+    });
   }
   if (code === 'FST_INVALID_MULTIPART_CONTENT_TYPE' || code === 'FST_NO_FORM_DATA') {
     return new ApiError('MULTIPART_REQUIRED', 'The body is not valid multipart/form-data');
   }
-  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new ApiError('INVALID_OPTION', 'A field declared as application/json is not valid JSON; send option fields as plain text');
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR')
+    return new ApiError('INVALID_OPTION', 'A field declared as application/json is not valid JSON; send option fields as plain text');
   if (code === 'FST_PROTO_VIOLATION') return malformed('A part is named after an Object prototype property (__proto__, constructor, ...)');
   if (code === 'FST_MP_PREMATURE_CLOSE') return malformed('The request was closed before the multipart body was complete');
   const message = (err as Error).message ?? '';
@@ -176,7 +231,10 @@ export function mapMultipartError(err: unknown, limit: number): unknown {
 export function safeName(name: string | undefined): string {
   const base = (name ?? '').split(/[\\/]/).pop() ?? '';
   // eslint-disable-next-line no-control-regex
-  const cleaned = base.replace(/[\u0000-\u001f\u007f"<>|:*?]/g, '').trim().slice(0, 200);
+  const cleaned = base
+    .replace(/[\u0000-\u001f\u007f"<>|:*?]/g, '')
+    .trim()
+    .slice(0, 200);
   return cleaned || 'photo';
 }
 
@@ -207,7 +265,8 @@ export async function inspectImage(
       // Limits are checked as soon as the header is read (a bomb is refused unread); orientation cannot change them.
       return await checkFileStructure(path, opts.format as StructuralFormat, { onHeader: (d) => limits(d.width, d.height) });
     } catch (err) {
-      if (err instanceof StructureError) throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${err.message})`);
+      if (err instanceof StructureError)
+        throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${err.message})`);
       throw err;
     }
   }
@@ -222,18 +281,31 @@ export async function inspectImage(
     await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
   } catch (err) {
     if (err instanceof ApiError) throw err;
-    throw new ApiError('IMAGE_UNREADABLE', `The ${opts.format.toUpperCase()} image is truncated or corrupt (${(err as Error).message.split('\n')[0]})`);
+    throw new ApiError(
+      'IMAGE_UNREADABLE',
+      `The ${opts.format.toUpperCase()} image is truncated or corrupt (${(err as Error).message.split('\n')[0]})`,
+    );
   }
   return { width, height };
 }
 
 /** The shape every engine can process, then the pixel limit on input and output. */
-function assertLimits(width: number, height: number, opts: { maxPixels: number; scale: number; minSide?: number; maxAspectRatio?: number }): void {
-  assertShape(width, height, { minSide: opts.minSide ?? IMAGE_SHAPE_DEFAULTS.minSide, maxAspectRatio: opts.maxAspectRatio ?? IMAGE_SHAPE_DEFAULTS.maxAspectRatio });
+function assertLimits(
+  width: number,
+  height: number,
+  opts: { maxPixels: number; scale: number; minSide?: number; maxAspectRatio?: number },
+): void {
+  assertShape(width, height, {
+    minSide: opts.minSide ?? IMAGE_SHAPE_DEFAULTS.minSide,
+    maxAspectRatio: opts.maxAspectRatio ?? IMAGE_SHAPE_DEFAULTS.maxAspectRatio,
+  });
   const inPx = width * height;
   const outPx = inPx * opts.scale * opts.scale;
   if (inPx > opts.maxPixels || outPx > opts.maxPixels) {
-    const which = inPx > opts.maxPixels ? `input ${width}×${height} (${(inPx / 1e6).toFixed(1)} MP)` : `output ${width * opts.scale}×${height * opts.scale} at scale ${opts.scale} (${(outPx / 1e6).toFixed(1)} MP)`;
+    const which =
+      inPx > opts.maxPixels
+        ? `input ${width}×${height} (${(inPx / 1e6).toFixed(1)} MP)`
+        : `output ${width * opts.scale}×${height * opts.scale} at scale ${opts.scale} (${(outPx / 1e6).toFixed(1)} MP)`;
     throw new ApiError('IMAGE_DIMENSIONS_TOO_LARGE', `The ${which} exceeds the limit of ${(opts.maxPixels / 1e6).toFixed(1)} megapixels`, {
       extensions: { width, height, scale: opts.scale, maxPixels: opts.maxPixels },
     });
@@ -245,14 +317,22 @@ export function assertShape(width: number, height: number, o: { minSide: number;
   const short = Math.min(width, height);
   const long = Math.max(width, height);
   if (short < o.minSide) {
-    throw new ApiError('IMAGE_DIMENSIONS_TOO_SMALL', `The image is ${width}×${height}; its shorter side must be at least ${o.minSide} pixels (MIN_IMAGE_SIDE)`, {
-      extensions: { width, height, minSide: o.minSide },
-    });
+    throw new ApiError(
+      'IMAGE_DIMENSIONS_TOO_SMALL',
+      `The image is ${width}×${height}; its shorter side must be at least ${o.minSide} pixels (MIN_IMAGE_SIDE)`,
+      {
+        extensions: { width, height, minSide: o.minSide },
+      },
+    );
   }
   if (long / short > o.maxAspectRatio) {
-    throw new ApiError('IMAGE_ASPECT_RATIO_TOO_EXTREME', `The image is ${width}×${height} (ratio ${(long / short).toFixed(1)}:1); at most ${o.maxAspectRatio}:1 is accepted (MAX_ASPECT_RATIO)`, {
-      extensions: { width, height, ratio: Number((long / short).toFixed(2)), maxAspectRatio: o.maxAspectRatio },
-    });
+    throw new ApiError(
+      'IMAGE_ASPECT_RATIO_TOO_EXTREME',
+      `The image is ${width}×${height} (ratio ${(long / short).toFixed(1)}:1); at most ${o.maxAspectRatio}:1 is accepted (MAX_ASPECT_RATIO)`,
+      {
+        extensions: { width, height, ratio: Number((long / short).toFixed(2)), maxAspectRatio: o.maxAspectRatio },
+      },
+    );
   }
 }
 

@@ -67,7 +67,9 @@ export const WorkerConfigSchema = Type.Object({
    * job; a prefetched job reads as queued in the API until its engine gets it. 0 turns prefetching off.
    */
   prefetch: Type.Integer({ default: 1, minimum: 0, maximum: 16 }),
-  enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], { default: 'auto' }),
+  enforcement: Type.Union([Type.Literal('auto'), Type.Literal('cgroup-v2'), Type.Literal('cgroup-v1'), Type.Literal('watchdog')], {
+    default: 'auto',
+  }),
   startFailureLimit: Type.Integer({ default: 3, minimum: 1 }),
   /**
    * BullMQ job lock: a worker renews the locks of its running jobs every lockDurationMs/4 to /2 (BullMQ's renewal timer),
@@ -135,11 +137,24 @@ export const WORKER_ENV = {
   logFormat: 'LOG_FORMAT',
 } as const;
 
-export function loadWorkerConfig(opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {}): Readonly<WorkerConfig> {
+export function loadWorkerConfig(
+  opts: { env?: Record<string, string | undefined>; overrides?: Partial<WorkerConfig> } = {},
+): Readonly<WorkerConfig> {
   const env = opts.env ?? process.env;
-  const config = loadConfig({ app: 'worker', schema: WorkerConfigSchema, envNames: WORKER_ENV, env, file: env.WORKER_CONFIG, overrides: opts.overrides });
+  const config = loadConfig({
+    app: 'worker',
+    schema: WorkerConfigSchema,
+    envNames: WORKER_ENV,
+    env,
+    file: env.WORKER_CONFIG,
+    overrides: opts.overrides,
+  });
   const storageProblems = storageSettingProblems(config);
-  if (storageProblems.length) throw new ConfigError('worker', storageProblems.map((p) => `setting ${p}`));
+  if (storageProblems.length)
+    throw new ConfigError(
+      'worker',
+      storageProblems.map((p) => `setting ${p}`),
+    );
   let redis: RedisTarget;
   try {
     redis = opts.overrides?.redis ?? parseRedisTarget(config);

@@ -20,7 +20,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     worker.logger.info({ signal }, 'shutdown requested');
-    worker.close().then(() => process.exit(0), () => process.exit(1));
+    worker.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -24,7 +24,10 @@ function builtin(name: string, settings: Partial<EngineProfile>): BuiltinProfile
     name,
     kind: 'resident',
     // The compiled worker (scripts/build-runtime.mjs) runs the compiled engine: no TypeScript loader in the engine either.
-    command: process.env.PHOTOENHANCE_COMPILED === '1' ? [process.execPath, `${repoRoot}engines/${name}/dist/main.js`] : nodeTsCommand(`${repoRoot}engines/${name}/src/main.ts`),
+    command:
+      process.env.PHOTOENHANCE_COMPILED === '1'
+        ? [process.execPath, `${repoRoot}engines/${name}/dist/main.js`]
+        : nodeTsCommand(`${repoRoot}engines/${name}/src/main.ts`),
     // glibc arenas otherwise let RSS creep across a batch (engines/classic/README.md has the figures).
     env: { UV_THREADPOOL_SIZE: '2', MALLOC_ARENA_MAX: '2' },
     ...settings,

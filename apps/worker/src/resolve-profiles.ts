@@ -41,7 +41,9 @@ export function resolveProfiles(config: Readonly<WorkerConfig>): EngineProfile[]
   for (const name of run) {
     const p = merged.get(name);
     if (!p) {
-      problems.push(`WORKER_ENGINES names "${name}", but there is no such engine profile (known: ${[...merged.keys()].join(', ')}); add it under "engines" in the WORKER_CONFIG file`);
+      problems.push(
+        `WORKER_ENGINES names "${name}", but there is no such engine profile (known: ${[...merged.keys()].join(', ')}); add it under "engines" in the WORKER_CONFIG file`,
+      );
       continue;
     }
     if (!p.command || p.command.length === 0) {

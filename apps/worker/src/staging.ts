@@ -30,7 +30,9 @@ export class JobStaging {
   constructor(config: Readonly<WorkerConfig>, storage?: Storage) {
     this.storage = storage ?? createStorage(config);
     // On a folder backend, beside the jobs: the same file system, so staging and committing cost no copy of the input.
-    this.base = config.stagingDir ?? (this.storage instanceof LocalStorage ? join(this.storage.root, '.staging') : join(tmpdir(), 'photoenhance-staging'));
+    this.base =
+      config.stagingDir ??
+      (this.storage instanceof LocalStorage ? join(this.storage.root, '.staging') : join(tmpdir(), 'photoenhance-staging'));
   }
 
   /** Start-up: storage reachable (names the variable when not), and leftovers of dead workers on this host removed. */
@@ -55,7 +57,11 @@ export class JobStaging {
   async stage(data: JobData): Promise<StagedJob | undefined> {
     const dir = join(this.base, `${ownerTag()}~${data.id}`);
     await mkdir(dir, { recursive: true });
-    const staged: StagedJob = { dir, input: join(dir, `input${extname(data.input.key)}`), output: join(dir, `output${extname(data.outputKey)}`) };
+    const staged: StagedJob = {
+      dir,
+      input: join(dir, `input${extname(data.input.key)}`),
+      output: join(dir, `output${extname(data.outputKey)}`),
+    };
     try {
       if (!(await this.storage.downloadTo(data.input.key, staged.input))) {
         await this.release(staged);
@@ -71,7 +77,8 @@ export class JobStaging {
   /** Publish the engine's output as the job's result; OUTPUT_MISSING when the engine wrote nothing. */
   async commit(staged: StagedJob, data: JobData, engine: string): Promise<number> {
     const st = await stat(staged.output).catch(() => undefined);
-    if (!st || st.size === 0) throw new EngineJobError('OUTPUT_MISSING', `engine ${engine} reported done but ${data.outputKey} is missing or empty`);
+    if (!st || st.size === 0)
+      throw new EngineJobError('OUTPUT_MISSING', `engine ${engine} reported done but ${data.outputKey} is missing or empty`);
     return (await this.storage.putFile(data.outputKey, staged.output, { move: true })).size;
   }
 
@@ -89,7 +96,12 @@ export class JobStaging {
  * backoff). On the last attempt the job is not failed for it: it waits `retryMs` and tries again, so an outage never
  * loses a job. Undefined when `err` is not a storage outage.
  */
-export async function storageFailure(err: unknown, job: Job<JobData, JobResult>, token: string | undefined, retryMs: number): Promise<Error | undefined> {
+export async function storageFailure(
+  err: unknown,
+  job: Job<JobData, JobResult>,
+  token: string | undefined,
+  retryMs: number,
+): Promise<Error | undefined> {
   if (!isStorageUnavailable(err)) return undefined;
   const reason = encodeJobError({ code: 'STORAGE_UNAVAILABLE', message: (err as Error).message });
   const attempts = job.opts.attempts ?? 1;

@@ -3,9 +3,29 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Logger } from 'pino';
 import { createLogger } from '@photoenhance/config';
-import { FALLBACK_BG_TILE, encodeJobError, parseControlMessage, type HostState, type RecycleEvent, type JobData, type JobResult } from '@photoenhance/contracts';
+import {
+  FALLBACK_BG_TILE,
+  encodeJobError,
+  parseControlMessage,
+  type HostState,
+  type RecycleEvent,
+  type JobData,
+  type JobResult,
+} from '@photoenhance/contracts';
 import { EngineJobError, Governor, autoBgTile, recycleEvent, type BgTileChoice, type EngineProfile } from '@photoenhance/governor';
-import { JobRecords, KEY_PREFIX, assertNoEviction, createRedis, keys, listHosts, markEngineStart, publishHost, queueName, removeHost, waitForRedis } from '@photoenhance/queue';
+import {
+  JobRecords,
+  KEY_PREFIX,
+  assertNoEviction,
+  createRedis,
+  keys,
+  listHosts,
+  markEngineStart,
+  publishHost,
+  queueName,
+  removeHost,
+  waitForRedis,
+} from '@photoenhance/queue';
 import type { Storage } from '@photoenhance/storage';
 import {
   deadInstances,
@@ -138,7 +158,13 @@ export class EnhanceWorker {
     });
     await this.refreshPeers();
     for (const profile of this.profiles) {
-      this.gates.set(profile.name, new EngineGate(() => this.engineSlots(profile), () => this.stopping || !this.governor.admitting()));
+      this.gates.set(
+        profile.name,
+        new EngineGate(
+          () => this.engineSlots(profile),
+          () => this.stopping || !this.governor.admitting(),
+        ),
+      );
       const worker = new Worker<JobData, JobResult>(queueName(profile.name), (job, token) => this.process(job, token, profile), {
         connection: createRedis(config.redis, 'blocking', `worker-${profile.name}`),
         prefix: KEY_PREFIX,
@@ -154,15 +180,24 @@ export class EnhanceWorker {
         // The stalled check runs on our timer instead (stalledCheck), so it can wait out a Redis reconnect.
         skipStalledCheck: true,
       });
-      worker.on('stalled', (jobId) => logger.warn({ jobId, engine: profile.name }, 'stalled job moved back to the queue (its worker stopped renewing its lock)'));
+      worker.on('stalled', (jobId) =>
+        logger.warn({ jobId, engine: profile.name }, 'stalled job moved back to the queue (its worker stopped renewing its lock)'),
+      );
       worker.on('error', (err) => logger.warn({ err, engine: profile.name }, 'queue worker error'));
-      worker.on('failed', (job, err) => logger.info({ jobId: job?.id, engine: profile.name, reason: err.message, attempts: job?.attemptsMade }, 'job attempt failed'));
+      worker.on('failed', (job, err) =>
+        logger.info({ jobId: job?.id, engine: profile.name, reason: err.message, attempts: job?.attemptsMade }, 'job attempt failed'),
+      );
       worker.on('completed', (job) => logger.info({ jobId: job.id, engine: profile.name }, 'job completed'));
       this.workers.set(profile.name, worker);
       if (!this.governor.admitting()) worker.pause(true);
       void worker.run().catch((err: unknown) => logger.error({ err }, 'queue worker stopped'));
     }
-    this.instance = describeInstance({ hostId: config.hostId, startedAt: this.startedAt, workers: Object.fromEntries([...this.workers.values()].map((w) => [w.name, w.id])), ttlMs: config.heartbeatMs * 3 });
+    this.instance = describeInstance({
+      hostId: config.hostId,
+      startedAt: this.startedAt,
+      workers: Object.fromEntries([...this.workers.values()].map((w) => [w.name, w.id])),
+      ttlMs: config.heartbeatMs * 3,
+    });
     await this.publish();
     await this.recover();
     this.heartbeat = setInterval(() => void this.publish().then(() => this.recover()), config.heartbeatMs);
@@ -203,7 +238,10 @@ export class EnhanceWorker {
     if (msg.type === 'admission') {
       try {
         const state = await this.governor.setAdmission(msg.admission);
-        this.logger.info({ admission: msg.admission, state: state.state, reason: state.reason }, 'admission thresholds changed by operator');
+        this.logger.info(
+          { admission: msg.admission, state: state.state, reason: state.reason },
+          'admission thresholds changed by operator',
+        );
       } catch (err) {
         this.logger.warn({ err, admission: msg.admission }, 'ignored an operator control message the governor refused');
         return;
@@ -239,14 +277,21 @@ export class EnhanceWorker {
    */
   private onRedisBack(): void {
     this.quietUntil = Date.now() + this.config.heartbeatMs * 2;
-    this.logger.info({ quietMs: this.config.heartbeatMs * 2 }, 'Redis is back: keeping the locks of running jobs, no stalled checks for a moment');
+    this.logger.info(
+      { quietMs: this.config.heartbeatMs * 2 },
+      'Redis is back: keeping the locks of running jobs, no stalled checks for a moment',
+    );
     void this.publish();
     for (const w of this.workers.values()) {
       // BullMQ's lock manager knows which jobs this worker runs, and with which token.
       const tracked = (w as unknown as { lockManager?: { trackedJobs?: Map<string, { token: string }> } }).lockManager?.trackedJobs;
       for (const [jobId, { token }] of tracked ?? []) {
         void reclaimLock(this.redis, this.queueKeys(w), jobId, token, this.config.lockDurationMs).then(
-          (ok) => this.logger.info({ jobId, kept: ok }, ok ? 'kept the lock of a running job across the Redis outage' : 'a running job was taken over while Redis was away'),
+          (ok) =>
+            this.logger.info(
+              { jobId, kept: ok },
+              ok ? 'kept the lock of a running job across the Redis outage' : 'a running job was taken over while Redis was away',
+            ),
           () => undefined,
         );
       }
@@ -277,7 +322,10 @@ export class EnhanceWorker {
           }
           const released = await releaseLocks(this.redis, this.queueKeys(w), [workerId]);
           if (released.length) {
-            this.logger.warn({ deadHost: record.hostId, deadPid: record.pid, why, jobIds: released, queue }, `worker ${record.hostId} (pid ${record.pid}) is dead (${why}): moving its ${released.length} running job(s) back to the queue`);
+            this.logger.warn(
+              { deadHost: record.hostId, deadPid: record.pid, why, jobIds: released, queue },
+              `worker ${record.hostId} (pid ${record.pid}) is dead (${why}): moving its ${released.length} running job(s) back to the queue`,
+            );
             await this.stalledCheck(w);
           }
         }
@@ -302,7 +350,10 @@ export class EnhanceWorker {
 
   private scheduleStalledCheck(): void {
     if (this.closing) return;
-    this.stalledTimer = setTimeout(() => void this.stalledCheck().finally(() => this.scheduleStalledCheck()), this.config.stalledIntervalMs);
+    this.stalledTimer = setTimeout(
+      () => void this.stalledCheck().finally(() => this.scheduleStalledCheck()),
+      this.config.stalledIntervalMs,
+    );
   }
 
   /** Who else could start this host's engines' jobs now (heartbeats): decides prefetchAllowed. One read per beat. */
@@ -323,7 +374,12 @@ export class EnhanceWorker {
         return busy < offer.poolSize;
       });
       if (this.prefetchAllowed.get(profile.name) !== !idleElsewhere) {
-        this.logger.info({ engine: profile.name, prefetch: !idleElsewhere }, idleElsewhere ? 'prefetch paused: another host has a free engine for these jobs' : 'prefetch on: no other host has a free engine for these jobs');
+        this.logger.info(
+          { engine: profile.name, prefetch: !idleElsewhere },
+          idleElsewhere
+            ? 'prefetch paused: another host has a free engine for these jobs'
+            : 'prefetch on: no other host has a free engine for these jobs',
+        );
       }
       this.prefetchAllowed.set(profile.name, !idleElsewhere);
       if (this.workers.has(profile.name)) this.fitConcurrency(profile);
@@ -371,7 +427,8 @@ export class EnhanceWorker {
         [canceled, staged] = await Promise.all([this.records.isCanceled(data.id), this.staging.stage(data)]);
       } catch (err) {
         this.active.delete(data.id);
-        if (abort.signal.aborted) throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
+        if (abort.signal.aborted)
+          throw new UnrecoverableError(encodeJobError({ code: 'JOB_CANCELED', message: 'canceled before it started' }));
         throw (await storageFailure(err, job, token, this.config.storageRetryMs)) ?? err;
       }
       // A cancel that came while staging removed the input too: it is a cancel, not a missing input.
@@ -425,23 +482,31 @@ export class EnhanceWorker {
     const tile = data.options.bgTile === undefined ? this.chooseBgTile(profile, data) : undefined;
     const options = tile ? { ...data.options, bgTile: tile.bgTile } : data.options;
     try {
-      const run = await this.governor.run(profile.name, { id: data.id, input, output, options }, {
-        signal: abort.signal,
-        onProgress: (p) => {
-          const now = Date.now();
-          if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
-          lastProgress = now;
-          // After the start mark, so no one sees progress on a job that still reads as queued.
-          void started.then(() => job.updateProgress(Math.max(0, Math.min(1, p)))).catch(() => undefined);
-        },
-        onLog: jobLog,
-      }).finally(() => {
-        // The engine is free the moment it answers: the next (prefetched) job goes in while this one commits.
-        if (entry === 'run') gate.release();
-        this.fitConcurrency(profile);
-      });
+      const run = await this.governor
+        .run(
+          profile.name,
+          { id: data.id, input, output, options },
+          {
+            signal: abort.signal,
+            onProgress: (p) => {
+              const now = Date.now();
+              if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
+              lastProgress = now;
+              // After the start mark, so no one sees progress on a job that still reads as queued.
+              void started.then(() => job.updateProgress(Math.max(0, Math.min(1, p)))).catch(() => undefined);
+            },
+            onLog: jobLog,
+          },
+        )
+        .finally(() => {
+          // The engine is free the moment it answers: the next (prefetched) job goes in while this one commits.
+          if (entry === 'run') gate.release();
+          this.fitConcurrency(profile);
+        });
       await started;
-      jobLog(`${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`);
+      jobLog(
+        `${attempt}: done by ${run.engine.name} ${run.engine.version} (pid ${run.engine.pid ?? '?'}) in ${run.timings.runMs} ms, after ${run.timings.waitMs} ms waiting for an engine`,
+      );
       // Redis may have been away while the engine ran: commit only a job that is still ours (BullMQ's finish checks the
       // lock too; this takes back a lock that merely expired meanwhile, so the result is not thrown away). Needed even
       // without a Redis outage: a frozen (SIGSTOPped) worker keeps its connection but loses its lock.
@@ -458,8 +523,18 @@ export class EnhanceWorker {
         bytes,
         key: data.outputKey,
         applied: d.applied,
-        engine: { name: run.engine.name, version: run.engine.version, host: this.config.hostId, ...(run.engine.pid ? { pid: run.engine.pid } : {}) },
-        timings: { runMs: run.timings.runMs, waitMs: run.timings.waitMs, ...(run.timings.batchWaitMs !== undefined ? { batchWaitMs: run.timings.batchWaitMs } : {}), ...(d.timings ?? {}) },
+        engine: {
+          name: run.engine.name,
+          version: run.engine.version,
+          host: this.config.hostId,
+          ...(run.engine.pid ? { pid: run.engine.pid } : {}),
+        },
+        timings: {
+          runMs: run.timings.runMs,
+          waitMs: run.timings.waitMs,
+          ...(run.timings.batchWaitMs !== undefined ? { batchWaitMs: run.timings.batchWaitMs } : {}),
+          ...(d.timings ?? {}),
+        },
         ...(d.meta || tile ? { meta: { ...d.meta, ...(tile ? { bgTileChoice: tile } : {}) } } : {}),
       };
     } catch (err) {
@@ -478,11 +553,25 @@ export class EnhanceWorker {
 
   private chooseBgTile(profile: EngineProfile, data: JobData): BgTileChoice {
     const snap = this.governor.snapshot();
-    return autoBgTile({ gpu: snap.gpu, processes: snap.processes, profile: profile.name, gpus: profile.gpus, width: data.input.width, height: data.input.height, fallback: FALLBACK_BG_TILE });
+    return autoBgTile({
+      gpu: snap.gpu,
+      processes: snap.processes,
+      profile: profile.name,
+      gpus: profile.gpus,
+      width: data.input.width,
+      height: data.input.height,
+      fallback: FALLBACK_BG_TILE,
+    });
   }
 
   /** Turn an engine failure into what BullMQ should do: retry (Error), stop (UnrecoverableError), or re-delay. */
-  private async failure(err: unknown, job: Job<JobData, JobResult>, token: string | undefined, profile: EngineProfile, log: Logger): Promise<Error> {
+  private async failure(
+    err: unknown,
+    job: Job<JobData, JobResult>,
+    token: string | undefined,
+    profile: EngineProfile,
+    log: Logger,
+  ): Promise<Error> {
     const storageDown = await storageFailure(err, job, token, this.config.storageRetryMs);
     if (storageDown) {
       log.warn({ err }, 'storage unavailable; the attempt will be retried');
@@ -499,7 +588,9 @@ export class EnhanceWorker {
       const failures = (job.data.memoryLimitFailures ?? 0) + 1;
       await job.updateData({ ...job.data, memoryLimitFailures: failures });
       if (failures > profile.memoryRetries) {
-        return new UnrecoverableError(encodeJobError({ code: err.code, message: `${err.message}; gave up after ${failures} memory-limit failure(s)` }));
+        return new UnrecoverableError(
+          encodeJobError({ code: err.code, message: `${err.message}; gave up after ${failures} memory-limit failure(s)` }),
+        );
       }
       if (token) {
         await job.updateProgress(0).catch(() => undefined);
@@ -524,7 +615,10 @@ export class EnhanceWorker {
       const closing = Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
       const graceful = await Promise.race([closing.then(() => true), delay(this.config.shutdownGraceMs).then(() => false)]);
       if (!graceful) {
-        logger.warn({ graceMs: this.config.shutdownGraceMs }, 'jobs still running after the grace period; stopping their engines (they will be retried)');
+        logger.warn(
+          { graceMs: this.config.shutdownGraceMs },
+          'jobs still running after the grace period; stopping their engines (they will be retried)',
+        );
         for (const a of this.active.values()) a.abort();
       }
       await this.governor.close();

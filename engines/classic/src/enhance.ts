@@ -49,7 +49,9 @@ export async function enhance(job: JobRequest, ctx: EngineContext): Promise<Engi
 
   step(0.45, 'upscale');
   const up = upscaleLanczos(img, scale);
-  const out = sharp(Buffer.from(up.data.buffer, up.data.byteOffset, up.data.length), { raw: { width: up.width, height: up.height, channels } });
+  const out = sharp(Buffer.from(up.data.buffer, up.data.byteOffset, up.data.length), {
+    raw: { width: up.width, height: up.height, channels },
+  });
   const info = await encoder(out, format, quality, channels).toFile(job.output);
   lap('upscale');
 

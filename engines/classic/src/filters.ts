@@ -38,12 +38,18 @@ export function estimateNoise(luma: Float32Array, width: number, height: number)
   const hist = new Uint32Array(BINS);
   let n = 0;
   for (let y = 1; y < height - 1; y++) {
-    const r0 = (y - 1) * width, r1 = y * width, r2 = (y + 1) * width;
+    const r0 = (y - 1) * width,
+      r1 = y * width,
+      r2 = (y + 1) * width;
     for (let x = 1; x < width - 1; x++) {
       const v =
-        luma[r0 + x - 1]! - 2 * luma[r0 + x]! + luma[r0 + x + 1]! -
+        luma[r0 + x - 1]! -
+        2 * luma[r0 + x]! +
+        luma[r0 + x + 1]! -
         2 * (luma[r1 + x - 1]! - 2 * luma[r1 + x]! + luma[r1 + x + 1]!) +
-        luma[r2 + x - 1]! - 2 * luma[r2 + x]! + luma[r2 + x + 1]!;
+        luma[r2 + x - 1]! -
+        2 * luma[r2 + x]! +
+        luma[r2 + x + 1]!;
       const b = Math.min(BINS - 1, Math.round(Math.abs(v) * 4));
       hist[b]!++;
       n++;
@@ -67,7 +73,8 @@ export function denoise(img: Pixels, sigmaNoise: number, luma = lumaPlane(img)):
   const bands = colourBands(ch);
   const R = 2;
   const spatial = new Float32Array((2 * R + 1) ** 2);
-  for (let dy = -R; dy <= R; dy++) for (let dx = -R; dx <= R; dx++) spatial[(dy + R) * (2 * R + 1) + dx + R] = Math.exp(-(dx * dx + dy * dy) / (2 * 1.2 * 1.2));
+  for (let dy = -R; dy <= R; dy++)
+    for (let dx = -R; dx <= R; dx++) spatial[(dy + R) * (2 * R + 1) + dx + R] = Math.exp(-(dx * dx + dy * dy) / (2 * 1.2 * 1.2));
   // Range σ 2.5× the noise: flat areas average over the whole window; a step of a few noise σ is kept.
   const rs = 2.5 * sigmaNoise;
   const LUT = 1024;
@@ -190,7 +197,9 @@ export function sharpenDetail(img: Pixels, sigma = SHARPEN_SIGMA, amount = SHARP
       const a = (y * W + (x > 0 ? x - 1 : 0)) * ch;
       const b = (y * W + (x < W - 1 ? x + 1 : W - 1)) * ch;
       for (let c = 0; c < bands; c++) {
-        const p = src[a + c]!, q = src[i + c]!, r2 = src[b + c]!;
+        const p = src[a + c]!,
+          q = src[i + c]!,
+          r2 = src[b + c]!;
         hmin[i + c] = p < q ? (p < r2 ? p : r2) : q < r2 ? q : r2;
         hmax[i + c] = p > q ? (p > r2 ? p : r2) : q > r2 ? q : r2;
       }
@@ -208,8 +217,12 @@ export function sharpenDetail(img: Pixels, sigma = SHARPEN_SIGMA, amount = SHARP
       const d = amount * (luma[i]! - b);
       for (let c = 0; c < bands; c++) {
         const o = x * ch + c;
-        let lo = hmin[row + o]!, hi = hmax[row + o]!;
-        const l1 = hmin[up + o]!, l2 = hmin[down + o]!, h1 = hmax[up + o]!, h2 = hmax[down + o]!;
+        let lo = hmin[row + o]!,
+          hi = hmax[row + o]!;
+        const l1 = hmin[up + o]!,
+          l2 = hmin[down + o]!,
+          h1 = hmax[up + o]!,
+          h2 = hmax[down + o]!;
         if (l1 < lo) lo = l1;
         if (l2 < lo) lo = l2;
         if (h1 > hi) hi = h1;

@@ -39,10 +39,13 @@ export async function openInput(input: string, options: SharpOptions = {}): Prom
 export function decodeFailure(err: unknown): unknown {
   if (err instanceof EngineError) return err;
   const why = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
-  if (err instanceof BmpError || isDecodeError(why)) return new EngineError('IMAGE_UNREADABLE', `cannot decode the input image: ${why}`, false, { cause: err });
+  if (err instanceof BmpError || isDecodeError(why))
+    return new EngineError('IMAGE_UNREADABLE', `cannot decode the input image: ${why}`, false, { cause: err });
   return err;
 }
 
 function isDecodeError(message: string): boolean {
-  return /unsupported image format|premature end|corrupt|truncated|read error|improper call|not a known file format|vipsjpeg|vipspng|pngload|jpegload|webpload|tiffload|heifload|gifload|bad|invalid|input buffer|input file/i.test(message);
+  return /unsupported image format|premature end|corrupt|truncated|read error|improper call|not a known file format|vipsjpeg|vipspng|pngload|jpegload|webpload|tiffload|heifload|gifload|bad|invalid|input buffer|input file/i.test(
+    message,
+  );
 }

@@ -34,10 +34,18 @@ try {
   for (let i = 0; i < jobs; i++) {
     const id = `m${i}`;
     const t0 = performance.now();
-    const { result } = await engine.run({ id, input: photoFor(i), output: join(dir, `${id}.${format === 'jpeg' ? 'jpg' : format}`), options: { ...DEFAULT_OPTIONS, scale, format } });
+    const { result } = await engine.run({
+      id,
+      input: photoFor(i),
+      output: join(dir, `${id}.${format === 'jpeg' ? 'jpg' : format}`),
+      options: { ...DEFAULT_OPTIONS, scale, format },
+    });
     const ms = Math.round(performance.now() - t0);
-    const detail = result.type === 'done' ? `${result.output.width}x${result.output.height} ${JSON.stringify(result.timings)}` : JSON.stringify(result);
-    console.log(`job ${i + 1}: ${ms} ms, RSS after ${mib(statusKiB(pid, 'VmRSS'))}, peak so far ${mib(statusKiB(pid, 'VmHWM'))} — ${detail}`);
+    const detail =
+      result.type === 'done' ? `${result.output.width}x${result.output.height} ${JSON.stringify(result.timings)}` : JSON.stringify(result);
+    console.log(
+      `job ${i + 1}: ${ms} ms, RSS after ${mib(statusKiB(pid, 'VmRSS'))}, peak so far ${mib(statusKiB(pid, 'VmHWM'))} — ${detail}`,
+    );
   }
 } finally {
   await engine.stop();

@@ -90,13 +90,24 @@ export function upscaleLanczos(img: Pixels, k: number): Pixels {
     }
     for (let p = 0; p < k; p++) {
       const w = p * TAPS;
-      const w0 = weights[w]!, w1 = weights[w + 1]!, w2 = weights[w + 2]!, w3 = weights[w + 3]!, w4 = weights[w + 4]!, w5 = weights[w + 5]!;
+      const w0 = weights[w]!,
+        w1 = weights[w + 1]!,
+        w2 = weights[w + 2]!,
+        w3 = weights[w + 3]!,
+        w4 = weights[w + 4]!,
+        w5 = weights[w + 5]!;
       for (let x = 0; x < W; x++) {
         const s0 = (x + first[p]! + PAD) * ch;
         const o = off + (x * k + p) * ch;
         for (let c = 0; c < ch; c++) {
           const i = s0 + c;
-          ring[o + c] = w0 * src[i]! + w1 * src[i + ch]! + w2 * src[i + 2 * ch]! + w3 * src[i + 3 * ch]! + w4 * src[i + 4 * ch]! + w5 * src[i + 5 * ch]!;
+          ring[o + c] =
+            w0 * src[i]! +
+            w1 * src[i + ch]! +
+            w2 * src[i + 2 * ch]! +
+            w3 * src[i + 3 * ch]! +
+            w4 * src[i + 4 * ch]! +
+            w5 * src[i + 5 * ch]!;
         }
       }
     }
@@ -113,24 +124,48 @@ export function upscaleLanczos(img: Pixels, k: number): Pixels {
       const f = y + first[p]!;
       for (let t = 0; t < TAPS; t++) rows[t] = hrow(f + t);
       const w = p * TAPS;
-      const w0 = weights[w]!, w1 = weights[w + 1]!, w2 = weights[w + 2]!, w3 = weights[w + 3]!, w4 = weights[w + 4]!, w5 = weights[w + 5]!;
-      const r0 = rows[0]!, r1 = rows[1]!, r2 = rows[2]!, r3 = rows[3]!, r4 = rows[4]!, r5 = rows[5]!;
+      const w0 = weights[w]!,
+        w1 = weights[w + 1]!,
+        w2 = weights[w + 2]!,
+        w3 = weights[w + 3]!,
+        w4 = weights[w + 4]!,
+        w5 = weights[w + 5]!;
+      const r0 = rows[0]!,
+        r1 = rows[1]!,
+        r2 = rows[2]!,
+        r3 = rows[3]!,
+        r4 = rows[4]!,
+        r5 = rows[5]!;
       const o = (y * k + p) * rowLen;
       if (alpha) {
         for (let i = 0; i < rowLen; i += ch) {
-          let a = w0 * ring[r0 + i + ch - 1]! + w1 * ring[r1 + i + ch - 1]! + w2 * ring[r2 + i + ch - 1]! + w3 * ring[r3 + i + ch - 1]! + w4 * ring[r4 + i + ch - 1]! + w5 * ring[r5 + i + ch - 1]!;
+          let a =
+            w0 * ring[r0 + i + ch - 1]! +
+            w1 * ring[r1 + i + ch - 1]! +
+            w2 * ring[r2 + i + ch - 1]! +
+            w3 * ring[r3 + i + ch - 1]! +
+            w4 * ring[r4 + i + ch - 1]! +
+            w5 * ring[r5 + i + ch - 1]!;
           a = a < 0 ? 0 : a > 255 ? 255 : a;
           outc[o + i + ch - 1] = a;
           const inv = a > 0 ? 255 / a : 0;
           for (let c = 0; c < ch - 1; c++) {
             const j = i + c;
-            const v = (w0 * ring[r0 + j]! + w1 * ring[r1 + j]! + w2 * ring[r2 + j]! + w3 * ring[r3 + j]! + w4 * ring[r4 + j]! + w5 * ring[r5 + j]!) * inv;
+            const v =
+              (w0 * ring[r0 + j]! +
+                w1 * ring[r1 + j]! +
+                w2 * ring[r2 + j]! +
+                w3 * ring[r3 + j]! +
+                w4 * ring[r4 + j]! +
+                w5 * ring[r5 + j]!) *
+              inv;
             outc[o + j] = v;
           }
         }
       } else {
         for (let j = 0; j < rowLen; j++) {
-          outc[o + j] = w0 * ring[r0 + j]! + w1 * ring[r1 + j]! + w2 * ring[r2 + j]! + w3 * ring[r3 + j]! + w4 * ring[r4 + j]! + w5 * ring[r5 + j]!;
+          outc[o + j] =
+            w0 * ring[r0 + j]! + w1 * ring[r1 + j]! + w2 * ring[r2 + j]! + w3 * ring[r3 + j]! + w4 * ring[r4 + j]! + w5 * ring[r5 + j]!;
         }
       }
     }

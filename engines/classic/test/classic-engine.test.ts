@@ -44,9 +44,15 @@ beforeAll(async () => {
   const raw = await base.clone().raw().toBuffer({ resolveWithObject: true });
   writeFileSync(join(dir, 'photo.bmp'), encodeBmp24({ data: raw.data, ...raw.info }));
   // Transparent border around the photo.
-  await base.clone().extend({ top: 40, bottom: 40, left: 40, right: 40, background: { r: 0, g: 0, b: 0, alpha: 0 } }).png().toFile(join(dir, 'alpha.png'));
+  await base
+    .clone()
+    .extend({ top: 40, bottom: 40, left: 40, right: 40, background: { r: 0, g: 0, b: 0, alpha: 0 } })
+    .png()
+    .toFile(join(dir, 'alpha.png'));
   // Flat colour at half opacity: colours must survive alpha handling (premultiplication) unchanged.
-  await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 200, g: 100, b: 50, alpha: 0.5 } } }).png().toFile(join(dir, 'semi.png'));
+  await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 200, g: 100, b: 50, alpha: 0.5 } } })
+    .png()
+    .toFile(join(dir, 'semi.png'));
   // EXIF orientation 6: stored landscape, shown portrait.
   await base.clone().jpeg().withMetadata({ orientation: 6 }).toFile(join(dir, 'rotated.jpg'));
   const jpeg = readFileSync(samplePhoto(3));
@@ -55,7 +61,12 @@ beforeAll(async () => {
 
   engine = startClassic();
   const ready = await engine.ready(60_000);
-  expect(ready).toMatchObject({ engine: 'classic', protocol: 1, capabilities: CLASSIC_CAPABILITIES, info: { device: 'cpu', cache: false } });
+  expect(ready).toMatchObject({
+    engine: 'classic',
+    protocol: 1,
+    capabilities: CLASSIC_CAPABILITIES,
+    info: { device: 'cpu', cache: false },
+  });
 });
 
 afterAll(async () => {
@@ -75,7 +86,14 @@ describe('classic engine (real process, real photos)', () => {
     expect(progress.map((p) => p.stage)).toEqual(['decode', 'denoise', 'tone', 'sharpen', 'upscale']);
     const values = progress.map((p) => p.progress);
     expect(values).toEqual([...values].sort((a, b) => a - b));
-    expect(result.timings).toMatchObject({ totalMs: expect.any(Number), decodeMs: expect.any(Number), denoiseMs: expect.any(Number), toneMs: expect.any(Number), sharpenMs: expect.any(Number), upscaleMs: expect.any(Number) });
+    expect(result.timings).toMatchObject({
+      totalMs: expect.any(Number),
+      decodeMs: expect.any(Number),
+      denoiseMs: expect.any(Number),
+      toneMs: expect.any(Number),
+      sharpenMs: expect.any(Number),
+      upscaleMs: expect.any(Number),
+    });
   });
 
   it.each([
@@ -132,14 +150,19 @@ describe('classic engine (real process, real photos)', () => {
     [256, 8, 4],
     [20_000, 1, 1],
     [1, 20_000, 2],
-  ])('handles a %i×%i image at scale %i (the smallest and most extreme sizes; the gateway accepts from 4 px and 32:1)', async (w, h, scale) => {
-    const input = join(dir, `size-${w}x${h}.png`);
-    await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
-    for (const format of ['png', 'jpeg'] as const) {
-      const { meta } = await runOk(input, { scale: scale as 1 | 2 | 4, format });
-      expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
-    }
-  });
+  ])(
+    'handles a %i×%i image at scale %i (the smallest and most extreme sizes; the gateway accepts from 4 px and 32:1)',
+    async (w, h, scale) => {
+      const input = join(dir, `size-${w}x${h}.png`);
+      await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } })
+        .png()
+        .toFile(input);
+      for (const format of ['png', 'jpeg'] as const) {
+        const { meta } = await runOk(input, { scale: scale as 1 | 2 | 4, format });
+        expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
+      }
+    },
+  );
 
   it('fails a truncated JPEG and a non-image with IMAGE_UNREADABLE (not retryable), a missing input with INPUT_MISSING', async () => {
     for (const name of ['truncated.jpg', 'not-an-image.jpg']) {

@@ -6,18 +6,29 @@ import { addNoise, samplePhoto } from './helpers.js';
 
 let photo: Pixels;
 beforeAll(async () => {
-  const { data, info } = await sharp(samplePhoto(3)).extract({ left: 400, top: 250, width: 480, height: 360 }).raw().toBuffer({ resolveWithObject: true });
-  photo = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
+  const { data, info } = await sharp(samplePhoto(3))
+    .extract({ left: 400, top: 250, width: 480, height: 360 })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  photo = {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    width: info.width,
+    height: info.height,
+    channels: info.channels,
+  };
 });
 
 const std = (img: Pixels, x0: number, x1: number, y0: number, y1: number, c = 0): number => {
-  let s = 0, q = 0, n = 0;
-  for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
-    const v = img.data[(y * img.width + x) * img.channels + c]!;
-    s += v;
-    q += v * v;
-    n++;
-  }
+  let s = 0,
+    q = 0,
+    n = 0;
+  for (let y = y0; y < y1; y++)
+    for (let x = x0; x < x1; x++) {
+      const v = img.data[(y * img.width + x) * img.channels + c]!;
+      s += v;
+      q += v * v;
+      n++;
+    }
   return Math.sqrt(q / n - (s / n) ** 2);
 };
 
@@ -81,9 +92,12 @@ describe('tone', () => {
 describe('sharpen', () => {
   it('steepens an edge without a halo: nothing overshoots the two sides by more than 2 levels', () => {
     // A soft edge (a ramp over 4 px) between 50 and 200.
-    const w = 40, h = 10;
+    const w = 40,
+      h = 10;
     const data = new Uint8Array(w * h * 3);
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.fill(Math.round(50 + 150 * Math.min(1, Math.max(0, (x - 18) / 4))), (y * w + x) * 3, (y * w + x) * 3 + 3);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        data.fill(Math.round(50 + 150 * Math.min(1, Math.max(0, (x - 18) / 4))), (y * w + x) * 3, (y * w + x) * 3 + 3);
     const img: Pixels = { data, width: w, height: h, channels: 3 };
     const before = img.data.slice();
     sharpenDetail(img, 1, 1.5);

@@ -8,12 +8,18 @@ describe('denoise / tone / sharpen options', () => {
     expect(OPTION_FIELDS).toEqual(expect.arrayContaining(['denoise', 'tone', 'sharpen']));
     const none = parseJobOptions({}).options;
     expect(none).not.toHaveProperty('denoise');
-    expect(parseJobOptions({ denoise: 'false', tone: 'no', sharpen: '0' }).options).toMatchObject({ denoise: false, tone: false, sharpen: false });
+    expect(parseJobOptions({ denoise: 'false', tone: 'no', sharpen: '0' }).options).toMatchObject({
+      denoise: false,
+      tone: false,
+      sharpen: false,
+    });
     expect(parseJobOptions({ sharpen: 'true' }).options).toMatchObject({ sharpen: true });
     expect(CLASSIC_CAPABILITIES.options).toEqual(expect.arrayContaining(['denoise', 'tone', 'sharpen']));
   });
 
   it('refuse anything but a boolean with INVALID_OPTION naming the field', () => {
-    expect(() => parseJobOptions({ denoise: 'maybe' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION', extensions: expect.objectContaining({ field: 'denoise' }) }));
+    expect(() => parseJobOptions({ denoise: 'maybe' })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION', extensions: expect.objectContaining({ field: 'denoise' }) }),
+    );
   });
 });

@@ -16,7 +16,11 @@ import { addNoise, samplePhoto, startClassic } from './helpers.js';
 const IMAGEMAGICK = '/usr/bin/convert'; // the real one (a stand-in may sit earlier on PATH)
 const haveIm = existsSync(IMAGEMAGICK);
 
-interface Img { data: Uint8Array; width: number; height: number }
+interface Img {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
 let dir: string;
 let engine: EngineUnderTest;
 let truth: Img;
@@ -26,7 +30,10 @@ const rgb = async (file: string | Buffer): Promise<Img> => {
   const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
 };
-const png = (img: Img, file: string) => sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: 3 } }).png().toFile(file);
+const png = (img: Img, file: string) =>
+  sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png()
+    .toFile(file);
 function psnr(a: Img, b: Img): number {
   expect([a.width, a.height]).toEqual([b.width, b.height]);
   let se = 0;
@@ -34,12 +41,17 @@ function psnr(a: Img, b: Img): number {
   return 10 * Math.log10((255 * 255) / (se / a.data.length));
 }
 function boxHalf(img: Img): Img {
-  const w = img.width / 2, h = img.height / 2;
+  const w = img.width / 2,
+    h = img.height / 2;
   const out = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
-    const at = (yy: number, xx: number) => img.data[(yy * img.width + xx) * 3 + c]!;
-    out[(y * w + x) * 3 + c] = Math.round((at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4);
-  }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < 3; c++) {
+        const at = (yy: number, xx: number) => img.data[(yy * img.width + xx) * 3 + c]!;
+        out[(y * w + x) * 3 + c] = Math.round(
+          (at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4,
+        );
+      }
   return { data: out, width: w, height: h };
 }
 
@@ -81,11 +93,14 @@ describe('classic engine output quality (real photo, ground truth)', () => {
     expect(psnr(img, truth)).toBeGreaterThanOrEqual(imLanczos - 0.05);
   });
 
-  it.skipIf(!haveIm)('by default it scores at least ImageMagick Lanczos − 0.5 dB, leaving a clean, well-exposed photo\'s noise and tones alone', async () => {
-    const { result, img } = await enhance(clean);
-    expect(result.applied).toEqual({ scale: 2, format: 'png', denoise: false, tone: false, sharpen: true });
-    expect(psnr(img, truth)).toBeGreaterThanOrEqual(imLanczos - 0.5);
-  });
+  it.skipIf(!haveIm)(
+    "by default it scores at least ImageMagick Lanczos − 0.5 dB, leaving a clean, well-exposed photo's noise and tones alone",
+    async () => {
+      const { result, img } = await enhance(clean);
+      expect(result.applied).toEqual({ scale: 2, format: 'png', denoise: false, tone: false, sharpen: true });
+      expect(psnr(img, truth)).toBeGreaterThanOrEqual(imLanczos - 0.5);
+    },
+  );
 
   it('measures noise and denoises a noisy photo (closer to the clean truth than without), and not when told not to', async () => {
     const noisy = join(dir, 'noisy.png');
@@ -100,7 +115,7 @@ describe('classic engine output quality (real photo, ground truth)', () => {
     expect(psnr(on.img, truth)).toBeGreaterThan(psnr(off.img, truth) + 1);
   });
 
-  it('corrects a washed-out photo\'s tones (unless tone is off)', async () => {
+  it("corrects a washed-out photo's tones (unless tone is off)", async () => {
     const washed = join(dir, 'washed.png');
     const half = boxHalf(truth);
     await png({ ...half, data: half.data.map((v) => 70 + v * 0.55) }, washed);

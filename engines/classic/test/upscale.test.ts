@@ -27,7 +27,8 @@ function boxShrink(img: Pixels, k: number): Pixels {
     for (let x = 0; x < w; x++)
       for (let c = 0; c < img.channels; c++) {
         let s = 0;
-        for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) s += img.data[((y * k + dy) * img.width + x * k + dx) * img.channels + c]!;
+        for (let dy = 0; dy < k; dy++)
+          for (let dx = 0; dx < k; dx++) s += img.data[((y * k + dy) * img.width + x * k + dx) * img.channels + c]!;
         out[(y * w + x) * img.channels + c] = Math.round(s / (k * k));
       }
   return { data: out, width: w, height: h, channels: img.channels };
@@ -35,9 +36,17 @@ function boxShrink(img: Pixels, k: number): Pixels {
 
 const raw = async (s: sharp.Sharp): Promise<Pixels> => {
   const { data, info } = await s.raw().toBuffer({ resolveWithObject: true });
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    width: info.width,
+    height: info.height,
+    channels: info.channels,
+  };
 };
-const toSharp = (p: Pixels): sharp.Sharp => sharp(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.length), { raw: { width: p.width, height: p.height, channels: p.channels as 3 } });
+const toSharp = (p: Pixels): sharp.Sharp =>
+  sharp(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.length), {
+    raw: { width: p.width, height: p.height, channels: p.channels as 3 },
+  });
 
 let truth: Pixels;
 const small: Record<number, Pixels> = {};
@@ -59,25 +68,30 @@ describe('Lanczos-3 upscale (pixel-centre convention)', () => {
     expect(p - s).toBeGreaterThan(k === 2 ? 3 : 1);
   });
 
-  it.skipIf(!existsSync(IMAGEMAGICK)).each([2, 4])('matches or beats ImageMagick -filter Lanczos -resize on a real photo (×%d)', async (k) => {
-    const input = join(dir, `small-x${k}.png`);
-    const output = join(dir, `im-x${k}.png`);
-    await toSharp(small[k]!).png().toFile(input);
-    const r = spawnSync(IMAGEMAGICK, [input, '-filter', 'Lanczos', '-resize', `${k * 100}%`, output], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const im = await raw(sharp(output).removeAlpha());
-    const ours = upscaleLanczos(small[k]!, k);
-    expect(psnr(ours.data, truth.data)).toBeGreaterThanOrEqual(psnr(im.data, truth.data) - 0.05);
-    // And it is the same filter: the two results agree closely with each other.
-    expect(psnr(ours.data, im.data)).toBeGreaterThan(45);
-  });
+  it.skipIf(!existsSync(IMAGEMAGICK)).each([2, 4])(
+    'matches or beats ImageMagick -filter Lanczos -resize on a real photo (×%d)',
+    async (k) => {
+      const input = join(dir, `small-x${k}.png`);
+      const output = join(dir, `im-x${k}.png`);
+      await toSharp(small[k]!).png().toFile(input);
+      const r = spawnSync(IMAGEMAGICK, [input, '-filter', 'Lanczos', '-resize', `${k * 100}%`, output], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const im = await raw(sharp(output).removeAlpha());
+      const ours = upscaleLanczos(small[k]!, k);
+      expect(psnr(ours.data, truth.data)).toBeGreaterThanOrEqual(psnr(im.data, truth.data) - 0.05);
+      // And it is the same filter: the two results agree closely with each other.
+      expect(psnr(ours.data, im.data)).toBeGreaterThan(45);
+    },
+  );
 
   it('keeps a single bright pixel centred where it was (no sub-pixel shift)', () => {
     const img: Pixels = { data: new Uint8Array(15 * 15).fill(0), width: 15, height: 15, channels: 1 };
     img.data[7 * 15 + 7] = 255;
     for (const k of [2, 4]) {
       const up = upscaleLanczos(img, k);
-      let m = 0, mx = 0, my = 0;
+      let m = 0,
+        mx = 0,
+        my = 0;
       for (let y = 0; y < up.height; y++)
         for (let x = 0; x < up.width; x++) {
           const v = up.data[y * up.width + x]!;
@@ -93,10 +107,10 @@ describe('Lanczos-3 upscale (pixel-centre convention)', () => {
 
   it('resamples alpha premultiplied: colour under transparent pixels does not bleed into visible ones', () => {
     // Left half: fully transparent red; right half: opaque blue.
-    const w = 16, h = 4;
+    const w = 16,
+      h = 4;
     const data = new Uint8Array(w * h * 4);
-    for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++) data.set(x < 8 ? [255, 0, 0, 0] : [0, 0, 255, 255], (y * w + x) * 4);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.set(x < 8 ? [255, 0, 0, 0] : [0, 0, 255, 255], (y * w + x) * 4);
     const up = upscaleLanczos({ data, width: w, height: h, channels: 4 }, 2);
     for (let x = 0; x < up.width; x++) {
       const i = (1 * up.width + x) * 4;

@@ -87,7 +87,11 @@ export class EsrganEngine {
       output: { width: out.width, height: out.height, format, bytes: out.bytes },
       applied: format === 'png' ? { scale, format } : { scale, format, quality },
       timings,
-      meta: { model: `esrgan-${this.settings.model} x${factor}`, tiles, input: { width: rgb.width, height: rgb.height, alpha: Boolean(alpha) } },
+      meta: {
+        model: `esrgan-${this.settings.model} x${factor}`,
+        tiles,
+        input: { width: rgb.width, height: rgb.height, alpha: Boolean(alpha) },
+      },
     };
   };
 

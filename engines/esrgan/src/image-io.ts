@@ -50,7 +50,11 @@ export async function resizeAlpha(alpha: Uint8Array, width: number, height: numb
   if (width === toW && height === toH) return alpha;
   const k = toW / width;
   if (Number.isInteger(k) && k > 1 && toH === height * k) return upscaleLanczos({ data: alpha, width, height, channels: 1 }, k).data;
-  const out = await sharp(alpha, { raw: { width, height, channels: 1 } }).resize(toW, toH, { kernel: 'lanczos3' }).extractChannel(0).raw().toBuffer();
+  const out = await sharp(alpha, { raw: { width, height, channels: 1 } })
+    .resize(toW, toH, { kernel: 'lanczos3' })
+    .extractChannel(0)
+    .raw()
+    .toBuffer();
   if (out.length !== toW * toH) throw new Error(`alpha resize returned ${out.length} bytes for ${toW}x${toH}`);
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }

@@ -13,7 +13,8 @@ import { EngineUnderTest, tsEngineArgv } from '@photoenhance/engine-protocol/tes
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const [engineName = 'esrgan', scaleArg = '2', model = 'slim', samples = '1,4'] = process.argv.slice(2);
 const scale = Number(scaleArg) as 1 | 2 | 4;
-const mib = (pid: number, field: 'VmHWM' | 'VmRSS'): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const mib = (pid: number, field: 'VmHWM' | 'VmRSS'): number =>
+  Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const dir = mkdtempSync(join(tmpdir(), 'neural-footprint-'));
 const engine = new EngineUnderTest(tsEngineArgv(join(root, `engines/${engineName}/src/main.ts`)), {
@@ -24,13 +25,23 @@ try {
   const t0 = performance.now();
   await engine.ready(120_000);
   const pid = engine.pid!;
-  console.log(`${engineName} (${model}) ready in ${Math.round(performance.now() - t0)} ms: RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB, peak ${mib(pid, 'VmHWM').toFixed(0)} MiB`);
+  console.log(
+    `${engineName} (${model}) ready in ${Math.round(performance.now() - t0)} ms: RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB, peak ${mib(pid, 'VmHWM').toFixed(0)} MiB`,
+  );
   for (const n of samples.split(',')) {
     const input = join(root, `node_modules/@vladmandic/face-api/demo/sample${n}.jpg`);
     const t = performance.now();
-    const { result } = await engine.run({ id: `m${n}`, input, output: join(dir, `m${n}.jpg`), options: { ...DEFAULT_OPTIONS, scale, format: 'jpeg' } }, 1_800_000);
-    const detail = result.type === 'done' ? `${result.output.width}x${result.output.height} ${JSON.stringify(result.timings)} ${JSON.stringify(result.meta)}` : JSON.stringify(result);
-    console.log(`sample${n} x${scale}: ${Math.round(performance.now() - t)} ms, RSS after ${mib(pid, 'VmRSS').toFixed(0)} MiB, peak so far ${mib(pid, 'VmHWM').toFixed(0)} MiB — ${detail}`);
+    const { result } = await engine.run(
+      { id: `m${n}`, input, output: join(dir, `m${n}.jpg`), options: { ...DEFAULT_OPTIONS, scale, format: 'jpeg' } },
+      1_800_000,
+    );
+    const detail =
+      result.type === 'done'
+        ? `${result.output.width}x${result.output.height} ${JSON.stringify(result.timings)} ${JSON.stringify(result.meta)}`
+        : JSON.stringify(result);
+    console.log(
+      `sample${n} x${scale}: ${Math.round(performance.now() - t)} ms, RSS after ${mib(pid, 'VmRSS').toFixed(0)} MiB, peak so far ${mib(pid, 'VmHWM').toFixed(0)} MiB — ${detail}`,
+    );
   }
 } finally {
   await engine.stop();

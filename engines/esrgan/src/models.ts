@@ -37,7 +37,11 @@ function getUpscalerClass(tf: Tf): UpscalerClass {
   const shared = require(`${src}/shared/index.js`) as { getUpscaler(args: Record<string, unknown>): UpscalerClass };
   const args = require(`${src}/node/args.node.js`) as { getUpscaleOptions: unknown };
   const loader = require(`${src}/node/loadModel.node.js`) as { loadModel: unknown };
-  const image = require(`${src}/node/image.node.js`) as { getImageAsTensor: unknown; tensorAsBase64: unknown; checkValidEnvironment: unknown };
+  const image = require(`${src}/node/image.node.js`) as {
+    getImageAsTensor: unknown;
+    tensorAsBase64: unknown;
+    checkValidEnvironment: unknown;
+  };
   upscalerClass = shared.getUpscaler({
     tf,
     getUpscaleOptions: args.getUpscaleOptions,

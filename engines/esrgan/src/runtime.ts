@@ -107,5 +107,5 @@ function registerFileLoader(tf: Tf): void {
         };
       },
     };
-  }) as unknown as Parameters<Tf["io"]["registerLoadRouter"]>[0]);
+  }) as unknown as Parameters<Tf['io']['registerLoadRouter']>[0]);
 }

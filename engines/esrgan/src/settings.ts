@@ -16,13 +16,20 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return def;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}; received ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`${name} must be an integer from ${min} to ${max}; received ${JSON.stringify(raw)}`);
   return n;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): EsrganSettings {
   const model = (env.ESRGAN_MODEL?.trim() || 'slim') as ModelSize;
-  if (!MODEL_SIZES.includes(model)) throw new Error(`ESRGAN_MODEL must be one of ${MODEL_SIZES.join(', ')}; received ${JSON.stringify(env.ESRGAN_MODEL)}`);
+  if (!MODEL_SIZES.includes(model))
+    throw new Error(`ESRGAN_MODEL must be one of ${MODEL_SIZES.join(', ')}; received ${JSON.stringify(env.ESRGAN_MODEL)}`);
   const wasmPath = env.ESRGAN_WASM_PATH?.trim();
-  return { model, tile: int(env, 'ESRGAN_TILE', 128, 32, 256), pad: int(env, 'ESRGAN_TILE_PAD', 8, 0, 64), ...(wasmPath ? { wasmPath } : {}) };
+  return {
+    model,
+    tile: int(env, 'ESRGAN_TILE', 128, 32, 256),
+    pad: int(env, 'ESRGAN_TILE_PAD', 8, 0, 64),
+    ...(wasmPath ? { wasmPath } : {}),
+  };
 }

@@ -46,7 +46,13 @@ export function cropRgb(rgb: Uint8Array, width: number, t: Pick<Tile, 'px' | 'py
  * Write the tile's own part of a model result (float RGB of the padded region × factor) into the output image,
  * rounded and clamped to 0..255.
  */
-export function pasteResult(out: Uint8Array, outWidth: number, result: Float32Array | Int32Array | Uint8Array, t: Tile, factor: number): void {
+export function pasteResult(
+  out: Uint8Array,
+  outWidth: number,
+  result: Float32Array | Int32Array | Uint8Array,
+  t: Tile,
+  factor: number,
+): void {
   const rw = t.pw * factor;
   const ox = (t.x - t.px) * factor;
   const oy = (t.y - t.py) * factor;

@@ -29,7 +29,14 @@ export interface UpscaleHooks {
  * tile (every tensor is disposed inside tf.tidy or explicitly); the only buffers that grow with the photo are the 8-bit
  * input and output pixels (3 bytes a pixel). Checks the abort signal between tiles.
  */
-export async function upscaleRgb(tf: Tf, models: ModelCache, img: RgbImage, factor: Factor, settings: TileSettings, hooks: UpscaleHooks = {}): Promise<RgbImage> {
+export async function upscaleRgb(
+  tf: Tf,
+  models: ModelCache,
+  img: RgbImage,
+  factor: Factor,
+  settings: TileSettings,
+  hooks: UpscaleHooks = {},
+): Promise<RgbImage> {
   const upscaler = await models.get(factor);
   const outW = img.width * factor;
   const outH = img.height * factor;
@@ -50,7 +57,8 @@ export async function upscaleRgb(tf: Tf, models: ModelCache, img: RgbImage, fact
     }
     try {
       const [rh, rw] = result.shape;
-      if (rh !== t.ph * factor || rw !== t.pw * factor) throw new Error(`the model returned ${rw}x${rh} for a ${t.pw}x${t.ph} tile at x${factor}`);
+      if (rh !== t.ph * factor || rw !== t.pw * factor)
+        throw new Error(`the model returned ${rw}x${rh} for a ${t.pw}x${t.ph} tile at x${factor}`);
       pasteResult(out, outW, result.dataSync() as Float32Array, t, factor);
     } finally {
       result.dispose();

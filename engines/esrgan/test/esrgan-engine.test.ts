@@ -36,11 +36,20 @@ async function runOk(input: string, o: Partial<JobOptions> & { format: OutputFor
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'esrgan-engine-'));
   await sharp(samplePhoto(2)).resize({ width: 200 }).jpeg({ quality: 90 }).toFile(join(dir, 'photo.jpg'));
-  await sharp(samplePhoto(2)).resize({ width: 96 }).extend({ top: 8, bottom: 8, left: 8, right: 8, background: { r: 0, g: 0, b: 0, alpha: 0 } }).png().toFile(join(dir, 'alpha.png'));
+  await sharp(samplePhoto(2))
+    .resize({ width: 96 })
+    .extend({ top: 8, bottom: 8, left: 8, right: 8, background: { r: 0, g: 0, b: 0, alpha: 0 } })
+    .png()
+    .toFile(join(dir, 'alpha.png'));
   await sharp(samplePhoto(3)).resize({ width: 640 }).jpeg().toFile(join(dir, 'big.jpg'));
   engine = startEsrgan({ ESRGAN_TILE: '48', ESRGAN_TILE_PAD: '8' });
   const ready = await engine.ready(60_000);
-  expect(ready).toMatchObject({ engine: 'esrgan', protocol: 1, capabilities: ESRGAN_CAPABILITIES, info: { backend: 'wasm', model: '@upscalerjs/esrgan-slim', tile: 48 } });
+  expect(ready).toMatchObject({
+    engine: 'esrgan',
+    protocol: 1,
+    capabilities: ESRGAN_CAPABILITIES,
+    info: { backend: 'wasm', model: '@upscalerjs/esrgan-slim', tile: 48 },
+  });
 });
 
 afterAll(async () => {
@@ -57,12 +66,17 @@ describe('esrgan engine (real process, real models)', () => {
     [4, 4, 4],
     [4, 128, 2],
     [128, 4, 4],
-  ] as const)('handles a %i×%i image at scale %i (the smallest and most extreme sizes the gateway accepts: 4 px, 32:1)', async (w, h, scale) => {
-    const input = join(dir, `size-${w}x${h}.png`);
-    await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } }).png().toFile(input);
-    const { meta } = await runOk(input, { scale, format: 'png' });
-    expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
-  });
+  ] as const)(
+    'handles a %i×%i image at scale %i (the smallest and most extreme sizes the gateway accepts: 4 px, 32:1)',
+    async (w, h, scale) => {
+      const input = join(dir, `size-${w}x${h}.png`);
+      await sharp({ create: { width: w, height: h, channels: 3, background: '#7a5c3e' } })
+        .png()
+        .toFile(input);
+      const { meta } = await runOk(input, { scale, format: 'png' });
+      expect([meta.width, meta.height]).toEqual([w * scale, h * scale]);
+    },
+  );
 
   it.each([2, 4] as const)('x%d matches the model package reference result far better than bicubic', async (scale) => {
     const { output, meta, result, progress } = await runOk(fixture, { scale, format: 'png' });

@@ -23,7 +23,10 @@ describe('tiled upscaling (in process, WASM)', () => {
     const rt = await startRuntime();
     expect(rt.tf.getBackend()).toBe('wasm');
     const models = new ModelCache(rt.tf, 'slim');
-    const { data, info } = await sharp(samplePhoto(1)).extract({ left: 860, top: 300, width: 96, height: 80 }).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(samplePhoto(1))
+      .extract({ left: 860, top: 300, width: 96, height: 80 })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     const img = { data: new Uint8Array(data), width: info.width, height: info.height };
     const whole = await upscaleRgb(rt.tf, models, img, 2, { tile: 256, pad: 0 });
     const ticks: number[] = [];

@@ -31,7 +31,12 @@ export function faceRegion(box: FaceBox, width: number, height: number, minSide 
  * Feathered mask, 0..1, width × height: 1 inside, a smoothstep ramp over `feather` px to 0 at every edge.
  * Edges that lie on the image border are not feathered (there is nothing to blend with there).
  */
-export function featherMask(width: number, height: number, feather: number, open: { left?: boolean; top?: boolean; right?: boolean; bottom?: boolean } = {}): Float32Array {
+export function featherMask(
+  width: number,
+  height: number,
+  feather: number,
+  open: { left?: boolean; top?: boolean; right?: boolean; bottom?: boolean } = {},
+): Float32Array {
   const f = Math.max(1, feather);
   const ramp = (d: number): number => {
     const t = Math.min(1, Math.max(0, (d + 0.5) / f));
@@ -51,7 +56,10 @@ export function featherMask(width: number, height: number, feather: number, open
 export function matchColour(patch: Uint8Array, reference: Uint8Array): void {
   const n = patch.length / 3;
   for (let c = 0; c < 3; c++) {
-    let sp = 0, sr = 0, qp = 0, qr = 0;
+    let sp = 0,
+      sr = 0,
+      qp = 0,
+      qr = 0;
     for (let i = c; i < patch.length; i += 3) {
       const p = patch[i]!;
       const r = reference[i]!;

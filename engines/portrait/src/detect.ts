@@ -24,7 +24,10 @@ export interface FaceBox {
 interface FaceApi {
   nets: { ssdMobilenetv1: { loadFromDisk(dir: string): Promise<void>; isLoaded: boolean } };
   SsdMobilenetv1Options: new (o: { minConfidence: number; maxResults: number }) => unknown;
-  detectAllFaces(input: unknown, options: unknown): Promise<Array<{ score: number; box: { x: number; y: number; width: number; height: number } }>>;
+  detectAllFaces(
+    input: unknown,
+    options: unknown,
+  ): Promise<Array<{ score: number; box: { x: number; y: number; width: number; height: number } }>>;
 }
 
 export class FaceDetector {
@@ -49,7 +52,10 @@ export class FaceDetector {
     if (k < 1) {
       const width = Math.max(1, Math.round(img.width * k));
       const height = Math.max(1, Math.round(img.height * k));
-      const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(width, height, { kernel: 'linear' }).raw().toBuffer();
+      const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+        .resize(width, height, { kernel: 'linear' })
+        .raw()
+        .toBuffer();
       small = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height };
     }
     const input = this.tf.tensor3d(Int32Array.from(small.data), [small.height, small.width, 3], 'int32');

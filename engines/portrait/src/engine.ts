@@ -40,7 +40,12 @@ export class PortraitEngine {
   }
 
   info(): Record<string, unknown> {
-    return { ...this.esrgan.info(), detector: '@vladmandic/face-api ssdMobilenetv1', background: 'classic', minScore: this.settings.minScore };
+    return {
+      ...this.esrgan.info(),
+      detector: '@vladmandic/face-api ssdMobilenetv1',
+      background: 'classic',
+      minScore: this.settings.minScore,
+    };
   }
 
   handle = async (job: JobRequest, ctx: EngineContext): Promise<EngineResult> => {
@@ -69,7 +74,12 @@ export class PortraitEngine {
       step(0.1, 'background');
       const r = await classicEnhance(job, sub(0.1, 0.88, 'background'));
       lap('background');
-      return { ...r, applied: { ...r.applied, onlyCenterFace }, timings: { ...timings }, meta: { ...r.meta, faces: 0, note: 'no face found: background (classic) only' } };
+      return {
+        ...r,
+        applied: { ...r.applied, onlyCenterFace },
+        timings: { ...timings },
+        meta: { ...r.meta, faces: 0, note: 'no face found: background (classic) only' },
+      };
     }
 
     step(0.1, 'background');
@@ -160,6 +170,9 @@ function crop(img: RgbImage, r: Region): RgbImage {
 }
 
 async function resizeRgb(img: RgbImage, width: number, height: number): Promise<RgbImage> {
-  const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(width, height, { kernel: 'lanczos3' }).raw().toBuffer();
+  const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize(width, height, { kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height };
 }

@@ -3,8 +3,18 @@ import { faceRegion, featherMask, matchColour, overlay } from '../src/index.js';
 
 describe('faceRegion', () => {
   it('grows the detector box by the margin and clamps it to the image', () => {
-    expect(faceRegion({ x: 100, y: 100, width: 100, height: 100, score: 1 }, 1000, 1000)).toEqual({ left: 70, top: 70, width: 160, height: 160 });
-    expect(faceRegion({ x: 5, y: 950, width: 100, height: 100, score: 1 }, 1000, 1000)).toEqual({ left: 0, top: 920, width: 135, height: 80 });
+    expect(faceRegion({ x: 100, y: 100, width: 100, height: 100, score: 1 }, 1000, 1000)).toEqual({
+      left: 70,
+      top: 70,
+      width: 160,
+      height: 160,
+    });
+    expect(faceRegion({ x: 5, y: 950, width: 100, height: 100, score: 1 }, 1000, 1000)).toEqual({
+      left: 0,
+      top: 920,
+      width: 135,
+      height: 80,
+    });
     expect(faceRegion({ x: 10, y: 10, width: 8, height: 8, score: 1 }, 100, 100)).toBeUndefined();
   });
 });

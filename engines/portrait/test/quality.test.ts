@@ -35,15 +35,26 @@ function psnr(a: Buffer, b: Buffer, width: number, [l, t, w, h]: number[]): numb
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'portrait-quality-'));
-  const { data, info } = await sharp(sample(1)).extract({ left: 330, top: 250, width: 820, height: 600 }).resize({ width: 480, height: 352, fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(sample(1))
+    .extract({ left: 330, top: 250, width: 820, height: 600 })
+    .resize({ width: 480, height: 352, fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   truth = { data, width: info.width, height: info.height };
-  const w = info.width / 2, h = info.height / 2;
+  const w = info.width / 2,
+    h = info.height / 2;
   const half = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
-    const at = (yy: number, xx: number) => data[(yy * info.width + xx) * 3 + c]!;
-    half[(y * w + x) * 3 + c] = Math.round((at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4);
-  }
-  await sharp(half, { raw: { width: w, height: h, channels: 3 } }).png().toFile(input());
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < 3; c++) {
+        const at = (yy: number, xx: number) => data[(yy * info.width + xx) * 3 + c]!;
+        half[(y * w + x) * 3 + c] = Math.round(
+          (at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4,
+        );
+      }
+  await sharp(half, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(input());
   portrait = new EngineUnderTest(tsEngineArgv(join(root, 'engines/portrait/src/main.ts')), { cwd: root });
   esrgan = new EngineUnderTest(tsEngineArgv(join(root, 'engines/esrgan/src/main.ts')), { cwd: root });
   await Promise.all([portrait.ready(90_000), esrgan.ready(90_000)]);

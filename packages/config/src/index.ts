@@ -31,10 +31,14 @@ export interface LoadOptions<T extends TObject> {
 function describe(schema: TSchema): string {
   const s = schema as Record<string, unknown> & { anyOf?: TSchema[] };
   if (s[UNIT] === 'bytes') return `a size such as 512MiB, 4GiB or a number of bytes${s.minimum ? ` (at least ${String(s.minimum)})` : ''}`;
-  if (s[UNIT] === 'duration') return `a duration such as 250ms, 30s, 5m or a number of milliseconds${s.minimum ? ` (at least ${String(s.minimum)} ms)` : ''}`;
-  if (Array.isArray(s.anyOf) && s.anyOf.every((x) => 'const' in x)) return `one of ${s.anyOf.map((x) => JSON.stringify((x as unknown as { const: unknown }).const)).join(', ')}`;
+  if (s[UNIT] === 'duration')
+    return `a duration such as 250ms, 30s, 5m or a number of milliseconds${s.minimum ? ` (at least ${String(s.minimum)} ms)` : ''}`;
+  if (Array.isArray(s.anyOf) && s.anyOf.every((x) => 'const' in x))
+    return `one of ${s.anyOf.map((x) => JSON.stringify((x as unknown as { const: unknown }).const)).join(', ')}`;
   const type = s.type as string | undefined;
-  const range = [s.minimum !== undefined ? `>= ${String(s.minimum)}` : '', s.maximum !== undefined ? `<= ${String(s.maximum)}` : ''].filter(Boolean).join(' and ');
+  const range = [s.minimum !== undefined ? `>= ${String(s.minimum)}` : '', s.maximum !== undefined ? `<= ${String(s.maximum)}` : '']
+    .filter(Boolean)
+    .join(' and ');
   if (type === 'integer') return `an integer${range ? ` ${range}` : ''}`;
   if (type === 'number') return `a number${range ? ` ${range}` : ''}`;
   if (type === 'boolean') return 'true or false';
@@ -55,7 +59,10 @@ function fromEnv(raw: string, schema: TSchema): unknown {
   }
   if (type === 'array' && !raw.trim().startsWith('[')) {
     // A list of names may be written plainly: KNOWN_ENGINES=classic,esrgan
-    return raw.split(',').map((x) => x.trim()).filter(Boolean);
+    return raw
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   }
   if (type === 'array' || type === 'object') {
     try {
@@ -86,7 +93,8 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
       throw new ConfigError(app, [`config file ${opts.file}: ${(err as Error).message}`]);
     }
     for (const key of Object.keys(fileValues)) {
-      if (!(key in schema.properties)) problems.push(`config file ${opts.file}: unknown setting "${key}" (known: ${Object.keys(schema.properties).join(', ')})`);
+      if (!(key in schema.properties))
+        problems.push(`config file ${opts.file}: unknown setting "${key}" (known: ${Object.keys(schema.properties).join(', ')})`);
       origin[key] = `"${key}" in ${opts.file}`;
     }
   }
@@ -107,13 +115,16 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
   for (const [key, sub] of Object.entries(schema.properties) as Array<[string, TSchema]>) {
     const v = withDefaults[key];
     if (v === undefined) {
-      if ((schema.required ?? []).includes(key)) problems.push(`setting ${origin[key] ?? envLabel(opts, key)} is required: ${describe(sub)}`);
+      if ((schema.required ?? []).includes(key))
+        problems.push(`setting ${origin[key] ?? envLabel(opts, key)} is required: ${describe(sub)}`);
       continue;
     }
     if (!Value.Check(sub, v)) {
       const first = [...Value.Errors(sub, v)][0];
       const where = first && first.path ? ` at ${first.path}` : '';
-      problems.push(`setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(first && first.path ? first.schema : sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(rawValues[key] ?? v)}`);
+      problems.push(
+        `setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(first && first.path ? first.schema : sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(rawValues[key] ?? v)}`,
+      );
       continue;
     }
     // Sizes and durations are parsed here, once: the app sees numbers (bytes, milliseconds).
@@ -123,7 +134,9 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
       const inner = (err as { error?: unknown }).error;
       const path = (err as { path?: string }).path;
       const what = inner instanceof Error ? inner.message : (err as Error).message;
-      problems.push(`setting ${origin[key] ?? envLabel(opts, key)}${path ? ` at ${path}` : ''} ${what}; received ${JSON.stringify(rawValues[key] ?? v)}`);
+      problems.push(
+        `setting ${origin[key] ?? envLabel(opts, key)}${path ? ` at ${path}` : ''} ${what}; received ${JSON.stringify(rawValues[key] ?? v)}`,
+      );
     }
   }
   if (problems.length) throw new ConfigError(app, problems);
@@ -204,7 +217,15 @@ export function Duration(opts: UnitOptions = {}) {
 
 /** The log level setting every app has (pino's levels). */
 export const LogLevelSchema = Type.Union(
-  [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
+  [
+    Type.Literal('fatal'),
+    Type.Literal('error'),
+    Type.Literal('warn'),
+    Type.Literal('info'),
+    Type.Literal('debug'),
+    Type.Literal('trace'),
+    Type.Literal('silent'),
+  ],
   { default: 'info' },
 );
 

@@ -11,7 +11,12 @@ export type LogFormat = 'auto' | 'json' | 'pretty';
  * terminal (pino-pretty, synchronous: no worker thread, nothing lost at exit). Errors go through pino's `err`
  * serializer, so `{ err }` logs the stack.
  */
-export function createLogger(o: { name: string; level: string; format?: LogFormat; stream?: NodeJS.WritableStream & { isTTY?: boolean } }): Logger {
+export function createLogger(o: {
+  name: string;
+  level: string;
+  format?: LogFormat;
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+}): Logger {
   const stream = o.stream ?? process.stdout;
   const format = o.format ?? 'auto';
   const usePretty = format === 'pretty' || (format === 'auto' && stream.isTTY === true);
@@ -20,5 +25,8 @@ export function createLogger(o: { name: string; level: string; format?: LogForma
   // Colour on a terminal, or when a parent that owns one asks (the launcher pipes our output to its terminal).
   const forced = !!process.env.FORCE_COLOR && process.env.FORCE_COLOR !== '0';
   const colorize = (stream.isTTY === true || forced) && !process.env.NO_COLOR;
-  return pino(options, pretty({ destination: stream, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }));
+  return pino(
+    options,
+    pretty({ destination: stream, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }),
+  );
 }

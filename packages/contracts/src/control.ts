@@ -15,9 +15,15 @@ export const ADMISSION_BOUNDS = {
 
 export const AdmissionOverrideSchema = Type.Object(
   {
-    minAvailableBytes: Type.Optional(Type.Integer({ ...ADMISSION_BOUNDS.minAvailableBytes, description: 'Hold while available memory is below this many bytes.' })),
-    maxUsedRatio: Type.Optional(Type.Number({ ...ADMISSION_BOUNDS.maxUsedRatio, description: 'Hold while the used share of memory is above this.' })),
-    maxPressureSome10: Type.Optional(Type.Number({ ...ADMISSION_BOUNDS.maxPressureSome10, description: 'Hold while PSI memory some avg10 is above this.' })),
+    minAvailableBytes: Type.Optional(
+      Type.Integer({ ...ADMISSION_BOUNDS.minAvailableBytes, description: 'Hold while available memory is below this many bytes.' }),
+    ),
+    maxUsedRatio: Type.Optional(
+      Type.Number({ ...ADMISSION_BOUNDS.maxUsedRatio, description: 'Hold while the used share of memory is above this.' }),
+    ),
+    maxPressureSome10: Type.Optional(
+      Type.Number({ ...ADMISSION_BOUNDS.maxPressureSome10, description: 'Hold while PSI memory some avg10 is above this.' }),
+    ),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -89,16 +89,28 @@ export const JobViewSchema = Type.Object({
   progress: Type.Number({ minimum: 0, maximum: 1 }),
   engine: Type.String(),
   options: JobOptionsSchema,
-  input: Type.Object({ width: Type.Integer(), height: Type.Integer(), format: literals(INPUT_FORMATS), bytes: Type.Integer(), name: Type.String() }),
-  result: Type.Optional(Type.Object({
+  input: Type.Object({
     width: Type.Integer(),
     height: Type.Integer(),
-    format: literals(OUTPUT_FORMATS),
+    format: literals(INPUT_FORMATS),
     bytes: Type.Integer(),
-    url: Type.String(),
-    applied: Type.Record(Type.String(), Type.Unknown(), { description: 'Options the engine applied (bgTile: the tile it used).' }),
-    meta: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Engine figures; bgTileChoice: how the worker sized a tile left unset.' })),
-  })),
+    name: Type.String(),
+  }),
+  result: Type.Optional(
+    Type.Object({
+      width: Type.Integer(),
+      height: Type.Integer(),
+      format: literals(OUTPUT_FORMATS),
+      bytes: Type.Integer(),
+      url: Type.String(),
+      applied: Type.Record(Type.String(), Type.Unknown(), { description: 'Options the engine applied (bgTile: the tile it used).' }),
+      meta: Type.Optional(
+        Type.Record(Type.String(), Type.Unknown(), {
+          description: 'Engine figures; bgTileChoice: how the worker sized a tile left unset.',
+        }),
+      ),
+    }),
+  ),
   error: Type.Optional(JobErrorSchema),
   /** While a job waits for another attempt: why the previous one failed. */
   lastError: Type.Optional(JobErrorSchema),
@@ -117,11 +129,12 @@ export const JobAcceptedSchema = Type.Object({
   status: Type.Literal('queued'),
   createdAt: DateTime,
   links: JobLinksSchema,
-  warning: Type.Optional(Type.String({ description: 'Accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the job waits for one.' })),
+  warning: Type.Optional(
+    Type.String({ description: 'Accepted although no live worker offers the engine (ACCEPT_WITHOUT_WORKER=true): the job waits for one.' }),
+  ),
 });
 export type JobAccepted = Static<typeof JobAcceptedSchema>;
 
 export function jobLinks(id: string, base = ''): JobLinks {
   return { self: `${base}/v1/jobs/${id}`, result: `${base}/v1/jobs/${id}/result`, events: `${base}/v1/jobs/${id}/events` };
 }
-

@@ -12,8 +12,14 @@ export const SCALES = [1, 2, 4] as const;
 export const GFPGAN_VERSIONS = ['1', '1.2', '1.3', '1.4', 'RestoreFormer'] as const;
 export const PRIORITIES = ['high', 'normal', 'low'] as const;
 
-const literals = <const V extends readonly (string | number)[]>(values: V, opts: { default?: NoInfer<V[number]>; description?: string } = {}) =>
-  Type.Union(values.map((v: V[number]) => Type.Literal(v)), opts);
+const literals = <const V extends readonly (string | number)[]>(
+  values: V,
+  opts: { default?: NoInfer<V[number]>; description?: string } = {},
+) =>
+  Type.Union(
+    values.map((v: V[number]) => Type.Literal(v)),
+    opts,
+  );
 
 /**
  * Enhancement options as a client may send them: the one statement of the option set. The types, the defaults, the
@@ -21,36 +27,57 @@ const literals = <const V extends readonly (string | number)[]>(values: V, opts:
  * support; the job records what was applied. An optional number without a default (bgTile) is chosen per job when
  * left out: a client may also say `auto`.
  */
-export const JobOptionsInputSchema = Type.Object({
-  scale: literals(SCALES, { default: 2, description: 'Upscale factor.' }),
-  version: literals(GFPGAN_VERSIONS, { default: '1.4', description: 'GFPGAN model version (face-restoring engines).' }),
-  weight: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: 'Blend weight of the restored faces.' }),
-  onlyCenterFace: Type.Boolean({ default: false, description: 'Restore only the face nearest the centre.' }),
-  aligned: Type.Boolean({ default: false, description: 'Input is an aligned 512x512 face crop.' }),
-  bgUpsampler: literals(['realesrgan', 'none'] as const, { default: 'realesrgan', description: 'Background upsampler (engines without one ignore it).' }),
-  // anyOf narrows the range (standard JSON Schema, checked by ajv and by parseJobOptions); the parser's message is
-  // built from the branches, so "no tiling" is stated here only.
-  bgTile: Type.Optional(Type.Integer({
-    minimum: 0,
-    maximum: 1024,
-    anyOf: [Type.Literal(0, { description: 'no tiling' }), Type.Integer({ minimum: 32 })],
-    description: 'Background tile size in pixels: 0 (no tiling) or 32..1024. Left out (or `auto`): the worker picks the largest even tile that fits the free memory of its GPU for this photo, 400 on a host without a visible GPU; the tile used is in `result.applied.bgTile` / `result.meta.bgTileChoice`.',
-  })),
-  format: literals(['auto', ...OUTPUT_FORMATS] as const, { default: 'auto', description: 'Output format; auto keeps png/jpeg/webp and writes png otherwise.' }),
-  quality: Type.Integer({ minimum: 1, maximum: 100, default: 92, description: 'Encoder quality for jpeg/webp.' }),
-  priority: literals(PRIORITIES, { default: 'normal', description: 'Queue priority.' }),
-  denoise: Type.Optional(Type.Boolean({ description: 'classic: denoise when the photo measures noisy (default true); false turns the step off.' })),
-  tone: Type.Optional(Type.Boolean({ description: 'classic: correct a washed-out photo\'s tones (default true); false turns the step off.' })),
-  sharpen: Type.Optional(Type.Boolean({ description: 'classic: halo-free detail sharpening (default true); false turns the step off.' })),
-}, { additionalProperties: false });
+export const JobOptionsInputSchema = Type.Object(
+  {
+    scale: literals(SCALES, { default: 2, description: 'Upscale factor.' }),
+    version: literals(GFPGAN_VERSIONS, { default: '1.4', description: 'GFPGAN model version (face-restoring engines).' }),
+    weight: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: 'Blend weight of the restored faces.' }),
+    onlyCenterFace: Type.Boolean({ default: false, description: 'Restore only the face nearest the centre.' }),
+    aligned: Type.Boolean({ default: false, description: 'Input is an aligned 512x512 face crop.' }),
+    bgUpsampler: literals(['realesrgan', 'none'] as const, {
+      default: 'realesrgan',
+      description: 'Background upsampler (engines without one ignore it).',
+    }),
+    // anyOf narrows the range (standard JSON Schema, checked by ajv and by parseJobOptions); the parser's message is
+    // built from the branches, so "no tiling" is stated here only.
+    bgTile: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1024,
+        anyOf: [Type.Literal(0, { description: 'no tiling' }), Type.Integer({ minimum: 32 })],
+        description:
+          'Background tile size in pixels: 0 (no tiling) or 32..1024. Left out (or `auto`): the worker picks the largest even tile that fits the free memory of its GPU for this photo, 400 on a host without a visible GPU; the tile used is in `result.applied.bgTile` / `result.meta.bgTileChoice`.',
+      }),
+    ),
+    format: literals(['auto', ...OUTPUT_FORMATS] as const, {
+      default: 'auto',
+      description: 'Output format; auto keeps png/jpeg/webp and writes png otherwise.',
+    }),
+    quality: Type.Integer({ minimum: 1, maximum: 100, default: 92, description: 'Encoder quality for jpeg/webp.' }),
+    priority: literals(PRIORITIES, { default: 'normal', description: 'Queue priority.' }),
+    denoise: Type.Optional(
+      Type.Boolean({ description: 'classic: denoise when the photo measures noisy (default true); false turns the step off.' }),
+    ),
+    tone: Type.Optional(
+      Type.Boolean({ description: "classic: correct a washed-out photo's tones (default true); false turns the step off." }),
+    ),
+    sharpen: Type.Optional(Type.Boolean({ description: 'classic: halo-free detail sharpening (default true); false turns the step off.' })),
+  },
+  { additionalProperties: false },
+);
 /** Options with defaults applied; `format` may still be `auto`, bgTile may be unset (chosen by the worker). */
 export type JobOptionsInput = Static<typeof JobOptionsInputSchema>;
 
 /** Options after `format: auto` is resolved from the input: what a job carries and the job view shows. */
-export const JobOptionsSchema = Type.Composite([
-  Type.Omit(JobOptionsInputSchema, ['format']),
-  Type.Object({ format: literals(OUTPUT_FORMATS, { description: 'Output format (resolved from the input when `auto` was asked for).' }) }),
-], { additionalProperties: false, description: 'Options with defaults applied; `format` resolved from the input.' });
+export const JobOptionsSchema = Type.Composite(
+  [
+    Type.Omit(JobOptionsInputSchema, ['format']),
+    Type.Object({
+      format: literals(OUTPUT_FORMATS, { description: 'Output format (resolved from the input when `auto` was asked for).' }),
+    }),
+  ],
+  { additionalProperties: false, description: 'Options with defaults applied; `format` resolved from the input.' },
+);
 export type JobOptions = Static<typeof JobOptionsSchema>;
 
 /** The schema's defaults (bgTile and the classic steps have none: absent means "chosen per job" and "on"). */
@@ -105,7 +132,11 @@ function coerce(field: string, schema: TSchema, raw: string): unknown {
     if (!Value.Check(schema, n)) invalid(field, describeNumber(schema), raw);
     const branches = (schema.anyOf ?? []) as TSchema[];
     if (branches.length > 0 && !branches.some((b) => Value.Check(b, n))) {
-      invalid(field, branches.map((b) => (b.const !== undefined ? describeNumber(b, true) : describeNumber({ ...schema, ...b }))).join(' or '), raw);
+      invalid(
+        field,
+        branches.map((b) => (b.const !== undefined ? describeNumber(b, true) : describeNumber({ ...schema, ...b }))).join(' or '),
+        raw,
+      );
     }
     return n;
   }
@@ -113,7 +144,8 @@ function coerce(field: string, schema: TSchema, raw: string): unknown {
 }
 
 /** Optional numbers without a default are chosen per job: `auto` (or leaving the field out) leaves them unset. */
-const choosable = (s: TSchema): boolean => KindGuard.IsOptional(s) && s.default === undefined && (KindGuard.IsNumber(s) || KindGuard.IsInteger(s));
+const choosable = (s: TSchema): boolean =>
+  KindGuard.IsOptional(s) && s.default === undefined && (KindGuard.IsNumber(s) || KindGuard.IsInteger(s));
 
 /**
  * Parse submission fields (strings, as multipart delivers them) into options with defaults applied, field by field
@@ -158,9 +190,36 @@ export const FORMAT_CONTENT_TYPES: Record<InputFormat, string> = {
 export function sniffImageFormat(head: Uint8Array): InputFormat | undefined {
   const b = head;
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return 'png';
-  if (b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50) return 'webp';
+  if (
+    b.length >= 8 &&
+    b[0] === 0x89 &&
+    b[1] === 0x50 &&
+    b[2] === 0x4e &&
+    b[3] === 0x47 &&
+    b[4] === 0x0d &&
+    b[5] === 0x0a &&
+    b[6] === 0x1a &&
+    b[7] === 0x0a
+  )
+    return 'png';
+  if (
+    b.length >= 12 &&
+    b[0] === 0x52 &&
+    b[1] === 0x49 &&
+    b[2] === 0x46 &&
+    b[3] === 0x46 &&
+    b[8] === 0x57 &&
+    b[9] === 0x45 &&
+    b[10] === 0x42 &&
+    b[11] === 0x50
+  )
+    return 'webp';
   if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
-  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0x00) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0x00 && b[3] === 0x2a))) return 'tiff';
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0x00) ||
+      (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0x00 && b[3] === 0x2a))
+  )
+    return 'tiff';
   return undefined;
 }

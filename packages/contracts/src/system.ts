@@ -113,4 +113,3 @@ export interface RecycleEvent {
   rssBytes?: number;
   limitBytes?: number;
 }
-

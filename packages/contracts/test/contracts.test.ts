@@ -38,7 +38,10 @@ describe('error catalogue', () => {
   });
 
   it('job errors round-trip through a failedReason string', () => {
-    expect(decodeJobError(encodeJobError({ code: 'ENGINE_CRASHED', message: 'exited with code 3' }))).toEqual({ code: 'ENGINE_CRASHED', message: 'exited with code 3' });
+    expect(decodeJobError(encodeJobError({ code: 'ENGINE_CRASHED', message: 'exited with code 3' }))).toEqual({
+      code: 'ENGINE_CRASHED',
+      message: 'exited with code 3',
+    });
     expect(decodeJobError('something odd')).toEqual({ code: 'ENGINE_FAILED', message: 'something odd' });
     expect(decodeJobError(undefined)).toBeUndefined();
   });
@@ -47,7 +50,17 @@ describe('error catalogue', () => {
 describe('job options', () => {
   it('applies defaults', () => {
     // bgTile has no default: the worker chooses it per job (FALLBACK_BG_TILE without a GPU).
-    expect(parseJobOptions({}).options).toEqual({ scale: 2, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'realesrgan', format: 'auto', quality: 92, priority: 'normal' });
+    expect(parseJobOptions({}).options).toEqual({
+      scale: 2,
+      version: '1.4',
+      weight: 0.5,
+      onlyCenterFace: false,
+      aligned: false,
+      bgUpsampler: 'realesrgan',
+      format: 'auto',
+      quality: 92,
+      priority: 'normal',
+    });
     expect(DEFAULT_OPTIONS).toEqual(parseJobOptions({}).options);
     expect(Object.isFrozen(DEFAULT_OPTIONS)).toBe(true);
   });
@@ -80,9 +93,32 @@ describe('job options', () => {
   });
 
   it('parses every field', () => {
-    const { engine, options } = parseJobOptions({ engine: 'gfpgan', scale: '4', version: 'RestoreFormer', weight: '0.25', onlyCenterFace: 'true', aligned: 'yes', bgUpsampler: 'none', bgTile: '0', format: 'webp', quality: '80', priority: 'high' });
+    const { engine, options } = parseJobOptions({
+      engine: 'gfpgan',
+      scale: '4',
+      version: 'RestoreFormer',
+      weight: '0.25',
+      onlyCenterFace: 'true',
+      aligned: 'yes',
+      bgUpsampler: 'none',
+      bgTile: '0',
+      format: 'webp',
+      quality: '80',
+      priority: 'high',
+    });
     expect(engine).toBe('gfpgan');
-    expect(options).toEqual({ scale: 4, version: 'RestoreFormer', weight: 0.25, onlyCenterFace: true, aligned: true, bgUpsampler: 'none', bgTile: 0, format: 'webp', quality: 80, priority: 'high' });
+    expect(options).toEqual({
+      scale: 4,
+      version: 'RestoreFormer',
+      weight: 0.25,
+      onlyCenterFace: true,
+      aligned: true,
+      bgUpsampler: 'none',
+      bgTile: 0,
+      format: 'webp',
+      quality: 80,
+      priority: 'high',
+    });
   });
 
   it.each([

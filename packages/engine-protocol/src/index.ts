@@ -8,7 +8,14 @@ export { LineDecoder, readLines, DEFAULT_MAX_LINE_BYTES, type LineDecoderOptions
 export { parseWorkerMessage, protocolErrorId } from './worker-messages.js';
 export { EngineError, abortError } from './engine-error.js';
 export { stages, type Stages } from './stages.js';
-export { runEngine, type EngineContext, type EngineDefinition, type EngineResult, type LogLevel, type RunEngineOptions } from './run-engine.js';
+export {
+  runEngine,
+  type EngineContext,
+  type EngineDefinition,
+  type EngineResult,
+  type LogLevel,
+  type RunEngineOptions,
+} from './run-engine.js';
 export { PROTOCOL_VERSION, ProtocolError, encodeMessage, parseEngineMessage } from '@photoenhance/contracts';
 export type {
   CancelRequest,

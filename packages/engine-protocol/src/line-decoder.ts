@@ -29,7 +29,8 @@ export class LineDecoder {
 
   constructor(opts: LineDecoderOptions = {}) {
     this.max = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    if (!Number.isInteger(this.max) || this.max < 1) throw new RangeError(`maxLineBytes must be a positive integer; received ${String(opts.maxLineBytes)}`);
+    if (!Number.isInteger(this.max) || this.max < 1)
+      throw new RangeError(`maxLineBytes must be a positive integer; received ${String(opts.maxLineBytes)}`);
     this.onOverflow = opts.onOverflow;
     this.skipBlank = opts.skipBlank ?? true;
   }
@@ -61,7 +62,9 @@ export class LineDecoder {
     if (piece.length === 0) return;
     if (this.skipping) return;
     if (this.size + piece.length > this.max) {
-      const head = Buffer.concat([...this.parts, piece.subarray(0, 800)]).toString('utf8').slice(0, 200);
+      const head = Buffer.concat([...this.parts, piece.subarray(0, 800)])
+        .toString('utf8')
+        .slice(0, 200);
       const bytes = this.size + piece.length;
       this.parts = [];
       this.size = 0;

@@ -105,18 +105,28 @@ export class EngineUnderTest {
    * The first message not yet taken that matches, waiting for it up to timeoutMs.
    * Rejects early if the process exits without sending it.
    */
-  async take<T extends EngineToWorker['type']>(type: T, opts: { id?: string; where?: (m: ByType<T>) => boolean; timeoutMs?: number } = {}): Promise<ByType<T>> {
+  async take<T extends EngineToWorker['type']>(
+    type: T,
+    opts: { id?: string; where?: (m: ByType<T>) => boolean; timeoutMs?: number } = {},
+  ): Promise<ByType<T>> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const idx = this.messages.findIndex(
-        (m, i) => !this.consumed.has(i) && m.type === type && (opts.id === undefined || ('id' in m && m.id === opts.id)) && (!opts.where || opts.where(m as ByType<T>)),
+        (m, i) =>
+          !this.consumed.has(i) &&
+          m.type === type &&
+          (opts.id === undefined || ('id' in m && m.id === opts.id)) &&
+          (!opts.where || opts.where(m as ByType<T>)),
       );
       if (idx !== -1) {
         this.consumed.add(idx);
         return this.messages[idx] as ByType<T>;
       }
-      if (this.exit) throw new Error(`engine exited (${JSON.stringify(this.exit)}) before a "${type}" message${opts.id ? ` for ${opts.id}` : ''}\n${this.describe()}`);
+      if (this.exit)
+        throw new Error(
+          `engine exited (${JSON.stringify(this.exit)}) before a "${type}" message${opts.id ? ` for ${opts.id}` : ''}\n${this.describe()}`,
+        );
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no "${type}" message${opts.id ? ` for ${opts.id}` : ''} within ${timeoutMs} ms\n${this.describe()}`);
       await this.nextEvent(left);
@@ -131,7 +141,9 @@ export class EngineUnderTest {
   async outcome(id: string, timeoutMs = 60_000): Promise<JobOutcome> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const idx = this.messages.findIndex((m, i) => !this.consumed.has(i) && 'id' in m && m.id === id && (m.type === 'done' || m.type === 'error' || m.type === 'canceled'));
+      const idx = this.messages.findIndex(
+        (m, i) => !this.consumed.has(i) && 'id' in m && m.id === id && (m.type === 'done' || m.type === 'error' || m.type === 'canceled'),
+      );
       if (idx !== -1) {
         this.consumed.add(idx);
         const progress = this.messages.slice(0, idx).filter((m): m is ProgressMessage => m.type === 'progress' && m.id === id);
@@ -201,7 +213,10 @@ export class EngineUnderTest {
   }
 
   private describe(): string {
-    const msgs = this.messages.slice(-10).map((m) => JSON.stringify(m).slice(0, 300)).join('\n  ');
+    const msgs = this.messages
+      .slice(-10)
+      .map((m) => JSON.stringify(m).slice(0, 300))
+      .join('\n  ');
     return `last messages:\n  ${msgs || '(none)'}\nstderr tail:\n${this.stderrText.slice(-3000) || '(empty)'}`;
   }
 }

@@ -74,7 +74,12 @@ async function exercise(e: EngineUnderTest, format: 'png' | 'jpeg'): Promise<voi
   expect(progress).toHaveLength(1);
   const meta = await sharp(photo).metadata();
   expect(result).toMatchObject({ type: 'done', output: { width: meta.width * 2, height: meta.height * 2, format } });
-  const bad = await e.run({ id: 'bad', input: join(dir, 'broken.png'), output: join(dir, 'bad.png'), options: { ...DEFAULT_OPTIONS, format: 'png' } });
+  const bad = await e.run({
+    id: 'bad',
+    input: join(dir, 'broken.png'),
+    output: join(dir, 'bad.png'),
+    options: { ...DEFAULT_OPTIONS, format: 'png' },
+  });
   expect(bad.result).toMatchObject({ type: 'error', code: 'IMAGE_UNREADABLE', retryable: false });
   e.closeStdin();
   expect(await e.waitExit()).toEqual({ code: 0, signal: null });

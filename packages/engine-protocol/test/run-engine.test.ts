@@ -58,7 +58,12 @@ describe('runEngine over real stdio', () => {
     const e = start();
     await e.ready();
     const { result, progress } = await e.run(job('j1', 'ok.jpg'));
-    expect(result).toMatchObject({ type: 'done', id: 'j1', output: { width: 20, height: 20, format: 'png', bytes: 14 }, applied: { scale: 2 } });
+    expect(result).toMatchObject({
+      type: 'done',
+      id: 'j1',
+      output: { width: 20, height: 20, format: 'png', bytes: 14 },
+      applied: { scale: 2 },
+    });
     if (result.type !== 'done') throw new Error('unreachable');
     expect(result.timings).toMatchObject({ workMs: 1 });
     expect(typeof result.timings?.totalMs).toBe('number');
@@ -86,7 +91,13 @@ describe('runEngine over real stdio', () => {
       retryable: false,
     });
     writeFileSync(join(dir, 'boom.png'), 'partial');
-    expect((await e.run(job('boom', 'crash.jpg'))).result).toEqual({ type: 'error', id: 'boom', code: 'ENGINE_FAILED', message: 'boom', retryable: true });
+    expect((await e.run(job('boom', 'crash.jpg'))).result).toEqual({
+      type: 'error',
+      id: 'boom',
+      code: 'ENGINE_FAILED',
+      message: 'boom',
+      retryable: true,
+    });
     expect(existsSync(join(dir, 'boom.png'))).toBe(false);
     expect((await e.run(job('after', 'ok.jpg'))).result.type).toBe('done');
   });
@@ -98,7 +109,11 @@ describe('runEngine over real stdio', () => {
     await e.take('progress', { id: 'long' });
     e.send({ type: 'job', ...job('second', 'ok.jpg') });
     const refused = await e.take('error', { id: 'second' });
-    expect(refused).toMatchObject({ code: 'ENGINE_PROTOCOL_ERROR', retryable: true, message: expect.stringContaining('busy with job long') });
+    expect(refused).toMatchObject({
+      code: 'ENGINE_PROTOCOL_ERROR',
+      retryable: true,
+      message: expect.stringContaining('busy with job long'),
+    });
     e.send({ type: 'cancel', id: 'nobody' }); // unknown id: ignored
     e.send({ type: 'cancel', id: 'long' });
     expect((await e.outcome('long')).result).toEqual({ type: 'canceled', id: 'long' });
@@ -110,11 +125,23 @@ describe('runEngine over real stdio', () => {
     const e = start();
     await e.ready();
     e.send('this is not json');
-    expect(await e.take('error')).toMatchObject({ code: 'ENGINE_PROTOCOL_ERROR', retryable: false, message: expect.stringContaining('not JSON') });
+    expect(await e.take('error')).toMatchObject({
+      code: 'ENGINE_PROTOCOL_ERROR',
+      retryable: false,
+      message: expect.stringContaining('not JSON'),
+    });
     e.send('{"type":"reboot"}');
-    expect(await e.take('error')).toMatchObject({ code: 'ENGINE_PROTOCOL_ERROR', message: expect.stringContaining('unknown message type') });
-    e.send(JSON.stringify({ type: 'job', id: 'auto', input: join(dir, 'ok.jpg'), output: join(dir, 'auto.png'), options: { format: 'auto' } }));
-    expect(await e.take('error', { id: 'auto' })).toMatchObject({ code: 'ENGINE_PROTOCOL_ERROR', message: expect.stringContaining('options.format') });
+    expect(await e.take('error')).toMatchObject({
+      code: 'ENGINE_PROTOCOL_ERROR',
+      message: expect.stringContaining('unknown message type'),
+    });
+    e.send(
+      JSON.stringify({ type: 'job', id: 'auto', input: join(dir, 'ok.jpg'), output: join(dir, 'auto.png'), options: { format: 'auto' } }),
+    );
+    expect(await e.take('error', { id: 'auto' })).toMatchObject({
+      code: 'ENGINE_PROTOCOL_ERROR',
+      message: expect.stringContaining('options.format'),
+    });
     e.send(`{"type":"job","pad":"${'x'.repeat(1_100_000)}"}`);
     expect(await e.take('error')).toMatchObject({ code: 'ENGINE_PROTOCOL_ERROR', message: expect.stringContaining('dropped a line') });
     expect((await e.run(job('fine', 'ok.jpg'))).result.type).toBe('done');
@@ -178,7 +205,12 @@ describe('runEngine over real stdio', () => {
   it('reports a failed init as an error without id and exits 1', async () => {
     const e = start({ FIXTURE_INIT: 'fail' });
     const err = await e.take('error');
-    expect(err).toEqual({ type: 'error', code: 'ENGINE_GPU_OOM', message: 'start-up failed: no GPU memory for the model', retryable: true });
+    expect(err).toEqual({
+      type: 'error',
+      code: 'ENGINE_GPU_OOM',
+      message: 'start-up failed: no GPU memory for the model',
+      retryable: true,
+    });
     expect(await e.waitExit()).toEqual({ code: 1, signal: null });
   });
 });

@@ -10,7 +10,7 @@ import pidusage from 'pidusage';
 import pino from 'pino';
 import si from 'systeminformation';
 import { execa } from 'execa';
-import { detectEnforcement, EngineJobError, Governor, MemoryWatchdog, rssOf, type RunRequest } from '../src/index.js';
+import { detectEnforcement, type EngineJobError, Governor, MemoryWatchdog, rssOf, type RunRequest } from '../src/index.js';
 
 export interface Row {
   metric: string;
@@ -28,7 +28,18 @@ const request = (n: number): RunRequest => ({
   id: `bench-${n}`,
   input: '/dev/null',
   output: `/tmp/bench-${n}.png`,
-  options: { scale: 2, version: '1.4', weight: 0.5, onlyCenterFace: false, aligned: false, bgUpsampler: 'none', bgTile: 400, format: 'png', quality: 92, priority: 'normal' },
+  options: {
+    scale: 2,
+    version: '1.4',
+    weight: 0.5,
+    onlyCenterFace: false,
+    aligned: false,
+    bgUpsampler: 'none',
+    bgTile: 400,
+    format: 'png',
+    quality: 92,
+    priority: 'normal',
+  },
 });
 
 interface Trial {
@@ -51,14 +62,27 @@ async function trial(mode: 'watchdog' | 'cgroup-v1', rate: number, n: number): P
     enforcement: mode,
     cgroupGroup: 'photoenhance-bench',
     admission: { minAvailableBytes: 0 },
-    profiles: [{ name: 'grow', command: [process.execPath, join(FIXTURES, 'grow.mjs'), `--rate=${rate}`], memoryLimitBytes: LIMIT, expectedMemoryBytes: 64 * MiB, stopGraceMs: 500, idleTtlMs: 0 }],
+    profiles: [
+      {
+        name: 'grow',
+        command: [process.execPath, join(FIXTURES, 'grow.mjs'), `--rate=${rate}`],
+        memoryLimitBytes: LIMIT,
+        expectedMemoryBytes: 64 * MiB,
+        stopGraceMs: 500,
+        idleTtlMs: 0,
+      },
+    ],
   });
   const reports: { at: number; rss: number }[] = [];
   try {
-    const err = await g.run('grow', request(n), { onLog: (l) => (l.startsWith('rss=') ? reports.push({ at: performance.now(), rss: Number(l.slice(4)) }) : undefined) }).then(
-      () => undefined,
-      (e: unknown) => e as EngineJobError,
-    );
+    const err = await g
+      .run('grow', request(n), {
+        onLog: (l) => (l.startsWith('rss=') ? reports.push({ at: performance.now(), rss: Number(l.slice(4)) }) : undefined),
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as EngineJobError,
+      );
     const rejectedAt = performance.now();
     const selfMax = Math.max(0, ...reports.map((r) => r.rss));
     const crossing = reports.find((r) => r.rss > LIMIT) ?? reports.at(-1);
@@ -99,9 +123,30 @@ async function overshootRows(trials: number): Promise<Row[]> {
       const ts: Trial[] = [];
       for (let i = 0; i < trials; i++) ts.push(await trial(mode, rate, n++));
       const worst = ts.reduce((a, b) => (b.overshootBytes > a.overshootBytes ? b : a));
-      const common = { mode, targetGBps: rate / 1e9, achievedGBps: +median(ts.map((t) => t.achievedGBps)).toFixed(2), limitMiB: LIMIT / MiB, trials, codes: [...new Set(ts.map((t) => t.code))].join(',') };
-      rows.push({ metric: `overshoot ${mode} @${rate / 1e9} GB/s (worst of ${trials})`, value: +(worst.overshootBytes / MiB).toFixed(1), unit: 'MiB', ...common, selfReportedMaxMiB: +(worst.selfMaxBytes / MiB).toFixed(1), ...(worst.kernelPeakBytes !== undefined ? { kernelPeakMiB: +(worst.kernelPeakBytes / MiB).toFixed(1), oomKills: worst.oomKills } : {}) });
-      rows.push({ metric: `limit crossed → job rejected, ${mode} @${rate / 1e9} GB/s (median)`, value: +median(ts.map((t) => t.rejectMs)).toFixed(1), unit: 'ms', ...common });
+      const common = {
+        mode,
+        targetGBps: rate / 1e9,
+        achievedGBps: +median(ts.map((t) => t.achievedGBps)).toFixed(2),
+        limitMiB: LIMIT / MiB,
+        trials,
+        codes: [...new Set(ts.map((t) => t.code))].join(','),
+      };
+      rows.push({
+        metric: `overshoot ${mode} @${rate / 1e9} GB/s (worst of ${trials})`,
+        value: +(worst.overshootBytes / MiB).toFixed(1),
+        unit: 'MiB',
+        ...common,
+        selfReportedMaxMiB: +(worst.selfMaxBytes / MiB).toFixed(1),
+        ...(worst.kernelPeakBytes !== undefined
+          ? { kernelPeakMiB: +(worst.kernelPeakBytes / MiB).toFixed(1), oomKills: worst.oomKills }
+          : {}),
+      });
+      rows.push({
+        metric: `limit crossed → job rejected, ${mode} @${rate / 1e9} GB/s (median)`,
+        value: +median(ts.map((t) => t.rejectMs)).toFixed(1),
+        unit: 'ms',
+        ...common,
+      });
     }
   }
   return rows;
@@ -109,7 +154,12 @@ async function overshootRows(trials: number): Promise<Row[]> {
 
 /** CPU the sampler spends per engine: far from the limit (1 s interval) and near it (5 ms), and per-read costs. */
 async function costRows(): Promise<Row[]> {
-  const child = execa(process.execPath, ['-e', 'const k = Buffer.alloc(64 * 1024 * 1024, 1); setInterval(() => k.length, 1000)'], { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', reject: false });
+  const child = execa(process.execPath, ['-e', 'const k = Buffer.alloc(64 * 1024 * 1024, 1); setInterval(() => k.length, 1000)'], {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'ignore',
+    reject: false,
+  });
   const pid = child.pid!;
   try {
     await new Promise((r) => setTimeout(r, 300));
@@ -120,23 +170,40 @@ async function costRows(): Promise<Row[]> {
       for (let i = 0; i < calls; i++) await fn();
       const cpu = process.cpuUsage(t0);
       const wall = (performance.now() - w0) / calls;
-      rows.push({ metric: `cost of one ${name}`, value: +((cpu.user + cpu.system) / calls / 1000).toFixed(4), unit: 'ms CPU', wallMs: +wall.toFixed(4) });
+      rows.push({
+        metric: `cost of one ${name}`,
+        value: +((cpu.user + cpu.system) / calls / 1000).toFixed(4),
+        unit: 'ms CPU',
+        wallMs: +wall.toFixed(4),
+      });
       return wall;
     };
     await perCall('/proc/<pid>/statm read', () => rssOf(pid), 5000);
     const wd = new MemoryWatchdog({ pid, limitBytes: 8 * 1024 ** 3, onOver: () => undefined });
     await perCall('watchdog sample (tree scan cached)', () => wd.sampleNow(), 2000);
-    await perCall('process-tree scan of /proc', () => new MemoryWatchdog({ pid, limitBytes: 1, treeRefreshMs: 0, onOver: () => undefined }).sampleNow(), 300);
+    await perCall(
+      'process-tree scan of /proc',
+      () => new MemoryWatchdog({ pid, limitBytes: 1, treeRefreshMs: 0, onOver: () => undefined }).sampleNow(),
+      300,
+    );
     await perCall('pidusage(pid)', () => pidusage(pid), 300);
     await perCall('/proc/meminfo read', () => readFileSync('/proc/meminfo', 'utf8'), 2000);
     await perCall('si.mem()', () => si.mem(), 200);
     // The sampler running for real, 2 s each: far from the limit vs. within 10 MiB of it.
-    for (const [label, limit] of [['far from the limit (1 s interval)', 8 * 1024 ** 3], ['near the limit (5 ms interval)', rssOf(pid) + 10 * MiB]] as const) {
+    for (const [label, limit] of [
+      ['far from the limit (1 s interval)', 8 * 1024 ** 3],
+      ['near the limit (5 ms interval)', rssOf(pid) + 10 * MiB],
+    ] as const) {
       const dog = new MemoryWatchdog({ pid, limitBytes: limit, onOver: () => undefined });
       dog.start();
       await new Promise((r) => setTimeout(r, 2000));
       dog.stop();
-      rows.push({ metric: `sampler CPU per engine, ${label}`, value: +(dog.cpuMicros / 2000 / 10).toFixed(4), unit: '% of one core', samples: dog.samples });
+      rows.push({
+        metric: `sampler CPU per engine, ${label}`,
+        value: +(dog.cpuMicros / 2000 / 10).toFixed(4),
+        unit: '% of one core',
+        samples: dog.samples,
+      });
     }
     return rows;
   } finally {
@@ -149,10 +216,30 @@ async function costRows(): Promise<Row[]> {
 function anchorRows(): Row[] {
   const at2 = (s: number): number => +((s * 2e9) / MiB).toFixed(0);
   return [
-    { metric: 'anchor: superlance memmon (60 s tick)', value: at2(60), unit: 'MiB worst overshoot at 2 GB/s', note: 'in practice the kernel OOM killer acts first' },
-    { metric: 'anchor: uWSGI evil-reload-on-rss (3 s)', value: at2(3), unit: 'MiB worst overshoot at 2 GB/s', note: 'SIGKILL after the sample' },
-    { metric: 'anchor: Ray memory monitor (250 ms)', value: at2(0.25), unit: 'MiB worst overshoot at 2 GB/s', note: 'node-level 0.95 threshold, kills newest task' },
-    { metric: 'anchor: Celery max_memory_per_child (after the task)', value: Infinity, unit: 'MiB', note: 'checked only after the task ends: no bound during the task' },
+    {
+      metric: 'anchor: superlance memmon (60 s tick)',
+      value: at2(60),
+      unit: 'MiB worst overshoot at 2 GB/s',
+      note: 'in practice the kernel OOM killer acts first',
+    },
+    {
+      metric: 'anchor: uWSGI evil-reload-on-rss (3 s)',
+      value: at2(3),
+      unit: 'MiB worst overshoot at 2 GB/s',
+      note: 'SIGKILL after the sample',
+    },
+    {
+      metric: 'anchor: Ray memory monitor (250 ms)',
+      value: at2(0.25),
+      unit: 'MiB worst overshoot at 2 GB/s',
+      note: 'node-level 0.95 threshold, kills newest task',
+    },
+    {
+      metric: 'anchor: Celery max_memory_per_child (after the task)',
+      value: Infinity,
+      unit: 'MiB',
+      note: 'checked only after the task ends: no bound during the task',
+    },
   ];
 }
 

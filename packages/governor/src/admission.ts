@@ -48,13 +48,22 @@ export class Admission {
   memoryVerdict(m: HostMemory): Verdict | undefined {
     const floor = this.floor();
     if (m.availableBytes < floor) {
-      return { reason: 'MEMORY_AVAILABLE_LOW', detail: `MemAvailable ${formatBytes(m.availableBytes)} is below the floor ${formatBytes(floor)}` };
+      return {
+        reason: 'MEMORY_AVAILABLE_LOW',
+        detail: `MemAvailable ${formatBytes(m.availableBytes)} is below the floor ${formatBytes(floor)}`,
+      };
     }
     if (m.usedRatio > this.config.maxUsedRatio) {
-      return { reason: 'MEMORY_USED_HIGH', detail: `memory used ${(m.usedRatio * 100).toFixed(1)} % is above ${(this.config.maxUsedRatio * 100).toFixed(1)} %` };
+      return {
+        reason: 'MEMORY_USED_HIGH',
+        detail: `memory used ${(m.usedRatio * 100).toFixed(1)} % is above ${(this.config.maxUsedRatio * 100).toFixed(1)} %`,
+      };
     }
     if (m.pressureSome10 !== undefined && m.pressureSome10 > this.config.maxPressureSome10) {
-      return { reason: 'MEMORY_PRESSURE_HIGH', detail: `memory pressure (PSI some avg10) ${m.pressureSome10} % is above ${this.config.maxPressureSome10} %` };
+      return {
+        reason: 'MEMORY_PRESSURE_HIGH',
+        detail: `memory pressure (PSI some avg10) ${m.pressureSome10} % is above ${this.config.maxPressureSome10} %`,
+      };
     }
     return undefined;
   }

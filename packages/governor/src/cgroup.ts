@@ -8,7 +8,8 @@ import type { EnforcementPlan } from './enforcement.js';
  * positional argument, so nothing is ever parsed by the shell. The engine is exec'd, so it keeps this pid and
  * allocates nothing before it is charged to its group (cgroup v1 does not move charges afterwards).
  */
-export const JOIN_SCRIPT = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; n=$((n-1)); shift; done; exec "$@"';
+export const JOIN_SCRIPT =
+  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; n=$((n-1)); shift; done; exec "$@"';
 
 export interface SlotLimits {
   limitBytes: number;
@@ -120,7 +121,11 @@ export class CgroupSlot {
   /** Pids in the group: the engine and everything it started, wherever they moved in the process tree. */
   pids(): number[] {
     try {
-      return readFileSync(join(this.memoryDir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number).filter((n) => n > 0);
+      return readFileSync(join(this.memoryDir, 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+        .filter((n) => n > 0);
     } catch {
       return [];
     }

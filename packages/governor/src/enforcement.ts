@@ -58,7 +58,7 @@ const read = (p: string): string | undefined => {
   }
 };
 
-const errText = (e: unknown): string => ((e as NodeJS.ErrnoException).code ?? String(e));
+const errText = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? String(e);
 
 /** Make a probe group under `parent`, write one limit file, remove it. Throws with the failing step. */
 function probe(parent: string, file: string, value: string, fake: boolean): void {
@@ -81,21 +81,25 @@ function tryDelegatedV2(root: string, self: string, group: string, pid: number):
   const own = join(root, self);
   const controllers = read(join(own, 'cgroup.controllers'));
   if (controllers === undefined) return `no cgroup v2 group of our own at ${own}`;
-  if (!controllers.split(/\s+/).includes('memory')) return `our own cgroup ${own} has no memory controller delegated (cgroup.controllers: "${controllers.trim()}"; set Delegate=yes)`;
+  if (!controllers.split(/\s+/).includes('memory'))
+    return `our own cgroup ${own} has no memory controller delegated (cgroup.controllers: "${controllers.trim()}"; set Delegate=yes)`;
   const fake = !isCgroupFs(root);
   const procs = (read(join(own, 'cgroup.procs')) ?? '').split(/\s+/).filter(Boolean);
   if (procs.length > 0) {
     const leaf = join(own, 'worker');
     try {
       mkdirSync(leaf, { recursive: true });
-      for (const p of procs.includes(String(pid)) ? [String(pid)] : procs) writeFileSync(join(leaf, 'cgroup.procs'), `${p}\n`, { flag: fake ? 'a' : 'w' });
+      for (const p of procs.includes(String(pid)) ? [String(pid)] : procs)
+        writeFileSync(join(leaf, 'cgroup.procs'), `${p}\n`, { flag: fake ? 'a' : 'w' });
       if (fake) writeFileSync(join(own, 'cgroup.procs'), procs.filter((p) => p !== String(pid)).join('\n'));
     } catch (e) {
       return `cannot move the worker into the leaf group ${leaf} (${errText(e)}); set Delegate=yes on the unit`;
     }
   }
   const r = tryV2(own, group, controllers, fake);
-  return typeof r === 'string' ? `delegated group ${own}: ${r}` : { ...r, reason: `${r.reason} (delegated subtree of this worker's own cgroup)` };
+  return typeof r === 'string'
+    ? `delegated group ${own}: ${r}`
+    : { ...r, reason: `${r.reason} (delegated subtree of this worker's own cgroup)` };
 }
 
 function tryV2(root: string, group: string, knownControllers?: string, knownFake?: boolean): EnforcementPlan | string {
@@ -112,7 +116,10 @@ function tryV2(root: string, group: string, knownControllers?: string, knownFake
     if (missing.length === 0) return undefined;
     try {
       // A fake root is a plain file: append so it reads like the kernel's list afterwards.
-      writeFileSync(join(dir, 'cgroup.subtree_control'), fake ? [...have.filter(Boolean), ...missing].join(' ') : missing.map((c) => `+${c}`).join(' '));
+      writeFileSync(
+        join(dir, 'cgroup.subtree_control'),
+        fake ? [...have.filter(Boolean), ...missing].join(' ') : missing.map((c) => `+${c}`).join(' '),
+      );
       return undefined;
     } catch (e) {
       return `cannot enable ${missing.join(', ')} in ${dir}/cgroup.subtree_control (${errText(e)})`;
@@ -133,7 +140,12 @@ function tryV2(root: string, group: string, knownControllers?: string, knownFake
   } catch (e) {
     return `cannot write memory.max under ${dir} (${errText(e)})`;
   }
-  return { mode: 'cgroup-v2', reason: `cgroup v2 memory controller writable at ${dir}${fake ? ' (not a cgroup filesystem: limits are written but not enforced)' : ''}`, v2Dir: dir, fake };
+  return {
+    mode: 'cgroup-v2',
+    reason: `cgroup v2 memory controller writable at ${dir}${fake ? ' (not a cgroup filesystem: limits are written but not enforced)' : ''}`,
+    v2Dir: dir,
+    fake,
+  };
 }
 
 function tryV1(root: string, group: string): EnforcementPlan | string {
@@ -154,7 +166,13 @@ function tryV1(root: string, group: string): EnforcementPlan | string {
   } catch {
     cpuDir = undefined; // CPU quota is a nicety; memory is what matters.
   }
-  return { mode: 'cgroup-v1', reason: `cgroup v1 memory controller writable at ${dir}`, v1MemoryDir: dir, ...(cpuDir ? { v1CpuDir: cpuDir } : {}), fake };
+  return {
+    mode: 'cgroup-v1',
+    reason: `cgroup v1 memory controller writable at ${dir}`,
+    v1MemoryDir: dir,
+    ...(cpuDir ? { v1CpuDir: cpuDir } : {}),
+    fake,
+  };
 }
 
 /**

@@ -12,7 +12,7 @@ import { catalogueCode, engineFailure, formatBytes } from './child-failure.js';
 import { exitReason, type RecycleReason } from './recycle-policy.js';
 import type { EnforcementPlan } from './enforcement.js';
 import { SupervisedChild, type ChildExit, type MemoryLimitHit } from './supervised-child.js';
-import { EngineJobError, type EngineProfile, type RunHooks, type RunRequest } from './types.js';
+import type { EngineJobError, EngineProfile, RunHooks, RunRequest } from './types.js';
 
 /** Memory kills get a short grace: the tree keeps growing while it is asked nicely. */
 export const MEMORY_GRACE_MS = 300;
@@ -150,25 +150,32 @@ export class EngineProcess extends EventEmitter {
     if (this.state !== 'idle') throw new Error(`engine ${this.profile.name} (pid ${this.pid}) is ${this.state}, not idle`);
     if (items.length === 0) return [];
     this.state = 'busy';
-    const promises = items.map(({ req, hooks = {} }) => new Promise<DoneMessage>((resolve, reject) => {
-      const job: ActiveJob = {
-        id: req.id,
-        hooks,
-        resolve,
-        reject,
-        canceling: false,
-        timer: setTimeout(() => {
-          const err = engineFailure('ENGINE_TIMEOUT', { profile: this.profile.name, pid: this.pid, what: `ran past its job timeout of ${this.profile.jobTimeoutMs} ms on job ${req.id}` });
-          this.killFor('timeout', err, this.profile.stopGraceMs, job);
-        }, this.profile.jobTimeoutMs),
-      };
-      this.jobs.set(req.id, job);
-      if (hooks.signal) {
-        job.onAbort = () => this.cancel(job);
-        if (hooks.signal.aborted) queueMicrotask(job.onAbort);
-        else hooks.signal.addEventListener('abort', job.onAbort, { once: true });
-      }
-    }));
+    const promises = items.map(
+      ({ req, hooks = {} }) =>
+        new Promise<DoneMessage>((resolve, reject) => {
+          const job: ActiveJob = {
+            id: req.id,
+            hooks,
+            resolve,
+            reject,
+            canceling: false,
+            timer: setTimeout(() => {
+              const err = engineFailure('ENGINE_TIMEOUT', {
+                profile: this.profile.name,
+                pid: this.pid,
+                what: `ran past its job timeout of ${this.profile.jobTimeoutMs} ms on job ${req.id}`,
+              });
+              this.killFor('timeout', err, this.profile.stopGraceMs, job);
+            }, this.profile.jobTimeoutMs),
+          };
+          this.jobs.set(req.id, job);
+          if (hooks.signal) {
+            job.onAbort = () => this.cancel(job);
+            if (hooks.signal.aborted) queueMicrotask(job.onAbort);
+            else hooks.signal.addEventListener('abort', job.onAbort, { once: true });
+          }
+        }),
+    );
     const wire = items.map(({ req }) => ({ id: req.id, input: req.input, output: req.output, options: req.options }));
     this.child.send(encodeMessage(wire.length === 1 ? { type: 'job', ...wire[0]! } : { type: 'batch', jobs: wire }));
     return promises;
@@ -178,7 +185,11 @@ export class EngineProcess extends EventEmitter {
   stop(reason: string, graceful: boolean): Promise<ChildExit> {
     if (this.state !== 'exited') this.state = 'stopping';
     for (const job of this.jobs.values()) {
-      job.killError ??= engineFailure('ENGINE_FAILED', { profile: this.profile.name, pid: this.pid, what: `was stopped (${reason}) while running job ${job.id}` });
+      job.killError ??= engineFailure('ENGINE_FAILED', {
+        profile: this.profile.name,
+        pid: this.pid,
+        what: `was stopped (${reason}) while running job ${job.id}`,
+      });
     }
     return graceful
       ? this.child.shutdown(reason, this.profile.stopGraceMs, encodeMessage({ type: 'shutdown' }))
@@ -194,7 +205,10 @@ export class EngineProcess extends EventEmitter {
     if (this.gpuLimitHit || this.state === 'exited' || this.state === 'stopping' || this.state === 'starting') return;
     this.gpuLimitHit = { usedBytes, limitBytes, gpu };
     const what = `held ${formatBytes(usedBytes)} of GPU memory on GPU ${gpu}, over its GPU memory limit ${formatBytes(limitBytes)} (gpuMemoryLimitBytes, hard); killed`;
-    this.logger.warn({ enginePid: this.pid, gpu, gpuUsedBytes: usedBytes, gpuLimitBytes: limitBytes }, `engine ${this.profile.name} (pid ${this.pid}) ${what}`);
+    this.logger.warn(
+      { enginePid: this.pid, gpu, gpuUsedBytes: usedBytes, gpuLimitBytes: limitBytes },
+      `engine ${this.profile.name} (pid ${this.pid}) ${what}`,
+    );
     const err = engineFailure('ENGINE_GPU_MEMORY_LIMIT', {
       profile: this.profile.name,
       pid: this.pid,
@@ -213,7 +227,12 @@ export class EngineProcess extends EventEmitter {
     job.canceling = true;
     this.child.send(encodeMessage({ type: 'cancel', id: job.id }));
     job.cancelTimer = setTimeout(() => {
-      this.killFor('cancel', this.canceledError(`did not stop job ${job.id} within ${this.profile.stopGraceMs} ms of cancel; killed`), this.profile.stopGraceMs, job);
+      this.killFor(
+        'cancel',
+        this.canceledError(`did not stop job ${job.id} within ${this.profile.stopGraceMs} ms of cancel; killed`),
+        this.profile.stopGraceMs,
+        job,
+      );
     }, this.profile.stopGraceMs);
   }
 
@@ -221,9 +240,14 @@ export class EngineProcess extends EventEmitter {
    * its batch as stopped (retryable). */
   private killFor(reason: string, err: EngineJobError, graceMs: number, only?: ActiveJob): void {
     for (const job of this.jobs.values()) {
-      job.killError ??= only && job !== only
-        ? engineFailure('ENGINE_FAILED', { profile: this.profile.name, pid: this.pid, what: `was stopped (${reason} of job ${only.id} in the same batch) while running job ${job.id}` })
-        : err;
+      job.killError ??=
+        only && job !== only
+          ? engineFailure('ENGINE_FAILED', {
+              profile: this.profile.name,
+              pid: this.pid,
+              what: `was stopped (${reason} of job ${only.id} in the same batch) while running job ${job.id}`,
+            })
+          : err;
     }
     if (this.state !== 'exited') this.state = 'stopping';
     void this.child.terminate(reason, graceMs);
@@ -274,7 +298,12 @@ export class EngineProcess extends EventEmitter {
     } catch (e) {
       const what = `wrote something that is not the engine protocol (${(e as Error).message})`;
       if (this.state === 'starting') failStart(what, 'protocol');
-      else this.killFor('protocol', engineFailure('ENGINE_PROTOCOL_ERROR', { profile: this.profile.name, pid: this.pid, what }), this.profile.stopGraceMs);
+      else
+        this.killFor(
+          'protocol',
+          engineFailure('ENGINE_PROTOCOL_ERROR', { profile: this.profile.name, pid: this.pid, what }),
+          this.profile.stopGraceMs,
+        );
       return;
     }
     // Messages name their job; an id-less log or error in a one-job request is about that job.
@@ -293,7 +322,10 @@ export class EngineProcess extends EventEmitter {
         this.emit('ready', msg);
         return;
       case 'log':
-        this.logger[msg.level === 'error' ? 'error' : msg.level === 'warn' ? 'warn' : 'debug']({ enginePid: this.pid, engineLog: msg.message }, 'engine log');
+        this.logger[msg.level === 'error' ? 'error' : msg.level === 'warn' ? 'warn' : 'debug'](
+          { enginePid: this.pid, engineLog: msg.message },
+          'engine log',
+        );
         if (job) job.hooks.onLog?.(`[${msg.level}] ${msg.message}`);
         else if (msg.id === undefined) for (const j of this.jobs.values()) j.hooks.onLog?.(`[${msg.level}] ${msg.message}`);
         return;

@@ -40,9 +40,9 @@ export interface GovernorExtras {
 }
 
 export type GovernorInit = Partial<Omit<GovernorOptions, 'profiles' | 'admission'>> & {
-    profiles: (EngineProfile | ProfileInput)[];
-    admission?: Partial<AdmissionConfig>;
-  } & GovernorExtras;
+  profiles: (EngineProfile | ProfileInput)[];
+  admission?: Partial<AdmissionConfig>;
+} & GovernorExtras;
 
 interface Pool extends SpawnClient {
   readonly profile: EngineProfile;
@@ -56,7 +56,6 @@ interface Pool extends SpawnClient {
   states(now?: number): EngineProcessState[];
   close(): Promise<void>;
 }
-
 
 /**
  * The resource governor: decides whether this host takes work (admission), owns the engine processes (pools),
@@ -115,7 +114,11 @@ export class Governor extends EventEmitter implements GovernorApi {
       if (this.pools.has(p.name)) throw new TypeError(`governor: two engine profiles are named "${p.name}"; names must be unique`);
       this.pools.set(p.name, p.kind === 'oneshot' ? new OneshotPool(p, ctx) : new EnginePool(p, ctx));
     }
-    this.queue = new StartQueue(() => this.pools.values(), (c) => this.canStart(c), this.logger);
+    this.queue = new StartQueue(
+      () => this.pools.values(),
+      (c) => this.canStart(c),
+      this.logger,
+    );
   }
 
   /** Detect enforcement, read memory, start the admission timer, pre-warm. Idempotent. */
@@ -130,7 +133,8 @@ export class Governor extends EventEmitter implements GovernorApi {
       // A worker killed outright cannot remove its engines' groups: the next one to start does.
       const parents = [this.plan.v2Dir, this.plan.v1MemoryDir, this.plan.v1CpuDir].filter((d): d is string => !!d);
       const stale = removeStaleGroups(parents, { fake: this.plan.fake });
-      if (stale.length) this.logger.info({ removed: stale }, `removed ${stale.length} empty engine cgroup(s) left by workers that are gone`);
+      if (stale.length)
+        this.logger.info({ removed: stale }, `removed ${stale.length} empty engine cgroup(s) left by workers that are gone`);
       await this.refresh();
       this.schedule();
       if (this.opts.prewarm ?? true) for (const p of this.pools.values()) p.prewarm = true;
@@ -150,9 +154,13 @@ export class Governor extends EventEmitter implements GovernorApi {
     await this.start();
     const pool = this.pools.get(profile);
     if (!pool) {
-      throw new EngineJobError('ENGINE_FAILED', `no engine profile "${profile}" on host ${this.hostId}; configured: ${[...this.pools.keys()].join(', ')}`, {
-        retryable: false,
-      });
+      throw new EngineJobError(
+        'ENGINE_FAILED',
+        `no engine profile "${profile}" on host ${this.hostId}; configured: ${[...this.pools.keys()].join(', ')}`,
+        {
+          retryable: false,
+        },
+      );
     }
     return pool.run(req, hooks);
   }
@@ -192,10 +200,12 @@ export class Governor extends EventEmitter implements GovernorApi {
       memory: this.memory,
       enforcement: this.enforcement,
       engines: [...this.pools.values()].map((p) => p.offer()),
-      processes: [...this.pools.values()].flatMap((p) => p.states(now)).map((s) => {
-        const g = this.gpu?.processGpu(s.pid);
-        return g ? { ...s, gpu: g } : s;
-      }),
+      processes: [...this.pools.values()]
+        .flatMap((p) => p.states(now))
+        .map((s) => {
+          const g = this.gpu?.processGpu(s.pid);
+          return g ? { ...s, gpu: g } : s;
+        }),
       recycles: { ...this.recycles },
       transitions: [...this.admission.transitions],
       ...(this.gpu ? { gpu: this.gpu.snapshot() } : {}),
@@ -255,8 +265,14 @@ export class Governor extends EventEmitter implements GovernorApi {
     const changed = this.admission.update(this.memory, blocked);
     if (changed && !this.closing) {
       const m = this.memory;
-      const figures = { availableBytes: m.availableBytes, usedRatio: +m.usedRatio.toFixed(4), pressureSome10: m.pressureSome10, floorBytes: this.admission.floor() };
-      if (changed.state === 'holding') this.logger.warn({ ...figures, reason: changed.reason }, `admission: holding (${changed.reason}): ${changed.detail ?? ''}`);
+      const figures = {
+        availableBytes: m.availableBytes,
+        usedRatio: +m.usedRatio.toFixed(4),
+        pressureSome10: m.pressureSome10,
+        floorBytes: this.admission.floor(),
+      };
+      if (changed.state === 'holding')
+        this.logger.warn({ ...figures, reason: changed.reason }, `admission: holding (${changed.reason}): ${changed.detail ?? ''}`);
       else this.logger.info(figures, `admission: admitting (MemAvailable ${formatBytes(m.availableBytes)})`);
       this.emit('admission', changed);
     }
@@ -283,7 +299,10 @@ export class Governor extends EventEmitter implements GovernorApi {
 
   private onRecycle(info: RecycleInfo): void {
     this.recycles[info.reason] = (this.recycles[info.reason] ?? 0) + 1;
-    this.logger.info({ ...info.figures, profile: info.profile, enginePid: info.pid, reason: info.reason }, `engine ${info.profile} (pid ${info.pid}) recycled: ${info.reason}`);
+    this.logger.info(
+      { ...info.figures, profile: info.profile, enginePid: info.pid, reason: info.reason },
+      `engine ${info.profile} (pid ${info.pid}) recycled: ${info.reason}`,
+    );
     this.emit('recycle', info);
   }
 }

@@ -52,7 +52,11 @@ export class GpuGovernance {
     private readonly profiles: EngineProfile[],
     private readonly logger: Logger,
   ) {
-    this.sampler = new GpuSampler({ ...(opts.nvidiaSmi ? { nvidiaSmi: opts.nvidiaSmi } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}), logger });
+    this.sampler = new GpuSampler({
+      ...(opts.nvidiaSmi ? { nvidiaSmi: opts.nvidiaSmi } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      logger,
+    });
     this.margin = opts.marginBytes ?? 512 * BYTES.MiB;
     if (opts.mode === 'off') {
       this.sampler.state = 'off';
@@ -161,13 +165,18 @@ export class GpuGovernance {
       const pinned = new Set([...this.placements].filter((e) => e.p.profile === p.name).map((e) => e.p.gpu.uuid));
       const candidates = pinned.size > 0 ? s.gpus.filter((g) => pinned.has(g.uuid)) : this.allowed(p, s.gpus);
       if (candidates.length === 0) {
-        return { reason: 'GPU_MEMORY_LOW', detail: `engine ${p.name} may use GPUs ${JSON.stringify(p.gpus)}, and nvidia-smi lists none of them` };
+        return {
+          reason: 'GPU_MEMORY_LOW',
+          detail: `engine ${p.name} may use GPUs ${JSON.stringify(p.gpus)}, and nvidia-smi lists none of them`,
+        };
       }
       const floor = this.floor(p);
       // An engine already placed holds its models: what it needs free is its floor minus what it already has.
       const fits = candidates.some((g) => g.freeBytes + (pinned.size > 0 ? this.heldOn(g, p, s) : 0) >= floor);
       if (!fits) {
-        const figures = candidates.map((g) => `${describeGpu(g)} has ${formatBytes(g.freeBytes)} free of ${formatBytes(g.totalBytes)}`).join('; ');
+        const figures = candidates
+          .map((g) => `${describeGpu(g)} has ${formatBytes(g.freeBytes)} free of ${formatBytes(g.totalBytes)}`)
+          .join('; ');
         return {
           reason: 'GPU_MEMORY_LOW',
           detail: `${figures}; engine ${p.name} needs ${formatBytes(floor)} free (expected ${formatBytes(this.expected(p))} + margin ${formatBytes(this.margin)}${p.gpuFloorBytes !== undefined ? ', configured gpuFloorBytes' : ''})`,

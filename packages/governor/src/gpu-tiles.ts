@@ -43,7 +43,12 @@ export interface TileChoice {
  * when the whole image fits, else the largest even tile from 1024 down to 64. Undefined when not even a 64 px tile
  * fits (the whole image alone may not: Real-ESRGAN puts it on the GPU before tiling).
  */
-export function chooseBgTile(freeBytes: number, width: number, height: number, opts: { headroom?: number; half?: boolean } = {}): TileChoice | undefined {
+export function chooseBgTile(
+  freeBytes: number,
+  width: number,
+  height: number,
+  opts: { headroom?: number; half?: boolean } = {},
+): TileChoice | undefined {
   const budget = Math.floor(freeBytes * (1 - (opts.headroom ?? 0.2)));
   const half = opts.half ?? true;
   const whole = bgUpsamplerGpuBytes(width, height, 0, half);
@@ -76,19 +81,35 @@ export interface BgTileChoice {
  * engine (no GPU, no driver, governance off, a non-GPU engine): `fallback`.
  */
 export function autoBgTile(
-  p: { gpu: HostGpus | undefined; processes: readonly EngineProcessState[]; profile: string; gpus: number[] | 'all' | undefined; width: number; height: number; fallback: number },
+  p: {
+    gpu: HostGpus | undefined;
+    processes: readonly EngineProcessState[];
+    profile: string;
+    gpus: number[] | 'all' | undefined;
+    width: number;
+    height: number;
+    fallback: number;
+  },
   opts: { headroom?: number; half?: boolean } = {},
 ): BgTileChoice {
   const sampled = p.gpu?.state === 'on' ? p.gpu.gpus : [];
   const pinned = new Set(p.processes.filter((x) => x.profile === p.profile && x.gpu).map((x) => x.gpu!.uuid));
   const allowed = p.gpus === undefined ? [] : sampled.filter((g) => p.gpus === 'all' || p.gpus!.includes(g.index));
   const held = sampled.filter((g) => pinned.has(g.uuid));
-  const target = held.length > 0
-    ? held.reduce((a, b) => (b.freeBytes < a.freeBytes ? b : a))
-    : allowed.reduce<GpuInfo | undefined>((a, b) => (!a || b.freeBytes > a.freeBytes ? b : a), undefined);
+  const target =
+    held.length > 0
+      ? held.reduce((a, b) => (b.freeBytes < a.freeBytes ? b : a))
+      : allowed.reduce<GpuInfo | undefined>((a, b) => (!a || b.freeBytes > a.freeBytes ? b : a), undefined);
   if (!target) return { bgTile: p.fallback, basis: 'no-gpu' };
   const c = chooseBgTile(target.freeBytes, p.width, p.height, opts);
   const figures = { gpu: target.index, freeBytes: target.freeBytes };
-  if (!c) return { bgTile: MIN_AUTO_TILE, basis: 'gpu', ...figures, expectedBytes: bgUpsamplerGpuBytes(p.width, p.height, MIN_AUTO_TILE, opts.half ?? true), tight: true };
+  if (!c)
+    return {
+      bgTile: MIN_AUTO_TILE,
+      basis: 'gpu',
+      ...figures,
+      expectedBytes: bgUpsamplerGpuBytes(p.width, p.height, MIN_AUTO_TILE, opts.half ?? true),
+      tight: true,
+    };
   return { bgTile: c.tile, basis: 'gpu', ...figures, expectedBytes: c.expectedBytes, budgetBytes: c.budgetBytes };
 }

@@ -4,7 +4,10 @@ import type { GpuInfo, GpuProcess } from '@photoenhance/contracts';
 import { BYTES } from './child-failure.js';
 
 /** The two queries, exactly as run (argument arrays, no shell). Memory figures are MiB with `nounits`. */
-export const GPU_QUERY = ['--query-gpu=index,uuid,memory.total,memory.used,memory.free,utilization.gpu,name', '--format=csv,noheader,nounits'];
+export const GPU_QUERY = [
+  '--query-gpu=index,uuid,memory.total,memory.used,memory.free,utilization.gpu,name',
+  '--format=csv,noheader,nounits',
+];
 export const APPS_QUERY = ['--query-compute-apps=pid,gpu_uuid,used_memory', '--format=csv,noheader,nounits'];
 
 export class GpuParseError extends Error {
@@ -31,7 +34,10 @@ export function parseGpuCsv(text: string): GpuInfo[] {
     const line = raw.trim();
     if (!line) continue;
     const f = line.split(',').map((s) => s.trim());
-    if (f.length < 7) throw new GpuParseError(`nvidia-smi: expected 7 fields (index, uuid, memory.total, memory.used, memory.free, utilization.gpu, name), got ${f.length} in "${line}"`);
+    if (f.length < 7)
+      throw new GpuParseError(
+        `nvidia-smi: expected 7 fields (index, uuid, memory.total, memory.used, memory.free, utilization.gpu, name), got ${f.length} in "${line}"`,
+      );
     const [index, uuid, total, used, free, util] = f as [string, string, string, string, string, string];
     const name = line.split(',').slice(6).join(',').trim();
     if (!/^\d+$/.test(index)) throw new GpuParseError(`nvidia-smi: index is not a number in "${line}"`);
@@ -104,7 +110,10 @@ function run(file: string, args: string[], timeoutMs: number): Promise<RunOut> {
 }
 
 /** One line saying why a call failed: not installed, timed out, or the driver's own message (nvidia-smi prints it on stdout). */
-function describeFailure(file: string, err: NodeJS.ErrnoException & { stdout?: string; stderr?: string; killed?: boolean; code?: unknown }): string {
+function describeFailure(
+  file: string,
+  err: NodeJS.ErrnoException & { stdout?: string; stderr?: string; killed?: boolean; code?: unknown },
+): string {
   if (err.code === 'ENOENT') return `${file} not found (no NVIDIA driver installed, or not on PATH)`;
   if (err.code === 'EACCES') return `${file} is not executable`;
   if (err.killed) return `${file} did not answer in time`;
@@ -155,10 +164,14 @@ export class GpuSampler {
       const apps = parseComputeApps(a.stdout);
       sample = { at: Date.now(), gpus, apps, costMs: +(performance.now() - t0).toFixed(2) };
     } catch (e) {
-      const why = e instanceof GpuParseError ? `${e.message} (malformed output)` : describeFailure(this.nvidiaSmi, e as NodeJS.ErrnoException);
+      const why =
+        e instanceof GpuParseError ? `${e.message} (malformed output)` : describeFailure(this.nvidiaSmi, e as NodeJS.ErrnoException);
       if (this.state === 'unknown') return this.off(why);
       if (this.state !== 'error' || this.reason !== why) {
-        this.logger.error({ nvidiaSmi: this.nvidiaSmi, reason: why }, `GPU: sampling failed, GPU admission holds until it recovers: ${why}`);
+        this.logger.error(
+          { nvidiaSmi: this.nvidiaSmi, reason: why },
+          `GPU: sampling failed, GPU admission holds until it recovers: ${why}`,
+        );
       }
       this.state = 'error';
       this.reason = why;
@@ -167,7 +180,10 @@ export class GpuSampler {
     if (this.state === 'unknown' && sample.gpus.length === 0) return this.off(`${this.nvidiaSmi} lists no GPU`);
     if (this.state !== 'on') {
       const list = sample.gpus.map((g) => `${g.index} ${g.name} (${Math.round(g.totalBytes / BYTES.MiB)} MiB)`).join(', ');
-      this.logger.info({ nvidiaSmi: this.nvidiaSmi, gpus: sample.gpus.length, costMs: sample.costMs }, `GPU: ${this.state === 'error' ? 'sampling recovered' : 'on'}: ${list}`);
+      this.logger.info(
+        { nvidiaSmi: this.nvidiaSmi, gpus: sample.gpus.length, costMs: sample.costMs },
+        `GPU: ${this.state === 'error' ? 'sampling recovered' : 'on'}: ${list}`,
+      );
     }
     this.state = 'on';
     this.reason = `${sample.gpus.length} GPU(s) via ${this.nvidiaSmi}`;

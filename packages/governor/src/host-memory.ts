@@ -20,7 +20,7 @@ export function readProcMeminfo(text?: string): { totalBytes: number; availableB
   };
   const total = field('MemTotal');
   // Kernels before 3.14 lack MemAvailable; free + cache is the usual stand-in.
-  const available = field('MemAvailable') ?? ((field('MemFree') ?? 0) + (field('Cached') ?? 0) + (field('Buffers') ?? 0));
+  const available = field('MemAvailable') ?? (field('MemFree') ?? 0) + (field('Cached') ?? 0) + (field('Buffers') ?? 0);
   return total === undefined ? undefined : { totalBytes: total, availableBytes: available };
 }
 

@@ -2,7 +2,14 @@ import { copyFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type sharp from 'sharp';
-import { OUTPUT_FORMATS, SCALES, type DoneMessage, type EngineOffer, type EngineProcessState, type OutputFormat } from '@photoenhance/contracts';
+import {
+  OUTPUT_FORMATS,
+  SCALES,
+  type DoneMessage,
+  type EngineOffer,
+  type EngineProcessState,
+  type OutputFormat,
+} from '@photoenhance/contracts';
 import { engineFailure } from './child-failure.js';
 import { memoryLimitError, MEMORY_GRACE_MS } from './engine-process.js';
 import { governorClosed, PendingJobs, PoolBase } from './pool-base.js';

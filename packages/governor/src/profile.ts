@@ -76,7 +76,8 @@ export function defaultAdmission(partial: Partial<AdmissionConfig> = {}): Admiss
   if (a.minAvailableBytes !== undefined && !(a.minAvailableBytes >= 0)) {
     throw new TypeError(`admission.minAvailableBytes must be a number >= 0; received ${JSON.stringify(a.minAvailableBytes)}`);
   }
-  if (!(a.maxUsedRatio > 0 && a.maxUsedRatio <= 1)) throw new TypeError(`admission.maxUsedRatio must be in (0, 1]; received ${a.maxUsedRatio}`);
+  if (!(a.maxUsedRatio > 0 && a.maxUsedRatio <= 1))
+    throw new TypeError(`admission.maxUsedRatio must be in (0, 1]; received ${a.maxUsedRatio}`);
   if (!(a.maxPressureSome10 >= 0)) throw new TypeError(`admission.maxPressureSome10 must be >= 0; received ${a.maxPressureSome10}`);
   if (!(a.checkIntervalMs >= 10)) throw new TypeError(`admission.checkIntervalMs must be >= 10; received ${a.checkIntervalMs}`);
   return a;

@@ -14,7 +14,14 @@ export type ExitRecycleReason = 'crash' | 'memory-limit' | 'gpu-memory-limit' | 
 export type RecycleReason = PlannedRecycleReason | ExitRecycleReason;
 
 const PLANNED: ReadonlySet<string> = new Set<PlannedRecycleReason>(['max-jobs', 'soft-limit', 'gpu-soft-limit', 'idle', 'shutdown']);
-const EXIT: ReadonlySet<string> = new Set<ExitRecycleReason>(['crash', 'memory-limit', 'gpu-memory-limit', 'timeout', 'cancel', 'protocol']);
+const EXIT: ReadonlySet<string> = new Set<ExitRecycleReason>([
+  'crash',
+  'memory-limit',
+  'gpu-memory-limit',
+  'timeout',
+  'cancel',
+  'protocol',
+]);
 
 export function isPlannedRecycle(reason: string): reason is PlannedRecycleReason {
   return PLANNED.has(reason);
@@ -74,15 +81,22 @@ export interface AfterJob {
 }
 
 /** After a job: should this process be recycled, and why? Checked in this order; the first that applies wins. */
-export function dueAfterJob(profile: { softLimitRatio: number; memoryLimitBytes: number; gpuMemoryLimitBytes?: number }, p: AfterJob): { reason: PlannedRecycleReason; figures: RecycleFigures } | undefined {
+export function dueAfterJob(
+  profile: { softLimitRatio: number; memoryLimitBytes: number; gpuMemoryLimitBytes?: number },
+  p: AfterJob,
+): { reason: PlannedRecycleReason; figures: RecycleFigures } | undefined {
   if (p.maxJobs > 0 && p.jobsDone >= p.maxJobs) return { reason: 'max-jobs', figures: { jobsDone: p.jobsDone, maxJobs: p.maxJobs } };
   const rss = p.rssBytes();
   const soft = profile.softLimitRatio * profile.memoryLimitBytes;
-  if (rss > soft) return { reason: 'soft-limit', figures: { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: profile.memoryLimitBytes } };
+  if (rss > soft)
+    return { reason: 'soft-limit', figures: { rssBytes: rss, softLimitBytes: Math.round(soft), limitBytes: profile.memoryLimitBytes } };
   const gpuLimit = profile.gpuMemoryLimitBytes;
   const gpuUsed = gpuLimit ? p.gpuUsedBytes() : undefined;
   if (gpuLimit && gpuUsed !== undefined && gpuUsed > profile.softLimitRatio * gpuLimit) {
-    return { reason: 'gpu-soft-limit', figures: { gpuUsedBytes: gpuUsed, gpuSoftLimitBytes: Math.round(profile.softLimitRatio * gpuLimit), gpuLimitBytes: gpuLimit } };
+    return {
+      reason: 'gpu-soft-limit',
+      figures: { gpuUsedBytes: gpuUsed, gpuSoftLimitBytes: Math.round(profile.softLimitRatio * gpuLimit), gpuLimitBytes: gpuLimit },
+    };
   }
   return undefined;
 }
@@ -91,9 +105,10 @@ export function dueAfterJob(profile: { softLimitRatio: number; memoryLimitBytes:
 export function recycleEvent(info: RecycleInfo, at = Date.now()): RecycleEvent {
   const f = info.figures;
   const memory = f.peakBytes ?? f.rssBytes;
-  const gpu = f.gpuUsedBytes !== undefined && f.gpuLimitBytes !== undefined
-    ? `GPU memory ${formatBytes(f.gpuUsedBytes)} > ${f.gpuSoftLimitBytes !== undefined ? `soft mark ${formatBytes(f.gpuSoftLimitBytes)} of ` : ''}limit ${formatBytes(f.gpuLimitBytes)}`
-    : undefined;
+  const gpu =
+    f.gpuUsedBytes !== undefined && f.gpuLimitBytes !== undefined
+      ? `GPU memory ${formatBytes(f.gpuUsedBytes)} > ${f.gpuSoftLimitBytes !== undefined ? `soft mark ${formatBytes(f.gpuSoftLimitBytes)} of ` : ''}limit ${formatBytes(f.gpuLimitBytes)}`
+      : undefined;
   const detail = [f.exit, f.enforcedBy ? `enforced by ${f.enforcedBy}` : undefined, gpu].filter(Boolean).join('; ');
   return {
     at,

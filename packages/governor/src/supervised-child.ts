@@ -70,7 +70,8 @@ let setprivWorks: boolean | undefined;
 /** util-linux older than 2.33 has setpriv without --pdeathsig: try it once (a few ms) before relying on it. */
 function pdeathsigWrapper(): string | undefined {
   if (!SETPRIV) return undefined;
-  setprivWorks ??= spawnSync(SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, '-e', '0'], { stdio: 'ignore', timeout: 5_000 }).status === 0;
+  setprivWorks ??=
+    spawnSync(SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, '-e', '0'], { stdio: 'ignore', timeout: 5_000 }).status === 0;
   return setprivWorks ? SETPRIV : undefined;
 }
 let warnedNoSetpriv = false;
@@ -173,7 +174,9 @@ export class SupervisedChild extends EventEmitter {
       if (executable(s.argv[0] ?? '', s.env, s.cwd)) argv = [setpriv, '--pdeathsig', 'KILL', '--', ...argv];
     } else if (!warnedNoSetpriv) {
       warnedNoSetpriv = true;
-      s.logger.warn('no setpriv with --pdeathsig (util-linux >= 2.33): an engine outlives a worker killed outright until it sees EOF on stdin');
+      s.logger.warn(
+        'no setpriv with --pdeathsig (util-linux >= 2.33): an engine outlives a worker killed outright until it sees EOF on stdin',
+      );
     }
     const sub = execa(argv[0]!, argv.slice(1), {
       detached: true, // own process group: the ladder signals the whole tree
@@ -186,7 +189,8 @@ export class SupervisedChild extends EventEmitter {
       env: s.env,
       ...(s.cwd ? { cwd: s.cwd } : {}),
       forceKillAfterDelay: false,
-    }) as unknown as ChildProcess & Promise<{ exitCode?: number; signal?: string; failed?: boolean; originalMessage?: string; shortMessage?: string }>;
+    }) as unknown as ChildProcess &
+      Promise<{ exitCode?: number; signal?: string; failed?: boolean; originalMessage?: string; shortMessage?: string }>;
     this.sub = sub;
     this.pid = sub.pid;
     sub.stdin?.on('error', () => {}); // EPIPE after the engine died: the exit handler reports it
@@ -200,7 +204,8 @@ export class SupervisedChild extends EventEmitter {
     }
     sub.once('exit', (code, signal) => void this.onExit(code, signal));
     void sub.then((r) => {
-      const spawnError = r.failed && r.exitCode === undefined && !r.signal ? (r.originalMessage ?? r.shortMessage ?? 'spawn failed') : undefined;
+      const spawnError =
+        r.failed && r.exitCode === undefined && !r.signal ? (r.originalMessage ?? r.shortMessage ?? 'spawn failed') : undefined;
       void this.onExit(r.exitCode ?? null, (r.signal as NodeJS.Signals | undefined) ?? null, spawnError);
     });
     if (this.pid !== undefined) {
@@ -299,12 +304,23 @@ export class SupervisedChild extends EventEmitter {
       const ooms = this.slot.oomKills();
       const oom = ooms !== undefined ? ooms > this.oomBefore : signal === 'SIGKILL' && (this.slot.limitHits() ?? 0) > 0;
       if (oom) {
-        const kernel = { oomKills: ooms === undefined ? undefined : ooms - this.oomBefore, peakBytes: this.slot.peakBytes(), limitBytes: this.slot.limitBytes() };
+        const kernel = {
+          oomKills: ooms === undefined ? undefined : ooms - this.oomBefore,
+          peakBytes: this.slot.peakBytes(),
+          limitBytes: this.slot.limitBytes(),
+        };
         memoryLimit = { by: this.slot.plan.mode, limitBytes: this.spec.limitBytes, peakBytes, kernel };
       }
     }
     // Let the last stdout lines through before reporting the exit; a grandchild holding the pipe must not block us.
-    if (this.sub) await Promise.race([this.sub.then(() => undefined, () => undefined), delay(500)]);
+    if (this.sub)
+      await Promise.race([
+        this.sub.then(
+          () => undefined,
+          () => undefined,
+        ),
+        delay(500),
+      ]);
     this.sub?.stdout?.destroy();
     this.sub?.stderr?.destroy();
     if (this.slot && !(await this.slot.remove())) {

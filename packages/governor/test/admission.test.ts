@@ -27,7 +27,10 @@ describe('admission decision', () => {
     expect(a.update(mem(20))).toBeUndefined(); // no change
     expect(a.update(mem(1))).toMatchObject({ state: 'holding', reason: 'MEMORY_AVAILABLE_LOW' });
     expect(a.update(mem(1.5))).toBeUndefined();
-    expect(a.update(mem(20), { reason: 'ENGINE_START_FAILED', detail: 'x' })).toMatchObject({ state: 'holding', reason: 'ENGINE_START_FAILED' });
+    expect(a.update(mem(20), { reason: 'ENGINE_START_FAILED', detail: 'x' })).toMatchObject({
+      state: 'holding',
+      reason: 'ENGINE_START_FAILED',
+    });
     expect(a.update(mem(20))).toMatchObject({ state: 'admitting', reason: 'ok' });
     expect(a.transitions.map((t) => t.reason)).toEqual(['MEMORY_AVAILABLE_LOW', 'ENGINE_START_FAILED', 'ok']);
     for (let i = 0; i < 60; i++) a.update(mem(i % 2 ? 1 : 20));
@@ -45,7 +48,9 @@ describe('admission decision', () => {
       totalBytes: 24684092 * 1024,
       availableBytes: 24090132 * 1024,
     });
-    expect(readPressureSome10('some avg10=1.25 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n')).toBe(1.25);
+    expect(readPressureSome10('some avg10=1.25 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n')).toBe(
+      1.25,
+    );
     const m = await readHostMemory();
     expect(m.totalBytes).toBeGreaterThan(0);
     expect(m.availableBytes).toBeLessThanOrEqual(m.totalBytes);
@@ -91,7 +96,9 @@ describe('admission in the governor', () => {
   });
 
   it('a spawn waits until the host can afford the profile expected footprint', async () => {
-    const g = governor([{ name: 'big', command: fixture('normal'), expectedMemoryBytes: 1024 * GiB }], { admission: { checkIntervalMs: 50, minAvailableBytes: 0 } });
+    const g = governor([{ name: 'big', command: fixture('normal'), expectedMemoryBytes: 1024 * GiB }], {
+      admission: { checkIntervalMs: 50, minAvailableBytes: 0 },
+    });
     await g.start();
     expect(g.admitting()).toBe(true);
     let settled = false;

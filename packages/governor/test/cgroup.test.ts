@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CgroupSlot, detectEnforcement, EngineJobError, JOIN_SCRIPT } from '../src/index.js';
+import { CgroupSlot, detectEnforcement, type EngineJobError, JOIN_SCRIPT } from '../src/index.js';
 import { fixture, governor, MiB, req, TEST_GROUP, waitFor } from './helpers.js';
 
 /** A temp dir laid out like a cgroup v2 root. */
@@ -47,7 +47,17 @@ describe('cgroup v2 file logic (temp dir laid out like cgroupfs)', () => {
     expect(read(join(dir, 'memory.max'))).toBe(String(256 * MiB));
     expect(read(join(dir, 'memory.high'))).toBe(String(Math.floor(256 * MiB * 0.95)));
     expect(read(join(dir, 'cpu.max'))).toBe('150000 100000');
-    expect(slot.wrap(['node', 'e.mjs', '; rm -rf /'])).toEqual(['/bin/sh', '-c', JOIN_SCRIPT, 'pe-cgroup-join', '1', dir, 'node', 'e.mjs', '; rm -rf /']);
+    expect(slot.wrap(['node', 'e.mjs', '; rm -rf /'])).toEqual([
+      '/bin/sh',
+      '-c',
+      JOIN_SCRIPT,
+      'pe-cgroup-join',
+      '1',
+      dir,
+      'node',
+      'e.mjs',
+      '; rm -rf /',
+    ]);
     expect(slot.oomKills()).toBeUndefined();
     writeFileSync(join(dir, 'memory.events'), 'low 0\nhigh 12\nmax 3\noom 1\noom_kill 1\n');
     expect(slot.oomKills()).toBe(1);
@@ -99,7 +109,13 @@ describe('cgroup v2 delegated subtree (systemd Delegate=yes), temp dir laid out 
     writeFileSync(join(own, 'cgroup.controllers'), 'cpu memory pids\n');
     writeFileSync(join(own, 'cgroup.subtree_control'), '');
     writeFileSync(join(own, 'cgroup.procs'), '4242\n');
-    const plan = detectEnforcement({ requested: 'auto', cgroupRoot: root, selfCgroup: '/system.slice/photoenhance-worker.service', pid: 4242, group: TEST_GROUP });
+    const plan = detectEnforcement({
+      requested: 'auto',
+      cgroupRoot: root,
+      selfCgroup: '/system.slice/photoenhance-worker.service',
+      pid: 4242,
+      group: TEST_GROUP,
+    });
     expect(plan.mode).toBe('cgroup-v2');
     expect(plan.v2Dir).toBe(join(own, TEST_GROUP));
     expect(plan.reason).toContain('delegated');

@@ -3,9 +3,28 @@ import type { EngineProcessState, GpuInfo, HostGpus } from '@photoenhance/contra
 import { autoBgTile, chooseBgTile } from '../src/index.js';
 
 const GiB = 2 ** 30;
-const gpu = (index: number, freeGiB: number): GpuInfo => ({ index, uuid: `GPU-${index}`, name: 'Fake', totalBytes: 16 * GiB, usedBytes: (16 - freeGiB) * GiB, freeBytes: freeGiB * GiB });
+const gpu = (index: number, freeGiB: number): GpuInfo => ({
+  index,
+  uuid: `GPU-${index}`,
+  name: 'Fake',
+  totalBytes: 16 * GiB,
+  usedBytes: (16 - freeGiB) * GiB,
+  freeBytes: freeGiB * GiB,
+});
 const on = (...gpus: GpuInfo[]): HostGpus => ({ state: 'on', reason: 'ok', gpus });
-const proc = (profile: string, g: GpuInfo): EngineProcessState => ({ profile, pid: 1, state: 'idle', rssBytes: 0, limitBytes: 0, peakBytes: 0, jobsDone: 0, startedAt: 0, uptimeMs: 0, enforcement: 'watchdog', gpu: { index: g.index, uuid: g.uuid, usedBytes: 0 } });
+const proc = (profile: string, g: GpuInfo): EngineProcessState => ({
+  profile,
+  pid: 1,
+  state: 'idle',
+  rssBytes: 0,
+  limitBytes: 0,
+  peakBytes: 0,
+  jobsDone: 0,
+  startedAt: 0,
+  uptimeMs: 0,
+  enforcement: 'watchdog',
+  gpu: { index: g.index, uuid: g.uuid, usedBytes: 0 },
+});
 const base = { profile: 'gfpgan', gpus: 'all' as const, width: 4000, height: 3000, fallback: 400 };
 
 describe('autoBgTile', () => {
@@ -22,7 +41,11 @@ describe('autoBgTile', () => {
   });
 
   it('falls back without GPU figures: no sample, governance off or failing, a non-GPU engine', () => {
-    for (const g of [undefined, { state: 'off', reason: 'no nvidia-smi', gpus: [] }, { state: 'error', reason: 'driver', gpus: [gpu(0, 8)] }] as const) {
+    for (const g of [
+      undefined,
+      { state: 'off', reason: 'no nvidia-smi', gpus: [] },
+      { state: 'error', reason: 'driver', gpus: [gpu(0, 8)] },
+    ] as const) {
       expect(autoBgTile({ ...base, gpu: g as HostGpus | undefined, processes: [] })).toEqual({ bgTile: 400, basis: 'no-gpu' });
     }
     expect(autoBgTile({ ...base, gpus: undefined, gpu: on(gpu(0, 8)), processes: [] })).toEqual({ bgTile: 400, basis: 'no-gpu' });

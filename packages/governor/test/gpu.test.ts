@@ -41,7 +41,11 @@ function fakeSmi() {
     },
     fail(on: boolean): void {
       const f = join(dir, 'fail');
-      if (on) writeFileSync(f, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n");
+      if (on)
+        writeFileSync(
+          f,
+          "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n",
+        );
       else rmSync(f, { force: true });
     },
     calls(): string[] {
@@ -77,7 +81,15 @@ const UUID1 = 'GPU-11111111-2222-3333-4444-555555555555';
 describe('nvidia-smi output', () => {
   it('parses GPUs (N/A utilisation, commas in names) and compute apps; malformed output is an error naming the line', () => {
     expect(parseGpuCsv('0, GPU-a, 143771, 1024, 142747, 17, NVIDIA H200\n1, GPU-b, 16384, 0, 16384, [N/A], Tesla T4, rev. b\n')).toEqual([
-      { index: 0, uuid: 'GPU-a', name: 'NVIDIA H200', totalBytes: 143771 * MiB, usedBytes: 1024 * MiB, freeBytes: 142747 * MiB, utilizationPercent: 17 },
+      {
+        index: 0,
+        uuid: 'GPU-a',
+        name: 'NVIDIA H200',
+        totalBytes: 143771 * MiB,
+        usedBytes: 1024 * MiB,
+        freeBytes: 142747 * MiB,
+        utilizationPercent: 17,
+      },
       { index: 1, uuid: 'GPU-b', name: 'Tesla T4, rev. b', totalBytes: 16384 * MiB, usedBytes: 0, freeBytes: 16384 * MiB },
     ]);
     expect(parseGpuCsv('')).toEqual([]);
@@ -95,7 +107,10 @@ describe('GPU sampler (fake nvidia-smi)', () => {
   it('no nvidia-smi, a failing driver, no GPU, malformed output: GPU parts off with one log line each', async () => {
     const cases: Array<{ setup: (s: ReturnType<typeof fakeSmi>) => string; why: RegExp }> = [
       { setup: (s) => join(s.path, '..', 'not-there', 'nvidia-smi'), why: /not found \(no NVIDIA driver installed, or not on PATH\)/ },
-      { setup: (s) => (s.fail(true), s.path), why: /exited with 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver/ },
+      {
+        setup: (s) => (s.fail(true), s.path),
+        why: /exited with 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver/,
+      },
       { setup: (s) => (s.gpus([]), s.path), why: /lists no GPU/ },
       { setup: (s) => (s.raw('0, GPU-a, 1\n'), s.path), why: /expected 7 fields.*\(malformed output\)/ },
     ];
@@ -171,7 +186,10 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
       { index: 1, uuid: UUID1, totalMiB: 16384, usedMiB: 2048 }, // 14 GiB free
     ]);
     // jobs long enough that the second needs a second engine
-    const g = governor([{ ...gpuProfile, command: fixture('normal', '--ms=1500'), poolSize: 2 }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const g = governor([{ ...gpuProfile, command: fixture('normal', '--ms=1500'), poolSize: 2 }], {
+      gpu: { nvidiaSmi: smi.path },
+      admission: { checkIntervalMs: 100 },
+    });
     await g.start();
     const jobs = [g.run('gpu', req()), g.run('gpu', req())];
     const results = await Promise.all(jobs);
@@ -186,10 +204,14 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     // the GPU memory each engine holds comes from nvidia-smi's compute apps, by process tree
     const onGpu1 = pids.find((pid) => environOf(pid).CUDA_VISIBLE_DEVICES === UUID1)!;
     smi.apps([{ pid: onGpu1, uuid: UUID1, usedMiB: 1536 }]);
-    const snap = await waitFor(() => {
-      const s = g.snapshot();
-      return s.processes.find((p) => p.pid === onGpu1)?.gpu?.usedBytes === 1536 * MiB ? s : undefined;
-    }, 10_000, 'the engine GPU memory in the snapshot');
+    const snap = await waitFor(
+      () => {
+        const s = g.snapshot();
+        return s.processes.find((p) => p.pid === onGpu1)?.gpu?.usedBytes === 1536 * MiB ? s : undefined;
+      },
+      10_000,
+      'the engine GPU memory in the snapshot',
+    );
     expect(snap.processes.find((p) => p.pid === onGpu1)?.gpu).toEqual({ index: 1, uuid: UUID1, usedBytes: 1536 * MiB });
     expect(snap.gpu).toMatchObject({ state: 'on', gpus: [{ index: 0 }, { index: 1 }] });
     expect(snap.gpu!.sampleCostMs).toBeGreaterThan(0);
@@ -262,7 +284,10 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
   it('recycles an engine between jobs when its GPU memory passes softLimitRatio of gpuMemoryLimitBytes', async () => {
     const smi = fakeSmi();
     smi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 1024 }]);
-    const g = governor([{ ...gpuProfile, gpuMemoryLimitBytes: 4 * GiB }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const g = governor([{ ...gpuProfile, gpuMemoryLimitBytes: 4 * GiB }], {
+      gpu: { nvidiaSmi: smi.path },
+      admission: { checkIntervalMs: 100 },
+    });
     const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
     g.on('recycle', (r) => recycles.push(r));
     await g.start();
@@ -270,21 +295,39 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     const pid = first.engine.pid!;
     // 2.5 GiB: under the 3 GiB soft limit (0.75 x 4 GiB): kept
     smi.apps([{ pid, uuid: UUID0, usedMiB: 2560 }]);
-    await waitFor(() => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 2560 * MiB, 10_000, 'the sample with 2.5 GiB');
+    await waitFor(
+      () => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 2560 * MiB,
+      10_000,
+      'the sample with 2.5 GiB',
+    );
     expect((await g.run('gpu', req())).engine.pid).toBe(pid);
     expect(recycles).toEqual([]);
     // 3.5 GiB (memory left behind by the engine): recycled after its next job, and replaced
     smi.apps([{ pid, uuid: UUID0, usedMiB: 3584 }]);
-    await waitFor(() => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 3584 * MiB, 10_000, 'the sample with 3.5 GiB');
+    await waitFor(
+      () => g.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes === 3584 * MiB,
+      10_000,
+      'the sample with 3.5 GiB',
+    );
     expect((await g.run('gpu', req())).engine.pid).toBe(pid);
-    expect(recycles).toEqual([{ profile: 'gpu', pid, reason: 'gpu-soft-limit', figures: expect.objectContaining({ gpuUsedBytes: 3584 * MiB, gpuSoftLimitBytes: 3 * GiB, gpuLimitBytes: 4 * GiB }) }]);
+    expect(recycles).toEqual([
+      {
+        profile: 'gpu',
+        pid,
+        reason: 'gpu-soft-limit',
+        figures: expect.objectContaining({ gpuUsedBytes: 3584 * MiB, gpuSoftLimitBytes: 3 * GiB, gpuLimitBytes: 4 * GiB }),
+      },
+    ]);
     expect((await g.run('gpu', req())).engine.pid).not.toBe(pid);
   });
 
   it('hard GPU limit: kills an engine mid-job above gpuMemoryLimitBytes (ENGINE_GPU_MEMORY_LIMIT) and replaces it; soft mode only recycles', async () => {
     const smi = fakeSmi();
     smi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 1024 }]);
-    const g = governor([{ ...gpuProfile, command: fixture('normal', '--ms=30000'), gpuMemoryLimitBytes: 4 * GiB }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const g = governor([{ ...gpuProfile, command: fixture('normal', '--ms=30000'), gpuMemoryLimitBytes: 4 * GiB }], {
+      gpu: { nvidiaSmi: smi.path },
+      admission: { checkIntervalMs: 100 },
+    });
     const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
     g.on('recycle', (r) => recycles.push(r));
     await g.start();
@@ -293,18 +336,45 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     const pid = busy.pid!;
     const t0 = Date.now();
     smi.apps([{ pid, uuid: UUID0, usedMiB: 5120 }]);
-    const err = await job.then(() => undefined, (e: unknown) => e as { code: string; message: string; retryable: boolean; details: Record<string, unknown> });
+    const err = await job.then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string; retryable: boolean; details: Record<string, unknown> },
+    );
     console.log(`GPU memory over the hard limit -> job failed: ${Date.now() - t0} ms (sampling interval 100 ms)`);
-    expect(err).toMatchObject({ code: 'ENGINE_GPU_MEMORY_LIMIT', retryable: true, details: { gpu: 0, gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB } });
-    expect(err!.message).toMatch(/held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/);
+    expect(err).toMatchObject({
+      code: 'ENGINE_GPU_MEMORY_LIMIT',
+      retryable: true,
+      details: { gpu: 0, gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB },
+    });
+    expect(err!.message).toMatch(
+      /held 5 GiB of GPU memory on GPU 0, over its GPU memory limit 4 GiB \(gpuMemoryLimitBytes, hard\); killed mid-job/,
+    );
     await waitFor(() => recycles.find((r) => r.reason === 'gpu-memory-limit'), 10_000, 'the recycle');
-    expect(recycles).toEqual([{ profile: 'gpu', pid, reason: 'gpu-memory-limit', figures: expect.objectContaining({ gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB }) }]);
+    expect(recycles).toEqual([
+      {
+        profile: 'gpu',
+        pid,
+        reason: 'gpu-memory-limit',
+        figures: expect.objectContaining({ gpuUsedBytes: 5 * GiB, gpuLimitBytes: 4 * GiB }),
+      },
+    ]);
     // replaced: the next job runs on a new process
     const next = await waitFor(() => g.snapshot().processes.find((p) => p.pid !== pid && p.state === 'idle'), 20_000, 'a replacement');
     expect(next.pid).not.toBe(pid);
 
     // soft mode: the same figures never kill mid-job
-    const soft = governor([{ ...gpuProfile, name: 'gpusoft', command: fixture('normal', '--ms=5000'), gpuMemoryLimitBytes: 4 * GiB, gpuMemoryLimitMode: 'soft' }], { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } });
+    const soft = governor(
+      [
+        {
+          ...gpuProfile,
+          name: 'gpusoft',
+          command: fixture('normal', '--ms=5000'),
+          gpuMemoryLimitBytes: 4 * GiB,
+          gpuMemoryLimitMode: 'soft',
+        },
+      ],
+      { gpu: { nvidiaSmi: smi.path }, admission: { checkIntervalMs: 100 } },
+    );
     const softRecycles: string[] = [];
     soft.on('recycle', (r) => softRecycles.push(r.reason));
     await soft.start();
@@ -312,7 +382,11 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     const softBusy = await waitFor(() => soft.snapshot().processes.find((p) => p.state === 'busy'), 10_000, 'a busy engine');
     smi.apps([{ pid: softBusy.pid!, uuid: UUID0, usedMiB: 5120 }]);
     // seen over the limit mid-job, and left running
-    const over = await waitFor(() => soft.snapshot().processes.find((p) => p.pid === softBusy.pid && p.gpu?.usedBytes === 5 * GiB), 10_000, 'the 5 GiB sample');
+    const over = await waitFor(
+      () => soft.snapshot().processes.find((p) => p.pid === softBusy.pid && p.gpu?.usedBytes === 5 * GiB),
+      10_000,
+      'the 5 GiB sample',
+    );
     expect(over.state).toBe('busy');
     expect((await softJob).engine.pid).toBe(softBusy.pid);
     await waitFor(() => softRecycles.length > 0 || undefined, 10_000, 'the between-jobs recycle');
@@ -329,6 +403,8 @@ describe('GPU admission and placement in the governor (fake nvidia-smi, real eng
     expect(environOf(r.engine.pid!).CUDA_VISIBLE_DEVICES).toBeUndefined();
     expect(g.admitting()).toBe(true);
     expect(g.snapshot().gpu).toMatchObject({ state: 'off', gpus: [] });
-    expect(msgs().filter((m) => m.startsWith('GPU:'))).toEqual([expect.stringMatching(/^GPU: off \(.*not found.*\); admission and placement use host memory only$/)]);
+    expect(msgs().filter((m) => m.startsWith('GPU:'))).toEqual([
+      expect.stringMatching(/^GPU: off \(.*not found.*\); admission and placement use host memory only$/),
+    ]);
   });
 });

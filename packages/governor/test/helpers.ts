@@ -67,7 +67,11 @@ export const alive = (pid: number | undefined): boolean => {
 };
 
 /** Poll until pred() holds, or fail after timeoutMs (no fixed sleeps): the one polling helper, test/support/poll.ts. */
-export function waitFor<T>(pred: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export function waitFor<T>(
+  pred: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   return poll(what, pred, { timeoutMs, everyMs: 10, retryErrors: false });
 }
 

@@ -30,7 +30,9 @@ describe('memory limit: watchdog mode', () => {
     const seen = rssSeen();
     const e = await failure(g.run('grow', req(), seen.hooks));
     expect(e.code).toBe('ENGINE_MEMORY_LIMIT');
-    expect(e.message).toMatch(/engine grow \(pid \d+\) passed its memory limit 256 MiB \(peak \d+ MiB, enforced by watchdog SIGTERM\/SIGKILL\)/);
+    expect(e.message).toMatch(
+      /engine grow \(pid \d+\) passed its memory limit 256 MiB \(peak \d+ MiB, enforced by watchdog SIGTERM\/SIGKILL\)/,
+    );
     expect(e.details.enforcedBy).toBe('watchdog');
     const peak = e.details.peakBytes as number;
     expect(peak).toBeGreaterThan(LIMIT);
@@ -43,7 +45,9 @@ describe('memory limit: watchdog mode', () => {
   });
 
   it('recycles between jobs an engine past the soft mark (leak), before its next job', async () => {
-    const g = governor([{ name: 'leak', command: fixture('leak', '--leak=40'), memoryLimitBytes: LIMIT, softLimitRatio: 0.5 }], { enforcement: 'watchdog' });
+    const g = governor([{ name: 'leak', command: fixture('leak', '--leak=40'), memoryLimitBytes: LIMIT, softLimitRatio: 0.5 }], {
+      enforcement: 'watchdog',
+    });
     const recycled: string[] = [];
     g.on('recycle', (r) => recycled.push(r.reason));
     const pids: (number | undefined)[] = [];
@@ -58,7 +62,9 @@ describe('memory limit: watchdog mode', () => {
   });
 
   it('an engine spiking past the limit during start-up is a failed start, never given a job', async () => {
-    const g = governor([{ name: 'spike', command: fixture('spike', '--spike=480', '--hold=2000'), memoryLimitBytes: LIMIT }], { startFailureLimit: 1 });
+    const g = governor([{ name: 'spike', command: fixture('spike', '--spike=480', '--hold=2000'), memoryLimitBytes: LIMIT }], {
+      startFailureLimit: 1,
+    });
     const e = await failure(g.run('spike', req()));
     expect(e.code).toBe('ENGINE_START_FAILED');
     expect(e.message).toMatch(/passed its memory limit 256 MiB during start-up/);
@@ -75,10 +81,14 @@ describe.skipIf(v1Skip !== undefined)(`memory limit: cgroup-v1 mode${v1Skip ? ` 
     const parent = `/sys/fs/cgroup/memory/${TEST_GROUP}`;
     const run = g.run('grow', req());
     // While it runs, the engine sits in its own group with the limit written.
-    const dir = await waitFor(() => {
-      const d = existsSync(parent) ? readdirSync(parent).find((n) => n.startsWith(`pe-grow-${process.pid}-`)) : undefined;
-      return d ? join(parent, d) : undefined;
-    }, 10_000, 'the engine cgroup');
+    const dir = await waitFor(
+      () => {
+        const d = existsSync(parent) ? readdirSync(parent).find((n) => n.startsWith(`pe-grow-${process.pid}-`)) : undefined;
+        return d ? join(parent, d) : undefined;
+      },
+      10_000,
+      'the engine cgroup',
+    );
     expect(Number(readFileSync(join(dir, 'memory.limit_in_bytes'), 'utf8'))).toBe(LIMIT);
     const e = await failure(run);
     expect(e.code).toBe('ENGINE_MEMORY_LIMIT');

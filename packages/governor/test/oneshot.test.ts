@@ -3,17 +3,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { EngineJobError } from '../src/index.js';
+import type { EngineJobError } from '../src/index.js';
 import { fixture, governor, OPTIONS, req, waitFor } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pe-oneshot-'));
 const input = join(dir, 'in.png');
 beforeAll(async () => {
-  await sharp({ create: { width: 10, height: 8, channels: 3, background: '#c08040' } }).png().toFile(input);
+  await sharp({ create: { width: 10, height: 8, channels: 3, background: '#c08040' } })
+    .png()
+    .toFile(input);
 });
 
-const cli = (...extra: string[]) => ({ name: 'cli', kind: 'oneshot' as const, command: fixture('oneshot', '{input}', '{output}', '{scale}', ...extra) });
-const fail = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a rejection'); }, (e: EngineJobError) => e);
+const cli = (...extra: string[]) => ({
+  name: 'cli',
+  kind: 'oneshot' as const,
+  command: fixture('oneshot', '{input}', '{output}', '{scale}', ...extra),
+});
+const fail = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: EngineJobError) => e,
+  );
 
 describe('oneshot engines', () => {
   it('runs the command once per job with placeholders substituted and reads the output dimensions', async () => {
@@ -29,7 +41,9 @@ describe('oneshot engines', () => {
   });
 
   it('converts to the requested format and finds output by glob', async () => {
-    const g = governor([{ ...cli(), command: fixture('oneshot', '{input}', '{outputDir}/{id}_out.png', '{scale}'), outputPattern: '{outputDir}/{id}_*.png' }]);
+    const g = governor([
+      { ...cli(), command: fixture('oneshot', '{input}', '{outputDir}/{id}_out.png', '{scale}'), outputPattern: '{outputDir}/{id}_*.png' },
+    ]);
     const rq = req(input, { options: { ...OPTIONS, format: 'jpeg' } });
     rq.output = rq.output.replace(/\.png$/, '.jpg');
     const r = await g.run('cli', rq);
@@ -47,9 +61,16 @@ describe('oneshot engines', () => {
   });
 
   it('memory limit, timeout and cancel', async () => {
-    const g = governor([cli('--grow'), { name: 'stuck', kind: 'oneshot', command: fixture('hang'), jobTimeoutMs: 300 }, { name: 'slow', kind: 'oneshot', command: fixture('hang') }], {
-      enforcement: 'watchdog',
-    });
+    const g = governor(
+      [
+        cli('--grow'),
+        { name: 'stuck', kind: 'oneshot', command: fixture('hang'), jobTimeoutMs: 300 },
+        { name: 'slow', kind: 'oneshot', command: fixture('hang') },
+      ],
+      {
+        enforcement: 'watchdog',
+      },
+    );
     const m = await fail(g.run('cli', req(input)));
     expect(m.code).toBe('ENGINE_MEMORY_LIMIT');
     expect(m.message).toContain('passed its memory limit 256 MiB');

@@ -24,9 +24,13 @@ async function deadPid(): Promise<number> {
 
 describe('engines die with their worker', () => {
   it('an engine that ignores stdin EOF and SIGTERM is gone within ~1 s of its worker being SIGKILLed', async () => {
-    const host = spawn(process.execPath, ['--import', 'tsx', join(FIXTURES, 'governor-host.ts'), 'watchdog', TEST_GROUP, ...fixture('ignore-term')], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const host = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(FIXTURES, 'governor-host.ts'), 'watchdog', TEST_GROUP, ...fixture('ignore-term')],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let enginePid: number | undefined;
     try {
       const line = await new Promise<string>((resolve, reject) => {

@@ -15,9 +15,18 @@ describe('recycle policy (between jobs)', () => {
     expect(dueAfterJob(profile, after({ rss: 3 * GiB, gpu: 6 * GiB }))).toBeUndefined();
   });
   it('max-jobs first, then the RSS soft limit, then the GPU soft limit, each with its figures', () => {
-    expect(dueAfterJob(profile, after({ jobsDone: 5, maxJobs: 5, rss: 4 * GiB }))).toEqual({ reason: 'max-jobs', figures: { jobsDone: 5, maxJobs: 5 } });
-    expect(dueAfterJob(profile, after({ rss: 3.5 * GiB, gpu: 7 * GiB }))).toEqual({ reason: 'soft-limit', figures: { rssBytes: 3.5 * GiB, softLimitBytes: 3 * GiB, limitBytes: 4 * GiB } });
-    expect(dueAfterJob(profile, after({ gpu: 7 * GiB }))).toEqual({ reason: 'gpu-soft-limit', figures: { gpuUsedBytes: 7 * GiB, gpuSoftLimitBytes: 6 * GiB, gpuLimitBytes: 8 * GiB } });
+    expect(dueAfterJob(profile, after({ jobsDone: 5, maxJobs: 5, rss: 4 * GiB }))).toEqual({
+      reason: 'max-jobs',
+      figures: { jobsDone: 5, maxJobs: 5 },
+    });
+    expect(dueAfterJob(profile, after({ rss: 3.5 * GiB, gpu: 7 * GiB }))).toEqual({
+      reason: 'soft-limit',
+      figures: { rssBytes: 3.5 * GiB, softLimitBytes: 3 * GiB, limitBytes: 4 * GiB },
+    });
+    expect(dueAfterJob(profile, after({ gpu: 7 * GiB }))).toEqual({
+      reason: 'gpu-soft-limit',
+      figures: { gpuUsedBytes: 7 * GiB, gpuSoftLimitBytes: 6 * GiB, gpuLimitBytes: 8 * GiB },
+    });
     expect(dueAfterJob({ ...profile, gpuMemoryLimitBytes: undefined }, after({ gpu: 7 * GiB }))).toBeUndefined();
   });
   it('samples RSS only when the job count did not decide', () => {
@@ -40,9 +49,35 @@ describe('recycle reasons', () => {
 
 describe('recycleEvent (the heartbeat view the worker publishes)', () => {
   it('carries the peak (else the triggering RSS), the limit, and how it ended', () => {
-    expect(recycleEvent({ profile: 'classic', pid: 42, reason: 'memory-limit', figures: { peakBytes: 5 * GiB, limitBytes: 4 * GiB, exit: 'killed by SIGKILL', enforcedBy: 'watchdog', jobsDone: 3 } }, 1000))
-      .toEqual({ at: 1000, profile: 'classic', pid: 42, reason: 'memory-limit', detail: 'killed by SIGKILL; enforced by watchdog', rssBytes: 5 * GiB, limitBytes: 4 * GiB });
-    expect(recycleEvent({ profile: 'c', pid: undefined, reason: 'soft-limit', figures: { rssBytes: 3.5 * GiB, softLimitBytes: 3 * GiB, limitBytes: 4 * GiB } }, 5))
-      .toEqual({ at: 5, profile: 'c', reason: 'soft-limit', rssBytes: 3.5 * GiB, limitBytes: 4 * GiB });
+    expect(
+      recycleEvent(
+        {
+          profile: 'classic',
+          pid: 42,
+          reason: 'memory-limit',
+          figures: { peakBytes: 5 * GiB, limitBytes: 4 * GiB, exit: 'killed by SIGKILL', enforcedBy: 'watchdog', jobsDone: 3 },
+        },
+        1000,
+      ),
+    ).toEqual({
+      at: 1000,
+      profile: 'classic',
+      pid: 42,
+      reason: 'memory-limit',
+      detail: 'killed by SIGKILL; enforced by watchdog',
+      rssBytes: 5 * GiB,
+      limitBytes: 4 * GiB,
+    });
+    expect(
+      recycleEvent(
+        {
+          profile: 'c',
+          pid: undefined,
+          reason: 'soft-limit',
+          figures: { rssBytes: 3.5 * GiB, softLimitBytes: 3 * GiB, limitBytes: 4 * GiB },
+        },
+        5,
+      ),
+    ).toEqual({ at: 5, profile: 'c', reason: 'soft-limit', rssBytes: 3.5 * GiB, limitBytes: 4 * GiB });
   });
 });

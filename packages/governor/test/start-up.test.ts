@@ -27,7 +27,13 @@ describe('start-up', () => {
   });
 
   it('pre-warms one process per profile in start(), one at a time', async () => {
-    const g = governor([{ name: 'a', command: fixture('normal') }, { name: 'b', command: fixture('normal') }], { prewarm: true });
+    const g = governor(
+      [
+        { name: 'a', command: fixture('normal') },
+        { name: 'b', command: fixture('normal') },
+      ],
+      { prewarm: true },
+    );
     await g.start();
     await waitFor(() => g.snapshot().processes.filter((p) => p.state === 'idle').length === 2, 10_000, 'two warm engines');
     const [s1, s2] = g.startHistory();
@@ -35,10 +41,16 @@ describe('start-up', () => {
   });
 
   it('3 failed starts → ENGINE_START_FAILED with the stderr tail, holding, exponential backoff', async () => {
-    const g = governor([{ name: 'broken', command: fixture('no-ready', '--exit=2') }, { name: 'ok', command: fixture('normal') }], {
-      startFailureLimit: 3,
-      startBackoff: { baseMs: 300, maxMs: 5_000 },
-    });
+    const g = governor(
+      [
+        { name: 'broken', command: fixture('no-ready', '--exit=2') },
+        { name: 'ok', command: fixture('normal') },
+      ],
+      {
+        startFailureLimit: 3,
+        startBackoff: { baseMs: 300, maxMs: 5_000 },
+      },
+    );
     const events: AdmissionState[] = [];
     g.on('admission', (s) => events.push(s));
     const e = await g.run('broken', req()).catch((err: EngineJobError) => err);

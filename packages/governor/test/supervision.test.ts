@@ -40,7 +40,10 @@ describe('resident engine supervision', () => {
   });
 
   it('maps an engine error: catalogue code kept, retryable respected', async () => {
-    const g = governor([{ name: 'normal', command: fixture('normal', '--code=IMAGE_UNREADABLE') }, { name: 'odd', command: fixture('normal', '--code=WEIRD', '--retryable=true') }]);
+    const g = governor([
+      { name: 'normal', command: fixture('normal', '--code=IMAGE_UNREADABLE') },
+      { name: 'odd', command: fixture('normal', '--code=WEIRD', '--retryable=true') },
+    ]);
     const e1 = await rejection(g.run('normal', req('/tmp/engine-error.png')));
     expect(e1.code).toBe('IMAGE_UNREADABLE');
     expect(e1.retryable).toBe(false);

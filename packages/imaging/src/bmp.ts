@@ -37,7 +37,8 @@ function mask(m: number): Mask | undefined {
   return { mask: m >>> 0, shift, max: (m >>> 0) >>> shift };
 }
 
-const channel = (px: number, m: Mask): number => (m.max === 255 ? (px & m.mask) >>> m.shift : Math.round((((px & m.mask) >>> m.shift) * 255) / m.max));
+const channel = (px: number, m: Mask): number =>
+  m.max === 255 ? (px & m.mask) >>> m.shift : Math.round((((px & m.mask) >>> m.shift) * 255) / m.max);
 
 /** Width and height from the header alone (no decoding), for cheap pixel-limit checks. */
 export function bmpDimensions(head: Buffer): { width: number; height: number } {
@@ -164,7 +165,7 @@ export function decodeBmp(buf: Buffer): RawImage {
       }
     }
   }
-  const channels: 3 | 4 = (masks?.a !== undefined) || alphaFromPadding ? 4 : 3;
+  const channels: 3 | 4 = masks?.a !== undefined || alphaFromPadding ? 4 : 3;
   const out = Buffer.allocUnsafe(width * height * channels);
 
   for (let y = 0; y < height; y++) {

@@ -88,7 +88,8 @@ export async function checkFileStructure(path: string, format: StructuralFormat,
       async read(offset, length) {
         const end = Math.min(size, offset + length);
         if (offset >= end) return Buffer.alloc(0);
-        if (block && offset >= block.at && end <= block.at + block.data.length) return block.data.subarray(offset - block.at, end - block.at);
+        if (block && offset >= block.at && end <= block.at + block.data.length)
+          return block.data.subarray(offset - block.at, end - block.at);
         if (end - offset > BLOCK) {
           const out = Buffer.allocUnsafe(end - offset);
           const { bytesRead } = await fh.read(out, 0, out.length, offset);
@@ -139,19 +140,25 @@ async function walkJpeg(r: ByteReader, opts: StructureOptions): Promise<Dimensio
     }
     pos += 2;
     if (marker === 0xd9) break;
-    if (marker === 0xd8 || marker === 0x00) throw new StructureError(`corrupt JPEG: unexpected marker 0xFF${marker.toString(16).padStart(2, '0')} at byte ${pos - 2}`);
+    if (marker === 0xd8 || marker === 0x00)
+      throw new StructureError(`corrupt JPEG: unexpected marker 0xFF${marker.toString(16).padStart(2, '0')} at byte ${pos - 2}`);
     if ((marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) continue;
     const length = (await exact(r, pos, 2, 'JPEG segment length')).readUInt16BE(0);
     if (length < 2) throw new StructureError(`corrupt JPEG: segment 0xFF${marker.toString(16)} has length ${length}`);
     const end = pos + length;
-    if (end > r.size) throw new StructureError(`truncated JPEG: segment 0xFF${marker.toString(16)} at byte ${pos - 2} needs ${length} bytes, the file ends at ${r.size}`);
+    if (end > r.size)
+      throw new StructureError(
+        `truncated JPEG: segment 0xFF${marker.toString(16)} at byte ${pos - 2} needs ${length} bytes, the file ends at ${r.size}`,
+      );
     if (SOF.has(marker)) {
       const sof = await exact(r, pos + 2, 6, 'JPEG frame header');
       const height = sof.readUInt16BE(1);
       const width = sof.readUInt16BE(3);
       const components = sof[5]!;
-      if (width === 0 || height === 0) throw new StructureError(`unsupported JPEG: frame of ${width}×${height} (a DNL height is not accepted)`);
-      if (components === 0 || length !== 8 + 3 * components) throw new StructureError(`corrupt JPEG: frame header of length ${length} for ${components} components`);
+      if (width === 0 || height === 0)
+        throw new StructureError(`unsupported JPEG: frame of ${width}×${height} (a DNL height is not accepted)`);
+      if (components === 0 || length !== 8 + 3 * components)
+        throw new StructureError(`corrupt JPEG: frame header of length ${length} for ${components} components`);
       if (dims) throw new StructureError('corrupt JPEG: more than one frame header');
       dims = { width, height };
       opts.onHeader?.(dims);
@@ -220,11 +227,13 @@ async function walkPng(r: ByteReader, opts: StructureOptions): Promise<Dimension
     if (!/^[A-Za-z]{4}$/.test(type) || length > 0x7fffffff) throw new StructureError(`corrupt PNG: bad chunk header at byte ${pos}`);
     const dataAt = pos + 8;
     const end = dataAt + length + 4;
-    if (end > r.size) throw new StructureError(`truncated PNG: chunk ${type} at byte ${pos} needs ${length + 12} bytes, the file ends at ${r.size}`);
+    if (end > r.size)
+      throw new StructureError(`truncated PNG: chunk ${type} at byte ${pos} needs ${length + 12} bytes, the file ends at ${r.size}`);
     if (pos === 8 && type !== 'IHDR') throw new StructureError('corrupt PNG: the first chunk is not IHDR');
     if (CRITICAL.has(type)) {
       let crc = crc32(head.subarray(4, 8));
-      for (let at = dataAt; at < dataAt + length; at += CRC_STEP) crc = crc32(await exact(r, at, Math.min(CRC_STEP, dataAt + length - at), `PNG chunk ${type}`), crc);
+      for (let at = dataAt; at < dataAt + length; at += CRC_STEP)
+        crc = crc32(await exact(r, at, Math.min(CRC_STEP, dataAt + length - at), `PNG chunk ${type}`), crc);
       const stored = (await exact(r, dataAt + length, 4, 'PNG chunk CRC')).readUInt32BE(0);
       if (stored !== crc >>> 0) throw new StructureError(`corrupt PNG: CRC mismatch in chunk ${type} at byte ${pos}`);
     }
@@ -243,9 +252,12 @@ async function walkPng(r: ByteReader, opts: StructureOptions): Promise<Dimension
       const height = h.readUInt32BE(4);
       const depth = h[8]!;
       colourType = h[9]!;
-      if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff) throw new StructureError(`corrupt PNG: dimensions ${width}×${height}`);
-      if (!PNG_DEPTHS[colourType]?.includes(depth)) throw new StructureError(`corrupt PNG: bit depth ${depth} with colour type ${colourType}`);
-      if (h[10] !== 0 || h[11] !== 0 || h[12]! > 1) throw new StructureError('corrupt PNG: unknown compression, filter or interlace method');
+      if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff)
+        throw new StructureError(`corrupt PNG: dimensions ${width}×${height}`);
+      if (!PNG_DEPTHS[colourType]?.includes(depth))
+        throw new StructureError(`corrupt PNG: bit depth ${depth} with colour type ${colourType}`);
+      if (h[10] !== 0 || h[11] !== 0 || h[12]! > 1)
+        throw new StructureError('corrupt PNG: unknown compression, filter or interlace method');
       dims = { width, height };
       opts.onHeader?.(dims);
     } else if (type === 'PLTE') {
@@ -271,7 +283,8 @@ async function walkPng(r: ByteReader, opts: StructureOptions): Promise<Dimension
  */
 async function walkWebp(r: ByteReader, opts: StructureOptions): Promise<Dimensions> {
   const head = await exact(r, 0, 12, 'WebP header');
-  if (head.toString('latin1', 0, 4) !== 'RIFF' || head.toString('latin1', 8, 12) !== 'WEBP') throw new StructureError('not a WebP (no RIFF/WEBP header)');
+  if (head.toString('latin1', 0, 4) !== 'RIFF' || head.toString('latin1', 8, 12) !== 'WEBP')
+    throw new StructureError('not a WebP (no RIFF/WEBP header)');
   const riffSize = head.readUInt32LE(4);
   const riffEnd = 8 + riffSize;
   if (riffSize < 4 + 8) throw new StructureError(`corrupt WebP: RIFF size ${riffSize}`);
@@ -286,8 +299,12 @@ async function walkWebp(r: ByteReader, opts: StructureOptions): Promise<Dimensio
     const size = ch.readUInt32LE(4);
     const dataAt = pos + 8;
     const end = dataAt + size + (size & 1);
-    if (end > riffEnd) throw new StructureError(`corrupt WebP: chunk ${JSON.stringify(type)} at byte ${pos} (${size} bytes) runs past the RIFF end at ${riffEnd}`);
-    if (pos === 12 && type !== 'VP8 ' && type !== 'VP8L' && type !== 'VP8X') throw new StructureError(`corrupt WebP: first chunk is ${JSON.stringify(type)}, not VP8, VP8L or VP8X`);
+    if (end > riffEnd)
+      throw new StructureError(
+        `corrupt WebP: chunk ${JSON.stringify(type)} at byte ${pos} (${size} bytes) runs past the RIFF end at ${riffEnd}`,
+      );
+    if (pos === 12 && type !== 'VP8 ' && type !== 'VP8L' && type !== 'VP8X')
+      throw new StructureError(`corrupt WebP: first chunk is ${JSON.stringify(type)}, not VP8, VP8L or VP8X`);
     if (type === 'VP8X') {
       if (pos !== 12 || size < 10) throw new StructureError('corrupt WebP: misplaced or short VP8X chunk');
       const x = await exact(r, dataAt, 10, 'WebP VP8X');
@@ -301,7 +318,8 @@ async function walkWebp(r: ByteReader, opts: StructureOptions): Promise<Dimensio
       const firstPartition = tag >>> 5;
       if ((tag & 1) !== 0) throw new StructureError('corrupt WebP: VP8 frame is not a key frame');
       if (f[3] !== 0x9d || f[4] !== 0x01 || f[5] !== 0x2a) throw new StructureError('corrupt WebP: VP8 start code missing');
-      if (10 + firstPartition > size) throw new StructureError(`corrupt WebP: VP8 first partition of ${firstPartition} bytes in a ${size}-byte chunk`);
+      if (10 + firstPartition > size)
+        throw new StructureError(`corrupt WebP: VP8 first partition of ${firstPartition} bytes in a ${size}-byte chunk`);
       const own = { width: f.readUInt16LE(6) & 0x3fff, height: f.readUInt16LE(8) & 0x3fff };
       if (own.width === 0 || own.height === 0) throw new StructureError('corrupt WebP: VP8 frame of zero size');
       if (!dims) opts.onHeader?.(own);

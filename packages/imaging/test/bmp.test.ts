@@ -4,7 +4,16 @@ import { BmpError, bmpDimensions, decodeBmp, encodeBmp24 } from '../src/index.js
 /** 3x2 test picture, row-major RGB. */
 const pixels = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
 
-function header(opts: { width: number; height: number; bpp: number; compression?: number; dataOffset: number; colors?: number; dib?: number; fileSize: number }): Buffer {
+function header(opts: {
+  width: number;
+  height: number;
+  bpp: number;
+  compression?: number;
+  dataOffset: number;
+  colors?: number;
+  dib?: number;
+  fileSize: number;
+}): Buffer {
   const dib = opts.dib ?? 40;
   const b = Buffer.alloc(14 + dib);
   b.write('BM', 0, 'latin1');
@@ -31,7 +40,8 @@ describe('decodeBmp', () => {
     const dib = 56;
     const dataOffset = 14 + dib;
     const data = Buffer.alloc(3 * 2 * 4);
-    for (let i = 0; i < 6; i++) data.writeUInt32LE((((i * 40) << 24) | (pixels[i * 3]! << 16) | (pixels[i * 3 + 1]! << 8) | pixels[i * 3 + 2]!) >>> 0, i * 4);
+    for (let i = 0; i < 6; i++)
+      data.writeUInt32LE((((i * 40) << 24) | (pixels[i * 3]! << 16) | (pixels[i * 3 + 1]! << 8) | pixels[i * 3 + 2]!) >>> 0, i * 4);
     const h = header({ width: 3, height: -2, bpp: 32, compression: 3, dataOffset, dib, fileSize: dataOffset + data.length });
     h.writeUInt32LE(0x00ff0000, 54);
     h.writeUInt32LE(0x0000ff00, 58);

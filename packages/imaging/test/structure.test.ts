@@ -90,7 +90,10 @@ describe('structural check accepts real files', () => {
     const bigPng = await sharp(photo).resize({ width: 800 }).png().toBuffer();
     expect(big.length).toBeGreaterThan(400 * 1024);
     expect(bigPng.length).toBeGreaterThan(400 * 1024);
-    for (const [file, format] of [[big, 'jpeg'], [bigPng, 'png']] as const) {
+    for (const [file, format] of [
+      [big, 'jpeg'],
+      [bigPng, 'png'],
+    ] as const) {
       const path = join(dir, `big.${format}`);
       writeFileSync(path, file);
       expect(await checkFileStructure(path, format)).toEqual(await check(file, format));
@@ -103,9 +106,16 @@ describe('structural check accepts real files', () => {
 
 describe('structural check refuses damaged files', () => {
   it('every format truncated at many points', async () => {
-    for (const [file, format] of [[jpeg, 'jpeg'], [png, 'png'], [webp, 'webp'], [bmp, 'bmp']] as const) {
+    for (const [file, format] of [
+      [jpeg, 'jpeg'],
+      [png, 'png'],
+      [webp, 'webp'],
+      [bmp, 'bmp'],
+    ] as const) {
       for (const cut of [0.02, 0.1, 0.3, 0.5, 0.8, 0.95, 0.999]) {
-        await expect(check(file.subarray(0, Math.floor(file.length * cut)), format), `${format} cut at ${cut}`).rejects.toThrow(StructureError);
+        await expect(check(file.subarray(0, Math.floor(file.length * cut)), format), `${format} cut at ${cut}`).rejects.toThrow(
+          StructureError,
+        );
       }
     }
   });
@@ -174,9 +184,19 @@ describe('structural check refuses damaged files', () => {
     const seen: unknown[] = [];
     await expect(checkStructure(bufferReader(cut), 'png', { onHeader: (d) => void seen.push(d) })).rejects.toThrow(/truncated/);
     expect(seen).toEqual([DIMS]);
-    for (const [file, format] of [[jpeg, 'jpeg'], [webp, 'webp'], [bmp, 'bmp']] as const) {
+    for (const [file, format] of [
+      [jpeg, 'jpeg'],
+      [webp, 'webp'],
+      [bmp, 'bmp'],
+    ] as const) {
       const limit = new Error('too large');
-      await expect(checkStructure(bufferReader(file.subarray(0, Math.floor(file.length * 0.6))), format, { onHeader: () => { throw limit; } })).rejects.toBe(limit);
+      await expect(
+        checkStructure(bufferReader(file.subarray(0, Math.floor(file.length * 0.6))), format, {
+          onHeader: () => {
+            throw limit;
+          },
+        }),
+      ).rejects.toBe(limit);
     }
   });
 });

@@ -55,7 +55,11 @@ export class ReplicaWait {
    */
   private async onOwner(command: 'WAIT' | 'INFO', ...args: Array<string | number>): Promise<unknown> {
     if (!isCluster(this.redis)) return this.redis.call(command, ...args);
-    const res = await this.redis.pipeline().exists(keys.hostIndex).call(command, ...args).exec();
+    const res = await this.redis
+      .pipeline()
+      .exists(keys.hostIndex)
+      .call(command, ...args)
+      .exec();
     const [err, value] = res?.[1] ?? [new Error(`no reply to ${command}`), undefined];
     if (err) throw err;
     return value;

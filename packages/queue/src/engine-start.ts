@@ -34,7 +34,11 @@ export async function markEngineStart(redis: Redis, engine: string, jobId: strin
 }
 
 /** The start time of an attempt from the job hash's fields, or undefined while it has not reached an engine. */
-export function engineStartOf(processedOn: string | number | null | undefined, runOf: string | null | undefined, runAt: string | null | undefined): number | undefined {
+export function engineStartOf(
+  processedOn: string | number | null | undefined,
+  runOf: string | null | undefined,
+  runAt: string | null | undefined,
+): number | undefined {
   if (processedOn === null || processedOn === undefined || !runOf || !runAt) return undefined;
   return String(processedOn) === runOf ? Number(runAt) : undefined;
 }
@@ -73,7 +77,11 @@ export async function prefetchedJobs(redis: Redis, engine: string): Promise<stri
  * BullMQ job counts as the public statuses see them: prefetched jobs (BullMQ "active", not at an engine) move from
  * `active` to `waiting`. Every count the API, dashboard and /metrics show goes through this.
  */
-export async function publicJobCounts<C extends { active?: number; waiting?: number }>(redis: Redis, engine: string, counts: C): Promise<C> {
+export async function publicJobCounts<C extends { active?: number; waiting?: number }>(
+  redis: Redis,
+  engine: string,
+  counts: C,
+): Promise<C> {
   if (!counts.active) return counts;
   const n = Math.min(counts.active, (await prefetchedJobs(redis, engine)).length);
   if (n === 0) return counts;

@@ -33,7 +33,12 @@ export class JobRecords {
   ) {}
 
   /** The record's key, fields and lifetime; create() writes them, as does enqueueWithRecord() (intake.ts) with the job. */
-  newRecord(id: string, engine: string, createdAt: number, extra: JobRecordExtra = {}): { key: string; fields: Record<string, string>; expireSeconds: number } {
+  newRecord(
+    id: string,
+    engine: string,
+    createdAt: number,
+    extra: JobRecordExtra = {},
+  ): { key: string; fields: Record<string, string>; expireSeconds: number } {
     const fields: Record<string, string> = { engine, createdAt: String(createdAt) };
     for (const [name, v] of Object.entries(extra)) if (typeof v === 'string') fields[name] = v;
     return { key: keys.record(id), fields, expireSeconds: this.ttlSeconds + TOMBSTONE_SECONDS };
@@ -61,14 +66,23 @@ export class JobRecords {
 
   async markCanceled(id: string, snapshot: string): Promise<void> {
     const k = keys.record(id);
-    await this.redis.multi().hset(k, { canceledAt: String(Date.now()), snapshot }).expire(k, TOMBSTONE_SECONDS).exec();
+    await this.redis
+      .multi()
+      .hset(k, { canceledAt: String(Date.now()), snapshot })
+      .expire(k, TOMBSTONE_SECONDS)
+      .exec();
   }
 
   async markExpired(id: string): Promise<void> {
     const k = keys.record(id);
     // Only for jobs we know; never resurrect a record.
     const exists = await this.redis.exists(k);
-    if (exists) await this.redis.multi().hset(k, { expiredAt: String(Date.now()) }).expire(k, TOMBSTONE_SECONDS).exec();
+    if (exists)
+      await this.redis
+        .multi()
+        .hset(k, { expiredAt: String(Date.now()) })
+        .expire(k, TOMBSTONE_SECONDS)
+        .exec();
   }
 
   async isCanceled(id: string): Promise<boolean> {

@@ -43,8 +43,22 @@ export function ownPidNamespace(): string | undefined {
   }
 }
 
-export function describeInstance(opts: { hostId: string; startedAt: number; workers: Record<string, string>; ttlMs: number }): InstanceRecord {
-  return { hostId: opts.hostId, pid: process.pid, startedAt: opts.startedAt, hostname: hostname(), pidNs: ownPidNamespace(), workers: opts.workers, seenAt: Date.now(), ttlMs: opts.ttlMs };
+export function describeInstance(opts: {
+  hostId: string;
+  startedAt: number;
+  workers: Record<string, string>;
+  ttlMs: number;
+}): InstanceRecord {
+  return {
+    hostId: opts.hostId,
+    pid: process.pid,
+    startedAt: opts.startedAt,
+    hostname: hostname(),
+    pidNs: ownPidNamespace(),
+    workers: opts.workers,
+    seenAt: Date.now(),
+    ttlMs: opts.ttlMs,
+  };
 }
 
 /** Write (or refresh) this instance's record; called with every heartbeat. */
@@ -109,7 +123,10 @@ export async function deadInstances(redis: Redis, self: InstanceRecord): Promise
       stale.push(id);
       continue;
     }
-    out.push({ record: rec, why: state ? `host id ${rec.hostId} now belongs to pid ${state.pid}` : `its heartbeat (host ${rec.hostId}) expired` });
+    out.push({
+      record: rec,
+      why: state ? `host id ${rec.hostId} now belongs to pid ${state.pid}` : `its heartbeat (host ${rec.hostId}) expired`,
+    });
   }
   if (stale.length) await redis.hdel(INSTANCES_KEY, ...stale);
   return out;

@@ -53,7 +53,9 @@ function hostPorts(list: readonly string[], setting: string, problems: string[])
     const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(item.trim());
     const port = m ? Number(m[2]) : NaN;
     if (!m || port < 1 || port > 65535) {
-      problems.push(`setting ${setting} must be a comma list of host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379); received ${JSON.stringify(item)}`);
+      problems.push(
+        `setting ${setting} must be a comma list of host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379); received ${JSON.stringify(item)}`,
+      );
       continue;
     }
     out.push({ host: m[1]!, port });
@@ -73,27 +75,44 @@ export function parseRedisTarget(s: RedisSettings, names: Record<keyof RedisSett
   const cluster = s.redisClusterNodes && s.redisClusterNodes.length ? s.redisClusterNodes : undefined;
   const password = s.redisPassword || undefined;
   if (sentinels && cluster) {
-    problems.push(`settings ${names.redisSentinels} and ${names.redisClusterNodes} are both set: Redis is either behind Sentinel or a Cluster; keep one`);
+    problems.push(
+      `settings ${names.redisSentinels} and ${names.redisClusterNodes} are both set: Redis is either behind Sentinel or a Cluster; keep one`,
+    );
   }
   if ((sentinels || cluster) && s.redisUrl) {
-    problems.push(`setting ${names.redisUrl} is for one Redis node; with ${sentinels ? names.redisSentinels : names.redisClusterNodes} leave it unset (put the password in ${names.redisPassword})`);
+    problems.push(
+      `setting ${names.redisUrl} is for one Redis node; with ${sentinels ? names.redisSentinels : names.redisClusterNodes} leave it unset (put the password in ${names.redisPassword})`,
+    );
   }
-  if (sentinels && !s.redisSentinelMaster) problems.push(`setting ${names.redisSentinelMaster} is required with ${names.redisSentinels}: the master name the sentinels monitor (as in "sentinel monitor NAME …")`);
-  if (!sentinels && s.redisSentinelMaster) problems.push(`setting ${names.redisSentinelMaster} needs ${names.redisSentinels} (the sentinels' host:port list)`);
+  if (sentinels && !s.redisSentinelMaster)
+    problems.push(
+      `setting ${names.redisSentinelMaster} is required with ${names.redisSentinels}: the master name the sentinels monitor (as in "sentinel monitor NAME …")`,
+    );
+  if (!sentinels && s.redisSentinelMaster)
+    problems.push(`setting ${names.redisSentinelMaster} needs ${names.redisSentinels} (the sentinels' host:port list)`);
   if (!sentinels && s.redisSentinelPassword) problems.push(`setting ${names.redisSentinelPassword} needs ${names.redisSentinels}`);
   if (!sentinels && !cluster && !s.redisUrl) {
-    problems.push(`setting ${names.redisUrl} (environment) is required: redis://host:port, unix:///path or a socket path (or ${names.redisSentinels} + ${names.redisSentinelMaster} for Sentinel, or ${names.redisClusterNodes} for a Cluster)`);
+    problems.push(
+      `setting ${names.redisUrl} (environment) is required: redis://host:port, unix:///path or a socket path (or ${names.redisSentinels} + ${names.redisSentinelMaster} for Sentinel, or ${names.redisClusterNodes} for a Cluster)`,
+    );
   }
   let target: RedisTarget | undefined;
   if (sentinels) {
     const list = hostPorts(sentinels, names.redisSentinels, problems);
-    target = { mode: 'sentinel', sentinels: list, masterName: s.redisSentinelMaster ?? '', ...(password ? { password } : {}), ...(s.redisSentinelPassword ? { sentinelPassword: s.redisSentinelPassword } : {}) };
+    target = {
+      mode: 'sentinel',
+      sentinels: list,
+      masterName: s.redisSentinelMaster ?? '',
+      ...(password ? { password } : {}),
+      ...(s.redisSentinelPassword ? { sentinelPassword: s.redisSentinelPassword } : {}),
+    };
   } else if (cluster) {
     target = { mode: 'cluster', nodes: hostPorts(cluster, names.redisClusterNodes, problems), ...(password ? { password } : {}) };
   } else if (s.redisUrl) {
     try {
       const o = redisOptions(s.redisUrl);
-      if (o.password && password) problems.push(`the Redis password is set twice, in ${names.redisUrl} and in ${names.redisPassword}; keep one`);
+      if (o.password && password)
+        problems.push(`the Redis password is set twice, in ${names.redisUrl} and in ${names.redisPassword}; keep one`);
     } catch (err) {
       problems.push(`setting ${names.redisUrl}: ${(err as Error).message}`);
     }
@@ -238,11 +257,12 @@ export async function waitForRedis(redis: RedisConnection, timeoutMs: number, ta
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => {
       cleanup();
-      const how = typeof target === 'string' || target.mode === 'single'
-        ? 'start redis-server or set REDIS_URL to a reachable server'
-        : target.mode === 'sentinel'
-          ? 'check REDIS_SENTINELS (reachable sentinels) and REDIS_SENTINEL_MASTER (the name they monitor)'
-          : 'check REDIS_CLUSTER_NODES (reachable cluster nodes, cluster_state:ok)';
+      const how =
+        typeof target === 'string' || target.mode === 'single'
+          ? 'start redis-server or set REDIS_URL to a reachable server'
+          : target.mode === 'sentinel'
+            ? 'check REDIS_SENTINELS (reachable sentinels) and REDIS_SENTINEL_MASTER (the name they monitor)'
+            : 'check REDIS_CLUSTER_NODES (reachable cluster nodes, cluster_state:ok)';
       reject(new Error(`cannot reach ${describeRedisTarget(target)} within ${timeoutMs} ms; ${how}`));
     }, timeoutMs);
     const onReady = (): void => {
@@ -265,6 +285,8 @@ export function isRedisUnavailableError(err: unknown): boolean {
   return (
     name === 'MaxRetriesPerRequestError' ||
     name === 'ClusterAllFailedError' ||
-    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Cluster isn't ready|Failed to refresh slots cache|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOENT.*redis|connect ETIMEDOUT|Command timed out|All sentinels are unreachable|^(CLUSTERDOWN|TRYAGAIN|READONLY|LOADING|MASTERDOWN|NOREPLICAS)/i.test(msg)
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Cluster isn't ready|Failed to refresh slots cache|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOENT.*redis|connect ETIMEDOUT|Command timed out|All sentinels are unreachable|^(CLUSTERDOWN|TRYAGAIN|READONLY|LOADING|MASTERDOWN|NOREPLICAS)/i.test(
+      msg,
+    )
   );
 }

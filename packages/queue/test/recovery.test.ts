@@ -2,9 +2,25 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis.js';
-import { deadInstances, describeInstance, INSTANCES_KEY, instanceId, keys, reclaimLock, registerInstance, releaseLocks, type InstanceRecord, type QueueKeys } from '../src/index.js';
+import {
+  deadInstances,
+  describeInstance,
+  INSTANCES_KEY,
+  instanceId,
+  keys,
+  reclaimLock,
+  registerInstance,
+  releaseLocks,
+  type InstanceRecord,
+  type QueueKeys,
+} from '../src/index.js';
 
-const Q: QueueKeys = { active: 'pe:enhance.t:active', stalled: 'pe:enhance.t:stalled', stalledCheck: 'pe:enhance.t:stalled-check', jobPrefix: 'pe:enhance.t:' };
+const Q: QueueKeys = {
+  active: 'pe:enhance.t:active',
+  stalled: 'pe:enhance.t:stalled',
+  stalledCheck: 'pe:enhance.t:stalled-check',
+  jobPrefix: 'pe:enhance.t:',
+};
 
 async function deadPid(): Promise<number> {
   const p = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
@@ -42,7 +58,7 @@ describe('recovery registry and lock scripts (real redis-server)', () => {
     expect(JSON.parse((await redis.hget(INSTANCES_KEY, instanceId(frozenElsewhere)))!).seenAt).toBeGreaterThan(Date.now() - 5_000);
   });
 
-  it('releaseLocks deletes only the dead worker\'s locks and marks those jobs for the stalled check', async () => {
+  it("releaseLocks deletes only the dead worker's locks and marks those jobs for the stalled check", async () => {
     await redis.del(Q.active, Q.stalled);
     await redis.rpush(Q.active, 'j1', 'j2', 'j3');
     await redis.set(`${Q.jobPrefix}j1:lock`, 'dead-w:0');
@@ -57,7 +73,7 @@ describe('recovery registry and lock scripts (real redis-server)', () => {
     expect(await redis.exists(Q.stalledCheck)).toBe(0);
   });
 
-  it('reclaimLock keeps our lock, takes back an expired one while the job is active, never another worker\'s', async () => {
+  it("reclaimLock keeps our lock, takes back an expired one while the job is active, never another worker's", async () => {
     await redis.del(Q.active, Q.stalled);
     await redis.rpush(Q.active, 'a', 'b');
     await redis.sadd(Q.stalled, 'a');

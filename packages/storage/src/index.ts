@@ -43,12 +43,16 @@ export function parseStorageUrl(url: string | undefined, storageDir: string): St
   if (url.startsWith('file://')) return { kind: 'local', dir: decodeURIComponent(new URL(url).pathname) };
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(url);
   if (!m) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)} is neither s3://BUCKET/PREFIX nor a folder`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url))
+      throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)} is neither s3://BUCKET/PREFIX nor a folder`);
     return { kind: 'local', dir: url };
   }
   const bucket = m[1]!;
   if (!BUCKET.test(bucket) || bucket.includes('..')) {
-    throw new StorageConfigError('STORAGE_URL', `STORAGE_URL ${JSON.stringify(url)}: bucket name ${JSON.stringify(bucket)} must be 3-63 lower-case letters, digits, dots or hyphens (s3://BUCKET/PREFIX)`);
+    throw new StorageConfigError(
+      'STORAGE_URL',
+      `STORAGE_URL ${JSON.stringify(url)}: bucket name ${JSON.stringify(bucket)} must be 3-63 lower-case letters, digits, dots or hyphens (s3://BUCKET/PREFIX)`,
+    );
   }
   const raw = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
   if (raw.split('/').some((s) => s === '..' || s === '.' || s === '') && raw !== '') {
@@ -68,7 +72,9 @@ export function storageSettingProblems(s: StorageSettings): string[] {
   if (target.kind !== 's3') return [];
   const problems: string[] = [];
   if (Boolean(s.awsAccessKeyId) !== Boolean(s.awsSecretAccessKey)) {
-    problems.push(`${s.awsAccessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is required with ${s.awsAccessKeyId ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} (object storage credentials)`);
+    problems.push(
+      `${s.awsAccessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is required with ${s.awsAccessKeyId ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} (object storage credentials)`,
+    );
   }
   if (s.s3Endpoint) {
     try {
@@ -82,7 +88,10 @@ export function storageSettingProblems(s: StorageSettings): string[] {
 }
 
 /** LocalStorage or S3Storage, by STORAGE_URL. Connects lazily: call check() to find out whether it works. */
-export function createStorage(s: StorageSettings, tuning: Partial<Pick<S3Settings, 'partSize' | 'connectTimeoutMs' | 'requestTimeoutMs'>> = {}): Storage {
+export function createStorage(
+  s: StorageSettings,
+  tuning: Partial<Pick<S3Settings, 'partSize' | 'connectTimeoutMs' | 'requestTimeoutMs'>> = {},
+): Storage {
   const problems = storageSettingProblems(s);
   if (problems.length) throw new StorageConfigError(problems[0]!.split(' ')[0]!, problems.join('; '));
   const target = parseStorageUrl(s.storageUrl, s.storageDir);

@@ -4,13 +4,27 @@ import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isAbandoned, ownerTag } from './owner.js';
-import { StorageConfigError, UploadTooLargeError, inputKey, outputKey, type ByteRange, type ObjectRead, type Storage, type StoredObject, type WriteOptions } from './types.js';
+import {
+  StorageConfigError,
+  UploadTooLargeError,
+  inputKey,
+  outputKey,
+  type ByteRange,
+  type ObjectRead,
+  type Storage,
+  type StoredObject,
+  type WriteOptions,
+} from './types.js';
 
 /** Half-written uploads, beside the job folders so the final rename stays on one file system. */
 export const PARTIAL_DIR = '.partial';
 
 /** Counts bytes, feeds the hash, errors with UploadTooLargeError past the limit. `head` goes out first. */
-export function byteCounter(opts: WriteOptions): { stream: Transform; total: () => number; tooLarge: () => UploadTooLargeError | undefined } {
+export function byteCounter(opts: WriteOptions): {
+  stream: Transform;
+  total: () => number;
+  tooLarge: () => UploadTooLargeError | undefined;
+} {
   let total = 0;
   let over: UploadTooLargeError | undefined;
   const stream = new Transform({
@@ -211,7 +225,9 @@ export class LocalStorage implements Storage {
       await mkdir(this.root, { recursive: true });
       await access(this.root, constants.R_OK | constants.W_OK);
     } catch (err) {
-      throw new StorageConfigError('STORAGE_DIR', `STORAGE_DIR ${this.root} is not a writable folder (${(err as Error).message})`, { cause: err });
+      throw new StorageConfigError('STORAGE_DIR', `STORAGE_DIR ${this.root} is not a writable folder (${(err as Error).message})`, {
+        cause: err,
+      });
     }
   }
 

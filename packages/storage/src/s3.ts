@@ -18,7 +18,15 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { byteCounter } from './local.js';
-import { StorageConfigError, StorageUnavailableError, type ByteRange, type ObjectRead, type Storage, type StoredObject, type WriteOptions } from './types.js';
+import {
+  StorageConfigError,
+  StorageUnavailableError,
+  type ByteRange,
+  type ObjectRead,
+  type Storage,
+  type StoredObject,
+  type WriteOptions,
+} from './types.js';
 
 export interface S3Settings {
   bucket: string;
@@ -52,7 +60,8 @@ function isNotFound(err: unknown): boolean {
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || statusOf(err) === 404;
 }
 
-const NETWORK = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|TimeoutError|timed? ?out|AbortError|aborted|other side closed|UND_ERR/i;
+const NETWORK =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|TimeoutError|timed? ?out|AbortError|aborted|other side closed|UND_ERR/i;
 
 function isNetwork(err: unknown): boolean {
   const e = err as SdkError;
@@ -81,7 +90,9 @@ export class S3Storage implements Storage {
       region: settings.region,
       forcePathStyle: settings.forcePathStyle,
       ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
-      ...(settings.accessKeyId && settings.secretAccessKey ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } } : {}),
+      ...(settings.accessKeyId && settings.secretAccessKey
+        ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }
+        : {}),
       // Only where the API requires them: many S3-compatible servers do not understand the newer streamed checksums.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
@@ -99,7 +110,8 @@ export class S3Storage implements Storage {
   }
 
   private k(key: string): string {
-    if (key.startsWith('/') || key.split('/').includes('..') || key.includes('\\')) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+    if (key.startsWith('/') || key.split('/').includes('..') || key.includes('\\'))
+      throw new Error(`invalid storage key ${JSON.stringify(key)}`);
     return this.settings.prefix + key;
   }
 
@@ -108,12 +120,18 @@ export class S3Storage implements Storage {
     if (err instanceof StorageUnavailableError || err instanceof StorageConfigError) return err;
     const e = err as SdkError;
     if (isTransient(err)) {
-      return new StorageUnavailableError(`object storage at ${this.where} unavailable while ${what}: ${e.code ?? e.name}: ${e.message}`, { cause: err, setting: 'S3_ENDPOINT' });
+      return new StorageUnavailableError(`object storage at ${this.where} unavailable while ${what}: ${e.code ?? e.name}: ${e.message}`, {
+        cause: err,
+        setting: 'S3_ENDPOINT',
+      });
     }
     const s = statusOf(err);
     if (s === 401 || s === 403) {
       // Credentials revoked or a policy changed under a running system: an operator fixes it, then work resumes.
-      return new StorageUnavailableError(`object storage at ${this.where} refused access while ${what} (HTTP ${s} ${e.name}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy`, { cause: err, setting: 'AWS_ACCESS_KEY_ID' });
+      return new StorageUnavailableError(
+        `object storage at ${this.where} refused access while ${what} (HTTP ${s} ${e.name}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy`,
+        { cause: err, setting: 'AWS_ACCESS_KEY_ID' },
+      );
     }
     return err;
   }
@@ -150,7 +168,9 @@ export class S3Storage implements Storage {
       uploadId ??= (await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId;
       if (!uploadId) throw new Error('the server returned no UploadId');
       const PartNumber = parts.length + 1;
-      const r = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber, Body: part.subarray(0, filled), ContentLength: filled }));
+      const r = await this.client.send(
+        new UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber, Body: part.subarray(0, filled), ContentLength: filled }),
+      );
       parts.push({ PartNumber, ETag: r.ETag ?? '' });
       filled = 0;
     };
@@ -187,15 +207,20 @@ export class S3Storage implements Storage {
   async putFile(key: string, file: string, opts: { contentType?: string; move?: boolean } = {}): Promise<StoredObject> {
     const size = (await fsStat(file)).size;
     // A plain streamed PUT with its length: S3 publishes it whole or not at all.
-    await this.send(`storing ${key}`, () => this.client.send(new PutObjectCommand({
-      Bucket: this.settings.bucket,
-      Key: this.k(key),
-      Body: createReadStream(file),
-      ContentLength: size,
-      ...(opts.contentType ? { ContentType: opts.contentType } : {}),
-    })));
+    await this.send(`storing ${key}`, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.settings.bucket,
+          Key: this.k(key),
+          Body: createReadStream(file),
+          ContentLength: size,
+          ...(opts.contentType ? { ContentType: opts.contentType } : {}),
+        }),
+      ),
+    );
     const info = await this.stat(key);
-    if (!info) throw new StorageUnavailableError(`object storage at ${this.where} lost ${key} right after storing it`, { setting: 'S3_ENDPOINT' });
+    if (!info)
+      throw new StorageUnavailableError(`object storage at ${this.where} lost ${key} right after storing it`, { setting: 'S3_ENDPOINT' });
     return info;
   }
 
@@ -212,7 +237,13 @@ export class S3Storage implements Storage {
   async openRead(key: string, opts: { range?: ByteRange } = {}): Promise<ObjectRead | undefined> {
     const { range } = opts;
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.k(key), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }));
+      const r = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.settings.bucket,
+          Key: this.k(key),
+          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+        }),
+      );
       const total = r.ContentRange ? Number(/\/(\d+)$/.exec(r.ContentRange)?.[1]) : r.ContentLength;
       const stream = r.Body as Readable;
       return { size: total ?? 0, etag: r.ETag ?? '""', lastModified: r.LastModified ?? new Date(0), stream, ...(range ? { range } : {}) };
@@ -242,7 +273,11 @@ export class S3Storage implements Storage {
   private async *list(prefix: string): AsyncGenerator<{ Key: string; LastModified: Date }> {
     let token: string | undefined;
     for (let page = 0; page < MAX_PAGES; page++) {
-      const r = await this.send('listing objects', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) })));
+      const r = await this.send('listing objects', () =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+        ),
+      );
       for (const o of r.Contents ?? []) if (o.Key) yield { Key: o.Key, LastModified: o.LastModified ?? new Date(0) };
       if (!r.IsTruncated || !r.NextContinuationToken) return;
       token = r.NextContinuationToken;
@@ -254,7 +289,11 @@ export class S3Storage implements Storage {
     for await (const o of this.list(this.k(`${id}/`))) keys.push(o.Key);
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      await this.send(`deleting ${id}`, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.settings.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
+      await this.send(`deleting ${id}`, () =>
+        this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.settings.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        ),
+      );
     }
   }
 
@@ -279,20 +318,39 @@ export class S3Storage implements Storage {
       const e = err as SdkError;
       const s = statusOf(err);
       const detail = `${e.name}${s ? ` (HTTP ${s})` : ''}: ${e.message}`;
-      if (e.name === 'CredentialsProviderError' || /credential/i.test(e.message) && s === undefined) {
-        throw new StorageConfigError('AWS_ACCESS_KEY_ID', `no credentials for object storage: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${e.message})`, { cause: err });
+      if (e.name === 'CredentialsProviderError' || (/credential/i.test(e.message) && s === undefined)) {
+        throw new StorageConfigError(
+          'AWS_ACCESS_KEY_ID',
+          `no credentials for object storage: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${e.message})`,
+          { cause: err },
+        );
       }
       if (s === 404 || e.name === 'NotFound' || e.name === 'NoSuchBucket') {
-        throw new StorageConfigError('STORAGE_URL', `bucket "${bucket}" (STORAGE_URL) does not exist at ${this.where}; create it or fix STORAGE_URL`, { cause: err });
+        throw new StorageConfigError(
+          'STORAGE_URL',
+          `bucket "${bucket}" (STORAGE_URL) does not exist at ${this.where}; create it or fix STORAGE_URL`,
+          { cause: err },
+        );
       }
       if (s === 403 || s === 401 || /InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden|AccessDenied/.test(e.name)) {
-        throw new StorageConfigError('AWS_ACCESS_KEY_ID', `object storage at ${this.where} rejected the credentials for bucket "${bucket}" (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may access the bucket): ${detail}`, { cause: err });
+        throw new StorageConfigError(
+          'AWS_ACCESS_KEY_ID',
+          `object storage at ${this.where} rejected the credentials for bucket "${bucket}" (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may access the bucket): ${detail}`,
+          { cause: err },
+        );
       }
-      if (s === 301 || s === 400 && /region/i.test(e.message)) {
-        throw new StorageConfigError('AWS_REGION', `bucket "${bucket}" is in another region than AWS_REGION=${this.settings.region}: ${detail}`, { cause: err });
+      if (s === 301 || (s === 400 && /region/i.test(e.message))) {
+        throw new StorageConfigError(
+          'AWS_REGION',
+          `bucket "${bucket}" is in another region than AWS_REGION=${this.settings.region}: ${detail}`,
+          { cause: err },
+        );
       }
       if (isTransient(err) || e.name === 'TimeoutError' || e.name === 'AbortError') {
-        throw new StorageUnavailableError(`object storage endpoint ${this.where} (S3_ENDPOINT) is unreachable or not answering within ${timeoutMs} ms: ${detail}`, { cause: err, setting: 'S3_ENDPOINT' });
+        throw new StorageUnavailableError(
+          `object storage endpoint ${this.where} (S3_ENDPOINT) is unreachable or not answering within ${timeoutMs} ms: ${detail}`,
+          { cause: err, setting: 'S3_ENDPOINT' },
+        );
       }
       throw new StorageConfigError('STORAGE_URL', `object storage at ${this.where} refused bucket "${bucket}": ${detail}`, { cause: err });
     }
@@ -311,14 +369,23 @@ export class S3Storage implements Storage {
     for (let page = 0; page < MAX_PAGES; page++) {
       let r;
       try {
-        r = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: this.settings.prefix, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(idMarker ? { UploadIdMarker: idMarker } : {}) }));
+        r = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.settings.bucket,
+            Prefix: this.settings.prefix,
+            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+            ...(idMarker ? { UploadIdMarker: idMarker } : {}),
+          }),
+        );
       } catch (err) {
         if ((err as SdkError).name === 'NotImplemented' || statusOf(err) === 501) return removed;
         throw this.wrap(err, 'listing unfinished uploads');
       }
       for (const u of r.Uploads ?? []) {
         if (!u.Key || !u.UploadId || !u.Initiated || now - u.Initiated.getTime() <= opts.maxAgeMs) continue;
-        await this.send('aborting an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: u.Key!, UploadId: u.UploadId! })));
+        await this.send('aborting an unfinished upload', () =>
+          this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: u.Key!, UploadId: u.UploadId! })),
+        );
         removed++;
       }
       if (!r.IsTruncated) break;

@@ -90,7 +90,11 @@ export class StorageUnavailableError extends Error {
 
 /** Storage is configured wrongly (bad URL, missing bucket, rejected credentials); `setting` names the variable to fix. */
 export class StorageConfigError extends Error {
-  constructor(readonly setting: string, message: string, opts: { cause?: unknown } = {}) {
+  constructor(
+    readonly setting: string,
+    message: string,
+    opts: { cause?: unknown } = {},
+  ) {
     super(message, { cause: opts.cause });
     this.name = 'StorageConfigError';
   }

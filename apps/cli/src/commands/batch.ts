@@ -16,7 +16,10 @@ export async function batch(spec: string, flags: BatchFlags): Promise<number> {
   const options = validateOptions(flags);
   const max = Number(flags.concurrencyMax ?? '64');
   if (!Number.isInteger(max) || max < 1 || max > 1024) {
-    throw new CliError(EXIT.USAGE, `error: --concurrency-max must be a whole number from 1 to 1024; received ${JSON.stringify(flags.concurrencyMax)}`);
+    throw new CliError(
+      EXIT.USAGE,
+      `error: --concurrency-max must be a whole number from 1 to 1024; received ${JSON.stringify(flags.concurrencyMax)}`,
+    );
   }
   const outDir = resolve(flags.out);
   let source: Source;
@@ -78,13 +81,17 @@ async function runWithSignals(
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) process.exit(signalExit);
     signalExit = signal === 'SIGTERM' ? 143 : EXIT.INTERRUPTED;
-    process.stderr.write(`\nbatch: stopping (${signal}): no new submissions; jobs already submitted keep running (press Ctrl-C again to leave now)\n`);
+    process.stderr.write(
+      `\nbatch: stopping (${signal}): no new submissions; jobs already submitted keep running (press Ctrl-C again to leave now)\n`,
+    );
     stop.abort(new Error(signal));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  note(`${source.photos.length} photo${source.photos.length > 1 ? 's' : ''} in ${source.base}${source.skipped.length ? ` (${source.skipped.length} other files skipped)` : ''} → ${outDir}`);
+  note(
+    `${source.photos.length} photo${source.photos.length > 1 ? 's' : ''} in ${source.base}${source.skipped.length ? ` (${source.skipped.length} other files skipped)` : ''} → ${outDir}`,
+  );
   const runner = new BatchRunner({ client, source, outDir, manifest, options, concurrencyMax: max, stop: stop.signal, note });
   const progress = startProgress(() => runner.snapshot(), { quiet });
   let report: BatchReport;
@@ -99,7 +106,9 @@ async function runWithSignals(
   const exitCode = report.interrupted ? signalExit : report.failed.length > 0 || report.unfinished > 0 ? EXIT.FAILED : EXIT.OK;
   process.stdout.write(flags.json ? summaryJson(report, exitCode) : formatSummary(report));
   if (report.interrupted) {
-    note(`interrupted: ${report.unfinished} photo${report.unfinished === 1 ? '' : 's'} unfinished; submitted jobs keep running; run the same command again to resume`);
+    note(
+      `interrupted: ${report.unfinished} photo${report.unfinished === 1 ? '' : 's'} unfinished; submitted jobs keep running; run the same command again to resume`,
+    );
   }
   return exitCode;
 }

@@ -13,11 +13,21 @@ export async function runChecks(configFile: string | undefined): Promise<CheckRe
   const results: CheckResult[] = [checkNode(), ...(await checkRedis(process.env)), await checkSharp()];
   const config = readProfiles(configFile);
   if (config === undefined) {
-    results.push({ name: 'engine classic', ok: true, required: true, detail: 'built-in (no WORKER_CONFIG or --config: only the classic engine is configured)' });
+    results.push({
+      name: 'engine classic',
+      ok: true,
+      required: true,
+      detail: 'built-in (no WORKER_CONFIG or --config: only the classic engine is configured)',
+    });
   } else if ('error' in config) {
     results.push(config.error);
   } else if (config.profiles.length === 0) {
-    results.push({ name: 'engines', ok: true, required: true, detail: `${config.file} lists no engines: only the built-in classic engine is configured` });
+    results.push({
+      name: 'engines',
+      ok: true,
+      required: true,
+      detail: `${config.file} lists no engines: only the built-in classic engine is configured`,
+    });
   } else {
     // Relative commands are taken from the cwd, as the worker does when started from here; scripts may also sit beside the config.
     const base = process.cwd();

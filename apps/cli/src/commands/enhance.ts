@@ -18,10 +18,12 @@ const OPTION_FLAGS = ['scale', 'engine', 'format', 'quality', 'weight', 'bgTile'
 /** `photoenhance enhance` (declared in specs/enhance.ts). */
 export async function enhance(photo: string, flags: EnhanceFlags): Promise<number> {
   const toStdout = flags.output === '-';
-  if (toStdout && flags.json) throw new CliError(EXIT.USAGE, 'error: -o - (the image on stdout) and --json (the job on stdout) cannot both be used; pick one');
+  if (toStdout && flags.json)
+    throw new CliError(EXIT.USAGE, 'error: -o - (the image on stdout) and --json (the job on stdout) cannot both be used; pick one');
   const options = validateOptions({ ...flags, format: formatFor(toStdout ? undefined : flags.output, flags.format) });
   const retries = Number(flags.retries ?? '3');
-  if (!Number.isInteger(retries) || retries < 0) throw new CliError(EXIT.USAGE, `error: --retries must be a whole number >= 0; received ${JSON.stringify(flags.retries)}`);
+  if (!Number.isInteger(retries) || retries < 0)
+    throw new CliError(EXIT.USAGE, `error: --retries must be a whole number >= 0; received ${JSON.stringify(flags.retries)}`);
   // stdin and stdout go through a private temp folder: the client uploads and downloads files.
   const scratch = photo === '-' || toStdout ? await mkdtemp(join(tmpdir(), 'photoenhance-')) : undefined;
   try {
@@ -33,7 +35,14 @@ export async function enhance(photo: string, flags: EnhanceFlags): Promise<numbe
   }
 }
 
-async function run(input: string, fromStdin: boolean, options: SubmitOptions, retries: number, flags: EnhanceFlags, scratch: string | undefined): Promise<number> {
+async function run(
+  input: string,
+  fromStdin: boolean,
+  options: SubmitOptions,
+  retries: number,
+  flags: EnhanceFlags,
+  scratch: string | undefined,
+): Promise<number> {
   const quiet = flags.quiet === true;
   const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
   const accepted = await submitWithRetry(client, input, options, retries, quiet);
@@ -60,7 +69,10 @@ async function run(input: string, fromStdin: boolean, options: SubmitOptions, re
 
   if (view.status !== 'completed' || !view.result) {
     if (flags.json) process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
-    const e = view.error ?? { code: view.status === 'canceled' ? 'JOB_CANCELED' : 'ENGINE_FAILED', message: `job ${view.id} ended ${view.status}` };
+    const e = view.error ?? {
+      code: view.status === 'canceled' ? 'JOB_CANCELED' : 'ENGINE_FAILED',
+      message: `job ${view.id} ended ${view.status}`,
+    };
     throw new CliError(EXIT.FAILED, jobErrorLine(e.code, e.message));
   }
   const ext = FORMAT_EXTENSIONS[view.result.format];
@@ -89,7 +101,11 @@ function sniffExtension(head: Buffer): string {
 }
 
 async function stdinToFile(dir: string): Promise<string> {
-  if (process.stdin.isTTY) throw new CliError(EXIT.USAGE, 'error: - reads the photo from stdin, but stdin is a terminal; pipe a photo in (cat photo.jpg | photoenhance enhance -)');
+  if (process.stdin.isTTY)
+    throw new CliError(
+      EXIT.USAGE,
+      'error: - reads the photo from stdin, but stdin is a terminal; pipe a photo in (cat photo.jpg | photoenhance enhance -)',
+    );
   const raw = join(dir, 'stdin.upload');
   await pipeline(process.stdin, createWriteStream(raw));
   const fh = await open(raw, 'r');
@@ -116,7 +132,10 @@ function formatFor(output: string | undefined, format: string | undefined): stri
   if (!fromName) return format;
   if (format === undefined || format === 'auto') return fromName;
   if (format !== fromName) {
-    throw new CliError(EXIT.USAGE, `error: --format ${format} contradicts the output name ${output} (a ${fromName} name); change one of them`);
+    throw new CliError(
+      EXIT.USAGE,
+      `error: --format ${format} contradicts the output name ${output} (a ${fromName} name); change one of them`,
+    );
   }
   return format;
 }
@@ -133,9 +152,14 @@ async function checkReadableFile(path: string, shown: string): Promise<void> {
 }
 
 /** Check option values with the API's own parser, so a typo is a usage error before anything is uploaded (also used by batch). */
-export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[number] | 'onlyCenterFace' | 'aligned' | 'modelVersion' | 'version'>): SubmitOptions {
+export function validateOptions(
+  flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[number] | 'onlyCenterFace' | 'aligned' | 'modelVersion' | 'version'>,
+): SubmitOptions {
   if (flags.version !== undefined) {
-    throw new CliError(EXIT.USAGE, `error: --version is the program's version now; the GFPGAN model version is --model-version ${flags.version}`);
+    throw new CliError(
+      EXIT.USAGE,
+      `error: --version is the program's version now; the GFPGAN model version is --model-version ${flags.version}`,
+    );
   }
   const fields: Record<string, string> = {};
   // The API field stays `version`; only the flag is renamed.
@@ -163,7 +187,13 @@ export function validateOptions(flags: Pick<EnhanceFlags, (typeof OPTION_FLAGS)[
   return out as SubmitOptions;
 }
 
-async function submitWithRetry(client: PhotoEnhanceClient, input: string, options: SubmitOptions, retries: number, quiet: boolean): Promise<JobAccepted> {
+async function submitWithRetry(
+  client: PhotoEnhanceClient,
+  input: string,
+  options: SubmitOptions,
+  retries: number,
+  quiet: boolean,
+): Promise<JobAccepted> {
   // One key for every attempt: a retry after a lost answer cannot queue the photo twice.
   const idempotencyKey = randomUUID();
   for (let attempt = 0; ; attempt++) {
@@ -183,6 +213,9 @@ async function submitWithRetry(client: PhotoEnhanceClient, input: string, option
 async function outputPath(flag: string | undefined, input: string, defaultName: string): Promise<string> {
   if (!flag) return join(dirname(input), defaultName);
   const p = resolve(flag);
-  const isDir = await stat(p).then((s) => s.isDirectory(), () => false);
+  const isDir = await stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   return isDir || /[/\\]$/.test(flag) ? join(p, defaultName) : p;
 }

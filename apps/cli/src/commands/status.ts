@@ -21,7 +21,10 @@ export async function status(id: string, flags: StatusFlags): Promise<number> {
 }
 
 /** `b_…` is a batch, `j_…` a job; anything else is tried as a job, then as a batch (the job's error wins if neither). */
-async function lookup(client: PhotoEnhanceClient, id: string): Promise<{ kind: 'job'; view: JobView } | { kind: 'batch'; view: Record<string, unknown> }> {
+async function lookup(
+  client: PhotoEnhanceClient,
+  id: string,
+): Promise<{ kind: 'job'; view: JobView } | { kind: 'batch'; view: Record<string, unknown> }> {
   if (id.startsWith('b_')) return { kind: 'batch', view: (await client.getBatch(id)) as unknown as Record<string, unknown> };
   try {
     return { kind: 'job', view: await client.get(id) };
@@ -41,14 +44,24 @@ export function formatJob(v: JobView, base: string, c: Paint = paint({ isTTY: fa
     ['status', `${c.state(v.status)}${v.status === 'active' ? ` ${Math.round(v.progress * 100)}%` : ''}`],
     ['engine', v.engine],
     ['input', `${v.input.name} ${v.input.width}x${v.input.height} ${v.input.format}, ${kib(v.input.bytes)}`],
-    ['options', Object.entries(v.options).map(([k, x]) => `${k}=${String(x)}`).join(' ')],
+    [
+      'options',
+      Object.entries(v.options)
+        .map(([k, x]) => `${k}=${String(x)}`)
+        .join(' '),
+    ],
   ];
-  if (v.result) rows.push(['result', `${v.result.width}x${v.result.height} ${v.result.format}, ${kib(v.result.bytes)}  ${absolute(v.result.url, base)}`]);
+  if (v.result)
+    rows.push([
+      'result',
+      `${v.result.width}x${v.result.height} ${v.result.format}, ${kib(v.result.bytes)}  ${absolute(v.result.url, base)}`,
+    ]);
   if (v.error) rows.push(['error', `${c('red', v.error.code)}: ${v.error.message}`]);
   rows.push(['attempts', String(v.attempts)], ['created', v.createdAt]);
   if (v.startedAt) rows.push(['started', v.startedAt]);
   if (v.finishedAt) rows.push(['finished', v.finishedAt]);
-  if (v.timings) rows.push(['timings', `queued ${v.timings.queuedMs} ms${v.timings.runMs !== undefined ? `, ran ${v.timings.runMs} ms` : ''}`]);
+  if (v.timings)
+    rows.push(['timings', `queued ${v.timings.queuedMs} ms${v.timings.runMs !== undefined ? `, ran ${v.timings.runMs} ms` : ''}`]);
   return rows.map(([k, x]) => `${k.padEnd(9)} ${x}\n`).join('');
 }
 
@@ -70,12 +83,24 @@ export function formatBatch(v: Record<string, unknown>, base: string, c: Paint =
   const rows: Array<[string, string]> = [['batch', str(v.id) ?? '?']];
   const progress = num(v.progress);
   const status = str(v.status) ?? 'unknown';
-  rows.push(['status', `${c.state(status)}${progress !== undefined && (status === 'running' || status === 'queued') ? ` ${Math.round(progress * 100)}%` : ''}`]);
-  const counts = v.counts && typeof v.counts === 'object' ? Object.entries(v.counts as Record<string, unknown>).filter(([, n]) => typeof n === 'number' && n > 0) : [];
+  rows.push([
+    'status',
+    `${c.state(status)}${progress !== undefined && (status === 'running' || status === 'queued') ? ` ${Math.round(progress * 100)}%` : ''}`,
+  ]);
+  const counts =
+    v.counts && typeof v.counts === 'object'
+      ? Object.entries(v.counts as Record<string, unknown>).filter(([, n]) => typeof n === 'number' && n > 0)
+      : [];
   const total = num(v.total);
   rows.push(['items', `${total ?? '?'} total${counts.length ? `: ${counts.map(([k, n]) => `${String(n)} ${k}`).join(', ')}` : ''}`]);
   if (str(v.engine)) rows.push(['engine', str(v.engine)!]);
-  if (v.options && typeof v.options === 'object') rows.push(['options', Object.entries(v.options as Record<string, unknown>).map(([k, x]) => `${k}=${String(x)}`).join(' ')]);
+  if (v.options && typeof v.options === 'object')
+    rows.push([
+      'options',
+      Object.entries(v.options as Record<string, unknown>)
+        .map(([k, x]) => `${k}=${String(x)}`)
+        .join(' '),
+    ]);
   for (const k of ['createdAt', 'updatedAt', 'finishedAt', 'canceledAt'] as const) {
     if (str(v[k])) rows.push([k.replace(/At$/, ''), str(v[k])!]);
   }

@@ -22,7 +22,11 @@ export interface WatchSnapshot {
 /** `photoenhance watch` (declared in specs/watch.ts). */
 export async function watch(flags: WatchFlags): Promise<number> {
   const every = Number(flags.interval ?? '1000');
-  if (!Number.isInteger(every) || every < 100) throw new CliError(EXIT.USAGE, `error: --interval must be a whole number of milliseconds >= 100; received ${JSON.stringify(flags.interval)}`);
+  if (!Number.isInteger(every) || every < 100)
+    throw new CliError(
+      EXIT.USAGE,
+      `error: --interval must be a whole number of milliseconds >= 100; received ${JSON.stringify(flags.interval)}`,
+    );
   const client = new PhotoEnhanceClient({ baseUrl: gatewayUrl(flags.url), apiKey: flags.apiKey ?? process.env.PHOTOENHANCE_API_KEY });
   const c = paint(process.stdout);
   const render = (s: WatchSnapshot): string => (flags.json ? `${JSON.stringify(s)}\n` : formatSnapshot(s, c));
@@ -72,7 +76,14 @@ export async function snapshot(client: PhotoEnhanceClient): Promise<WatchSnapsho
   const engineList = Array.isArray(engines.engines) ? (engines.engines as WatchSnapshot['engines']) : [];
   const processes = { busy: 0, idle: 0, starting: 0, stopping: 0 };
   for (const h of hosts) for (const p of Array.isArray(h.processes) ? h.processes : []) if (p.state in processes) processes[p.state]++;
-  return { at: new Date().toISOString(), url: client.baseUrl, hosts, engines: engineList, queue: findQueueCounts(system, engines), processes };
+  return {
+    at: new Date().toISOString(),
+    url: client.baseUrl,
+    hosts,
+    engines: engineList,
+    queue: findQueueCounts(system, engines),
+    processes,
+  };
 }
 
 const COUNT_KEYS = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'paused'] as const;
@@ -99,11 +110,13 @@ export function findQueueCounts(system: Record<string, unknown>, engines: Record
   };
   const addAny = (o: unknown): void => {
     if (Array.isArray(o)) o.forEach(add);
-    else if (o && typeof o === 'object' && !COUNT_KEYS.some((k) => k in (o as object)) && !('counts' in (o as object))) Object.values(o).forEach(add);
+    else if (o && typeof o === 'object' && !COUNT_KEYS.some((k) => k in (o as object)) && !('counts' in (o as object)))
+      Object.values(o).forEach(add);
     else add(o);
   };
   for (const k of ['queue', 'queues', 'counts']) if (k in system) addAny(system[k]);
-  if (!found && Array.isArray(engines.engines)) for (const e of engines.engines as Array<Record<string, unknown>>) add(e?.counts ?? e?.queue);
+  if (!found && Array.isArray(engines.engines))
+    for (const e of engines.engines as Array<Record<string, unknown>>) add(e?.counts ?? e?.queue);
   return found ? sum : undefined;
 }
 
@@ -132,7 +145,9 @@ export function formatSnapshot(s: WatchSnapshot, c: Paint = paint({ isTTY: false
     const rss = procs.reduce((n, x) => n + (x.rssBytes ?? 0), 0);
     const adm = h.admission ? `${c.state(h.admission.state)}${h.admission.state === 'holding' ? ` (${h.admission.reason})` : ''}` : '?';
     const recycles = h.recycles ? Object.values(h.recycles).reduce((n, x) => n + x, 0) : 0;
-    const mem = m ? `mem ${Math.round(m.usedRatio * 100)}% used, ${gib(m.availableBytes)} free${m.pressureSome10 !== undefined ? `, psi ${m.pressureSome10.toFixed(1)}` : ''}` : 'mem ?';
+    const mem = m
+      ? `mem ${Math.round(m.usedRatio * 100)}% used, ${gib(m.availableBytes)} free${m.pressureSome10 !== undefined ? `, psi ${m.pressureSome10.toFixed(1)}` : ''}`
+      : 'mem ?';
     const seen = typeof h.updatedAt === 'number' ? `, seen ${((now - h.updatedAt) / 1000).toFixed(1)} s ago` : '';
     lines.push(`  ${h.hostId}  ${adm}  ${mem}  engines ${busy}/${procs.length} busy, rss ${gib(rss)}  recycles ${recycles}${seen}`);
   }

@@ -2,7 +2,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
-import { RedisConfigError, assertNoEviction, createRedis, describeRedisTarget, parseRedisTarget, redisOptions, waitForRedis, type RedisConnection } from '@photoenhance/queue';
+import {
+  RedisConfigError,
+  assertNoEviction,
+  createRedis,
+  describeRedisTarget,
+  parseRedisTarget,
+  redisOptions,
+  waitForRedis,
+  type RedisConnection,
+} from '@photoenhance/queue';
 
 /** One line of the doctor's table. `required: false` checks are shown but never fail the run. */
 export interface CheckResult {
@@ -21,28 +30,53 @@ export const REDIS_INSTALL_HINT =
 export function checkNode(version = process.versions.node): CheckResult {
   const [major = 0, minor = 0] = version.split('.').map(Number);
   const ok = major > 20 || (major === 20 && minor >= 9);
-  return { name: 'node', ok, required: true, detail: `v${version} (needs >= 20.9)`, ...(ok ? {} : { fix: 'install Node.js 20.9 or newer (https://nodejs.org, or nvm install 20)' }) };
+  return {
+    name: 'node',
+    ok,
+    required: true,
+    detail: `v${version} (needs >= 20.9)`,
+    ...(ok ? {} : { fix: 'install Node.js 20.9 or newer (https://nodejs.org, or nvm install 20)' }),
+  };
 }
 
 export async function checkRedis(env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
   if (env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES) return [await checkRoutedRedis(env)];
   if (env.REDIS_URL) return [await checkRedisUrl(env.REDIS_URL)];
   const found = findExecutable('redis-server', process.cwd(), env.PATH);
-  if (!found) return [{ name: 'redis-server', ok: false, required: true, detail: 'not found on PATH (and REDIS_URL is not set)', fix: REDIS_INSTALL_HINT }];
+  if (!found)
+    return [
+      { name: 'redis-server', ok: false, required: true, detail: 'not found on PATH (and REDIS_URL is not set)', fix: REDIS_INSTALL_HINT },
+    ];
   const v = spawnSync(found, ['--version'], { encoding: 'utf8', timeout: 5000 });
   const version = /v=([\d.]+)/.exec(v.stdout ?? '')?.[1];
-  return [{ name: 'redis-server', ok: v.status === 0, required: true, detail: `${found}${version ? ` (${version})` : ''}`, ...(v.status === 0 ? {} : { fix: `${found} --version failed: ${(v.stderr || v.error?.message || '').trim()}` }) }];
+  return [
+    {
+      name: 'redis-server',
+      ok: v.status === 0,
+      required: true,
+      detail: `${found}${version ? ` (${version})` : ''}`,
+      ...(v.status === 0 ? {} : { fix: `${found} --version failed: ${(v.stderr || v.error?.message || '').trim()}` }),
+    },
+  ];
 }
 
 /** Redis behind Sentinel or a Cluster: connect as the apps do, check noeviction on every master. */
 async function checkRoutedRedis(env: NodeJS.ProcessEnv): Promise<CheckResult> {
   const name = env.REDIS_SENTINELS ? 'redis (REDIS_SENTINELS)' : 'redis (REDIS_CLUSTER_NODES)';
-  const list = (v: string | undefined): string[] | undefined => v?.split(',').map((x) => x.trim()).filter(Boolean);
+  const list = (v: string | undefined): string[] | undefined =>
+    v
+      ?.split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   let client: RedisConnection | undefined;
   try {
     const target = parseRedisTarget({
-      redisUrl: env.REDIS_URL, redisPassword: env.REDIS_PASSWORD, redisSentinels: list(env.REDIS_SENTINELS), redisSentinelMaster: env.REDIS_SENTINEL_MASTER,
-      redisSentinelPassword: env.REDIS_SENTINEL_PASSWORD, redisClusterNodes: list(env.REDIS_CLUSTER_NODES),
+      redisUrl: env.REDIS_URL,
+      redisPassword: env.REDIS_PASSWORD,
+      redisSentinels: list(env.REDIS_SENTINELS),
+      redisSentinelMaster: env.REDIS_SENTINEL_MASTER,
+      redisSentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+      redisClusterNodes: list(env.REDIS_CLUSTER_NODES),
     });
     client = createRedis(target, 'fail-fast', 'doctor');
     client.on('error', () => undefined);
@@ -51,7 +85,13 @@ async function checkRoutedRedis(env: NodeJS.ProcessEnv): Promise<CheckResult> {
     return { name, ok: true, required: true, detail: `${describeRedisTarget(target)} answers; noeviction` };
   } catch (err) {
     const detail = err instanceof RedisConfigError ? err.problems.join('; ') : (err as Error).message;
-    return { name, ok: false, required: true, detail, fix: 'see docs/redis.md: reachable sentinels (or cluster nodes), the right master name and passwords, maxmemory-policy noeviction' };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail,
+      fix: 'see docs/redis.md: reachable sentinels (or cluster nodes), the right master name and passwords, maxmemory-policy noeviction',
+    };
   } finally {
     client?.disconnect();
   }
@@ -61,16 +101,34 @@ async function checkRedisUrl(url: string): Promise<CheckResult> {
   const name = 'redis (REDIS_URL)';
   let client: Redis | undefined;
   try {
-    client = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
+    client = new Redis({
+      ...redisOptions(url),
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 3000,
+    });
     await client.connect();
     await client.ping();
     const policy = ((await client.config('GET', 'maxmemory-policy')) as string[])[1];
     if (policy && policy !== 'noeviction') {
-      return { name, ok: false, required: true, detail: `${url} answers, but maxmemory-policy is ${policy}`, fix: 'BullMQ needs noeviction: redis-cli CONFIG SET maxmemory-policy noeviction (and set it in redis.conf)' };
+      return {
+        name,
+        ok: false,
+        required: true,
+        detail: `${url} answers, but maxmemory-policy is ${policy}`,
+        fix: 'BullMQ needs noeviction: redis-cli CONFIG SET maxmemory-policy noeviction (and set it in redis.conf)',
+      };
     }
     return { name, ok: true, required: true, detail: `${url} answers PING` };
   } catch (err) {
-    return { name, ok: false, required: true, detail: `${url}: ${(err as Error).message}`, fix: `start Redis there, correct REDIS_URL, or unset it to let \`npm start\` run a private redis-server` };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: `${url}: ${(err as Error).message}`,
+      fix: `start Redis there, correct REDIS_URL, or unset it to let \`npm start\` run a private redis-server`,
+    };
   } finally {
     client?.disconnect();
   }
@@ -82,7 +140,13 @@ export async function checkSharp(): Promise<CheckResult> {
     const v = mod.default.versions;
     return { name: 'sharp', ok: true, required: true, detail: `sharp ${v.sharp ?? '?'}, libvips ${v.vips ?? '?'}` };
   } catch (err) {
-    return { name: 'sharp', ok: false, required: true, detail: (err as Error).message.split('\n')[0] ?? 'cannot load', fix: 'reinstall it for this platform: npm install --include=optional sharp (see https://sharp.pixelplumbing.com/install)' };
+    return {
+      name: 'sharp',
+      ok: false,
+      required: true,
+      detail: (err as Error).message.split('\n')[0] ?? 'cannot load',
+      fix: 'reinstall it for this platform: npm install --include=optional sharp (see https://sharp.pixelplumbing.com/install)',
+    };
   }
 }
 
@@ -102,12 +166,28 @@ export function readProfiles(file: string | undefined): { file: string; profiles
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    return { error: { name: 'worker config', ok: false, required: true, detail: `${file}: ${(err as Error).message}`, fix: 'fix the file (a JSON object with "engines": [...]) or unset WORKER_CONFIG' } };
+    return {
+      error: {
+        name: 'worker config',
+        ok: false,
+        required: true,
+        detail: `${file}: ${(err as Error).message}`,
+        fix: 'fix the file (a JSON object with "engines": [...]) or unset WORKER_CONFIG',
+      },
+    };
   }
   const engines = (parsed as { engines?: unknown } | null)?.engines;
   if (engines === undefined) return { file, profiles: [] };
   if (!Array.isArray(engines)) {
-    return { error: { name: 'worker config', ok: false, required: true, detail: `${file}: "engines" must be an array of profiles`, fix: 'write "engines": [{ "name", "kind", "command": [...] }]' } };
+    return {
+      error: {
+        name: 'worker config',
+        ok: false,
+        required: true,
+        detail: `${file}: "engines" must be an array of profiles`,
+        fix: 'write "engines": [{ "name", "kind", "command": [...] }]',
+      },
+    };
   }
   return { file, profiles: engines as ProfileLike[] };
 }
@@ -117,18 +197,37 @@ export async function checkProfile(p: ProfileLike, baseDir: string): Promise<Che
   const name = `engine ${typeof p.name === 'string' ? p.name : '?'}`;
   const command = p.command;
   if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === 'string')) {
-    return { name, ok: false, required: true, detail: `command must be a non-empty array of strings; received ${JSON.stringify(command)}`, fix: 'set "command": ["executable", "arg", ...] in the worker config' };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: `command must be a non-empty array of strings; received ${JSON.stringify(command)}`,
+      fix: 'set "command": ["executable", "arg", ...] in the worker config',
+    };
   }
   const argv = command as string[];
   const cwd = typeof p.cwd === 'string' ? resolve(baseDir, p.cwd) : baseDir;
   const exe = findExecutable(argv[0]!, cwd, process.env.PATH);
   if (!exe) {
-    return { name, ok: false, required: true, detail: `${argv[0]} not found${argv[0]!.includes('/') ? '' : ' on PATH'} or not executable`, fix: `install ${basename(argv[0]!)} or correct the first element of "command"` };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: `${argv[0]} not found${argv[0]!.includes('/') ? '' : ' on PATH'} or not executable`,
+      fix: `install ${basename(argv[0]!)} or correct the first element of "command"`,
+    };
   }
   const script = argv.slice(1).find((a) => /\.(py|js|mjs|ts)$/.test(a));
   if (script) {
     const scriptPath = resolve(cwd, script);
-    if (!isFile(scriptPath)) return { name, ok: false, required: true, detail: `${script} does not exist (looked at ${scriptPath})`, fix: 'correct the script path in "command" (relative paths start at the profile\'s cwd)' };
+    if (!isFile(scriptPath))
+      return {
+        name,
+        ok: false,
+        required: true,
+        detail: `${script} does not exist (looked at ${scriptPath})`,
+        fix: 'correct the script path in "command" (relative paths start at the profile\'s cwd)',
+      };
   }
   if (/^python[\d.]*$/.test(basename(exe)) && script?.endsWith('.py')) {
     const env = { ...process.env, ...(isStringRecord(p.env) ? p.env : {}) };
@@ -155,7 +254,13 @@ async function runPythonCheck(argv: string[], cwd: string, env: NodeJS.ProcessEn
   if (out.error) return { ok: false, required: true, detail: `${shown}: ${out.error.message}`, notes };
   if (out.code === 0) return { ok: true, required: true, detail: `${shown}: usable`, notes };
   const fix = report ? firstString(report, ['fix', 'hint', 'how_to_fix', 'howToFix']) : undefined;
-  return { ok: false, required: true, detail: `${shown}: not usable (exit ${out.code ?? 'timeout'})`, fix: fix ?? 'see the findings below', notes };
+  return {
+    ok: false,
+    required: true,
+    detail: `${shown}: not usable (exit ${out.code ?? 'timeout'})`,
+    fix: fix ?? 'see the findings below',
+    notes,
+  };
 }
 
 function lastJsonObject(text: string): Record<string, unknown> | undefined {
@@ -179,7 +284,11 @@ function describeReport(report: Record<string, unknown>): string[] {
       if (value.length === 0) continue;
       for (const item of value) lines.push(`${key}: ${describeItem(item)}`);
     } else if (value && typeof value === 'object') {
-      lines.push(`${key}: ${Object.entries(value).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ')}`);
+      lines.push(
+        `${key}: ${Object.entries(value)
+          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .join(', ')}`,
+      );
     } else {
       lines.push(`${key}: ${String(value)}`);
     }
@@ -217,7 +326,12 @@ function isFile(p: string): boolean {
 
 /** `which`: a path with a slash is taken relative to cwd; a bare name is searched on PATH. */
 export function findExecutable(cmd: string, cwd: string, pathEnv: string | undefined): string | undefined {
-  const candidates = cmd.includes('/') ? [isAbsolute(cmd) ? cmd : resolve(cwd, cmd)] : (pathEnv ?? '').split(delimiter).filter(Boolean).map((d) => join(d, cmd));
+  const candidates = cmd.includes('/')
+    ? [isAbsolute(cmd) ? cmd : resolve(cwd, cmd)]
+    : (pathEnv ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, cmd));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);

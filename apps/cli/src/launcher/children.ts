@@ -70,7 +70,11 @@ function passThrough(from: NodeJS.ReadableStream, to: NodeJS.WritableStream, pre
  * The termination ladder: `signal` to the process, then SIGKILL to its whole group after `graceMs`, then await the exit.
  * Idempotent; returns at once for a child that already exited.
  */
-export async function stopChild(child: ManagedChild, graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitInfo & { escalated: boolean }> {
+export async function stopChild(
+  child: ManagedChild,
+  graceMs: number,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<ExitInfo & { escalated: boolean }> {
   if (child.exit) return { ...child.exit, escalated: false };
   signalChild(child, signal, false);
   let timer: NodeJS.Timeout | undefined;

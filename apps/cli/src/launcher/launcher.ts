@@ -117,7 +117,11 @@ export class Launcher {
       try {
         await waitForPing(redisOptions(redisUrl), 5000, `Redis at REDIS_URL=${redisUrl}`, this.abort.signal);
       } catch (err) {
-        if (err instanceof CliError) throw new CliError(err.exitCode, `${err.message}\nhint: start that Redis, correct REDIS_URL, or unset it to let the launcher start a private redis-server`);
+        if (err instanceof CliError)
+          throw new CliError(
+            err.exitCode,
+            `${err.message}\nhint: start that Redis, correct REDIS_URL, or unset it to let the launcher start a private redis-server`,
+          );
         throw err;
       }
     } else {
@@ -128,7 +132,12 @@ export class Launcher {
     this.redisUrl = redisUrl;
     this.writeState(redisUrl);
 
-    this.appEnv = { ...this.s.env, ...(routed ? {} : { REDIS_URL: redisUrl }), STORAGE_DIR: this.s.storageDir, TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json') };
+    this.appEnv = {
+      ...this.s.env,
+      ...(routed ? {} : { REDIS_URL: redisUrl }),
+      STORAGE_DIR: this.s.storageDir,
+      TSX_TSCONFIG_PATH: this.s.env.TSX_TSCONFIG_PATH ?? join(REPO_ROOT, 'tsconfig.json'),
+    };
     const gateway = await this.spawnApp('gateway');
     this.writeState(redisUrl);
     const worker = await this.spawnApp('worker');
@@ -181,7 +190,10 @@ export class Launcher {
         return;
       }
       if (info.code === CONFIG_ERROR_EXIT) {
-        this.say(`${describeExit(child.name, info)}; not restarting it: correct the setting its message names, then start again. Stopping the rest`, true);
+        this.say(
+          `${describeExit(child.name, info)}; not restarting it: correct the setting its message names, then start again. Stopping the rest`,
+          true,
+        );
         this.requestStop(EXIT.USAGE);
         return;
       }
@@ -197,7 +209,10 @@ export class Launcher {
     if (now - dead.startedAt >= RESTART.stableMs) r.delayMs = RESTART.baseMs;
     r.times = r.times.filter((t) => now - t < RESTART.windowMs);
     if (r.times.length >= RESTART.max) {
-      this.say(`${describeExit(dead.name, info)}, the ${r.times.length + 1}th time within ${RESTART.windowMs / 60_000} min: giving up; see its messages above. Stopping the rest`, true);
+      this.say(
+        `${describeExit(dead.name, info)}, the ${r.times.length + 1}th time within ${RESTART.windowMs / 60_000} min: giving up; see its messages above. Stopping the rest`,
+        true,
+      );
       this.requestStop(EXIT.FAILED);
       return;
     }
@@ -205,7 +220,10 @@ export class Launcher {
     const delayMs = r.delayMs;
     r.delayMs = Math.min(RESTART.maxMs, r.delayMs * 2);
     this.restarts.set(dead.name, r);
-    this.say(`${describeExit(dead.name, info)}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${r.times.length} of at most ${RESTART.max} within ${RESTART.windowMs / 60_000} min)`, true);
+    this.say(
+      `${describeExit(dead.name, info)}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${r.times.length} of at most ${RESTART.max} within ${RESTART.windowMs / 60_000} min)`,
+      true,
+    );
     // A stop during the backoff ends the wait at once (run() aborts on stop).
     const waited = await delay(delayMs, true, { signal: this.abort.signal }).catch(() => false);
     if (!waited || this.stopping) return;
@@ -225,7 +243,12 @@ export class Launcher {
   /** The private Redis again, on the same data dir and address (the gateway and worker reconnect by themselves). */
   private restartRedis(): ReturnType<typeof startPrivateRedis> {
     const port = this.redisUrl.startsWith('redis://') ? Number(new URL(this.redisUrl).port) : undefined;
-    return startPrivateRedis(this.s.varDir, { env: this.s.env, signal: this.abort.signal, onSpawn: (c) => this.adopt(c), ...(port ? { port } : {}) });
+    return startPrivateRedis(this.s.varDir, {
+      env: this.s.env,
+      signal: this.abort.signal,
+      onSpawn: (c) => this.adopt(c),
+      ...(port ? { port } : {}),
+    });
   }
 
   private requestStop(code: number): void {
@@ -242,7 +265,11 @@ export class Launcher {
       if (child.exit) continue;
       this.say(`stopping ${child.name} (pid ${child.pid})`);
       const info = await stopChild(child, this.s.graceMs);
-      if (info.escalated) this.say(`${child.name} did not stop within ${this.s.graceMs / 1000} s of SIGTERM; killed it and its process group (SIGKILL)`, true);
+      if (info.escalated)
+        this.say(
+          `${child.name} did not stop within ${this.s.graceMs / 1000} s of SIGTERM; killed it and its process group (SIGKILL)`,
+          true,
+        );
       else if (info.code === 0 || info.signal === 'SIGTERM') this.say(`${child.name} stopped`);
       else this.say(`${describeExit(child.name, info)} while stopping`, true);
     }
@@ -291,7 +318,8 @@ export class Launcher {
         this.abort.signal.throwIfAborted();
         last = (err as Error).message;
       }
-      if (Date.now() + delay > deadline) throw new CliError(EXIT.FAILED, `error: ${what} not ready within ${Math.round(deadlineMs / 1000)} s (last: ${last})`);
+      if (Date.now() + delay > deadline)
+        throw new CliError(EXIT.FAILED, `error: ${what} not ready within ${Math.round(deadlineMs / 1000)} s (last: ${last})`);
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -304,12 +332,18 @@ export class Launcher {
       return;
     }
     if (prev.pid !== process.pid && isAlive(prev.pid, 'photoenhance')) {
-      throw new CliError(EXIT.USAGE, `error: another launcher (pid ${prev.pid}) is running with ${this.s.varDir}; stop it first, or set PHOTOENHANCE_VAR_DIR to another folder`);
+      throw new CliError(
+        EXIT.USAGE,
+        `error: another launcher (pid ${prev.pid}) is running with ${this.s.varDir}; stop it first, or set PHOTOENHANCE_VAR_DIR to another folder`,
+      );
     }
     // A launcher that was killed outright leaves its children: say so rather than fight them for the socket.
     const leftovers = prev.children.filter((c) => isAlive(c.pid, c.name === 'redis' ? 'redis-server' : `apps/${c.name}/`));
     if (leftovers.length) {
-      throw new CliError(EXIT.USAGE, `error: processes of an earlier launcher are still running (${leftovers.map((c) => `${c.name} pid ${c.pid}`).join(', ')}); stop them (kill ${leftovers.map((c) => c.pid).join(' ')}) and start again`);
+      throw new CliError(
+        EXIT.USAGE,
+        `error: processes of an earlier launcher are still running (${leftovers.map((c) => `${c.name} pid ${c.pid}`).join(', ')}); stop them (kill ${leftovers.map((c) => c.pid).join(' ')}) and start again`,
+      );
     }
   }
 
@@ -351,7 +385,11 @@ export class Launcher {
   }
 
   private say(message: string, error = false): void {
-    const text = message.split('\n').map((l) => PREFIX.launcher + l).join('\n') + '\n';
+    const text =
+      message
+        .split('\n')
+        .map((l) => PREFIX.launcher + l)
+        .join('\n') + '\n';
     (error ? process.stderr : process.stdout).write(text);
   }
 }

@@ -22,7 +22,13 @@ export interface PrivateRedis {
  */
 export async function startPrivateRedis(
   varDir: string,
-  opts: { env: NodeJS.ProcessEnv; signal: AbortSignal; onSpawn: (child: ManagedChild) => void; deadlineMs?: number; /** Reuse this TCP port (a restart keeps the address). */ port?: number },
+  opts: {
+    env: NodeJS.ProcessEnv;
+    signal: AbortSignal;
+    onSpawn: (child: ManagedChild) => void;
+    deadlineMs?: number /** Reuse this TCP port (a restart keeps the address). */;
+    port?: number;
+  },
 ): Promise<PrivateRedis> {
   const dir = join(varDir, 'redis');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -37,7 +43,21 @@ export async function startPrivateRedis(
     listen = ['--bind', '127.0.0.1', '--port', String(port)];
     url = `redis://127.0.0.1:${port}`;
   }
-  const args = ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--save', '', ...listen, '--loglevel', 'warning'];
+  const args = [
+    '--dir',
+    dir,
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+    '--save',
+    '',
+    ...listen,
+    '--loglevel',
+    'warning',
+  ];
   let child: ManagedChild;
   try {
     child = await startChild('redis', 'redis-server', args, { env: opts.env, prefix: 'redis    | ' });
@@ -49,7 +69,10 @@ export async function startPrivateRedis(
   }
   opts.onSpawn(child);
   const exitedEarly = child.exited.then((info) => {
-    throw new CliError(EXIT.UNREACHABLE, `error: ${describeExit('redis-server', info)} before answering PING; see its messages above (data dir ${dir}).`);
+    throw new CliError(
+      EXIT.UNREACHABLE,
+      `error: ${describeExit('redis-server', info)} before answering PING; see its messages above (data dir ${dir}).`,
+    );
   });
   exitedEarly.catch(() => undefined);
   await Promise.race([waitForPing(redisOptions(url), opts.deadlineMs ?? 15_000, `redis-server at ${url}`, opts.signal), exitedEarly]);

@@ -21,7 +21,10 @@ export function registerBatch(program: Command): void {
     .argument('<source>', 'a folder (walked recursively), one photo, or a glob such as "shots/**/*.jpg" (quote it)')
     .requiredOption('--out <folder>', 'output folder: <rel dir>/<stem>_enhanced.<ext> for each photo, plus the manifest');
   jobOptionFlags(cmd)
-    .option('--concurrency-max <n>', withDefault('most jobs of this batch outstanding at once; the window adapts below it (a 503/429 shrinks it to 0.7)', 64))
+    .option(
+      '--concurrency-max <n>',
+      withDefault('most jobs of this batch outstanding at once; the window adapts below it (a 503/429 shrinks it to 0.7)', 64),
+    )
     .option('--json', 'print the summary as JSON on stdout');
   connectionFlags(cmd)
     .option('-q, --quiet', 'no progress on stderr')

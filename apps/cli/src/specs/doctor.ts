@@ -5,7 +5,10 @@ export function registerDoctor(program: Command): void {
   const cmd = program
     .command('doctor')
     .description('Check this host: Node, Redis, sharp and every configured engine (Python engines run their own --check).')
-    .option('--config <file>', withDefault('worker config with the engine profiles (env WORKER_CONFIG)', 'the built-in classic engine only'))
+    .option(
+      '--config <file>',
+      withDefault('worker config with the engine profiles (env WORKER_CONFIG)', 'the built-in classic engine only'),
+    )
     .option('--json', 'print the results as JSON')
     .action(async (flags: { config?: string; json?: boolean }) => {
       const { doctor } = await import('../commands/doctor.js');

@@ -16,7 +16,10 @@ export function registerEnhance(program: Command): void {
     .command('enhance')
     .description('Enhance one photo: upload it, wait for the job, download the result, print its path.')
     .argument('<photo>', 'the photo to enhance (JPEG, PNG, WebP, BMP or TIFF); - reads it from stdin')
-    .option('-o, --output <path>', withDefault('where to write the result; a directory puts it there; - writes it to stdout', '<stem>_enhanced.<ext> beside the photo'));
+    .option(
+      '-o, --output <path>',
+      withDefault('where to write the result; a directory puts it there; - writes it to stdout', '<stem>_enhanced.<ext> beside the photo'),
+    );
   jobOptionFlags(cmd);
   connectionFlags(cmd)
     .option('--retries <n>', withDefault('how many times to retry a busy gateway (503/429), waiting Retry-After each time', 3))

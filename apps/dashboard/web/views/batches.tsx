@@ -44,20 +44,48 @@ function BatchItems(props: { batch: BatchSummary }) {
         <select data-testid="batch-item-filter" value={filter} onChange={(e) => setFilter((e.currentTarget as HTMLSelectElement).value)}>
           <option value="all">all {all.length} items</option>
           {states.map((s) => (
-            <option value={s}>{s} ({all.filter((i) => i.status === s).length})</option>
+            <option value={s}>
+              {s} ({all.filter((i) => i.status === s).length})
+            </option>
           ))}
         </select>
       </label>
       <table class="grid" data-testid="batch-items">
-        <thead><tr><th>#</th><th>Item</th><th>State</th><th>Job</th><th>Error</th></tr></thead>
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>Item</th>
+            <th>State</th>
+            <th>Job</th>
+            <th>Error</th>
+          </tr>
+        </thead>
         <tbody>
           {shown.map((i) => (
             <tr data-item-status={i.status}>
               <td class="num">{i.index + 1}</td>
               <td>{i.name}</td>
-              <td><StatusBadge status={i.status} /></td>
-              <td>{i.jobId ? <a href={`#/jobs/${i.jobId}`} class="mono">{i.jobId}</a> : '–'}</td>
-              <td>{i.error ? <><code>{i.error.code}</code> <span class="small">{i.error.message}</span></> : ''}</td>
+              <td>
+                <StatusBadge status={i.status} />
+              </td>
+              <td>
+                {i.jobId ? (
+                  <a href={`#/jobs/${i.jobId}`} class="mono">
+                    {i.jobId}
+                  </a>
+                ) : (
+                  '–'
+                )}
+              </td>
+              <td>
+                {i.error ? (
+                  <>
+                    <code>{i.error.code}</code> <span class="small">{i.error.message}</span>
+                  </>
+                ) : (
+                  ''
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
@@ -95,7 +123,12 @@ export function BatchesView(_props: { id?: string }) {
   if (error) return <p class="error-text">{error}</p>;
   if (!data) return <p class="muted">Loading…</p>;
   if (!data.available) return <p class="muted">This gateway has no batch API.</p>;
-  if (data.batches.length === 0) return <p class="muted" data-testid="no-batches">No batches yet. Submit one with POST /v1/batches (photoenhance batch DIR).</p>;
+  if (data.batches.length === 0)
+    return (
+      <p class="muted" data-testid="no-batches">
+        No batches yet. Submit one with POST /v1/batches (photoenhance batch DIR).
+      </p>
+    );
   return (
     <section data-testid="batches">
       {data.batches.map((b) => (
@@ -103,13 +136,25 @@ export function BatchesView(_props: { id?: string }) {
           <div class="job-head">
             <h3 class="mono">{b.id}</h3>
             <StatusBadge status={b.status} />
-            <span class="muted small">{b.engine} · {b.total} item(s) · created {ago(b.createdAt)}</span>
+            <span class="muted small">
+              {b.engine} · {b.total} item(s) · created {ago(b.createdAt)}
+            </span>
             <span class="spacer" />
-            {b.links ? <a class="button" href={b.links.results}>Results ZIP</a> : null}
+            {b.links ? (
+              <a class="button" href={b.links.results}>
+                Results ZIP
+              </a>
+            ) : null}
           </div>
           <div class="batch-progress">
             <progress max={1} value={b.progress} />
-            <span class="small">{Math.round(b.progress * 100)} % · {Object.entries(b.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(' · ')}</span>
+            <span class="small">
+              {Math.round(b.progress * 100)} % ·{' '}
+              {Object.entries(b.counts)
+                .filter(([, n]) => n > 0)
+                .map(([s, n]) => `${n} ${s}`)
+                .join(' · ')}
+            </span>
           </div>
           <BatchItems batch={b} />
         </div>

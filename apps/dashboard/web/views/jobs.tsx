@@ -63,7 +63,11 @@ export function JobsView() {
       if (!c) return r;
       touched = true;
       const status = changeToStatus(c.event);
-      return { ...r, ...(status ? { status } : {}), ...(c.event === 'progress' && typeof c.progress === 'number' ? { progress: c.progress } : {}) };
+      return {
+        ...r,
+        ...(status ? { status } : {}),
+        ...(c.event === 'progress' && typeof c.progress === 'number' ? { progress: c.progress } : {}),
+      };
     });
     if (touched) setData({ ...data, jobs: rows });
     // New jobs, or rows that moved out of the filter: read the page again (throttled).
@@ -75,34 +79,104 @@ export function JobsView() {
   return (
     <section>
       <div class="filters">
-        <label>State <select value={filters.state} data-testid="filter-state" onChange={(e) => setFilters({ ...filters, state: (e.target as HTMLSelectElement).value, page: 1 })}>{STATES.map((s) => <option value={s}>{s}</option>)}</select></label>
-        <label>Engine <select value={filters.engine} data-testid="filter-engine" onChange={(e) => setFilters({ ...filters, engine: (e.target as HTMLSelectElement).value, page: 1 })}><option value="all">all</option>{engines.map((s) => <option value={s}>{s}</option>)}</select></label>
-        <span class="muted small">{data ? `${data.total} job(s)` : ''}{error ? <span class="error-text"> {error}</span> : null}</span>
+        <label>
+          State{' '}
+          <select
+            value={filters.state}
+            data-testid="filter-state"
+            onChange={(e) => setFilters({ ...filters, state: (e.target as HTMLSelectElement).value, page: 1 })}
+          >
+            {STATES.map((s) => (
+              <option value={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Engine{' '}
+          <select
+            value={filters.engine}
+            data-testid="filter-engine"
+            onChange={(e) => setFilters({ ...filters, engine: (e.target as HTMLSelectElement).value, page: 1 })}
+          >
+            <option value="all">all</option>
+            {engines.map((s) => (
+              <option value={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        <span class="muted small">
+          {data ? `${data.total} job(s)` : ''}
+          {error ? <span class="error-text"> {error}</span> : null}
+        </span>
       </div>
       <table class="grid jobs" data-testid="jobs-table">
-        <thead><tr><th>Job</th><th>Engine</th><th>Status</th><th>Progress</th><th class="num">Attempts</th><th>Input</th><th>Created</th><th class="num">Run</th><th>Error</th></tr></thead>
+        <thead>
+          <tr>
+            <th>Job</th>
+            <th>Engine</th>
+            <th>Status</th>
+            <th>Progress</th>
+            <th class="num">Attempts</th>
+            <th>Input</th>
+            <th>Created</th>
+            <th class="num">Run</th>
+            <th>Error</th>
+          </tr>
+        </thead>
         <tbody>
-          {data?.jobs.length === 0 ? <tr><td colSpan={9} class="muted">No jobs match.</td></tr> : null}
+          {data?.jobs.length === 0 ? (
+            <tr>
+              <td colSpan={9} class="muted">
+                No jobs match.
+              </td>
+            </tr>
+          ) : null}
           {data?.jobs.map((j) => (
             <tr data-job-id={j.id} data-status={j.status}>
-              <td><a href={`#/jobs/${j.id}`} class="mono">{j.id}</a></td>
+              <td>
+                <a href={`#/jobs/${j.id}`} class="mono">
+                  {j.id}
+                </a>
+              </td>
               <td>{j.engine}</td>
-              <td><StatusBadge status={j.status} /></td>
-              <td><progress max={1} value={j.progress} /></td>
+              <td>
+                <StatusBadge status={j.status} />
+              </td>
+              <td>
+                <progress max={1} value={j.progress} />
+              </td>
               <td class="num">{j.attempts}</td>
               <td class="small">{j.input ? `${j.input.name} · ${j.input.width}×${j.input.height} · ${bytes(j.input.bytes)}` : '–'}</td>
               <td class="small">{ago(j.createdAt)}</td>
               <td class="num">{j.startedAt && j.finishedAt ? ms(Date.parse(j.finishedAt) - Date.parse(j.startedAt)) : '–'}</td>
-              <td class="small">{j.error ? <span title={j.error.message}><code>{j.error.code}</code></span> : ''}</td>
+              <td class="small">
+                {j.error ? (
+                  <span title={j.error.message}>
+                    <code>{j.error.code}</code>
+                  </span>
+                ) : (
+                  ''
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
       </table>
       {data && data.pages > 1 ? (
         <div class="pager">
-          <button disabled={filters.page <= 1} onClick={() => setFilters({ ...filters, page: filters.page - 1 })}>← Newer</button>
-          <span>page {data.page} of {data.pages}</span>
-          <button disabled={filters.page >= data.pages} onClick={() => setFilters({ ...filters, page: filters.page + 1 })} data-testid="next-page">Older →</button>
+          <button disabled={filters.page <= 1} onClick={() => setFilters({ ...filters, page: filters.page - 1 })}>
+            ← Newer
+          </button>
+          <span>
+            page {data.page} of {data.pages}
+          </span>
+          <button
+            disabled={filters.page >= data.pages}
+            onClick={() => setFilters({ ...filters, page: filters.page + 1 })}
+            data-testid="next-page"
+          >
+            Older →
+          </button>
         </div>
       ) : null}
     </section>

@@ -53,7 +53,9 @@ export function ownershipRule(url: string): { param: string; kind: Kind } | unde
 
 /** The same messages an unknown id gets (job-service.ts, batch-service.ts), so the two cannot be told apart. */
 export function notFound(kind: Kind, id: string): ApiError {
-  return kind === 'job' ? new ApiError('JOB_NOT_FOUND', `No job with id ${id}`) : new ApiError('BATCH_NOT_FOUND', `No batch with id ${id} (unknown, or expired with its jobs)`);
+  return kind === 'job'
+    ? new ApiError('JOB_NOT_FOUND', `No job with id ${id}`)
+    : new ApiError('BATCH_NOT_FOUND', `No batch with id ${id} (unknown, or expired with its jobs)`);
 }
 
 const CHALLENGE = 'Bearer realm="photoenhance", charset="UTF-8"';
@@ -69,13 +71,21 @@ export function authenticate(config: Readonly<GatewayConfig>): onRequestHookHand
     const path = req.url.split('?')[0] ?? '';
     if (presentedKey(req) === undefined) {
       req.log.debug({ path }, 'request refused: no API key');
-      await sendProblem(reply, new ApiError('API_KEY_REQUIRED', `${req.method} ${path} needs an API key`, { headers: { 'www-authenticate': CHALLENGE } }), req.url);
+      await sendProblem(
+        reply,
+        new ApiError('API_KEY_REQUIRED', `${req.method} ${path} needs an API key`, { headers: { 'www-authenticate': CHALLENGE } }),
+        req.url,
+      );
       return;
     }
     req.log.info({ path, ip: req.ip }, 'request refused: API key not recognised');
-    await sendProblem(reply, new ApiError('API_KEY_INVALID', `The API key sent with ${req.method} ${path} is not one of this gateway's keys`, {
-      headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
-    }), req.url);
+    await sendProblem(
+      reply,
+      new ApiError('API_KEY_INVALID', `The API key sent with ${req.method} ${path} is not one of this gateway's keys`, {
+        headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
+      }),
+      req.url,
+    );
   };
 }
 

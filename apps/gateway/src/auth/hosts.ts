@@ -33,7 +33,9 @@ function isIpLiteral(name: string): boolean {
 }
 
 /** A predicate over Host headers for this configuration. */
-export function hostPolicy(config: Readonly<Pick<GatewayConfig, 'host' | 'publicUrl' | 'allowedHosts'>>): (header: string | undefined) => boolean {
+export function hostPolicy(
+  config: Readonly<Pick<GatewayConfig, 'host' | 'publicUrl' | 'allowedHosts'>>,
+): (header: string | undefined) => boolean {
   const names = new Set<string>(['localhost']);
   const suffixes: string[] = [];
   let any = false;
@@ -72,6 +74,12 @@ export function installHostCheck(app: FastifyInstance, config: Readonly<GatewayC
     if (allowed(req.headers.host) || PROBES.has(req.url.split('?')[0] ?? '')) return;
     const shown = (req.headers.host ?? '').slice(0, 100);
     req.log.info({ host: shown }, 'request refused: host name not served');
-    await sendProblem(reply, new ApiError('HOST_NOT_ALLOWED', `This gateway does not serve the host name ${JSON.stringify(shown)}`, { extensions: { host: shown } }), req.url);
+    await sendProblem(
+      reply,
+      new ApiError('HOST_NOT_ALLOWED', `This gateway does not serve the host name ${JSON.stringify(shown)}`, {
+        extensions: { host: shown },
+      }),
+      req.url,
+    );
   });
 }

@@ -35,7 +35,8 @@ export function parseKeyEntry(raw: string): KeyEntry | string {
   const colon = entry.indexOf(':');
   if (colon > 0 && NAME.test(entry.slice(0, colon))) {
     const secret = entry.slice(colon + 1);
-    if (secret.length < MIN_SECRET_LENGTH) return `the secret of key "${entry.slice(0, colon)}" is shorter than ${MIN_SECRET_LENGTH} characters`;
+    if (secret.length < MIN_SECRET_LENGTH)
+      return `the secret of key "${entry.slice(0, colon)}" is shorter than ${MIN_SECRET_LENGTH} characters`;
     if (/\s/.test(secret)) return `the secret of key "${entry.slice(0, colon)}" contains white space`;
     return { name: entry.slice(0, colon), secret };
   }
@@ -63,7 +64,9 @@ export class Keyring {
       const e = parseKeyEntry(raw);
       if (typeof e === 'string') throw new Error(`invalid API key entry: ${e}`);
       const hash = sha256(e.secret);
-      const client = e.name ? { name: e.name, id: `n_${e.name}` } : { name: `key-${hash.toString('hex').slice(0, 8)}`, id: keyId(e.secret) };
+      const client = e.name
+        ? { name: e.name, id: `n_${e.name}` }
+        : { name: `key-${hash.toString('hex').slice(0, 8)}`, id: keyId(e.secret) };
       return { hash, client };
     });
   }

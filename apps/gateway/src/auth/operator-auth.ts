@@ -37,7 +37,10 @@ export function isOperatorRoute(method: string, url: string): boolean {
 }
 
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
   if (h === 'localhost' || h.endsWith('.localhost')) return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (h === '::1') return true;
@@ -93,11 +96,25 @@ export function operatorGuard(config: Readonly<GatewayConfig>): OperatorGuard {
   return async (req, reply) => {
     if (!token) {
       if (config.apiKeys.length > 0) {
-        await sendProblem(reply, new ApiError('OPERATOR_TOKEN_REQUIRED', `${req.method} ${req.url.split('?')[0]} shows every client's jobs and API_KEYS is set, but no DASHBOARD_TOKEN is configured`), req.url);
+        await sendProblem(
+          reply,
+          new ApiError(
+            'OPERATOR_TOKEN_REQUIRED',
+            `${req.method} ${req.url.split('?')[0]} shows every client's jobs and API_KEYS is set, but no DASHBOARD_TOKEN is configured`,
+          ),
+          req.url,
+        );
         return;
       }
       if (loopback) return;
-      await sendProblem(reply, new ApiError('OPERATOR_ACCESS_DISABLED', `Operator pages are off: no DASHBOARD_TOKEN is configured and the gateway binds ${config.host}, which is not a loopback address`), req.url);
+      await sendProblem(
+        reply,
+        new ApiError(
+          'OPERATOR_ACCESS_DISABLED',
+          `Operator pages are off: no DASHBOARD_TOKEN is configured and the gateway binds ${config.host}, which is not a loopback address`,
+        ),
+        req.url,
+      );
       return;
     }
     if (hasOperatorCredential(req, token)) return;
@@ -106,9 +123,13 @@ export function operatorGuard(config: Readonly<GatewayConfig>): OperatorGuard {
       await reply.redirect(`/dashboard/login?next=${encodeURIComponent(req.url)}`, 303);
       return;
     }
-    await sendProblem(reply, new ApiError('OPERATOR_AUTH_REQUIRED', `${req.method} ${req.url.split('?')[0]} is for operators`, {
-      headers: { 'www-authenticate': 'Bearer realm="photoenhance-operator", Basic realm="photoenhance-operator", charset="UTF-8"' },
-    }), req.url);
+    await sendProblem(
+      reply,
+      new ApiError('OPERATOR_AUTH_REQUIRED', `${req.method} ${req.url.split('?')[0]} is for operators`, {
+        headers: { 'www-authenticate': 'Bearer realm="photoenhance-operator", Basic realm="photoenhance-operator", charset="UTF-8"' },
+      }),
+      req.url,
+    );
   };
 }
 
@@ -152,9 +173,16 @@ export function sameOriginGuard(config: Readonly<GatewayConfig>): OperatorGuard 
     if (SAFE_METHODS.has(req.method) || isSameOrigin(req, config.publicUrl)) return;
     const origin = typeof req.headers.origin === 'string' ? req.headers.origin.slice(0, 200) : undefined;
     req.log.warn({ origin, contentType: req.headers['content-type'] }, 'operator request refused: not same-origin');
-    await sendProblem(reply, new ApiError('CROSS_ORIGIN_REFUSED', origin !== undefined
-      ? `${req.method} ${req.url.split('?')[0]} came from the origin ${JSON.stringify(origin)}, not from this gateway`
-      : `${req.method} ${req.url.split('?')[0]} carries neither an Origin header nor a JSON Content-Type`), req.url);
+    await sendProblem(
+      reply,
+      new ApiError(
+        'CROSS_ORIGIN_REFUSED',
+        origin !== undefined
+          ? `${req.method} ${req.url.split('?')[0]} came from the origin ${JSON.stringify(origin)}, not from this gateway`
+          : `${req.method} ${req.url.split('?')[0]} carries neither an Origin header nor a JSON Content-Type`,
+      ),
+      req.url,
+    );
   };
 }
 
@@ -195,7 +223,9 @@ ${failed ? '<p class="err">That token is not right.</p>' : ''}
 /** Only same-site relative paths under the operator prefixes are followed after sign-in. */
 function safeNext(next: unknown): string {
   if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//')) return '/dashboard/';
-  return OPERATOR_PREFIXES.some((p) => next === p || next.startsWith(`${p}/`) || next.startsWith(`${p}?`) || next.startsWith(`${p}#`)) ? next : '/dashboard/';
+  return OPERATOR_PREFIXES.some((p) => next === p || next.startsWith(`${p}/`) || next.startsWith(`${p}?`) || next.startsWith(`${p}#`))
+    ? next
+    : '/dashboard/';
 }
 
 async function loginRoutes(app: FastifyInstance, opts: { config: Readonly<GatewayConfig> }): Promise<void> {
@@ -208,7 +238,10 @@ async function loginRoutes(app: FastifyInstance, opts: { config: Readonly<Gatewa
 
   app.get<{ Querystring: { next?: string; failed?: string } }>('/dashboard/login', { schema: { hide: true } }, async (req, reply) => {
     if (!config.dashboardToken) return reply.redirect(safeNext(req.query.next), 303);
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(LOGIN_PAGE(safeNext(req.query.next), req.query.failed === '1'));
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(LOGIN_PAGE(safeNext(req.query.next), req.query.failed === '1'));
   });
 
   app.post<{ Body: { token?: string; next?: string } | undefined }>('/dashboard/login', { schema: { hide: true } }, async (req, reply) => {
@@ -217,7 +250,10 @@ async function loginRoutes(app: FastifyInstance, opts: { config: Readonly<Gatewa
     if (!token) return reply.redirect(next, 303);
     const given = typeof req.body?.token === 'string' ? req.body.token.trim() : '';
     if (!safeEqual(given, token)) return reply.redirect(`/dashboard/login?failed=1&next=${encodeURIComponent(next)}`, 303);
-    reply.header('set-cookie', `${OPERATOR_COOKIE}=${sessionValue(token)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${12 * 3600}${secure}`);
+    reply.header(
+      'set-cookie',
+      `${OPERATOR_COOKIE}=${sessionValue(token)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${12 * 3600}${secure}`,
+    );
     return reply.redirect(next, 303);
   });
 

@@ -33,10 +33,14 @@ export async function registerBackpressure(app: FastifyInstance, config: Readonl
       allowList: (req) => EXEMPT.has(pathOf(req)),
       errorResponseBuilder: (_req, ctx) => {
         const seconds = Math.max(1, Math.ceil(ctx.ttl / 1000));
-        return new ApiError('RATE_LIMITED', `This client sent more than ${ctx.max} requests in ${Math.round(config.rateLimitWindowMs / 1000)} s (RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS)`, {
-          extensions: { limit: ctx.max, windowMs: config.rateLimitWindowMs, retryAfterSeconds: seconds },
-          headers: { 'retry-after': String(seconds) },
-        });
+        return new ApiError(
+          'RATE_LIMITED',
+          `This client sent more than ${ctx.max} requests in ${Math.round(config.rateLimitWindowMs / 1000)} s (RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS)`,
+          {
+            extensions: { limit: ctx.max, windowMs: config.rateLimitWindowMs, retryAfterSeconds: seconds },
+            headers: { 'retry-after': String(seconds) },
+          },
+        );
       },
     });
   }
@@ -52,8 +56,16 @@ export async function registerBackpressure(app: FastifyInstance, config: Readonl
       retryAfter,
       pressureHandler: (req, _reply, type, value) => {
         if (EXEMPT.has(pathOf(req))) return Promise.resolve();
-        const what = type === 'eventLoopDelay' ? `event-loop delay ${Math.round(Number(value))} ms (limit MAX_EVENT_LOOP_DELAY_MS ${config.maxEventLoopDelayMs})` : `${type} ${String(value)} (limit MAX_HEAP_USED_BYTES ${config.maxHeapUsedBytes})`;
-        return Promise.reject(new ApiError('OVERLOADED', `The gateway is under pressure: ${what}`, { extensions: { pressure: type }, headers: { 'retry-after': String(retryAfter) } }));
+        const what =
+          type === 'eventLoopDelay'
+            ? `event-loop delay ${Math.round(Number(value))} ms (limit MAX_EVENT_LOOP_DELAY_MS ${config.maxEventLoopDelayMs})`
+            : `${type} ${String(value)} (limit MAX_HEAP_USED_BYTES ${config.maxHeapUsedBytes})`;
+        return Promise.reject(
+          new ApiError('OVERLOADED', `The gateway is under pressure: ${what}`, {
+            extensions: { pressure: type },
+            headers: { 'retry-after': String(retryAfter) },
+          }),
+        );
       },
     });
   }

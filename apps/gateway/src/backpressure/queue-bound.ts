@@ -10,7 +10,10 @@ export interface QueueLoad {
   at: number;
 }
 
-type Settings = Pick<GatewayConfig, 'maxQueuedJobs' | 'holdingGraceMs' | 'queueDepthCacheMs' | 'drainWindowMs' | 'retryAfterMinSeconds' | 'retryAfterMaxSeconds'>;
+type Settings = Pick<
+  GatewayConfig,
+  'maxQueuedJobs' | 'holdingGraceMs' | 'queueDepthCacheMs' | 'drainWindowMs' | 'retryAfterMinSeconds' | 'retryAfterMaxSeconds'
+>;
 
 /** Memory reasons are the ones that make a host hold for memory (the governor's reasons start with MEMORY_). */
 const isMemoryHold = (h: HostState): boolean => h.admission.state === 'holding' && h.admission.reason.startsWith('MEMORY');
@@ -115,20 +118,31 @@ export class QueueBound {
     const limit = this.settings.maxQueuedJobs;
     if (load.waiting >= limit) {
       const retry = this.retryAfterSeconds(load, load.waiting - limit + Math.ceil(limit / 10));
-      throw new ApiError('QUEUE_FULL', `${load.waiting} jobs are waiting, at the gateway's limit of ${limit} (MAX_QUEUED_JOBS); the workers finish about ${load.drainPerSecond.toFixed(2)} jobs/s`, {
-        extensions: { waiting: load.waiting, limit, drainPerSecond: round(load.drainPerSecond), retryAfterSeconds: retry },
-        headers: { 'retry-after': String(retry) },
-      });
+      throw new ApiError(
+        'QUEUE_FULL',
+        `${load.waiting} jobs are waiting, at the gateway's limit of ${limit} (MAX_QUEUED_JOBS); the workers finish about ${load.drainPerSecond.toFixed(2)} jobs/s`,
+        {
+          extensions: { waiting: load.waiting, limit, drainPerSecond: round(load.drainPerSecond), retryAfterSeconds: retry },
+          headers: { 'retry-after': String(retry) },
+        },
+      );
     }
     const hosts = await this.hosts();
     const grace = this.settings.holdingGraceMs;
     if (hosts.length > 0 && hosts.every((h) => isMemoryHold(h) && now - h.admission.since >= grace)) {
       const heldMs = Math.min(...hosts.map((h) => now - h.admission.since));
       const retry = this.retryAfterSeconds(load, Math.max(1, load.waiting));
-      throw new ApiError('WORKERS_HOLDING', `Every worker host (${hosts.length}) has been holding for memory for at least ${Math.round(heldMs / 1000)} s (${[...new Set(hosts.map((h) => h.admission.reason))].join(', ')})`, {
-        extensions: { hosts: hosts.map((h) => ({ hostId: h.hostId, reason: h.admission.reason, since: new Date(h.admission.since).toISOString() })), retryAfterSeconds: retry },
-        headers: { 'retry-after': String(retry) },
-      });
+      throw new ApiError(
+        'WORKERS_HOLDING',
+        `Every worker host (${hosts.length}) has been holding for memory for at least ${Math.round(heldMs / 1000)} s (${[...new Set(hosts.map((h) => h.admission.reason))].join(', ')})`,
+        {
+          extensions: {
+            hosts: hosts.map((h) => ({ hostId: h.hostId, reason: h.admission.reason, since: new Date(h.admission.since).toISOString() })),
+            retryAfterSeconds: retry,
+          },
+          headers: { 'retry-after': String(retry) },
+        },
+      );
     }
     return load;
   }

@@ -49,10 +49,14 @@ const RATIO_FLOOR_BYTES = 64 * 1024;
 
 const open = (path: string): Promise<ZipFile> =>
   new Promise((resolve, reject) => {
-    yauzl.open(path, { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: true, strictFileNames: false }, (err, zip) => {
-      if (err || !zip) reject(archiveRefused('not-a-zip', `The archive cannot be read as ZIP (${err?.message ?? 'no archive'})`));
-      else resolve(zip);
-    });
+    yauzl.open(
+      path,
+      { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: true, strictFileNames: false },
+      (err, zip) => {
+        if (err || !zip) reject(archiveRefused('not-a-zip', `The archive cannot be read as ZIP (${err?.message ?? 'no archive'})`));
+        else resolve(zip);
+      },
+    );
   });
 
 function entryName(entry: Entry): string {
@@ -77,7 +81,9 @@ function isSkipped(name: string): boolean {
 
 async function eachEntry(zip: ZipFile, fn: (entry: Entry, name: string) => Promise<void>): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    zip.on('error', (err: Error) => reject(err instanceof ApiError ? err : archiveRefused('not-a-zip', `The archive is damaged (${err.message})`)));
+    zip.on('error', (err: Error) =>
+      reject(err instanceof ApiError ? err : archiveRefused('not-a-zip', `The archive is damaged (${err.message})`)),
+    );
     zip.on('end', () => resolve());
     zip.on('entry', (entry: Entry) => {
       fn(entry, entryName(entry)).then(() => zip.readEntry(), reject);
@@ -92,29 +98,56 @@ export async function inspectArchive(path: string, limits: ArchiveLimits): Promi
   try {
     // A directory far larger than the item limit is refused before reading it at all.
     if (zip.entryCount > limits.maxEntries * 2 + 100) {
-      throw archiveRefused('too-many-entries', `The archive has ${zip.entryCount} entries; at most ${limits.maxEntries} photos are accepted (MAX_BATCH_ITEMS)`, { entries: zip.entryCount, limit: limits.maxEntries });
+      throw archiveRefused(
+        'too-many-entries',
+        `The archive has ${zip.entryCount} entries; at most ${limits.maxEntries} photos are accepted (MAX_BATCH_ITEMS)`,
+        { entries: zip.entryCount, limit: limits.maxEntries },
+      );
     }
     const found: ArchiveEntryInfo[] = [];
     let total = 0;
     await eachEntry(zip, async (entry, name) => {
-      if (isUnsafeName(name)) throw archiveRefused('unsafe-entry-name', `The archive entry ${JSON.stringify(name.slice(0, 120))} is an absolute or parent-relative path`, { entry: name.slice(0, 200) });
+      if (isUnsafeName(name))
+        throw archiveRefused(
+          'unsafe-entry-name',
+          `The archive entry ${JSON.stringify(name.slice(0, 120))} is an absolute or parent-relative path`,
+          { entry: name.slice(0, 200) },
+        );
       if (isSkipped(name)) return;
-      if ((entry.generalPurposeBitFlag & 0x1) !== 0) throw archiveRefused('encrypted', `The archive entry ${JSON.stringify(name)} is encrypted`, { entry: name });
+      if ((entry.generalPurposeBitFlag & 0x1) !== 0)
+        throw archiveRefused('encrypted', `The archive entry ${JSON.stringify(name)} is encrypted`, { entry: name });
       if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
-        throw archiveRefused('unsupported-compression', `The archive entry ${JSON.stringify(name)} uses compression method ${entry.compressionMethod}; only stored and deflate are read`, { entry: name });
+        throw archiveRefused(
+          'unsupported-compression',
+          `The archive entry ${JSON.stringify(name)} uses compression method ${entry.compressionMethod}; only stored and deflate are read`,
+          { entry: name },
+        );
       }
-      if (NESTED.test(name)) throw archiveRefused('nested-archive', `The archive entry ${JSON.stringify(name)} is itself an archive; send photos only`, { entry: name });
+      if (NESTED.test(name))
+        throw archiveRefused('nested-archive', `The archive entry ${JSON.stringify(name)} is itself an archive; send photos only`, {
+          entry: name,
+        });
       const ratio = entry.uncompressedSize / Math.max(1, entry.compressedSize);
       if (entry.uncompressedSize > RATIO_FLOOR_BYTES && ratio > limits.maxRatio) {
-        throw archiveRefused('compression-ratio', `The archive entry ${JSON.stringify(name)} inflates ${Math.round(ratio)} times (limit ${limits.maxRatio}, MAX_ARCHIVE_RATIO): it looks like an archive bomb`, { entry: name, ratio: Math.round(ratio), limit: limits.maxRatio });
+        throw archiveRefused(
+          'compression-ratio',
+          `The archive entry ${JSON.stringify(name)} inflates ${Math.round(ratio)} times (limit ${limits.maxRatio}, MAX_ARCHIVE_RATIO): it looks like an archive bomb`,
+          { entry: name, ratio: Math.round(ratio), limit: limits.maxRatio },
+        );
       }
       total += entry.uncompressedSize;
       if (total > limits.maxUncompressedBytes) {
-        throw archiveRefused('uncompressed-size', `The archive inflates to more than ${limits.maxUncompressedBytes} bytes (MAX_ARCHIVE_UNCOMPRESSED_BYTES)`, { limitBytes: limits.maxUncompressedBytes });
+        throw archiveRefused(
+          'uncompressed-size',
+          `The archive inflates to more than ${limits.maxUncompressedBytes} bytes (MAX_ARCHIVE_UNCOMPRESSED_BYTES)`,
+          { limitBytes: limits.maxUncompressedBytes },
+        );
       }
       found.push({ path: name, uncompressedSize: entry.uncompressedSize });
       if (found.length > limits.maxEntries) {
-        throw archiveRefused('too-many-entries', `The archive holds more than ${limits.maxEntries} photos (MAX_BATCH_ITEMS)`, { limit: limits.maxEntries });
+        throw archiveRefused('too-many-entries', `The archive holds more than ${limits.maxEntries} photos (MAX_BATCH_ITEMS)`, {
+          limit: limits.maxEntries,
+        });
       }
     });
     return found;
@@ -124,7 +157,11 @@ export async function inspectArchive(path: string, limits: ArchiveLimits): Promi
 }
 
 /** Second pass: hand each accepted entry's inflating stream to `fn`, in archive order. */
-export async function extractArchive(path: string, wanted: ArchiveEntryInfo[], fn: (info: ArchiveEntryInfo, stream: Readable) => Promise<void>): Promise<void> {
+export async function extractArchive(
+  path: string,
+  wanted: ArchiveEntryInfo[],
+  fn: (info: ArchiveEntryInfo, stream: Readable) => Promise<void>,
+): Promise<void> {
   const byName = new Map(wanted.map((w) => [w.path, w]));
   const zip = await open(path);
   try {
@@ -133,7 +170,11 @@ export async function extractArchive(path: string, wanted: ArchiveEntryInfo[], f
       if (!info) return;
       byName.delete(name);
       const stream = await new Promise<Readable>((resolve, reject) => {
-        zip.openReadStream(entry, (err, s) => (err || !s ? reject(archiveRefused('not-a-zip', `The archive entry ${JSON.stringify(name)} cannot be read (${err?.message ?? 'no data'})`)) : resolve(s)));
+        zip.openReadStream(entry, (err, s) =>
+          err || !s
+            ? reject(archiveRefused('not-a-zip', `The archive entry ${JSON.stringify(name)} cannot be read (${err?.message ?? 'no data'})`))
+            : resolve(s),
+        );
       });
       // Whatever the consumer makes of a failing entry stream, the archive is what is wrong: say how.
       let broken: Error | undefined;
@@ -156,9 +197,15 @@ export async function extractArchive(path: string, wanted: ArchiveEntryInfo[], f
 /** An entry whose stream failed: a lying size in its header, or compressed data that does not inflate. */
 function entryBroken(name: string, err: Error): ApiError {
   if (/bytes in the stream/i.test(err.message)) {
-    return archiveRefused('size-mismatch', `The archive entry ${JSON.stringify(name)} does not match the size its header declares (${err.message})`, { entry: name });
+    return archiveRefused(
+      'size-mismatch',
+      `The archive entry ${JSON.stringify(name)} does not match the size its header declares (${err.message})`,
+      { entry: name },
+    );
   }
-  return archiveRefused('corrupt-data', `The archive entry ${JSON.stringify(name)} is corrupt and cannot be inflated (${err.message})`, { entry: name });
+  return archiveRefused('corrupt-data', `The archive entry ${JSON.stringify(name)} is corrupt and cannot be inflated (${err.message})`, {
+    entry: name,
+  });
 }
 
 /** Content that is itself an archive (zip, gzip, 7z, rar, bzip2, xz). */

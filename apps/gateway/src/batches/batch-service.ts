@@ -125,7 +125,16 @@ export class BatchService {
     const p = this.redis.pipeline();
     for (const it of items) {
       if (!it.jobId) continue;
-      p.hmget(bull.job(it.jobId), 'finishedOn', 'returnvalue', 'failedReason', 'progress', 'processedOn', 'timestamp', ...ENGINE_START_FIELDS);
+      p.hmget(
+        bull.job(it.jobId),
+        'finishedOn',
+        'returnvalue',
+        'failedReason',
+        'progress',
+        'processedOn',
+        'timestamp',
+        ...ENGINE_START_FIELDS,
+      );
       p.lpos(bull.active, it.jobId);
       p.hmget(keys.record(it.jobId), 'canceledAt', 'expiredAt');
     }
@@ -142,8 +151,15 @@ export class BatchService {
       const [finishedOn, returnvalue, failedReason, progress, processedOn, enqueuedAt, runOf, runAt] = job as Array<string | null>;
       const [canceledAt, expiredAt] = recFields as Array<string | null>;
       const withJob = { ...common, jobId: it.jobId, links: jobLinks(it.jobId, publicUrl) };
-      const times = { ...(finishedOn ? { finishedOn: Number(finishedOn) } : {}), ...(processedOn ? { processedOn: Number(processedOn) } : {}) };
-      if (canceledAt) return { view: { ...withJob, status: 'canceled', progress: 0, error: { code: 'JOB_CANCELED', message: 'canceled on request' } }, ...times };
+      const times = {
+        ...(finishedOn ? { finishedOn: Number(finishedOn) } : {}),
+        ...(processedOn ? { processedOn: Number(processedOn) } : {}),
+      };
+      if (canceledAt)
+        return {
+          view: { ...withJob, status: 'canceled', progress: 0, error: { code: 'JOB_CANCELED', message: 'canceled on request' } },
+          ...times,
+        };
       if (finishedOn && returnvalue) {
         let key: string | undefined;
         try {

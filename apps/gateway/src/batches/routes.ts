@@ -38,7 +38,13 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
  * comes; nothing is built in memory). Photos are stored, not deflated: they are compressed already. Names are the
  * items' unique result names. A result deleted meanwhile (expired, canceled) is left out.
  */
-export async function sendResultsZip(storage: Storage, reply: FastifyReply, states: ItemState[], downloadName: string, rename?: (s: ItemState) => string): Promise<FastifyReply> {
+export async function sendResultsZip(
+  storage: Storage,
+  reply: FastifyReply,
+  states: ItemState[],
+  downloadName: string,
+  rename?: (s: ItemState) => string,
+): Promise<FastifyReply> {
   const zip = new yazl.ZipFile();
   let n = 0;
   for (const s of states) {
@@ -95,12 +101,15 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
       stream.send('item', { index, jobId: e.jobId, status: 'active', progress: Math.max(0, Math.min(1, e.progress)) }, e.eventId);
       return;
     }
-    summary().then(({ summary: s, items: views }) => {
-      const item = views[index];
-      if (item) stream.send('item', item, e.eventId);
-      if (item && FINAL_ITEM.has(item.status)) stream.send('status', s, e.eventId);
-      if ((FINAL_BATCH_STATUSES as readonly string[]).includes(s.status)) stream.close();
-    }, () => stream.close());
+    summary().then(
+      ({ summary: s, items: views }) => {
+        const item = views[index];
+        if (item) stream.send('item', item, e.eventId);
+        if (item && FINAL_ITEM.has(item.status)) stream.send('status', s, e.eventId);
+        if ((FINAL_BATCH_STATUSES as readonly string[]).includes(s.status)) stream.close();
+      },
+      () => stream.close(),
+    );
   };
   const unsubscribers = [...indexOf.keys()].map((jobId) => app.jobEvents.subscribe(rec.engine, jobId, onEvent));
   const stream = new SseStream(req, reply, { onClose: () => unsubscribers.forEach((u) => u()) });

@@ -1,5 +1,13 @@
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, BATCH_ID_PATTERN, FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, JOB_ID_PATTERN, type BatchStatus, type JobView } from '@photoenhance/contracts';
+import {
+  ApiError,
+  BATCH_ID_PATTERN,
+  FORMAT_CONTENT_TYPES,
+  FORMAT_EXTENSIONS,
+  JOB_ID_PATTERN,
+  type BatchStatus,
+  type JobView,
+} from '@photoenhance/contracts';
 import { keys } from '@photoenhance/queue';
 import { clientIdentity } from '../client-id.js';
 import { ResultNames } from '../batches/batch-service.js';
@@ -62,12 +70,14 @@ function fromApiError(err: ApiError): CompatError {
 
 function mapParams(query: Record<string, unknown>): (fields: Record<string, string>) => Record<string, string> {
   return (fields) => {
-    const pick = (name: string): string | undefined => fields[name] ?? (typeof query[name] === 'string' ? (query[name] as string) : undefined);
+    const pick = (name: string): string | undefined =>
+      fields[name] ?? (typeof query[name] === 'string' ? (query[name] as string) : undefined);
     // No tile_size: bgTile left unset, so the worker sizes the tile for its GPU (400 without one, PhotoEnhanceAI's default).
     const tile = pick('tile_size');
     const quality = (pick('quality_level') ?? 'high').trim().toLowerCase();
     const n = Number(tile);
-    if (tile !== undefined && (!Number.isInteger(n) || n < 256 || n > 512)) throw new CompatError(422, `tile_size must be an integer from 256 to 512; received ${JSON.stringify(tile)}`);
+    if (tile !== undefined && (!Number.isInteger(n) || n < 256 || n > 512))
+      throw new CompatError(422, `tile_size must be an integer from 256 to 512; received ${JSON.stringify(tile)}`);
     const mapped = QUALITY[quality];
     if (!mapped) throw new CompatError(422, `quality_level must be one of fast, medium, high; received ${JSON.stringify(quality)}`);
     // Other form fields are ignored, as PhotoEnhanceAI does.
@@ -77,17 +87,30 @@ function mapParams(query: Record<string, unknown>): (fields: Record<string, stri
 
 function assertExtension(name: string): void {
   const m = /\.[^.]*$/.exec(name);
-  if (m && !EXTENSIONS.has(m[0].toLowerCase())) throw new CompatError(400, `Unsupported file type ${m[0]}; send ${[...EXTENSIONS].join(', ')}`);
+  if (m && !EXTENSIONS.has(m[0].toLowerCase()))
+    throw new CompatError(400, `Unsupported file type ${m[0]}; send ${[...EXTENSIONS].join(', ')}`);
 }
 
 const epoch = (iso: string | undefined): number | null => (iso ? Date.parse(iso) / 1000 : null);
 
 const TASK_STATUS: Record<string, string> = { queued: 'queued', active: 'processing', completed: 'completed', failed: 'failed' };
-const BATCH_STATUS: Record<BatchStatus, string> = { queued: 'queued', running: 'processing', completed: 'completed', failed: 'failed', partial: 'partial_completed', canceled: 'failed' };
+const BATCH_STATUS: Record<BatchStatus, string> = {
+  queued: 'queued',
+  running: 'processing',
+  completed: 'completed',
+  failed: 'failed',
+  partial: 'partial_completed',
+  canceled: 'failed',
+};
 
 function taskView(view: JobView): Record<string, unknown> {
   const status = TASK_STATUS[view.status] ?? 'failed';
-  const messages: Record<string, string> = { queued: 'Task is queued', processing: 'Task is being processed', completed: 'Enhancement completed', failed: `Enhancement failed${view.error ? `: ${view.error.message}` : ''}` };
+  const messages: Record<string, string> = {
+    queued: 'Task is queued',
+    processing: 'Task is being processed',
+    completed: 'Enhancement completed',
+    failed: `Enhancement failed${view.error ? `: ${view.error.message}` : ''}`,
+  };
   return {
     task_id: view.id,
     status,
@@ -114,8 +137,10 @@ export const compatRoutes: FastifyPluginAsync = async (compat) => {
     let e: CompatError;
     if (error instanceof CompatError) e = error;
     else if (error instanceof ApiError) e = fromApiError(error);
-    else if ((error as FastifyError).statusCode === 413 || (error as FastifyError).code === 'FST_REQ_FILE_TOO_LARGE') e = new CompatError(413, 'File too large');
-    else if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new CompatError(422, 'Send the photo as multipart/form-data');
+    else if ((error as FastifyError).statusCode === 413 || (error as FastifyError).code === 'FST_REQ_FILE_TOO_LARGE')
+      e = new CompatError(413, 'File too large');
+    else if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      e = new CompatError(422, 'Send the photo as multipart/form-data');
     else {
       req.log.error({ err: error }, 'unhandled error (compat route)');
       e = new CompatError(500, `Internal error (request id ${req.id})`);
@@ -129,7 +154,11 @@ export const compatRoutes: FastifyPluginAsync = async (compat) => {
     const hosts = await compat.engines.hosts().catch(() => []);
     let active = 0;
     if (compat.redisReady()) {
-      for (const e of await compat.engines.list().catch(() => [])) active += await compat.jobs.queue(e.name).getActiveCount().catch(() => 0);
+      for (const e of await compat.engines.list().catch(() => []))
+        active += await compat.jobs
+          .queue(e.name)
+          .getActiveCount()
+          .catch(() => 0);
     }
     return {
       status: 'healthy',
@@ -140,18 +169,31 @@ export const compatRoutes: FastifyPluginAsync = async (compat) => {
   });
 
   compat.post<{ Querystring: Record<string, string> }>('/api/v1/enhance', async (req) => {
-    const { accepted } = await compat.intake.acceptJob(req, { fileField: 'file', mapFields: mapParams(req.query), native: false, checkName: assertExtension });
+    const { accepted } = await compat.intake.acceptJob(req, {
+      fileField: 'file',
+      mapFields: mapParams(req.query),
+      native: false,
+      checkName: assertExtension,
+    });
     await indexTask(compat, req, accepted.id);
-    return { task_id: accepted.id, status: 'queued', message: 'Task created, processing will start when a worker is free', created_at: epoch(accepted.createdAt) };
+    return {
+      task_id: accepted.id,
+      status: 'queued',
+      message: 'Task created, processing will start when a worker is free',
+      created_at: epoch(accepted.createdAt),
+    };
   });
 
-  compat.get<{ Params: { task_id: string } }>('/api/v1/status/:task_id', async (req) => taskView(await findTask(compat, req.params.task_id)));
+  compat.get<{ Params: { task_id: string } }>('/api/v1/status/:task_id', async (req) =>
+    taskView(await findTask(compat, req.params.task_id)),
+  );
 
   compat.get<{ Params: { task_id: string } }>('/api/v1/download/:task_id', async (req, reply) => {
     const id = req.params.task_id;
     const view = await findTask(compat, id);
     const { job } = await compat.jobs.find(id);
-    if (view.status !== 'completed' || !job?.returnvalue) throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
+    if (view.status !== 'completed' || !job?.returnvalue)
+      throw new CompatError(400, `Task is not completed (status: ${TASK_STATUS[view.status] ?? view.status})`);
     const result = job.returnvalue;
     const sent = await sendStored(compat.storage, req, reply, result.key, {
       contentType: FORMAT_CONTENT_TYPES[result.format],
@@ -216,7 +258,13 @@ export const compatRoutes: FastifyPluginAsync = async (compat) => {
       completed_files: view.counts.completed,
       failed_files: view.counts.failed + view.counts.canceled,
       progress: view.progress,
-      sub_tasks: view.items.map((i) => ({ task_id: i.jobId ?? null, status: TASK_STATUS[i.status] ?? 'failed', filename: i.name, progress: i.progress, error: i.error ? `${i.error.code}: ${i.error.message}` : null })),
+      sub_tasks: view.items.map((i) => ({
+        task_id: i.jobId ?? null,
+        status: TASK_STATUS[i.status] ?? 'failed',
+        filename: i.name,
+        progress: i.progress,
+        error: i.error ? `${i.error.code}: ${i.error.message}` : null,
+      })),
       created_at: epoch(view.createdAt),
       updated_at: epoch(view.updatedAt),
       message: `${view.counts.completed} of ${view.total} files completed, ${view.counts.failed + view.counts.canceled} failed`,
@@ -228,10 +276,13 @@ export const compatRoutes: FastifyPluginAsync = async (compat) => {
     const { rec, items } = await compat.batches.record(id);
     const states = await compat.batches.itemStates(rec, items);
     const status = compat.batches.summarize(rec, states).status;
-    if (status !== 'completed' && status !== 'partial') throw new CompatError(400, `Batch is not completed (status: ${BATCH_STATUS[status]})`);
+    if (status !== 'completed' && status !== 'partial')
+      throw new CompatError(400, `Batch is not completed (status: ${BATCH_STATUS[status]})`);
     // Their original names, with the output's extension, made unique.
     const names = new ResultNames();
-    return sendResultsZip(compat.storage, reply, states, `batch_results_${id}.zip`, (s) => originalName(names, s.view.name, s.view.resultName));
+    return sendResultsZip(compat.storage, reply, states, `batch_results_${id}.zip`, (s) =>
+      originalName(names, s.view.name, s.view.resultName),
+    );
   });
 };
 
@@ -255,7 +306,8 @@ async function findTask(app: FastifyInstance, id: string): Promise<JobView> {
     if (view.status === 'canceled') throw new CompatError(404, 'Task not found');
     return view;
   } catch (err) {
-    if (err instanceof ApiError && (err.code === 'JOB_NOT_FOUND' || err.code === 'JOB_EXPIRED')) throw new CompatError(404, 'Task not found');
+    if (err instanceof ApiError && (err.code === 'JOB_NOT_FOUND' || err.code === 'JOB_EXPIRED'))
+      throw new CompatError(404, 'Task not found');
     throw err;
   }
 }

@@ -11,7 +11,18 @@ export const BULL_BOARD_PATH = '/admin/queues';
  * scheme, so both of bull-board's schemes get it: the board looks the same whatever its own light/dark setting says.
  * Fonts are the system ones (bull-board's IBM Plex would come from Google, and nothing is fetched from outside).
  */
-const PALETTE = { bg: '#0b1120', panel: '#111a2e', panel2: '#16213a', line: '#22304d', text: '#e2e8f0', muted: '#8b9ab4', blue: '#60a5fa', green: '#34d399', amber: '#fbbf24', red: '#f87171' };
+const PALETTE = {
+  bg: '#0b1120',
+  panel: '#111a2e',
+  panel2: '#16213a',
+  line: '#22304d',
+  text: '#e2e8f0',
+  muted: '#8b9ab4',
+  blue: '#60a5fa',
+  green: '#34d399',
+  amber: '#fbbf24',
+  red: '#f87171',
+};
 export const BULL_BOARD_THEME: Partial<Record<ThemeTokenName, string>> = {
   background: PALETTE.bg,
   foreground: PALETTE.text,
@@ -66,12 +77,20 @@ export async function mountBullBoard(app: FastifyInstance): Promise<{ sync(engin
   serverAdapter.setBasePath(BULL_BOARD_PATH);
   const shown = new Set<string>();
   const initial = (await app.engines.list()).map((e) => e.name);
-  const adapter = (engine: string): BullMQAdapter => new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
+  const adapter = (engine: string): BullMQAdapter =>
+    new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
   initial.forEach((e) => shown.add(e));
   const board = createBullBoard({
     queues: initial.map(adapter),
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'PhotoEnhance queues', miscLinks: [{ text: 'Dashboard', url: '/dashboard/' }], hideDocsLink: true, theme: { light: BULL_BOARD_THEME, dark: BULL_BOARD_THEME } } },
+    options: {
+      uiConfig: {
+        boardTitle: 'PhotoEnhance queues',
+        miscLinks: [{ text: 'Dashboard', url: '/dashboard/' }],
+        hideDocsLink: true,
+        theme: { light: BULL_BOARD_THEME, dark: BULL_BOARD_THEME },
+      },
+    },
   });
   // bull-board's routes carry no schemas of ours: keep them out of the OpenAPI document.
   await app.register(async (scope) => {

@@ -33,7 +33,14 @@ declare module 'fastify' {
 export const observabilityPlugin = fp(
   async (app) => {
     const { config } = app;
-    const observer = new QueueObserver({ redis: app.redis, target: config.redis, jobs: app.jobs, engines: app.engines, logger: app.log.child({ component: 'dashboard' }) as Logger, sampleMs: config.dashboardSampleMs });
+    const observer = new QueueObserver({
+      redis: app.redis,
+      target: config.redis,
+      jobs: app.jobs,
+      engines: app.engines,
+      logger: app.log.child({ component: 'dashboard' }) as Logger,
+      sampleMs: config.dashboardSampleMs,
+    });
     const stream = new DashboardStream(observer);
     const metrics = new GatewayMetrics({ observer, sseClients: () => ({ job: app.jobEvents.clientCount(), dashboard: stream.count() }) });
     app.decorate('observer', observer);

@@ -24,7 +24,10 @@ function stats(observer: QueueObserver, engine?: string): Stats {
 }
 
 export function overview(observer: QueueObserver): Overview {
-  const queues: QueueRow[] = observer.queues.map((q) => ({ ...q, queued: q.counts.waiting + q.counts.prioritized + q.counts.delayed + q.counts.paused + q.counts['waiting-children'] }));
+  const queues: QueueRow[] = observer.queues.map((q) => ({
+    ...q,
+    queued: q.counts.waiting + q.counts.prioritized + q.counts.delayed + q.counts.paused + q.counts['waiting-children'],
+  }));
   const totals = { queued: 0, active: 0, completed: 0, failed: 0, canceled: 0, delayed: 0 };
   for (const q of queues) {
     totals.queued += q.queued;

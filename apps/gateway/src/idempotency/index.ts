@@ -31,7 +31,11 @@ export function idempotencyKeyOf(req: FastifyRequest): string | undefined {
   if (raw === undefined) return undefined;
   const v = (Array.isArray(raw) ? raw[0] : raw)?.trim().replace(/^"(.*)"$/, '$1') ?? '';
   if (!KEY_PATTERN.test(v)) {
-    throw new ApiError('INVALID_REQUEST', 'The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID is a good choice)', { extensions: { header: 'Idempotency-Key' } });
+    throw new ApiError(
+      'INVALID_REQUEST',
+      'The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID is a good choice)',
+      { extensions: { header: 'Idempotency-Key' } },
+    );
   }
   return v;
 }
@@ -93,15 +97,23 @@ export class IdempotencyStore {
     if (!raw) return this.claim(scope, key, fingerprint, kind, id);
     const prior = JSON.parse(raw) as IdemRecord;
     if (prior.fingerprint !== fingerprint || prior.kind !== kind) {
-      throw new ApiError('IDEMPOTENCY_KEY_REUSED', `The Idempotency-Key ${JSON.stringify(key)} was used for a different ${prior.kind === kind ? 'content' : prior.kind} (${prior.id})`, {
-        extensions: { idempotencyKey: key, [prior.kind === 'job' ? 'jobId' : 'batchId']: prior.state === 'done' ? prior.id : undefined },
-      });
+      throw new ApiError(
+        'IDEMPOTENCY_KEY_REUSED',
+        `The Idempotency-Key ${JSON.stringify(key)} was used for a different ${prior.kind === kind ? 'content' : prior.kind} (${prior.id})`,
+        {
+          extensions: { idempotencyKey: key, [prior.kind === 'job' ? 'jobId' : 'batchId']: prior.state === 'done' ? prior.id : undefined },
+        },
+      );
     }
     if (prior.state === 'pending') {
-      throw new ApiError('IDEMPOTENCY_KEY_IN_FLIGHT', `A request with the Idempotency-Key ${JSON.stringify(key)} and the same content is still being accepted`, {
-        extensions: { idempotencyKey: key },
-        headers: { 'retry-after': '1' },
-      });
+      throw new ApiError(
+        'IDEMPOTENCY_KEY_IN_FLIGHT',
+        `A request with the Idempotency-Key ${JSON.stringify(key)} and the same content is still being accepted`,
+        {
+          extensions: { idempotencyKey: key },
+          headers: { 'retry-after': '1' },
+        },
+      );
     }
     return { replay: prior };
   }

@@ -34,13 +34,21 @@ const MULTIPART_SLACK = 1024 * 1024;
 export type ParsedOptions = ReturnType<typeof parseJobOptions>['options'];
 
 /** Refuse a body declared larger than `limit` (+ multipart framing) before reading any of it. */
-export function assertDeclaredLength(req: FastifyRequest, limit: number, code: 'IMAGE_TOO_LARGE' | 'BATCH_TOO_LARGE' = 'IMAGE_TOO_LARGE'): void {
+export function assertDeclaredLength(
+  req: FastifyRequest,
+  limit: number,
+  code: 'IMAGE_TOO_LARGE' | 'BATCH_TOO_LARGE' = 'IMAGE_TOO_LARGE',
+): void {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit + MULTIPART_SLACK) {
-    throw new ApiError(code, `The request declares ${declared} bytes, over the ${code === 'IMAGE_TOO_LARGE' ? 'upload' : 'batch'} limit of ${limit} bytes`, {
-      extensions: { limitBytes: limit },
-      headers: { connection: 'close' },
-    });
+    throw new ApiError(
+      code,
+      `The request declares ${declared} bytes, over the ${code === 'IMAGE_TOO_LARGE' ? 'upload' : 'batch'} limit of ${limit} bytes`,
+      {
+        extensions: { limitBytes: limit },
+        headers: { connection: 'close' },
+      },
+    );
   }
 }
 
@@ -119,7 +127,14 @@ export class JobIntake {
     let claim: ClaimedKey | undefined;
     try {
       const fingerprint = idemKey ? new Fingerprint() : undefined;
-      const received = await receiveUpload(req, { id, storage, maxUploadBytes: config.maxUploadBytes, fileField: opts.fileField ?? 'image', stallMs: config.multipartStallTimeoutMs, ...(fingerprint ? { fingerprint } : {}) });
+      const received = await receiveUpload(req, {
+        id,
+        storage,
+        maxUploadBytes: config.maxUploadBytes,
+        fileField: opts.fileField ?? 'image',
+        stallMs: config.multipartStallTimeoutMs,
+        ...(fingerprint ? { fingerprint } : {}),
+      });
       const { fields, input } = received;
       opts.checkName?.(input.name);
       if (idemKey && fingerprint) {
@@ -127,11 +142,23 @@ export class JobIntake {
         if ('replay' in got) {
           const prior = got.replay;
           await storage.removeJob(id).catch(() => undefined);
-          return { accepted: { id: prior.id, status: 'queued', createdAt: new Date(prior.createdAt).toISOString(), links: jobLinks(prior.id, config.publicUrl ?? '') }, replayed: true, name: input.name };
+          return {
+            accepted: {
+              id: prior.id,
+              status: 'queued',
+              createdAt: new Date(prior.createdAt).toISOString(),
+              links: jobLinks(prior.id, config.publicUrl ?? ''),
+            },
+            replayed: true,
+            name: input.name,
+          };
         }
         claim = got;
       }
-      const { webhook, engine, options, warning } = await this.submissionOptions(fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
+      const { webhook, engine, options, warning } = await this.submissionOptions(fields, {
+        native,
+        ...(opts.mapFields ? { mapFields: opts.mapFields } : {}),
+      });
       const data = await this.prepare({ id, input, engine, options });
       // Again just before queueing: requests that passed the bound together while uploading must not overshoot it.
       await queueBound.assertAccepting();
@@ -139,7 +166,17 @@ export class JobIntake {
       queueBound.noteQueued();
       await claim?.complete();
       this.deps.logger.debug({ jobId: id, engine, native }, 'job accepted');
-      return { accepted: { id, status: 'queued', createdAt: new Date(data.createdAt).toISOString(), links: jobLinks(id, config.publicUrl ?? ''), ...(warning ? { warning } : {}) }, replayed: false, name: input.name };
+      return {
+        accepted: {
+          id,
+          status: 'queued',
+          createdAt: new Date(data.createdAt).toISOString(),
+          links: jobLinks(id, config.publicUrl ?? ''),
+          ...(warning ? { warning } : {}),
+        },
+        replayed: false,
+        name: input.name,
+      };
     } catch (err) {
       await storage.removeJob(id).catch(() => undefined);
       await claim?.release();
@@ -187,20 +224,37 @@ export class JobIntake {
       });
       if (opts.checkName) for (const item of items) opts.checkName(item.name);
       if (idemKey && fingerprint) {
-        const got = await idempotency.claim(clientIdentity(req, config.apiKeys).id, idemKey, fingerprint.digest('batch', fields), 'batch', batchId);
+        const got = await idempotency.claim(
+          clientIdentity(req, config.apiKeys).id,
+          idemKey,
+          fingerprint.digest('batch', fields),
+          'batch',
+          batchId,
+        );
         if ('replay' in got) {
           await cleanup();
           const view = await batches.view(got.replay.id);
           const rejected = view.items.filter((i) => !i.jobId).length;
           return {
-            accepted: { id: view.id, status: view.status, total: view.total, accepted: view.total - rejected, rejected, createdAt: view.createdAt, links: view.links },
+            accepted: {
+              id: view.id,
+              status: view.status,
+              total: view.total,
+              accepted: view.total - rejected,
+              rejected,
+              createdAt: view.createdAt,
+              links: view.links,
+            },
             replayed: true,
             jobIds: view.items.map((i) => i.jobId),
           };
         }
         claim = got;
       }
-      const { webhook, engine, options, warning } = await this.submissionOptions(fields, { native, ...(opts.mapFields ? { mapFields: opts.mapFields } : {}) });
+      const { webhook, engine, options, warning } = await this.submissionOptions(fields, {
+        native,
+        ...(opts.mapFields ? { mapFields: opts.mapFields } : {}),
+      });
 
       // Validate every item like a single job; a bad one is recorded, not fatal.
       const names = new ResultNames();
@@ -233,7 +287,16 @@ export class JobIntake {
       });
       // The batch record first, so item events always find their batch.
       await batches.create(
-        { id: batchId, engine, options, createdAt, total: items.length, source: opts.source ?? source, ...(owner ? { owner } : {}), ...(webhook ? { webhook } : {}) },
+        {
+          id: batchId,
+          engine,
+          options,
+          createdAt,
+          total: items.length,
+          source: opts.source ?? source,
+          ...(owner ? { owner } : {}),
+          ...(webhook ? { webhook } : {}),
+        },
         records,
       );
       for (const data of ready) {
@@ -275,12 +338,17 @@ export class JobIntake {
     o: { native: boolean; mapFields?: (fields: Record<string, string>) => Record<string, string> },
   ): Promise<{ webhook: Awaited<ReturnType<typeof takeWebhook>> | undefined; engine: string; options: ParsedOptions; warning?: string }> {
     const { config, engines } = this.deps;
-    const webhook = o.native ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate }) : undefined;
+    const webhook = o.native
+      ? await takeWebhook(fields, { secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate })
+      : undefined;
     const { engine: requested, options } = parseJobOptions(o.mapFields ? o.mapFields(fields) : fields);
     const engine = requested ?? config.defaultEngine;
     await engines.assertKnown(engine);
     // A worker usually comes back within seconds (restart, deploy): ask again after the shortest configured delay, at least 5 s.
-    const warning = await engines.checkOffered(engine, { acceptWithoutWorker: config.acceptWithoutWorker, retryAfterSeconds: Math.min(config.retryAfterMaxSeconds, Math.max(5, config.retryAfterMinSeconds)) });
+    const warning = await engines.checkOffered(engine, {
+      acceptWithoutWorker: config.acceptWithoutWorker,
+      retryAfterSeconds: Math.min(config.retryAfterMaxSeconds, Math.max(5, config.retryAfterMinSeconds)),
+    });
     return { webhook, engine, options, ...(warning ? { warning } : {}) };
   }
 
@@ -291,7 +359,16 @@ export class JobIntake {
   private async prepare(p: { id: string; input: StoredInput; engine: string; options: ParsedOptions }): Promise<JobData> {
     const { config, storage } = this.deps;
     // Object storage: inspected from a temp copy (the header and a shrink-on-load decode need a file).
-    const dims = await withLocalFile(storage, p.input.key, (path) => inspectImage(path, { maxPixels: config.maxPixels, minSide: config.minImageSide, maxAspectRatio: config.maxAspectRatio, scale: p.options.scale, format: p.input.format, check: config.uploadCheck }));
+    const dims = await withLocalFile(storage, p.input.key, (path) =>
+      inspectImage(path, {
+        maxPixels: config.maxPixels,
+        minSide: config.minImageSide,
+        maxAspectRatio: config.maxAspectRatio,
+        scale: p.options.scale,
+        format: p.input.format,
+        check: config.uploadCheck,
+      }),
+    );
     const format = resolveFormat(p.options.format, p.input.format);
     return {
       id: p.id,

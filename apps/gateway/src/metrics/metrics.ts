@@ -55,10 +55,33 @@ export class GatewayMetrics {
       },
     });
 
-    const wait = new Histogram({ name: 'pe_job_wait_seconds', help: 'From submission to the start of the final attempt.', labelNames: ['engine'], buckets: DURATION_BUCKETS, registers: [r] });
-    const run = new Histogram({ name: 'pe_job_run_seconds', help: 'Run time of the final attempt.', labelNames: ['engine'], buckets: DURATION_BUCKETS, registers: [r] });
-    const total = new Histogram({ name: 'pe_job_total_seconds', help: 'From submission to finish.', labelNames: ['engine', 'outcome'], buckets: DURATION_BUCKETS, registers: [r] });
-    const finished = new Counter({ name: 'pe_jobs_finished_total', help: 'Jobs finished, by outcome and error code (code is empty when completed).', labelNames: ['engine', 'outcome', 'code'], registers: [r] });
+    const wait = new Histogram({
+      name: 'pe_job_wait_seconds',
+      help: 'From submission to the start of the final attempt.',
+      labelNames: ['engine'],
+      buckets: DURATION_BUCKETS,
+      registers: [r],
+    });
+    const run = new Histogram({
+      name: 'pe_job_run_seconds',
+      help: 'Run time of the final attempt.',
+      labelNames: ['engine'],
+      buckets: DURATION_BUCKETS,
+      registers: [r],
+    });
+    const total = new Histogram({
+      name: 'pe_job_total_seconds',
+      help: 'From submission to finish.',
+      labelNames: ['engine', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers: [r],
+    });
+    const finished = new Counter({
+      name: 'pe_jobs_finished_total',
+      help: 'Jobs finished, by outcome and error code (code is empty when completed).',
+      labelNames: ['engine', 'outcome', 'code'],
+      registers: [r],
+    });
     observer.on('finished', (f: FinishedJob) => {
       if (!f.countHere) return;
       finished.inc({ engine: f.engine, outcome: f.outcome, code: f.code ?? '' });
@@ -74,7 +97,8 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.rssBytes ?? 0);
+        for (const h of observer.hosts)
+          for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.rssBytes ?? 0);
       },
     });
     new Gauge({
@@ -84,7 +108,8 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.limitBytes ?? 0);
+        for (const h of observer.hosts)
+          for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.limitBytes ?? 0);
       },
     });
     new Gauge({
@@ -94,7 +119,8 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.jobsDone ?? 0);
+        for (const h of observer.hosts)
+          for (const p of h.processes ?? []) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? '') }, p.jobsDone ?? 0);
       },
     });
     new Counter({
@@ -135,7 +161,8 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) if (typeof h.memory?.pressureSome10 === 'number') this.set({ host: h.hostId }, h.memory.pressureSome10 / 100);
+        for (const h of observer.hosts)
+          if (typeof h.memory?.pressureSome10 === 'number') this.set({ host: h.hostId }, h.memory.pressureSome10 / 100);
       },
     });
     new Gauge({
@@ -155,7 +182,11 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) this.set({ host: h.hostId, reason: h.admission?.state === 'holding' ? h.admission.reason : '' }, h.admission?.state === 'holding' ? 1 : 0);
+        for (const h of observer.hosts)
+          this.set(
+            { host: h.hostId, reason: h.admission?.state === 'holding' ? h.admission.reason : '' },
+            h.admission?.state === 'holding' ? 1 : 0,
+          );
       },
     });
     // GPU hosts (from worker heartbeats): each GPU by its nvidia-smi index, and what each engine process holds on it.
@@ -179,7 +210,9 @@ export class GatewayMetrics {
     };
     gpuGauge('pe_gpu_memory_free_bytes', 'Free memory of each GPU (nvidia-smi memory.free, from worker heartbeats).', (g) => g.freeBytes);
     gpuGauge('pe_gpu_memory_total_bytes', 'Total memory of each GPU (nvidia-smi memory.total).', (g) => g.totalBytes);
-    gpuGauge('pe_gpu_utilization_ratio', 'GPU utilisation 0..1 (nvidia-smi utilization.gpu), where the board reports it.', (g) => (typeof g.utilizationPercent === 'number' ? g.utilizationPercent / 100 : undefined));
+    gpuGauge('pe_gpu_utilization_ratio', 'GPU utilisation 0..1 (nvidia-smi utilization.gpu), where the board reports it.', (g) =>
+      typeof g.utilizationPercent === 'number' ? g.utilizationPercent / 100 : undefined,
+    );
     new Gauge({
       name: 'pe_gpu_sampling_up',
       help: '1 while the worker host reads its GPUs (nvidia-smi answers), 0 while sampling fails (the host holds with GPU_UNAVAILABLE). Absent on hosts without GPU governance.',
@@ -187,7 +220,8 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) if (h.gpu && h.gpu.state !== 'off' && h.gpu.state !== 'unknown') this.set({ host: h.hostId }, h.gpu.state === 'on' ? 1 : 0);
+        for (const h of observer.hosts)
+          if (h.gpu && h.gpu.state !== 'off' && h.gpu.state !== 'unknown') this.set({ host: h.hostId }, h.gpu.state === 'on' ? 1 : 0);
       },
     });
     new Gauge({
@@ -197,7 +231,9 @@ export class GatewayMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const h of observer.hosts) if (h.gpu && h.gpu.state !== 'off' && typeof h.gpu.sampleCostMs === 'number') this.set({ host: h.hostId }, h.gpu.sampleCostMs / 1000);
+        for (const h of observer.hosts)
+          if (h.gpu && h.gpu.state !== 'off' && typeof h.gpu.sampleCostMs === 'number')
+            this.set({ host: h.hostId }, h.gpu.sampleCostMs / 1000);
       },
     });
     new Gauge({
@@ -208,13 +244,25 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const h of observer.hosts) {
-          for (const p of h.processes ?? []) if (p.gpu) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? ''), gpu: String(p.gpu.index) }, p.gpu.usedBytes);
+          for (const p of h.processes ?? [])
+            if (p.gpu) this.set({ host: h.hostId, engine: p.profile, pid: String(p.pid ?? ''), gpu: String(p.gpu.index) }, p.gpu.usedBytes);
         }
       },
     });
 
-    const holds = new Counter({ name: 'pe_admission_holds_total', help: 'Times a worker host started holding, by reason (seen by this gateway).', labelNames: ['host', 'reason'], registers: [r] });
-    const holdDuration = new Histogram({ name: 'pe_admission_hold_duration_seconds', help: 'How long finished holds lasted.', labelNames: ['host'], buckets: HOLD_BUCKETS, registers: [r] });
+    const holds = new Counter({
+      name: 'pe_admission_holds_total',
+      help: 'Times a worker host started holding, by reason (seen by this gateway).',
+      labelNames: ['host', 'reason'],
+      registers: [r],
+    });
+    const holdDuration = new Histogram({
+      name: 'pe_admission_hold_duration_seconds',
+      help: 'How long finished holds lasted.',
+      labelNames: ['host'],
+      buckets: HOLD_BUCKETS,
+      registers: [r],
+    });
     observer.on('hold', (ev: HostEvent) => holds.inc({ host: ev.hostId, reason: ev.reason }));
     observer.on('admit', (ev: HostEvent, holdStart: number | undefined) => {
       if (holdStart !== undefined) holdDuration.observe({ host: ev.hostId }, Math.max(0, ev.at - holdStart) / 1000);

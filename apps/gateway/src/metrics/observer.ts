@@ -2,10 +2,30 @@ import { EventEmitter } from 'node:events';
 import { QueueEvents, type Job } from 'bullmq';
 import type { RedisConnection as Redis } from '@photoenhance/queue';
 import type { Logger } from 'pino';
-import { QUEUE_STATES, decodeJobError, type HostEvent, type HostState, type JobChange, type JobData, type JobResult, type QueueSnapshot, type QueueState, type Sample } from '@photoenhance/contracts';
+import {
+  QUEUE_STATES,
+  decodeJobError,
+  type HostEvent,
+  type HostState,
+  type JobChange,
+  type JobData,
+  type JobResult,
+  type QueueSnapshot,
+  type QueueState,
+  type Sample,
+} from '@photoenhance/contracts';
 
 export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type QueueState, type Sample };
-import { ENGINE_START_EVENT, KEY_PREFIX, createRedis, engineStarts, keys, publicJobCounts, queueName, type RedisTarget } from '@photoenhance/queue';
+import {
+  ENGINE_START_EVENT,
+  KEY_PREFIX,
+  createRedis,
+  engineStarts,
+  keys,
+  publicJobCounts,
+  queueName,
+  type RedisTarget,
+} from '@photoenhance/queue';
 import type { EngineDirectory } from '../engine-directory.js';
 import type { JobService } from '../job-service.js';
 
@@ -119,7 +139,11 @@ export class QueueObserver extends EventEmitter {
     const q = this.opts.jobs.queue(engine);
     const [raw, paused] = await Promise.all([q.getJobCounts(...QUEUE_STATES), q.isPaused()]);
     // Prefetched jobs (BullMQ-active, not at an engine) count as waiting: engine-start.ts.
-    const counts = (await publicJobCounts(this.opts.redis, engine, Object.fromEntries(QUEUE_STATES.map((s) => [s, raw[s] ?? 0])))) as Record<QueueState, number>;
+    const counts = (await publicJobCounts(
+      this.opts.redis,
+      engine,
+      Object.fromEntries(QUEUE_STATES.map((s) => [s, raw[s] ?? 0])),
+    )) as Record<QueueState, number>;
     const canceled = counts.failed > 0 ? await this.canceledInFailed(engine) : 0;
     counts.failed = Math.max(0, counts.failed - canceled);
     return { engine, paused, counts, canceled };
@@ -164,7 +188,10 @@ export class QueueObserver extends EventEmitter {
     };
     const recent = this.recent(5 * 60_000);
     const waits = recent.map((f) => f.waitMs).filter((v): v is number => v !== undefined);
-    const runs = recent.filter((f) => f.outcome === 'completed').map((f) => f.runMs).filter((v): v is number => v !== undefined);
+    const runs = recent
+      .filter((f) => f.outcome === 'completed')
+      .map((f) => f.runMs)
+      .filter((v): v is number => v !== undefined);
     if (waits.length) Object.assign(sample, { waitP50: percentile(waits, 50), waitP95: percentile(waits, 95) });
     if (runs.length) Object.assign(sample, { runP50: percentile(runs, 50), runP95: percentile(runs, 95) });
     for (const h of hosts) {
@@ -174,7 +201,12 @@ export class QueueObserver extends EventEmitter {
       const ratio = h.admission?.thresholds?.maxUsedRatio ?? 1;
       // The admission line as "used" bytes: whichever threshold bites first.
       const threshold = Math.max(0, Math.min(m.totalBytes - floor, m.totalBytes * ratio));
-      sample.hosts[h.hostId] = { usedBytes: m.totalBytes - m.availableBytes, totalBytes: m.totalBytes, thresholdUsedBytes: threshold, holding: h.admission?.state === 'holding' };
+      sample.hosts[h.hostId] = {
+        usedBytes: m.totalBytes - m.availableBytes,
+        totalBytes: m.totalBytes,
+        thresholdUsedBytes: threshold,
+        holding: h.admission?.state === 'holding',
+      };
     }
     this.samples.push(sample);
     while (this.samples.length > 0 && now - this.samples[0]!.at > HOUR) this.samples.shift();
@@ -191,7 +223,13 @@ export class QueueObserver extends EventEmitter {
       for (const t of Array.isArray(h.transitions) ? h.transitions : []) {
         if (typeof t?.at !== 'number' || t.at <= lastSeen) continue;
         newest = Math.max(newest, t.at);
-        const ev: HostEvent = { at: t.at, hostId: h.hostId, kind: t.state === 'holding' ? 'hold' : 'admit', reason: String(t.reason ?? ''), ...(typeof t.detail === 'string' && t.detail ? { detail: t.detail } : {}) };
+        const ev: HostEvent = {
+          at: t.at,
+          hostId: h.hostId,
+          kind: t.state === 'holding' ? 'hold' : 'admit',
+          reason: String(t.reason ?? ''),
+          ...(typeof t.detail === 'string' && t.detail ? { detail: t.detail } : {}),
+        };
         this.pushHostEvent(ev);
         // History from before this gateway started is shown, but only changes seen live move the metrics.
         if (known && t.state === 'holding') this.emit('hold', ev);
@@ -206,7 +244,15 @@ export class QueueObserver extends EventEmitter {
         for (const r of published as PublishedRecycle[]) {
           if (typeof r?.at !== 'number' || r.at <= seen || typeof r.reason !== 'string') continue;
           top = Math.max(top, r.at);
-          this.pushHostEvent({ at: r.at, hostId: h.hostId, kind: 'recycle', reason: r.reason, ...(r.profile ? { profile: r.profile } : {}), ...(typeof r.pid === 'number' ? { pid: r.pid } : {}), ...(r.detail ? { detail: r.detail } : {}) });
+          this.pushHostEvent({
+            at: r.at,
+            hostId: h.hostId,
+            kind: 'recycle',
+            reason: r.reason,
+            ...(r.profile ? { profile: r.profile } : {}),
+            ...(typeof r.pid === 'number' ? { pid: r.pid } : {}),
+            ...(r.detail ? { detail: r.detail } : {}),
+          });
         }
         this.seenRecycleEvent.set(h.hostId, top);
       }
@@ -216,7 +262,8 @@ export class QueueObserver extends EventEmitter {
       if (before && !Array.isArray(published)) {
         for (const [reason, n] of Object.entries(now)) {
           const moved = n - (before[reason] ?? 0);
-          for (let i = 0; i < Math.min(moved, 20); i++) this.pushHostEvent({ at: h.updatedAt ?? Date.now(), hostId: h.hostId, kind: 'recycle', reason, approximate: true });
+          for (let i = 0; i < Math.min(moved, 20); i++)
+            this.pushHostEvent({ at: h.updatedAt ?? Date.now(), hostId: h.hostId, kind: 'recycle', reason, approximate: true });
         }
       }
       this.seenRecycles.set(`${h.hostId}:${h.pid}`, { ...now });
@@ -238,9 +285,15 @@ export class QueueObserver extends EventEmitter {
 
   private watch(engine: string): void {
     if (this.streams.has(engine) || this.closed) return;
-    const qe = new QueueEvents(queueName(engine), { connection: createRedis(this.opts.target, 'blocking', 'gateway-metrics', { lazy: true }), prefix: KEY_PREFIX });
+    const qe = new QueueEvents(queueName(engine), {
+      connection: createRedis(this.opts.target, 'blocking', 'gateway-metrics', { lazy: true }),
+      prefix: KEY_PREFIX,
+    });
     qe.on('error', () => undefined);
-    const change = (event: JobChange['event']) => ({ jobId }: { jobId: string }) => this.emit('job', { engine, jobId, event } satisfies JobChange);
+    const change =
+      (event: JobChange['event']) =>
+      ({ jobId }: { jobId: string }) =>
+        this.emit('job', { engine, jobId, event } satisfies JobChange);
     qe.on('waiting', change('waiting'));
     // Active = handed to an engine (BullMQ's own "active" means fetched, which a prefetched job is while still queued).
     (qe as unknown as NodeJS.EventEmitter).on(ENGINE_START_EVENT, change('active'));
@@ -250,7 +303,9 @@ export class QueueObserver extends EventEmitter {
       // A queued job that is canceled is removed from the queue: counted here, or it would not be counted at all.
       void this.finishCanceled(engine, jobId);
     });
-    qe.on('progress', ({ jobId, data }) => this.emit('job', { engine, jobId, event: 'progress', progress: typeof data === 'number' ? data : 0 } satisfies JobChange));
+    qe.on('progress', ({ jobId, data }) =>
+      this.emit('job', { engine, jobId, event: 'progress', progress: typeof data === 'number' ? data : 0 } satisfies JobChange),
+    );
     qe.on('completed', ({ jobId }) => {
       this.emit('job', { engine, jobId, event: 'completed' } satisfies JobChange);
       void this.finish(engine, jobId, 'completed');
@@ -265,7 +320,10 @@ export class QueueObserver extends EventEmitter {
 
   private async finish(engine: string, jobId: string, outcome: 'completed' | 'failed', failedReason?: string): Promise<void> {
     try {
-      const [found, [engineAt]] = await Promise.all([this.opts.jobs.queue(engine).getJob(jobId), engineStarts(this.opts.redis, engine, [jobId])]);
+      const [found, [engineAt]] = await Promise.all([
+        this.opts.jobs.queue(engine).getJob(jobId),
+        engineStarts(this.opts.redis, engine, [jobId]),
+      ]);
       const job = found as Job<JobData, JobResult> | undefined;
       const at = job?.finishedOn ?? Date.now();
       const created = job?.data?.createdAt ?? job?.timestamp;
@@ -289,7 +347,14 @@ export class QueueObserver extends EventEmitter {
       const canceledAt = Number(await this.opts.redis.hget(keys.record(jobId), 'canceledAt'));
       if (!canceledAt || this.finished.some((f) => f.jobId === jobId && f.outcome === 'canceled')) return;
       // Claimed under one key whichever event saw it first (removed, or failed with JOB_CANCELED): counted once.
-      const f: FinishedJob = { engine, jobId, outcome: 'canceled', code: 'JOB_CANCELED', at: canceledAt, countHere: await this.claim(jobId, 0) };
+      const f: FinishedJob = {
+        engine,
+        jobId,
+        outcome: 'canceled',
+        code: 'JOB_CANCELED',
+        at: canceledAt,
+        countHere: await this.claim(jobId, 0),
+      };
       this.finished.push(f);
       if (this.finished.length > MAX_FINISHED) this.finished.shift();
       this.emit('finished', f);

@@ -30,19 +30,38 @@ const DOCS: Record<string, Doc> = {
   'POST /v1/jobs': {
     tags: ['jobs'],
     summary: 'Submit a photo to enhance',
-    description: 'multipart/form-data with the photo in a part named `image` and the options as text fields. Answers 202 with the job id and links; follow `links.events` (SSE) or poll `links.self`.',
+    description:
+      'multipart/form-data with the photo in a part named `image` and the options as text fields. Answers 202 with the job id and links; follow `links.events` (SSE) or poll `links.self`.',
     consumes: ['multipart/form-data'],
     body: JobSubmissionSchema,
-    response: { 202: { description: 'Accepted', ...JobAcceptedSchema }, '4xx': problem('Invalid upload or option'), 503: problem('Queue unavailable or full') },
+    response: {
+      202: { description: 'Accepted', ...JobAcceptedSchema },
+      '4xx': problem('Invalid upload or option'),
+      503: problem('Queue unavailable or full'),
+    },
   },
-  'GET /v1/jobs/:id': { tags: ['jobs'], summary: 'Job status', params: jobId, response: { 200: JobViewSchema, 404: problem('Unknown job'), 410: problem('Expired') } },
-  'DELETE /v1/jobs/:id': { tags: ['jobs'], summary: 'Cancel a job (deletes its files)', params: jobId, response: { 200: JobViewSchema, 404: problem('Unknown job') } },
+  'GET /v1/jobs/:id': {
+    tags: ['jobs'],
+    summary: 'Job status',
+    params: jobId,
+    response: { 200: JobViewSchema, 404: problem('Unknown job'), 410: problem('Expired') },
+  },
+  'DELETE /v1/jobs/:id': {
+    tags: ['jobs'],
+    summary: 'Cancel a job (deletes its files)',
+    params: jobId,
+    response: { 200: JobViewSchema, 404: problem('Unknown job') },
+  },
   'GET /v1/jobs/:id/result': {
     tags: ['jobs'],
     summary: 'Download the enhanced image',
     params: jobId,
     produces: ['image/png', 'image/jpeg', 'image/webp'],
-    response: { 200: { description: 'The image', type: 'string', format: 'binary' }, 409: problem('Not completed yet'), 410: problem('Expired') },
+    response: {
+      200: { description: 'The image', type: 'string', format: 'binary' },
+      409: problem('Not completed yet'),
+      410: problem('Expired'),
+    },
   },
   'GET /v1/jobs/:id/events': {
     tags: ['jobs'],
@@ -53,21 +72,56 @@ const DOCS: Record<string, Doc> = {
   },
   'GET /': {
     tags: ['compat'],
-    summary: 'Service description (PhotoEnhanceAI: service, version, status, endpoints); a browser asking for HTML is redirected to /dashboard',
+    summary:
+      'Service description (PhotoEnhanceAI: service, version, status, endpoints); a browser asking for HTML is redirected to /dashboard',
     response: {
-      200: { type: 'object', properties: { service: { type: 'string' }, version: { type: 'string' }, status: { type: 'string' }, endpoints: { type: 'object', additionalProperties: { type: 'string' } } }, additionalProperties: true },
+      200: {
+        type: 'object',
+        properties: {
+          service: { type: 'string' },
+          version: { type: 'string' },
+          status: { type: 'string' },
+          endpoints: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+        additionalProperties: true,
+      },
       302: { description: 'To /dashboard (Accept: text/html)' },
     },
   },
-  'GET /healthz': { tags: ['system'], summary: 'Liveness', response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeSeconds: { type: 'integer' } } } } },
-  'GET /readyz': { tags: ['system'], summary: 'Readiness (Redis reachable)', response: { 200: { type: 'object', properties: { status: { type: 'string' }, redis: { type: 'string' }, workers: { type: 'integer' } } }, 503: problem('Redis unreachable') } },
-  'GET /v1/system': { tags: ['system'], summary: 'Worker hosts: admission, memory, engine processes', response: { 200: { type: 'object', properties: { hosts: { type: 'array', items: HostStateSchema }, sseClients: { type: 'integer' } } } } },
-  'GET /v1/engines': { tags: ['system'], summary: 'Engines offered by live workers and configured as known', response: { 200: { type: 'object', additionalProperties: true } } },
+  'GET /healthz': {
+    tags: ['system'],
+    summary: 'Liveness',
+    response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeSeconds: { type: 'integer' } } } },
+  },
+  'GET /readyz': {
+    tags: ['system'],
+    summary: 'Readiness (Redis reachable)',
+    response: {
+      200: { type: 'object', properties: { status: { type: 'string' }, redis: { type: 'string' }, workers: { type: 'integer' } } },
+      503: problem('Redis unreachable'),
+    },
+  },
+  'GET /v1/system': {
+    tags: ['system'],
+    summary: 'Worker hosts: admission, memory, engine processes',
+    response: {
+      200: { type: 'object', properties: { hosts: { type: 'array', items: HostStateSchema }, sseClients: { type: 'integer' } } },
+    },
+  },
+  'GET /v1/engines': {
+    tags: ['system'],
+    summary: 'Engines offered by live workers and configured as known',
+    response: { 200: { type: 'object', additionalProperties: true } },
+  },
   'PUT /v1/system/hosts/:hostId/admission': {
     tags: ['operator'],
     summary: "Change a host's admission thresholds at run time (`*` for every host)",
     security: OPERATOR,
-    response: { 202: { type: 'object', properties: { hostId: { type: 'string' }, delivered: { type: 'integer' } }, additionalProperties: true }, 401: problem('Operator credential required'), 404: problem('No such live host') },
+    response: {
+      202: { type: 'object', properties: { hostId: { type: 'string' }, delivered: { type: 'integer' } }, additionalProperties: true },
+      401: problem('Operator credential required'),
+      404: problem('No such live host'),
+    },
   },
 };
 
@@ -75,12 +129,27 @@ const BATCH_ID = { type: 'object', properties: { id: { type: 'string', pattern: 
 DOCS['POST /v1/batches'] = {
   tags: ['batches'],
   summary: 'Submit many photos (parts named `images`) or one ZIP archive (`archive`) as one batch',
-  description: 'multipart/form-data; the shared options as text fields. Answers 202 with the batch id, counts and links (docs/batches-and-backpressure.md).',
+  description:
+    'multipart/form-data; the shared options as text fields. Answers 202 with the batch id, counts and links (docs/batches-and-backpressure.md).',
   consumes: ['multipart/form-data'],
-  response: { 202: { description: 'Accepted', type: 'object', additionalProperties: true }, '4xx': problem('Invalid upload, archive or option'), 503: problem('Queue unavailable or full, or no worker for the engine') },
+  response: {
+    202: { description: 'Accepted', type: 'object', additionalProperties: true },
+    '4xx': problem('Invalid upload, archive or option'),
+    503: problem('Queue unavailable or full, or no worker for the engine'),
+  },
 };
-DOCS['GET /v1/batches/:id'] = { tags: ['batches'], summary: 'Batch status: counts, progress and every item', params: BATCH_ID, response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') } };
-DOCS['DELETE /v1/batches/:id'] = { tags: ['batches'], summary: 'Cancel every unfinished job of a batch', params: BATCH_ID, response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') } };
+DOCS['GET /v1/batches/:id'] = {
+  tags: ['batches'],
+  summary: 'Batch status: counts, progress and every item',
+  params: BATCH_ID,
+  response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') },
+};
+DOCS['DELETE /v1/batches/:id'] = {
+  tags: ['batches'],
+  summary: 'Cancel every unfinished job of a batch',
+  params: BATCH_ID,
+  response: { 200: { type: 'object', additionalProperties: true }, 404: problem('Unknown batch') },
+};
 
 /** Tags by path for routes without their own entry above: nothing lands under "default". */
 function tagFor(url: string): string {
@@ -108,7 +177,8 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
       info: {
         title: 'PhotoEnhance Gateway',
         version: opts.version ?? '0.1.0',
-        description: 'Submit photos to enhance, follow jobs, download results. Errors are RFC 9457 problems with codes from the error catalogue.',
+        description:
+          'Submit photos to enhance, follow jobs, download results. Errors are RFC 9457 problems with codes from the error catalogue.',
       },
       tags: [
         { name: 'jobs', description: 'Submit, follow and download jobs' },
@@ -139,7 +209,9 @@ export async function registerOpenApi(app: FastifyInstance, opts: { version?: st
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
   // The error catalogue, where every problem's `type` (/docs/errors#CODE) points.
   const catalogue = renderErrorCatalogueHtml();
-  app.get('/docs/errors', { schema: { tags: ['system'], summary: 'The error catalogue (HTML, one anchor per code): the target of every problem `type`' } }, async (_req, reply) =>
-    reply.type('text/html; charset=utf-8').header('cache-control', 'public, max-age=300').send(catalogue),
+  app.get(
+    '/docs/errors',
+    { schema: { tags: ['system'], summary: 'The error catalogue (HTML, one anchor per code): the target of every problem `type`' } },
+    async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'public, max-age=300').send(catalogue),
   );
 }

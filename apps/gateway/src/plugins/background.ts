@@ -22,9 +22,22 @@ export const backgroundPlugin = fp(
     const names = (): Promise<string[]> => engineNames(engines);
     const webhookLog = app.log.child({ component: 'webhooks' }) as Logger;
     const deliveries = config.webhookSecret
-      ? new WebhookDeliveries({ redis: config.redis, secret: config.webhookSecret, allowPrivate: config.webhookAllowPrivate, attempts: config.webhookAttempts, backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, keepSeconds: config.jobTtlSeconds }, webhookLog)
+      ? new WebhookDeliveries(
+          {
+            redis: config.redis,
+            secret: config.webhookSecret,
+            allowPrivate: config.webhookAllowPrivate,
+            attempts: config.webhookAttempts,
+            backoffMs: config.webhookBackoffMs,
+            timeoutMs: config.webhookTimeoutMs,
+            keepSeconds: config.jobTtlSeconds,
+          },
+          webhookLog,
+        )
       : undefined;
-    const dispatcher = deliveries ? new WebhookDispatcher({ hub: jobEvents, jobs, batches, deliveries, logger: webhookLog, engineNames: names }) : undefined;
+    const dispatcher = deliveries
+      ? new WebhookDispatcher({ hub: jobEvents, jobs, batches, deliveries, logger: webhookLog, engineNames: names })
+      : undefined;
     const sweeper = new Sweeper({
       redis,
       storage,

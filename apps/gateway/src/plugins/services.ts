@@ -35,10 +35,25 @@ export const servicesPlugin = fp(
     const jobs = new JobService(redis, storage, config);
     const engines = new EngineDirectory(redis, config.knownEngines, config.defaultEngine);
     const jobEvents = new JobEventHub(config.redis);
-    const queueBound = new QueueBound(redis, config, () => engineNames(engines), () => engines.hosts());
+    const queueBound = new QueueBound(
+      redis,
+      config,
+      () => engineNames(engines),
+      () => engines.hosts(),
+    );
     const idempotency = new IdempotencyStore(redis, config.jobTtlSeconds);
     const batches = new BatchService(redis, jobs, config);
-    const intake = new JobIntake({ config, storage, jobs, engines, queueBound, idempotency, batches, redisReady: () => app.redisReady(), logger: app.log.child({ component: 'intake' }) as Logger });
+    const intake = new JobIntake({
+      config,
+      storage,
+      jobs,
+      engines,
+      queueBound,
+      idempotency,
+      batches,
+      redisReady: () => app.redisReady(),
+      logger: app.log.child({ component: 'intake' }) as Logger,
+    });
     app.decorate('jobs', jobs);
     app.decorate('engines', engines);
     app.decorate('jobEvents', jobEvents);

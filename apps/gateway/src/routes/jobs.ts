@@ -25,7 +25,9 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     checkId(req.params.id);
     const { view, job } = await app.jobs.find(req.params.id);
     if (view.status !== 'completed' || !job?.returnvalue) {
-      throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} is ${view.status}, not completed`, { extensions: { jobStatus: view.status, ...(view.error ? { error: view.error } : {}) } });
+      throw new ApiError('JOB_NOT_COMPLETED', `Job ${view.id} is ${view.status}, not completed`, {
+        extensions: { jobStatus: view.status, ...(view.error ? { error: view.error } : {}) },
+      });
     }
     const result = job.returnvalue;
     // Streamed from storage with Content-Length, ETag and Range, or a 302 to a presigned URL (RESULT_REDIRECT).
@@ -76,10 +78,13 @@ async function streamJobEvents(app: FastifyInstance, req: FastifyRequest, reply:
       return;
     }
     // Any state change: send the full view, which is the truth (attempts, errors, result).
-    app.jobs.find(initial.id).then(({ view }) => {
-      stream.send('status', view, e.eventId);
-      if (FINAL.has(view.status)) stream.close();
-    }, () => stream.close());
+    app.jobs.find(initial.id).then(
+      ({ view }) => {
+        stream.send('status', view, e.eventId);
+        if (FINAL.has(view.status)) stream.close();
+      },
+      () => stream.close(),
+    );
   };
   // Subscribe before reading the position, so nothing falls between the snapshot and the live stream.
   const unsubscribe = app.jobEvents.subscribe(engine, initial.id, onEvent);

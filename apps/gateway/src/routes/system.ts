@@ -58,7 +58,9 @@ export const systemRoutes: FastifyPluginAsync = async (app) => {
       // Bounded: a storage server that hangs must not hang the probe.
       await app.storage.check(Math.min(app.config.storageCheckTimeoutMs, 2000));
     } catch (err) {
-      throw Object.assign(storageUnavailable((err as Error).message), { extensions: { storage: 'unavailable', backend: app.storage.kind } });
+      throw Object.assign(storageUnavailable((err as Error).message), {
+        extensions: { storage: 'unavailable', backend: app.storage.kind },
+      });
     }
     const hosts = await app.engines.hosts();
     return reply.send({ status: 'ready', redis: 'ok', storage: 'ok', storageBackend: app.storage.kind, workers: hosts.length });
@@ -68,26 +70,43 @@ export const systemRoutes: FastifyPluginAsync = async (app) => {
     const hosts = await app.engines.hosts();
     const names = (await app.engines.list()).map((e) => e.name);
     const queues: Record<string, Record<string, number>> = {};
-    await Promise.all(names.map(async (name) => {
-      // Prefetched jobs count as waiting (engine-start.ts).
-      queues[name] = await publicJobCounts(app.redis, name, await app.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'));
-    }));
+    await Promise.all(
+      names.map(async (name) => {
+        // Prefetched jobs count as waiting (engine-start.ts).
+        queues[name] = await publicJobCounts(
+          app.redis,
+          name,
+          await app.jobs.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused'),
+        );
+      }),
+    );
     return { hosts, queues, sseClients: app.jobEvents.clientCount() };
   });
 
   // The contract's TypeBox schema validates the body and types req.body (type provider), and documents the route.
-  app.withTypeProvider<TypeBoxTypeProvider>().put('/v1/system/hosts/:hostId/admission', {
-    schema: { params: Type.Object({ hostId: Type.String({ description: 'A live host id, or * for every host' }) }), body: AdmissionOverrideSchema },
-  }, async (req, reply) => {
-    const { hostId } = req.params;
-    const hosts = await app.engines.hosts();
-    if (hostId !== '*' && !hosts.some((h) => h.hostId === hostId)) {
-      throw new ApiError('INVALID_REQUEST', `No live worker host "${hostId}" (live: ${hosts.map((h) => h.hostId).join(', ') || 'none'})`, { status: 404 });
-    }
-    const msg: ControlMessage = { type: 'admission', hostId, admission: req.body };
-    const receivers = await app.redis.publish(keys.controlChannel, JSON.stringify(msg));
-    return reply.code(202).send({ hostId, admission: req.body, delivered: receivers });
-  });
+  app.withTypeProvider<TypeBoxTypeProvider>().put(
+    '/v1/system/hosts/:hostId/admission',
+    {
+      schema: {
+        params: Type.Object({ hostId: Type.String({ description: 'A live host id, or * for every host' }) }),
+        body: AdmissionOverrideSchema,
+      },
+    },
+    async (req, reply) => {
+      const { hostId } = req.params;
+      const hosts = await app.engines.hosts();
+      if (hostId !== '*' && !hosts.some((h) => h.hostId === hostId)) {
+        throw new ApiError(
+          'INVALID_REQUEST',
+          `No live worker host "${hostId}" (live: ${hosts.map((h) => h.hostId).join(', ') || 'none'})`,
+          { status: 404 },
+        );
+      }
+      const msg: ControlMessage = { type: 'admission', hostId, admission: req.body };
+      const receivers = await app.redis.publish(keys.controlChannel, JSON.stringify(msg));
+      return reply.code(202).send({ hostId, admission: req.body, delivered: receivers });
+    },
+  );
 
   app.get('/v1/engines', async () => ({ default: app.config.defaultEngine, engines: await app.engines.list() }));
 };
@@ -95,6 +114,15 @@ export const systemRoutes: FastifyPluginAsync = async (app) => {
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('timeout')), ms);
-    p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e instanceof Error ? e : new Error(String(e))); });
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
   });
 }

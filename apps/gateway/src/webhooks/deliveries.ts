@@ -34,11 +34,25 @@ export function signWebhook(secret: string, timestamp: string, body: string): st
 function post(url: URL, body: string, headers: Record<string, string>, s: DeliverySettings): Promise<number> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'user-agent': 'photoenhance-gateway-webhooks', ...headers }, lookup: guardedLookup(s.allowPrivate), timeout: s.timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
+    const req = send(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'user-agent': 'photoenhance-gateway-webhooks',
+          ...headers,
+        },
+        lookup: guardedLookup(s.allowPrivate),
+        timeout: s.timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${s.timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
@@ -76,25 +90,34 @@ export class WebhookDeliveries {
   }
 
   async enqueue(deliveryId: string, url: string, payload: WebhookPayload): Promise<void> {
-    await this.queue.add('deliver', { url, payload }, {
-      jobId: deliveryId,
-      attempts: this.s.attempts,
-      backoff: { type: 'exponential', delay: this.s.backoffMs },
-      removeOnComplete: { age: this.s.keepSeconds },
-      removeOnFail: { age: this.s.keepSeconds },
-    });
+    await this.queue.add(
+      'deliver',
+      { url, payload },
+      {
+        jobId: deliveryId,
+        attempts: this.s.attempts,
+        backoff: { type: 'exponential', delay: this.s.backoffMs },
+        removeOnComplete: { age: this.s.keepSeconds },
+        removeOnFail: { age: this.s.keepSeconds },
+      },
+    );
   }
 
   private async deliver(job: Job<DeliveryData>): Promise<{ status: number }> {
     const url = await assertDeliverable(job.data.url, this.s.allowPrivate);
     const body = JSON.stringify(job.data.payload);
     const timestamp = String(Math.floor(Date.now() / 1000));
-    const status = await post(url, body, {
-      [WEBHOOK_HEADERS.signature]: signWebhook(this.s.secret, timestamp, body),
-      [WEBHOOK_HEADERS.timestamp]: timestamp,
-      [WEBHOOK_HEADERS.event]: `${job.data.payload.subject}.${job.data.payload.event}`,
-      [WEBHOOK_HEADERS.delivery]: job.data.payload.id,
-    }, this.s);
+    const status = await post(
+      url,
+      body,
+      {
+        [WEBHOOK_HEADERS.signature]: signWebhook(this.s.secret, timestamp, body),
+        [WEBHOOK_HEADERS.timestamp]: timestamp,
+        [WEBHOOK_HEADERS.event]: `${job.data.payload.subject}.${job.data.payload.event}`,
+        [WEBHOOK_HEADERS.delivery]: job.data.payload.id,
+      },
+      this.s,
+    );
     if (status < 200 || status >= 300) throw new Error(`the receiver answered HTTP ${status}`);
     return { status };
   }

@@ -17,7 +17,14 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { hub: JobEventHub; jobs: JobService; batches: BatchService; deliveries: WebhookDeliveries; logger: Logger; engineNames: () => Promise<string[]> },
+    private readonly deps: {
+      hub: JobEventHub;
+      jobs: JobService;
+      batches: BatchService;
+      deliveries: WebhookDeliveries;
+      logger: Logger;
+      engineNames: () => Promise<string[]>;
+    },
   ) {}
 
   start(): void {
@@ -25,7 +32,10 @@ export class WebhookDispatcher {
       this.handle(e).catch((err: unknown) => this.deps.logger.warn({ err, jobId: e.jobId }, 'webhook dispatch failed'));
     });
     const watchAll = (): void => {
-      this.deps.engineNames().then((names) => names.forEach((n) => this.deps.hub.watch(n)), () => undefined);
+      this.deps.engineNames().then(
+        (names) => names.forEach((n) => this.deps.hub.watch(n)),
+        () => undefined,
+      );
     };
     watchAll();
     this.timer = setInterval(watchAll, 5000);
@@ -37,7 +47,12 @@ export class WebhookDispatcher {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private async send(id: string, spec: WebhookSpec, event: WebhookEvent, body: Omit<WebhookPayload, 'id' | 'event' | 'createdAt'>): Promise<void> {
+  private async send(
+    id: string,
+    spec: WebhookSpec,
+    event: WebhookEvent,
+    body: Omit<WebhookPayload, 'id' | 'event' | 'createdAt'>,
+  ): Promise<void> {
     if (!spec.events.includes(event)) return;
     await this.deps.deliveries.enqueue(id, spec.url, { id, event, createdAt: new Date().toISOString(), ...body });
   }
@@ -57,7 +72,8 @@ export class WebhookDispatcher {
       } else {
         // A failed attempt that will be retried is not the end of the job: only the final state is announced.
         const { view } = await this.deps.jobs.find(e.jobId);
-        if (view.status === 'completed' || view.status === 'failed') await this.send(`job.${view.status}.${e.jobId}`, spec, view.status, { subject: 'job', job: view });
+        if (view.status === 'completed' || view.status === 'failed')
+          await this.send(`job.${view.status}.${e.jobId}`, spec, view.status, { subject: 'job', job: view });
       }
     }
     if (rec.batchId && e.type !== 'progress') await this.batchItemFinished(rec.batchId, e.jobId);

@@ -101,7 +101,8 @@ function parseUrl(raw: string): URL {
   } catch {
     throw new WebhookRefused('invalid-url', `The webhook ${JSON.stringify(raw.slice(0, 100))} is not an absolute URL`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new WebhookRefused('scheme', `The webhook must use http or https, not ${u.protocol.replace(':', '')}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new WebhookRefused('scheme', `The webhook must use http or https, not ${u.protocol.replace(':', '')}`);
   return u;
 }
 
@@ -119,12 +120,18 @@ export async function assertDeliverable(raw: string, allowPrivate: boolean): Pro
     try {
       addresses = (await dnsLookupAsync(host, { all: true, verbatim: true })).map((a) => a.address);
     } catch (err) {
-      throw new WebhookRefused('unresolvable', `The webhook host ${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new WebhookRefused(
+        'unresolvable',
+        `The webhook host ${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
   }
   const bad = addresses.map((a) => [a, specialRange(a)] as const).filter(([, r]) => r !== undefined);
   if (bad.length > 0) {
-    throw new WebhookRefused('private-address', `The webhook host ${host} resolves to a non-public address (${bad.map(([a, r]) => `${a}: ${r}`).join(', ')})`);
+    throw new WebhookRefused(
+      'private-address',
+      `The webhook host ${host} resolves to a non-public address (${bad.map(([a, r]) => `${a}: ${r}`).join(', ')})`,
+    );
   }
   return u;
 }
@@ -137,7 +144,10 @@ export function guardedLookup(allowPrivate: boolean): LookupFunction {
       if (err) return (callback as (e: Error | null, a: LookupAddress[]) => void)(err, []);
       const bad = allowPrivate ? [] : list.filter((a) => isPrivateAddress(a.address));
       if (bad.length > 0 || list.length === 0) {
-        return (callback as (e: Error | null, a: LookupAddress[]) => void)(new WebhookRefused('private-address', `${hostname} resolves to ${bad.map((a) => a.address).join(', ') || 'nothing'}`), []);
+        return (callback as (e: Error | null, a: LookupAddress[]) => void)(
+          new WebhookRefused('private-address', `${hostname} resolves to ${bad.map((a) => a.address).join(', ') || 'nothing'}`),
+          [],
+        );
       }
       if (options.all) return (callback as (e: Error | null, a: LookupAddress[]) => void)(null, list);
       const first = list[0]!;
@@ -155,7 +165,10 @@ export interface WebhookSpec {
  * Take `webhook` and `webhookEvents` out of submission fields (the rest are job options) and check them.
  * Throws 400 WEBHOOK_URL_REFUSED with a `reason`.
  */
-export async function takeWebhook(fields: Record<string, string>, opts: { secret?: string; allowPrivate: boolean }): Promise<WebhookSpec | undefined> {
+export async function takeWebhook(
+  fields: Record<string, string>,
+  opts: { secret?: string; allowPrivate: boolean },
+): Promise<WebhookSpec | undefined> {
   const url = fields.webhook?.trim();
   const rawEvents = fields.webhookEvents;
   delete fields.webhook;
@@ -167,10 +180,19 @@ export async function takeWebhook(fields: Record<string, string>, opts: { secret
   try {
     if (!opts.secret) throw new WebhookRefused('not-configured', 'This gateway sends no webhooks: its operator has not set WEBHOOK_SECRET');
     await assertDeliverable(url, opts.allowPrivate);
-    const events = rawEvents === undefined ? [...WEBHOOK_EVENTS] : rawEvents.split(',').map((s) => s.trim()).filter(Boolean);
+    const events =
+      rawEvents === undefined
+        ? [...WEBHOOK_EVENTS]
+        : rawEvents
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
     const unknown = events.filter((e) => !(WEBHOOK_EVENTS as readonly string[]).includes(e));
     if (unknown.length || events.length === 0) {
-      throw new WebhookRefused('invalid-events', `"webhookEvents" must be a comma list of ${WEBHOOK_EVENTS.join(', ')}; received ${JSON.stringify(rawEvents)}`);
+      throw new WebhookRefused(
+        'invalid-events',
+        `"webhookEvents" must be a comma list of ${WEBHOOK_EVENTS.join(', ')}; received ${JSON.stringify(rawEvents)}`,
+      );
     }
     return { url, events: [...new Set(events)] as WebhookEvent[] };
   } catch (err) {
