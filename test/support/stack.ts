@@ -129,7 +129,7 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
   };
 }
 
-export { poll, until } from './poll.js';
+export { until } from './poll.js';
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });

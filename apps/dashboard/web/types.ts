@@ -3,7 +3,6 @@
 export type {
   EngineProcessState as EngineProcess,
   HostEvent,
-  HostSample,
   HostState,
   JobChange,
   JobDetail,
@@ -13,7 +12,6 @@ export type {
   Overview,
   QueueRow,
   Sample,
-  Stats,
 } from '@photoenhance/contracts/browser';
 import type { JobChange, JobStatus } from '@photoenhance/contracts/browser';
 

@@ -1,8 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { keyringOf } from './auth/keyring.js';
 
-export { keyId } from './auth/keyring.js';
-
 /**
  * Who is calling: the API key they present (when keys are configured and theirs is one), else their address.
  * Scopes rate limits, idempotency keys and compat task lists. Refusing requests without a valid key is the job of

@@ -50,5 +50,3 @@ export function builtinProfiles(): BuiltinProfile[] {
     builtin('portrait', { expectedMemoryBytes: PORTRAIT_EXPECTED, startupTimeoutMs: 60_000, jobTimeoutMs: 900_000 }),
   ];
 }
-
-export const REPO_ROOT = repoRoot;

@@ -6,8 +6,6 @@ import { keys, type RedisConnection as Redis } from '@photoenhance/queue';
 import type { GatewayConfig } from '../config.js';
 import { clientIdentity } from '../client-id.js';
 
-export { QueueBound, type QueueLoad } from './queue-bound.js';
-
 /** Probes stay answerable whatever a client does: never rate limited. */
 const EXEMPT = new Set(['/healthz', '/readyz', '/health']);
 const pathOf = (req: FastifyRequest): string => req.url.split('?')[0] ?? '';

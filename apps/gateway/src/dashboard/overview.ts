@@ -1,7 +1,7 @@
 import type { Overview, QueueRow, Stats } from '@photoenhance/contracts';
 import { percentile, type QueueObserver } from '../metrics/observer.js';
 
-export type { Overview, QueueRow, Stats };
+export type { Overview };
 
 /** Window for the dashboard's throughput and p50/p95 figures. */
 export const STATS_WINDOW_MS = 15 * 60_000;

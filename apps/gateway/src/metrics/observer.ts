@@ -15,7 +15,7 @@ import {
   type Sample,
 } from '@photoenhance/contracts';
 
-export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type QueueState, type Sample };
+export { QUEUE_STATES, type HostEvent, type JobChange, type QueueSnapshot, type Sample };
 import {
   ENGINE_START_EVENT,
   KEY_PREFIX,
