@@ -49,12 +49,12 @@ async function main(): Promise<void> {
         if (n === 2) fields.denoise = 'false';
         ids.push(await idOf(await submit(url, await photo(n, 480 + 160 * ((n + round) % 4)), fields, `family-${round + 1}-${n}.jpg`)));
       }
-      if (round % 2 === 0)
-        ids.push(
-          (lastPortrait = await idOf(
-            await submit(url, await photo(1 + round, 480), { engine: 'portrait', scale: '2' }, `portrait-${round + 1}.jpg`),
-          )),
+      if (round % 2 === 0) {
+        lastPortrait = await idOf(
+          await submit(url, await photo(1 + round, 480), { engine: 'portrait', scale: '2' }, `portrait-${round + 1}.jpg`),
         );
+        ids.push(lastPortrait);
+      }
       for (const id of ids) await waitForStatus(url, id, ['completed', 'failed'], 180_000);
       console.log(`round ${round + 1}/${ROUNDS} done`);
     }

@@ -549,7 +549,10 @@ export function lintEnvFile(text: string): Problem[] {
     const raw = l.trim();
     if (raw === '' || raw.startsWith('#') || raw.startsWith(';')) return;
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(raw);
-    if (!m) return void problems.push({ line, message: `not a KEY=VALUE line: ${JSON.stringify(raw)}` });
+    if (!m) {
+      problems.push({ line, message: `not a KEY=VALUE line: ${JSON.stringify(raw)}` });
+      return;
+    }
     const [, key, value] = m as unknown as [string, string, string];
     if (!/^(".*"|'.*')$/.test(value) && INLINE_COMMENT.test(value))
       problems.push({ line, message: `inline comment in ${key}=: it becomes part of the value` });

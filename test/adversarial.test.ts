@@ -2,7 +2,6 @@ import { gzipSync } from 'node:zlib';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeBmp24 } from '@photoenhance/imaging';
 import { isErrorCode } from '@photoenhance/contracts';
 import Fastify from 'fastify';
 import multipart from '@fastify/multipart';

@@ -1,22 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import {
-  fixtureEngine,
-  startGateway,
-  startStack,
-  submit,
-  until,
-  waitForStatus,
-  type RunningGateway,
-  type RunningWorker,
-  type Stack,
-} from './support/stack.js';
+import { fixtureEngine, startGateway, startStack, submit, until, waitForStatus, type RunningGateway, type Stack } from './support/stack.js';
 
 /** Gateway backpressure: bounded queue (503 + measured Retry-After), rate limits (429), overload (503), idempotency, priorities. */
 let redis: TestRedis;
 let gw: RunningGateway;
-let worker: RunningWorker;
 const LIMIT = 4;
 
 let stack: Stack;
@@ -36,7 +25,7 @@ beforeAll(async () => {
       fixtureEngine('one', 'sleep', 250, { poolSize: 1 }),
     ],
   });
-  ({ redis, gw, worker } = stack);
+  ({ redis, gw } = stack);
 });
 
 afterAll(() => stack?.close());

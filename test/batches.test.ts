@@ -3,15 +3,12 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchAccepted, BatchView } from '@photoenhance/contracts';
-import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { fixtureEngine, startStack, until, waitForStatus, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
+import { fixtureEngine, startStack, until, waitForStatus, type RunningGateway, type Stack } from './support/stack.js';
 import { makeZip, readSse, readZip, zipWithTraversal } from './support/zip.js';
 
 /** Batches end to end: multipart and ZIP submissions, progress while running, results.zip, cancel, SSE with resume. */
-let redis: TestRedis;
 let gw: RunningGateway;
-let worker: RunningWorker;
 
 let stack: Stack;
 beforeAll(async () => {
@@ -23,7 +20,7 @@ beforeAll(async () => {
       fixtureEngine('slow', 'sleep', 30_000, { poolSize: 1, stopGraceMs: 1000 }),
     ],
   });
-  ({ redis, gw, worker } = stack);
+  ({ gw } = stack);
 });
 
 afterAll(() => stack?.close());

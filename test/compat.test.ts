@@ -4,13 +4,12 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
-import { fixtureEngine, startGateway, startStack, until, type RunningGateway, type RunningWorker, type Stack } from './support/stack.js';
+import { fixtureEngine, startGateway, startStack, until, type RunningGateway, type Stack } from './support/stack.js';
 import { readZip } from './support/zip.js';
 
 /** A PhotoEnhanceAI client's round trip against the compatibility routes (BRIEF §3). */
 let redis: TestRedis;
 let gw: RunningGateway;
-let worker: RunningWorker;
 
 let stack: Stack;
 beforeAll(async () => {
@@ -18,7 +17,7 @@ beforeAll(async () => {
     gateway: { knownEngines: ['paced'], defaultEngine: 'paced' },
     engines: [fixtureEngine('paced', 'resize', 30, { poolSize: 2 })],
   });
-  ({ redis, gw, worker } = stack);
+  ({ redis, gw } = stack);
 });
 
 afterAll(() => stack?.close());

@@ -164,16 +164,28 @@ describe('operator surface', () => {
   });
 
   it('documents the API as OpenAPI 3 from the same schemas, multipart options included', async () => {
-    const doc = (await (await fetch(`${gw.url}/docs/json`)).json()) as { openapi: string; paths: Record<string, Record<string, any>> };
+    // Only the parts of an OpenAPI document this test reads.
+    interface Schema {
+      required?: string[];
+      enum?: number[];
+      anyOf?: Array<{ enum?: number[] }>;
+      properties: Record<string, Schema>;
+    }
+    type Operation = { requestBody: { content: Record<string, { schema: Schema }> } };
+    const doc = (await (await fetch(`${gw.url}/docs/json`)).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, Operation>>;
+    };
     expect(doc.openapi).toMatch(/^3\./);
-    const post = doc.paths['/v1/jobs']!.post;
-    const schema = post.requestBody.content['multipart/form-data'].schema;
+    const post = doc.paths['/v1/jobs']!.post!;
+    const schema = post.requestBody.content['multipart/form-data']!.schema;
     expect(schema.required).toContain('image');
-    expect(schema.properties.scale.enum ?? schema.properties.scale.anyOf?.map((x: { enum?: number[] }) => x.enum?.[0])).toEqual([1, 2, 4]);
+    const scale = schema.properties.scale!;
+    expect(scale.enum ?? scale.anyOf?.map((x) => x.enum?.[0])).toEqual([1, 2, 4]);
     expect(schema.properties.bgTile).toMatchObject({ type: 'integer', minimum: 0, maximum: 1024 });
-    expect(doc.paths['/v1/system/hosts/{hostId}/admission']!.put.requestBody.content['application/json'].schema.properties).toHaveProperty(
-      'minAvailableBytes',
-    );
+    expect(
+      doc.paths['/v1/system/hosts/{hostId}/admission']!.put!.requestBody.content['application/json']!.schema.properties,
+    ).toHaveProperty('minAvailableBytes');
     expect(Object.keys(doc.paths).some((p) => p.startsWith('/admin/queues'))).toBe(false);
     expect((await fetch(`${gw.url}/docs`)).status).toBe(200);
   });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobView } from '@photoenhance/contracts';
 import { samplePhoto } from './support/images.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import {
@@ -66,7 +67,7 @@ async function enhance(photo: Buffer, fields: Record<string, string>, timeoutMs 
   const res = await submit(gw.url, photo, fields);
   expect(res.status, await res.clone().text()).toBe(202);
   const { id } = (await res.json()) as { id: string };
-  const view = (await waitForStatus(gw.url, id, ['completed', 'failed'], timeoutMs)) as Record<string, any>;
+  const view = (await waitForStatus(gw.url, id, ['completed', 'failed'], timeoutMs)) as JobView;
   expect(view.status, JSON.stringify(view)).toBe('completed');
   const dl = await fetch(`${gw.url}/v1/jobs/${id}/result`);
   expect(dl.status).toBe(200);
@@ -118,8 +119,8 @@ describe('engines end to end', () => {
     const { height } = await sharp(photo).metadata();
     const { view, meta } = await enhance(photo, { engine: 'portrait', scale: '2', format: 'jpeg', weight: '0.8' });
     expect(meta).toMatchObject({ format: 'jpeg', width: 512, height: height! * 2 });
-    expect(view.result.meta.faces).toBeGreaterThanOrEqual(1);
-    expect(view.result.applied).toMatchObject({ scale: 2, format: 'jpeg', weight: 0.8, onlyCenterFace: false });
+    expect(view.result?.meta?.faces).toBeGreaterThanOrEqual(1);
+    expect(view.result?.applied).toMatchObject({ scale: 2, format: 'jpeg', weight: 0.8, onlyCenterFace: false });
   });
 
   it.skipIf(!haveImageMagick)(
@@ -129,7 +130,7 @@ describe('engines end to end', () => {
       const { height } = await sharp(photo).metadata();
       const { view, meta } = await enhance(photo, { engine: 'imagemagick', scale: '2', format: 'webp', quality: '80' });
       expect(meta).toMatchObject({ format: 'webp', width: 400, height: height! * 2 });
-      expect(view.result.applied).toMatchObject({ scale: 2, quality: 80, format: 'webp' });
+      expect(view.result?.applied).toMatchObject({ scale: 2, quality: 80, format: 'webp' });
       const png = await enhance(photo, { engine: 'imagemagick', scale: '1', format: 'png' });
       expect(png.meta).toMatchObject({ format: 'png', width: 200 });
     },

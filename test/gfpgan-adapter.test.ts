@@ -280,7 +280,7 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
     );
     // gfpgan and realesrgan export no __version__: the versions come from the package metadata
     expect(ready.version).toBe('1.3.8+testdouble');
-    const info = ready.info as Record<string, any>;
+    const info = ready.info as { packages: Record<string, string>; memory: Record<string, number> };
     expect(info.packages).toEqual({
       torch: '2.6.0+testdouble',
       basicsr: '1.4.2+testdouble',
@@ -678,7 +678,16 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
   });
 
   describe('--check (what `photoenhance doctor` runs)', () => {
-    function check(args: string[], env: Record<string, string> = {}): { code: number | null; report: Record<string, any>; stdout: string } {
+    /** What `--check` prints (the fields these tests read). */
+    interface CheckReport {
+      ok: boolean;
+      interpreter: { path: string; ok: boolean };
+      imports: Array<{ module: string; ok: boolean; version?: string; fix?: string }>;
+      problems: Array<{ check: string; message: string; fix: string }>;
+      warnings: Array<{ check: string; fix: string }>;
+      basicsrOps: { fusedAct: boolean; upfirdn2d: boolean };
+    }
+    function check(args: string[], env: Record<string, string> = {}): { code: number | null; report: CheckReport; stdout: string } {
       const base: Record<string, string> = {};
       for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('GFPGAN_DOUBLE_')) base[k] = v;
       const r = spawnSync(PYTHON!, [ADAPTER, '--check', ...args], {
@@ -688,7 +697,7 @@ describe.skipIf(!PYTHON)('gfpgan adapter (against the test double of gfpgan/basi
       });
       const lines = r.stdout.trim().split('\n');
       expect(lines).toHaveLength(1);
-      return { code: r.status, report: JSON.parse(lines[0]!) as Record<string, any>, stdout: r.stdout };
+      return { code: r.status, report: JSON.parse(lines[0]!) as CheckReport, stdout: r.stdout };
     }
 
     it('a missing model directory: not usable, and says what to create and download where', () => {

@@ -17,12 +17,12 @@ const TILE = 224;
 const LABEL_H = 22;
 const ROW_LABEL_W = 150;
 
-const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 function text(label: string, width: number, height: number, size = 13): Buffer {
   return Buffer.from(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="#202020"/>` +
-      `<text x="4" y="${height - 6}" font-family="DejaVu Sans, sans-serif" font-size="${size}" fill="#f0f0f0">${escape(label)}</text></svg>`,
+      `<text x="4" y="${height - 6}" font-family="DejaVu Sans, sans-serif" font-size="${size}" fill="#f0f0f0">${escapeXml(label)}</text></svg>`,
   );
 }
 

@@ -271,7 +271,12 @@ function hostProcess(label: string, proc: ChildProcess, echo: boolean): HostProc
       new Promise((resolve, reject) => {
         let from = 0;
         const check = (): void => {
-          for (; from < lines.length; from++) if (re.test(lines[from]!)) return finish(undefined, lines[from]);
+          for (; from < lines.length; from++) {
+            if (re.test(lines[from]!)) {
+              finish(undefined, lines[from]);
+              return;
+            }
+          }
           if (info)
             finish(
               new Error(`${label} exited (${info.code ?? info.signal}) before printing ${re}; last lines:\n${lines.slice(-15).join('\n')}`),

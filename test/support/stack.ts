@@ -73,8 +73,7 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
   let buf = '';
   const onData = (chunk: Buffer): void => {
     buf += chunk.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       output.push(line);

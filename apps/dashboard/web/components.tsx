@@ -34,6 +34,7 @@ export function ActionButton(props: {
   return (
     <span class="action">
       <button
+        type="button"
         class={props.kind ?? ''}
         data-testid={props.testId}
         disabled={busy || props.disabled}
@@ -73,18 +74,37 @@ export function ConfirmDialog(props: {
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   return (
-    <div class="modal-backdrop" onClick={props.onClose}>
-      <div class="modal" role="dialog" aria-modal="true" onClick={(e) => e.stopPropagation()} data-testid="confirm-dialog">
+    // A click on the backdrop itself (not one inside the dialog) and Escape anywhere in it close the dialog.
+    // biome-ignore lint/a11y/noStaticElementInteractions: the backdrop is no control, only a mouse shortcut for Cancel; keyboard users have Escape and the Cancel button
+    <div
+      class="modal-backdrop"
+      onClick={(e) => {
+        if (e.target === e.currentTarget) props.onClose();
+      }}
+      onKeyDown={(e) => {
+        if (e.key === 'Escape') props.onClose();
+      }}
+    >
+      <div class="modal" role="dialog" aria-modal="true" data-testid="confirm-dialog">
         <h3>{props.title}</h3>
         <div>{props.body}</div>
         <label>
           Type <code>{props.word}</code> to confirm
-          <input value={typed} onInput={(e) => setTyped((e.target as HTMLInputElement).value)} data-testid="confirm-input" autoFocus />
+          <input
+            value={typed}
+            onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
+            data-testid="confirm-input"
+            // biome-ignore lint/a11y/noAutofocus: the dialog opens to have this word typed; focus belongs in its only field
+            autoFocus
+          />
         </label>
         {error ? <p class="error-text">{error}</p> : null}
         <div class="modal-actions">
-          <button onClick={props.onClose}>Cancel</button>
+          <button type="button" onClick={props.onClose}>
+            Cancel
+          </button>
           <button
+            type="button"
             class="danger"
             data-testid="confirm-ok"
             disabled={typed !== props.word || busy}

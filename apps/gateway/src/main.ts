@@ -1,10 +1,10 @@
 import { ConfigError, createLogger } from '@photoenhance/config';
 import { RedisPolicyError } from '@photoenhance/queue';
-import { build } from './app.js';
-import { loadGatewayConfig } from './config.js';
+import { build, type Gateway } from './app.js';
+import { type GatewayConfig, loadGatewayConfig } from './config.js';
 
 async function main(): Promise<void> {
-  let config;
+  let config: Readonly<GatewayConfig>;
   try {
     config = loadGatewayConfig();
   } catch (err) {
@@ -15,7 +15,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ name: 'gateway', level: config.logLevel, format: config.logFormat });
-  let gateway;
+  let gateway: Gateway;
   try {
     gateway = await build({ config, logger });
   } catch (err) {

@@ -230,8 +230,8 @@ export function mapMultipartError(err: unknown, limit: number): unknown {
 /** The client's file name, kept only for the download name; reduced to a harmless base name. */
 export function safeName(name: string | undefined): string {
   const base = (name ?? '').split(/[\\/]/).pop() ?? '';
-  // eslint-disable-next-line no-control-regex
   const cleaned = base
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: C0 controls and DEL are stripped on purpose (header injection, terminal escapes in a download name)
     .replace(/[\u0000-\u001f\u007f"<>|:*?]/g, '')
     .trim()
     .slice(0, 200);

@@ -140,7 +140,10 @@ export function planLevels(luma: Float32Array): Levels | undefined {
   for (let i = 0; i < luma.length; i++) hist[Math.min(255, Math.max(0, Math.round(luma[i]!)))]!++;
   const pct = (q: number): number => {
     let seen = 0;
-    for (let v = 0; v < 256; v++) if ((seen += hist[v]!) >= q * luma.length) return v;
+    for (let v = 0; v < 256; v++) {
+      seen += hist[v]!;
+      if (seen >= q * luma.length) return v;
+    }
     return 255;
   };
   const low = pct(0.005);
@@ -200,8 +203,8 @@ export function sharpenDetail(img: Pixels, sigma = SHARPEN_SIGMA, amount = SHARP
         const p = src[a + c]!,
           q = src[i + c]!,
           r2 = src[b + c]!;
-        hmin[i + c] = p < q ? (p < r2 ? p : r2) : q < r2 ? q : r2;
-        hmax[i + c] = p > q ? (p > r2 ? p : r2) : q > r2 ? q : r2;
+        hmin[i + c] = Math.min(p, q, r2);
+        hmax[i + c] = Math.max(p, q, r2);
       }
     }
   }
@@ -228,7 +231,7 @@ export function sharpenDetail(img: Pixels, sigma = SHARPEN_SIGMA, amount = SHARP
         if (h1 > hi) hi = h1;
         if (h2 > hi) hi = h2;
         const v = src[i * ch + c]! + d;
-        oc[i * ch + c] = v < lo - HALO_SLACK ? lo - HALO_SLACK : v > hi + HALO_SLACK ? hi + HALO_SLACK : v;
+        oc[i * ch + c] = Math.min(Math.max(v, lo - HALO_SLACK), hi + HALO_SLACK);
       }
     }
   }

@@ -146,7 +146,7 @@ export function upscaleLanczos(img: Pixels, k: number): Pixels {
             w3 * ring[r3 + i + ch - 1]! +
             w4 * ring[r4 + i + ch - 1]! +
             w5 * ring[r5 + i + ch - 1]!;
-          a = a < 0 ? 0 : a > 255 ? 255 : a;
+          a = Math.min(Math.max(a, 0), 255);
           outc[o + i + ch - 1] = a;
           const inv = a > 0 ? 255 / a : 0;
           for (let c = 0; c < ch - 1; c++) {

@@ -1,4 +1,5 @@
 import { setImmediate } from 'node:timers';
+import type * as TF from '@tensorflow/tfjs';
 import { abortError } from '@photoenhance/engine-protocol';
 import type { Factor, ModelCache } from './models.js';
 import type { Tf } from './runtime.js';
@@ -49,7 +50,7 @@ export async function upscaleRgb(
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (hooks.signal?.aborted) throw abortError();
     const input = tf.tensor3d(cropRgb(img.data, img.width, t), [t.ph, t.pw, 3], 'int32');
-    let result;
+    let result: TF.Tensor3D;
     try {
       result = await upscaler.execute(input, { output: 'tensor' });
     } finally {

@@ -105,12 +105,23 @@ describe('portrait engine (real process, real photo)', () => {
       const [L, T, R, B] = [l! * 2, t! * 2, (l! + w!) * 2 - 1, (t! + h!) * 2 - 1];
       let edge = 0;
       let edgeN = 0;
-      for (let x = L; x <= R; x++) for (const y of [T, B]) (edge += diff(x, y)), edgeN++;
-      for (let y = T; y <= B; y++) for (const x of [L, R]) (edge += diff(x, y)), edgeN++;
+      for (let x = L; x <= R; x++)
+        for (const y of [T, B]) {
+          edge += diff(x, y);
+          edgeN++;
+        }
+      for (let y = T; y <= B; y++)
+        for (const x of [L, R]) {
+          edge += diff(x, y);
+          edgeN++;
+        }
       let core = 0;
       let coreN = 0;
       for (let y = T + (B - T) / 3; y < B - (B - T) / 3; y++)
-        for (let x = L + (R - L) / 3; x < R - (R - L) / 3; x++) (core += diff(Math.round(x), Math.round(y))), coreN++;
+        for (let x = L + (R - L) / 3; x < R - (R - L) / 3; x++) {
+          core += diff(Math.round(x), Math.round(y));
+          coreN++;
+        }
       // Both layers come from the same prepared pixels on the same sampling grid: at the edge the result is the
       // background's own pixels; inside, ESRGAN's face (about 2 levels apart from classic's on this photo).
       expect(edge / edgeN, 'mean difference along the region edge').toBeLessThan(0.5);

@@ -69,7 +69,7 @@ describe('portrait output quality (real photo, ground truth)', () => {
   it('scores better on the face regions than the same photo through esrgan alone', async () => {
     const p = await run(portrait, 'portrait');
     const e = await run(esrgan, 'esrgan');
-    const regions = (p.result.meta?.regions as number[][]).map((r) => r.map((v) => v * 2));
+    const regions = ((p.result.meta?.regions ?? []) as number[][]).map((r) => r.map((v) => v * 2));
     expect(regions.length).toBeGreaterThanOrEqual(1);
     for (const r of regions) {
       const ours = psnr(p.data, truth.data, truth.width, r);

@@ -121,9 +121,9 @@ export function loadConfig<T extends TObject>(opts: LoadOptions<T>): Readonly<St
     }
     if (!Value.Check(sub, v)) {
       const first = [...Value.Errors(sub, v)][0];
-      const where = first && first.path ? ` at ${first.path}` : '';
+      const where = first?.path ? ` at ${first.path}` : '';
       problems.push(
-        `setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(first && first.path ? first.schema : sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(rawValues[key] ?? v)}`,
+        `setting ${origin[key] ?? envLabel(opts, key)} must be ${describe(first?.path ? first.schema : sub)}${where ? ` (${first?.message}${where})` : ''}; received ${JSON.stringify(rawValues[key] ?? v)}`,
       );
       continue;
     }

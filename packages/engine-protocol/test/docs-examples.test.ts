@@ -17,7 +17,7 @@ const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..
 const doc = readFileSync(join(repoRoot, 'docs/engine-protocol.md'), 'utf8');
 
 function example(title: string): string {
-  const m = new RegExp('```\\w+ title=' + title.replace('.', '\\.') + '\\n([\\s\\S]*?)```').exec(doc);
+  const m = new RegExp(`\`\`\`\\w+ title=${title.replace('.', '\\.')}\\n([\\s\\S]*?)\`\`\``).exec(doc);
   if (!m) throw new Error(`docs/engine-protocol.md has no code block titled ${title}`);
   return m[1]!;
 }

@@ -170,7 +170,7 @@ export class Governor extends EventEmitter implements GovernorApi {
     if (profile === undefined) return this.admission.state.state === 'admitting';
     const pool = this.pools.get(profile);
     // GPU figures concern GPU engines only (the host as a whole still holds while they are low)
-    const gpuOk = !pool || !this.gpu || !this.gpu.usesGpu(pool.profile) || this.gpu.verdict() === undefined;
+    const gpuOk = !pool || !this.gpu?.usesGpu(pool.profile) || this.gpu.verdict() === undefined;
     return !!pool && !pool.failing() && this.admission.memoryVerdict(this.memory) === undefined && gpuOk;
   }
 

@@ -222,7 +222,7 @@ export class SupervisedChild extends EventEmitter {
 
   send(line: string): void {
     const stdin = this.sub?.stdin;
-    if (stdin && stdin.writable && !this.exitInfo) stdin.write(line);
+    if (stdin?.writable && !this.exitInfo) stdin.write(line);
   }
 
   endInput(): void {

@@ -37,7 +37,7 @@ function fakeSmi() {
       writeFileSync(join(dir, 'gpus.csv'), text);
     },
     apps(list: Array<{ pid: number; uuid: string; usedMiB: number | string }>): void {
-      writeFileSync(join(dir, 'apps.csv'), list.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}`).join('\n') + '\n');
+      writeFileSync(join(dir, 'apps.csv'), `${list.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}`).join('\n')}\n`);
     },
     fail(on: boolean): void {
       const f = join(dir, 'fail');
@@ -108,11 +108,26 @@ describe('GPU sampler (fake nvidia-smi)', () => {
     const cases: Array<{ setup: (s: ReturnType<typeof fakeSmi>) => string; why: RegExp }> = [
       { setup: (s) => join(s.path, '..', 'not-there', 'nvidia-smi'), why: /not found \(no NVIDIA driver installed, or not on PATH\)/ },
       {
-        setup: (s) => (s.fail(true), s.path),
+        setup: (s) => {
+          s.fail(true);
+          return s.path;
+        },
         why: /exited with 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver/,
       },
-      { setup: (s) => (s.gpus([]), s.path), why: /lists no GPU/ },
-      { setup: (s) => (s.raw('0, GPU-a, 1\n'), s.path), why: /expected 7 fields.*\(malformed output\)/ },
+      {
+        setup: (s) => {
+          s.gpus([]);
+          return s.path;
+        },
+        why: /lists no GPU/,
+      },
+      {
+        setup: (s) => {
+          s.raw('0, GPU-a, 1\n');
+          return s.path;
+        },
+        why: /expected 7 fields.*\(malformed output\)/,
+      },
     ];
     for (const c of cases) {
       const { logger, lines } = captureLogger();

@@ -19,7 +19,11 @@ async function failure(p: Promise<unknown>): Promise<EngineJobError> {
 function rssSeen(): { hooks: RunHooks; max(): number } {
   let max = 0;
   return {
-    hooks: { onLog: (l) => (l.startsWith('rss=') ? (max = Math.max(max, Number(l.slice(4)))) : undefined) },
+    hooks: {
+      onLog: (l) => {
+        if (l.startsWith('rss=')) max = Math.max(max, Number(l.slice(4)));
+      },
+    },
     max: () => max,
   };
 }

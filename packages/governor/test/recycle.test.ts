@@ -25,7 +25,10 @@ describe('recycling', () => {
     g.on('recycle', (r: RecycleInfo) => counts.push(r.figures.maxJobs as number));
     for (let i = 0; i < 8; i++) await g.run('normal', req());
     expect(counts.length).toBeGreaterThanOrEqual(2);
-    for (const c of counts) expect(c).toBeGreaterThanOrEqual(2), expect(c).toBeLessThanOrEqual(4);
+    for (const c of counts) {
+      expect(c).toBeGreaterThanOrEqual(2);
+      expect(c).toBeLessThanOrEqual(4);
+    }
   });
 
   it('idle TTL: an idle process is stopped, and started again on demand', async () => {

@@ -185,7 +185,7 @@ async function skipEntropyData(r: ByteReader, from: number): Promise<number> {
     const chunk = await r.read(pos, SCAN_STEP + 1);
     if (chunk.length === 0) throw new StructureError(`truncated JPEG: the image data stops at byte ${r.size} without an EOI marker`);
     // The last byte is only the look-ahead for a 0xFF at the end of this step.
-    const stop = chunk.length > SCAN_STEP ? SCAN_STEP : chunk.length;
+    const stop = Math.min(chunk.length, SCAN_STEP);
     let i = chunk.indexOf(0xff, 0);
     while (i >= 0 && i < stop) {
       if (i + 1 >= chunk.length) throw new StructureError(`truncated JPEG: the image data stops at byte ${r.size} without an EOI marker`);

@@ -16,7 +16,9 @@ const refused = async (b: Buffer, f: StructuralFormat, message: RegExp): Promise
   await expect(check(b, f)).rejects.toThrow(message);
 };
 
-const flip = (b: Buffer, at: number, bits: number): void => void (b[at] = b[at]! ^ bits);
+const flip = (b: Buffer, at: number, bits: number): void => {
+  b[at] = b[at]! ^ bits;
+};
 
 /** Offset of a PNG chunk's length field, by type. */
 function pngChunk(png: Buffer, type: string): { at: number; length: number } {

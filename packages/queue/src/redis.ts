@@ -71,8 +71,8 @@ function hostPorts(list: readonly string[], setting: string, problems: string[])
  */
 export function parseRedisTarget(s: RedisSettings, names: Record<keyof RedisSettings, string> = REDIS_ENV): RedisTarget {
   const problems: string[] = [];
-  const sentinels = s.redisSentinels && s.redisSentinels.length ? s.redisSentinels : undefined;
-  const cluster = s.redisClusterNodes && s.redisClusterNodes.length ? s.redisClusterNodes : undefined;
+  const sentinels = s.redisSentinels?.length ? s.redisSentinels : undefined;
+  const cluster = s.redisClusterNodes?.length ? s.redisClusterNodes : undefined;
   const password = s.redisPassword || undefined;
   if (sentinels && cluster) {
     problems.push(

@@ -38,7 +38,7 @@ export function byteCounter(opts: WriteOptions): {
       cb(null, chunk);
     },
   });
-  if (opts.head && opts.head.length) {
+  if (opts.head?.length) {
     total += opts.head.length;
     if (total > opts.limit) over = new UploadTooLargeError(opts.limit);
     else {

@@ -12,6 +12,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -367,7 +368,7 @@ export class S3Storage implements Storage {
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
     for (let page = 0; page < MAX_PAGES; page++) {
-      let r;
+      let r: ListMultipartUploadsCommandOutput;
       try {
         r = await this.client.send(
           new ListMultipartUploadsCommand({

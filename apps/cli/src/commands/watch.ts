@@ -99,7 +99,10 @@ export function findQueueCounts(system: Record<string, unknown>, engines: Record
     if (!o || typeof o !== 'object') return;
     const rec = o as Record<string, unknown>;
     // A nested `counts` object (e.g. { engine, counts: {...} }).
-    if (rec.counts && typeof rec.counts === 'object') return add(rec.counts);
+    if (rec.counts && typeof rec.counts === 'object') {
+      add(rec.counts);
+      return;
+    }
     for (const k of COUNT_KEYS) {
       const v = rec[k];
       if (typeof v === 'number' && Number.isFinite(v)) {

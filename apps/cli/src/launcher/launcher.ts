@@ -381,15 +381,14 @@ export class Launcher {
       '  stop: Ctrl-C',
       '',
     ];
-    process.stdout.write(lines.map((l) => (l ? PREFIX.launcher + l : '')).join('\n') + '\n');
+    process.stdout.write(`${lines.map((l) => (l ? PREFIX.launcher + l : '')).join('\n')}\n`);
   }
 
   private say(message: string, error = false): void {
-    const text =
-      message
-        .split('\n')
-        .map((l) => PREFIX.launcher + l)
-        .join('\n') + '\n';
+    const text = `${message
+      .split('\n')
+      .map((l) => PREFIX.launcher + l)
+      .join('\n')}\n`;
     (error ? process.stderr : process.stdout).write(text);
   }
 }

@@ -164,13 +164,14 @@ export function JobsView() {
       </table>
       {data && data.pages > 1 ? (
         <div class="pager">
-          <button disabled={filters.page <= 1} onClick={() => setFilters({ ...filters, page: filters.page - 1 })}>
+          <button type="button" disabled={filters.page <= 1} onClick={() => setFilters({ ...filters, page: filters.page - 1 })}>
             ← Newer
           </button>
           <span>
             page {data.page} of {data.pages}
           </span>
           <button
+            type="button"
             disabled={filters.page >= data.pages}
             onClick={() => setFilters({ ...filters, page: filters.page + 1 })}
             data-testid="next-page"

@@ -120,7 +120,13 @@ export function QueueView() {
                   disabled={q.counts.failed === 0}
                   run={() => post(`/dashboard/api/queues/${encodeURIComponent(q.engine)}/retry-failed`)}
                 />
-                <button class="danger" data-testid={`drain-${q.engine}`} disabled={q.queued === 0} onClick={() => setDrain(q)}>
+                <button
+                  type="button"
+                  class="danger"
+                  data-testid={`drain-${q.engine}`}
+                  disabled={q.queued === 0}
+                  onClick={() => setDrain(q)}
+                >
                   Drain…
                 </button>
               </td>

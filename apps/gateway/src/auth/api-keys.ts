@@ -117,7 +117,10 @@ export function installApiKeyAuth(app: FastifyInstance, config: Readonly<Gateway
     const rule = ownershipRule(route.url);
     if (rule) {
       let hook = owners.get(`${rule.kind}:${rule.param}`);
-      if (!hook) owners.set(`${rule.kind}:${rule.param}`, (hook = assertOwner(config, redis, rule)));
+      if (!hook) {
+        hook = assertOwner(config, redis, rule);
+        owners.set(`${rule.kind}:${rule.param}`, hook);
+      }
       hooks.push(hook);
     } else if (route.url.includes(':')) {
       // A new route that names something: decide who may see it before it can serve anyone.

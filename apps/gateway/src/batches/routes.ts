@@ -81,7 +81,9 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
   const resumeFrom = lastEventIdOf(req);
   const { rec, items } = await app.batches.record(id);
   const indexOf = new Map<string, number>();
-  items.forEach((it, i) => it.jobId && indexOf.set(it.jobId, i));
+  items.forEach((it, i) => {
+    if (it.jobId) indexOf.set(it.jobId, i);
+  });
   let live = false;
   const buffered: JobEvent[] = [];
   const summary = async (): Promise<{ summary: BatchSummary; items: BatchItemView[] }> => {
@@ -112,7 +114,11 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
     );
   };
   const unsubscribers = [...indexOf.keys()].map((jobId) => app.jobEvents.subscribe(rec.engine, jobId, onEvent));
-  const stream = new SseStream(req, reply, { onClose: () => unsubscribers.forEach((u) => u()) });
+  const stream = new SseStream(req, reply, {
+    onClose: () => {
+      for (const u of unsubscribers) u();
+    },
+  });
   try {
     const position = await app.jobEvents.lastId(app.redis, rec.engine);
     const { summary: s } = await summary();

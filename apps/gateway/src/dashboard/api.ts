@@ -14,7 +14,6 @@ import {
   type BatchView,
   type JobData,
   type JobDetail,
-  type JobPage,
   type JobResult,
   type JobRow,
   type JobStatus,
@@ -162,7 +161,9 @@ export function dashboardApi(app: FastifyInstance): void {
             Promise.all(ids.map((id) => app.jobs.queue(s.engine).getJob(id))),
             engineStarts(app.redis, s.engine, ids),
           ]);
-          found.forEach((job, i) => job && jobs.push(row(job as Job<JobData, JobResult>, s.status, starts[i])));
+          found.forEach((job, i) => {
+            if (job) jobs.push(row(job as Job<JobData, JobResult>, s.status, starts[i]));
+          });
           continue;
         }
         const found = (await app.jobs.queue(s.engine).getJobs([s.bullState], from, to, false)) as Array<

@@ -79,7 +79,7 @@ export async function mountBullBoard(app: FastifyInstance): Promise<{ sync(engin
   const initial = (await app.engines.list()).map((e) => e.name);
   const adapter = (engine: string): BullMQAdapter =>
     new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
-  initial.forEach((e) => shown.add(e));
+  for (const e of initial) shown.add(e);
   const board = createBullBoard({
     queues: initial.map(adapter),
     serverAdapter,

@@ -25,7 +25,7 @@ export interface MetricsSources {
 export class GatewayMetrics {
   readonly registry = new Registry();
 
-  constructor(private readonly src: MetricsSources) {
+  constructor(src: MetricsSources) {
     const r = this.registry;
     const { observer } = src;
     collectDefaultMetrics({ register: r, prefix: 'pe_gateway_' });

@@ -163,7 +163,9 @@ export class QueueObserver extends EventEmitter {
       const p = this.opts.redis.pipeline();
       for (const id of slice) p.hget(q.toKey(id), 'failedReason');
       const res = (await p.exec()) ?? [];
-      slice.forEach((id, k) => known.set(id, decodeJobError((res[k]?.[1] as string | null) ?? undefined)?.code === 'JOB_CANCELED'));
+      slice.forEach((id, k) => {
+        known.set(id, decodeJobError((res[k]?.[1] as string | null) ?? undefined)?.code === 'JOB_CANCELED');
+      });
     }
     const present = new Set(ids);
     for (const id of known.keys()) if (!present.has(id)) known.delete(id);

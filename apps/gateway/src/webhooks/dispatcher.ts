@@ -33,7 +33,9 @@ export class WebhookDispatcher {
     });
     const watchAll = (): void => {
       this.deps.engineNames().then(
-        (names) => names.forEach((n) => this.deps.hub.watch(n)),
+        (names) => {
+          for (const n of names) this.deps.hub.watch(n);
+        },
         () => undefined,
       );
     };
