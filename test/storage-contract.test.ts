@@ -40,7 +40,7 @@ function tempDir(): string {
   return d;
 }
 
-const backends: Array<[string, () => Storage]> = [
+const backends: Array<[string, () => Promise<Storage>]> = [
   ['local', () => createStorage({ storageDir: tempDir() })],
   ['s3', () => createStorage({ ...s3.settings(`p${Math.random().toString(36).slice(2, 8)}`), storageDir: '/nonexistent' })],
 ];
@@ -70,7 +70,7 @@ const MiB = 1024 * 1024;
 describe.each(backends)('storage contract: %s', (kind, make) => {
   let st: Storage;
   beforeAll(async () => {
-    st = make();
+    st = await make();
     storages.push(st);
     await st.check(5000);
   });
@@ -193,9 +193,9 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
 
     it('start-up checks name the variable: missing bucket, rejected credentials, unreachable endpoint', async () => {
       const base = { ...s3.settings(), storageDir: '/nonexistent' };
-      const noBucket = createStorage({ ...base, storageUrl: 's3://no-such-bucket/x' });
-      const badKey = createStorage({ ...base, awsAccessKeyId: 'NOT-A-KEY' });
-      const away = createStorage({ ...base, s3Endpoint: 'http://127.0.0.1:9' });
+      const noBucket = await createStorage({ ...base, storageUrl: 's3://no-such-bucket/x' });
+      const badKey = await createStorage({ ...base, awsAccessKeyId: 'NOT-A-KEY' });
+      const away = await createStorage({ ...base, s3Endpoint: 'http://127.0.0.1:9' });
       storages.push(noBucket, badKey, away);
       await expect(noBucket.check(3000)).rejects.toMatchObject({
         name: 'StorageConfigError',
@@ -247,7 +247,7 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
     it('an unwritable folder is a configuration error naming STORAGE_DIR', async () => {
       const file = join(tempDir(), 'a-file');
       writeFileSync(file, 'x');
-      await expect(createStorage({ storageDir: join(file, 'sub') }).check()).rejects.toMatchObject({
+      await expect((await createStorage({ storageDir: join(file, 'sub') })).check()).rejects.toMatchObject({
         name: 'StorageConfigError',
         setting: 'STORAGE_DIR',
       });
@@ -256,10 +256,10 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
 });
 
 describe('STORAGE_URL', () => {
-  it('selects the backend and refuses what it cannot use, naming the variable', () => {
-    expect(createStorage({ storageDir: '/tmp/x' }).kind).toBe('local');
-    expect(createStorage({ storageUrl: '/tmp/y', storageDir: '/tmp/x' }).location).toBe('/tmp/y');
-    const s = createStorage({
+  it('selects the backend and refuses what it cannot use, naming the variable', async () => {
+    expect((await createStorage({ storageDir: '/tmp/x' })).kind).toBe('local');
+    expect((await createStorage({ storageUrl: '/tmp/y', storageDir: '/tmp/x' })).location).toBe('/tmp/y');
+    const s = await createStorage({
       storageUrl: 's3://my-bucket/a/b/',
       storageDir: '/tmp/x',
       s3Endpoint: 'http://127.0.0.1:1',
@@ -269,13 +269,13 @@ describe('STORAGE_URL', () => {
     expect(s.kind).toBe('s3');
     expect(s.location).toBe('s3://my-bucket/a/b/');
     s.close();
-    expect(() => createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).toThrow(StorageConfigError);
-    expect(() => createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).toThrow(/STORAGE_URL/);
-    expect(() => createStorage({ storageUrl: 'ftp://host/x', storageDir: '/tmp/x' })).toThrow(/STORAGE_URL/);
-    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', awsAccessKeyId: 'k' })).toThrow(
+    await expect(createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).rejects.toThrow(StorageConfigError);
+    await expect(createStorage({ storageUrl: 's3://UPPER/x', storageDir: '/tmp/x' })).rejects.toThrow(/STORAGE_URL/);
+    await expect(createStorage({ storageUrl: 'ftp://host/x', storageDir: '/tmp/x' })).rejects.toThrow(/STORAGE_URL/);
+    await expect(createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', awsAccessKeyId: 'k' })).rejects.toThrow(
       /AWS_SECRET_ACCESS_KEY/,
     );
-    expect(() => createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', s3Endpoint: 'localhost:9000' })).toThrow(
+    await expect(createStorage({ storageUrl: 's3://good-bucket', storageDir: '/tmp/x', s3Endpoint: 'localhost:9000' })).rejects.toThrow(
       /S3_ENDPOINT/,
     );
   });

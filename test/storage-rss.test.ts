@@ -103,7 +103,7 @@ it('a 50 MiB upload to S3 adds only a few MiB of gateway RSS', async () => {
   );
   expect(addedMiB).toBeLessThan(BOUND_MIB);
   // And the whole 50 MiB arrived in the bucket.
-  const st = createStorage({ ...s3.settings('rss'), storageDir: '/nonexistent' });
+  const st = await createStorage({ ...s3.settings('rss'), storageDir: '/nonexistent' });
   try {
     const keys = await st.staleJobs(0, Date.now() + 1e9);
     const sizes = await Promise.all(keys.map(async (id) => (await st.stat(`${id}/input.jpg`))?.size));

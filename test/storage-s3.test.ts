@@ -21,7 +21,7 @@ beforeAll(async () => {
     gateway: { knownEngines: ['quick', 'slow'], defaultEngine: 'quick', jobAttempts: 3, jobBackoffMs: 300, maxEventLoopDelayMs: 0 },
     workerEnv: { STORAGE_RETRY_MS: '300' },
   });
-  bucket = createStorage({ ...stack.s3!.settings('jobs'), storageDir: '/nonexistent' });
+  bucket = await createStorage({ ...stack.s3!.settings('jobs'), storageDir: '/nonexistent' });
 });
 
 afterAll(async () => {

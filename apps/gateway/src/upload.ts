@@ -2,7 +2,6 @@ import type { MultipartFile, Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import sharp from 'sharp';
 import {
   BMP_HEADER_BYTES,
   StructureError,
@@ -22,6 +21,12 @@ export interface ReceivedUpload {
 }
 
 const SNIFF_BYTES = 16;
+
+/**
+ * sharp (libvips, about 9 MiB resident) is needed only for UPLOAD_CHECK=decode and the formats without a structural
+ * check (TIFF): loaded on first use, so a gateway that never needs it stays small. Cached by the module system.
+ */
+export const loadSharp = async (): Promise<typeof import('sharp')> => (await import('sharp')).default;
 
 /** Read the first bytes of a file stream without losing them. */
 export async function readHead(source: MultipartFile | Readable): Promise<Buffer> {
@@ -278,6 +283,7 @@ export async function inspectImage(
       return { width, height };
     }
     // Shrink-on-load keeps this cheap for JPEG/WebP; any truncation or corruption fails here.
+    const sharp = await loadSharp();
     await sharp(path, { failOn: 'error', limitInputPixels: opts.maxPixels }).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
   } catch (err) {
     if (err instanceof ApiError) throw err;
@@ -353,6 +359,7 @@ async function withBmpHead<T>(path: string, fn: (head: Buffer, size: number) => 
 async function headerDimensions(path: string, format: InputFormat): Promise<{ width: number; height: number }> {
   try {
     if (format === 'bmp') return await withBmpHead(path, (head) => bmpDimensions(head));
+    const sharp = await loadSharp();
     const meta = await sharp(path, { limitInputPixels: false }).metadata();
     const width = meta.autoOrient?.width ?? meta.width;
     const height = meta.autoOrient?.height ?? meta.height;

@@ -24,20 +24,35 @@ export interface StagedJob {
  * attempt can write only into its own folder, which is deleted: it can never overwrite or publish a result.
  */
 export class JobStaging {
-  readonly storage: Storage;
-  readonly base: string;
+  private backend: Storage | undefined;
+  private baseDir: string | undefined;
 
-  constructor(config: Readonly<WorkerConfig>, storage?: Storage) {
-    this.storage = storage ?? createStorage(config);
-    // On a folder backend, beside the jobs: the same file system, so staging and committing cost no copy of the input.
-    this.base =
-      config.stagingDir ??
-      (this.storage instanceof LocalStorage ? join(this.storage.root, '.staging') : join(tmpdir(), 'photoenhance-staging'));
+  constructor(
+    private readonly config: Readonly<WorkerConfig>,
+    storage?: Storage,
+  ) {
+    this.backend = storage;
+  }
+
+  /** The job storage; set by start() (creating it loads the S3 backend only when STORAGE_URL selects it). */
+  get storage(): Storage {
+    if (!this.backend) throw new Error('JobStaging.start() has not run');
+    return this.backend;
+  }
+
+  get base(): string {
+    if (this.baseDir === undefined) throw new Error('JobStaging.start() has not run');
+    return this.baseDir;
   }
 
   /** Start-up: storage reachable (names the variable when not), and leftovers of dead workers on this host removed. */
   async start(timeoutMs: number): Promise<number> {
-    await this.storage.check(timeoutMs);
+    this.backend ??= await createStorage(this.config);
+    // On a folder backend, beside the jobs: the same file system, so staging and committing cost no copy of the input.
+    this.baseDir =
+      this.config.stagingDir ??
+      (this.backend instanceof LocalStorage ? join(this.backend.root, '.staging') : join(tmpdir(), 'photoenhance-staging'));
+    await this.backend.check(timeoutMs);
     await mkdir(this.base, { recursive: true });
     let removed = 0;
     for (const name of await readdir(this.base).catch(() => [] as string[])) {
@@ -87,7 +102,7 @@ export class JobStaging {
   }
 
   close(): void {
-    this.storage.close();
+    this.backend?.close();
   }
 }
 

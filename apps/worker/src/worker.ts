@@ -65,7 +65,6 @@ export class EnhanceWorker {
   readonly logger: Logger;
   readonly profiles: EngineProfile[];
   readonly governor: Governor;
-  private readonly storage: Storage;
   private readonly staging: JobStaging;
   private readonly redis: Redis;
   private readonly subscriber: Redis;
@@ -93,12 +92,16 @@ export class EnhanceWorker {
    */
   private readonly prefetchAllowed = new Map<string, boolean>();
 
+  /** Job storage, created by start() (staging.start). */
+  private get storage(): Storage {
+    return this.staging.storage;
+  }
+
   constructor(opts: WorkerOptions) {
     this.config = opts.config;
     this.logger = opts.logger ?? createLogger({ name: 'worker', level: opts.config.logLevel, format: opts.config.logFormat });
     this.profiles = opts.profiles ?? resolveProfiles(opts.config);
     this.staging = new JobStaging(opts.config);
-    this.storage = this.staging.storage;
     this.redis = createRedis(opts.config.redis, 'blocking', 'worker');
     this.subscriber = createRedis(opts.config.redis, 'blocking', 'worker-cancel');
     for (const r of [this.redis, this.subscriber]) r.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import si from 'systeminformation';
 import type { HostMemory } from '@photoenhance/contracts';
 
 export type MemoryReader = () => Promise<HostMemory>;
@@ -45,6 +44,8 @@ export function readPressureSome10(text?: string): number | undefined {
 export const readHostMemory: MemoryReader = async () => {
   let mem = readProcMeminfo();
   if (!mem) {
+    // Loaded only here (several MiB resident): on Linux it is never needed.
+    const { default: si } = await import('systeminformation');
     const m = await si.mem();
     mem = { totalBytes: m.total, availableBytes: m.available };
   }

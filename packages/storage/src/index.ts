@@ -1,10 +1,11 @@
 import { LocalStorage } from './local.js';
-import { S3Storage, type S3Settings } from './s3.js';
+import type { S3Settings } from './s3.js';
 import { StorageConfigError, type Storage } from './types.js';
 
 export * from './types.js';
 export { LocalStorage, PARTIAL_DIR, byteCounter } from './local.js';
-export { S3Storage, isTransient, type S3Settings } from './s3.js';
+// Types only: the S3 backend (and the AWS SDK it loads, several MiB) is imported by createStorage when STORAGE_URL asks for it.
+export type { S3Settings, S3Storage } from './s3.js';
 export { isAbandoned, ownerTag } from './owner.js';
 export { withLocalFile } from './files.js';
 
@@ -87,15 +88,20 @@ export function storageSettingProblems(s: StorageSettings): string[] {
   return problems;
 }
 
-/** LocalStorage or S3Storage, by STORAGE_URL. Connects lazily: call check() to find out whether it works. */
-export function createStorage(
+/**
+ * LocalStorage or S3Storage, by STORAGE_URL. Connects lazily: call check() to find out whether it works. Async because
+ * the S3 backend is loaded only when selected (a folder-backed process never loads the AWS SDK). Bad settings reject
+ * with StorageConfigError naming the variable.
+ */
+export async function createStorage(
   s: StorageSettings,
   tuning: Partial<Pick<S3Settings, 'partSize' | 'connectTimeoutMs' | 'requestTimeoutMs'>> = {},
-): Storage {
+): Promise<Storage> {
   const problems = storageSettingProblems(s);
   if (problems.length) throw new StorageConfigError(problems[0]!.split(' ')[0]!, problems.join('; '));
   const target = parseStorageUrl(s.storageUrl, s.storageDir);
   if (target.kind === 'local') return new LocalStorage(target.dir);
+  const { S3Storage } = await import('./s3.js');
   return new S3Storage({
     bucket: target.bucket,
     prefix: target.prefix,

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import sharp from 'sharp';
 import {
   ApiError,
   BATCH_ID_PATTERN,
@@ -22,6 +21,7 @@ import { bullKeys, engineStarts, keys, prefetchedJobs } from '@photoenhance/queu
 import { overview } from './overview.js';
 import { withLocalFile } from '@photoenhance/storage';
 import { sendStored } from '../stored-files.js';
+import { loadSharp } from '../upload.js';
 
 /** Our job statuses as BullMQ states: the one mapping, from @photoenhance/contracts. */
 const STATE_GROUPS = BULL_STATES_OF_STATUS;
@@ -229,6 +229,8 @@ export function dashboardApi(app: FastifyInstance): void {
       if (!(await app.storage.stat(thumb))) {
         const made = await withTempDir(async (dir) => {
           const tmp = join(dir, 'thumb.webp');
+          // sharp is loaded on the first thumbnail, not at start (see loadSharp).
+          const sharp = await loadSharp();
           const found = await withLocalFile(app.storage, key, async (source) => {
             await sharp(source, { limitInputPixels: 400_000_000 })
               .rotate()

@@ -1,8 +1,5 @@
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { FastifyAdapter } from '@bull-board/fastify';
 import type { ThemeTokenName } from '@bull-board/api/dist/types.js';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HTTPMethods } from 'fastify';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
@@ -67,50 +64,103 @@ export const BULL_BOARD_THEME: Partial<Record<ThemeTokenName, string>> = {
   'font-mono': 'ui-monospace, SFMono-Regular, Menlo, monospace',
 };
 
+/** Hop-by-hop and length headers of the board's answer: the gateway's own reply sets its own. */
+const SKIP_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
+
 /**
  * bull-board at /admin/queues: the generic BullMQ view of every engine queue, read-only unless BULL_BOARD_READONLY=false.
  * Engine queues that appear later (a new worker announces an engine) are added by `sync`.
+ *
+ * Loaded on the first request: bull-board (its API, BullMQ adapter, Fastify adapter, views and static files) costs
+ * 5-8 MiB resident, and most gateways never serve it. Fastify cannot add routes once it listens, so the gateway
+ * registers its routes now (operator auth, security headers and logging apply to them like to any route) and, on the
+ * first request, builds the board in a private Fastify instance that never listens; each request is passed to it with
+ * inject() and its answer sent back as the gateway's own.
  */
 export async function mountBullBoard(app: FastifyInstance): Promise<{ sync(engines: string[]): void }> {
   const readOnlyMode = app.config.bullBoardReadOnly;
-  const serverAdapter = new FastifyAdapter();
-  serverAdapter.setBasePath(BULL_BOARD_PATH);
-  const shown = new Set<string>();
-  const initial = (await app.engines.list()).map((e) => e.name);
-  const adapter = (engine: string): BullMQAdapter =>
-    new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
-  for (const e of initial) shown.add(e);
-  const board = createBullBoard({
-    queues: initial.map(adapter),
-    serverAdapter,
-    options: {
-      uiConfig: {
-        boardTitle: 'PhotoEnhance queues',
-        miscLinks: [{ text: 'Dashboard', url: '/dashboard/' }],
-        hideDocsLink: true,
-        theme: { light: BULL_BOARD_THEME, dark: BULL_BOARD_THEME },
+  const shown = new Set<string>((await app.engines.list()).map((e) => e.name));
+  let board: { addQueue(engine: string): void; inject: FastifyInstance['inject'] } | undefined;
+  let loading: Promise<NonNullable<typeof board>> | undefined;
+  let closeInner: (() => Promise<void>) | undefined;
+  app.addHook('onClose', async () => closeInner?.());
+
+  const load = async (): Promise<NonNullable<typeof board>> => {
+    const [{ createBullBoard }, { BullMQAdapter }, { FastifyAdapter }] = await Promise.all([
+      import('@bull-board/api'),
+      import('@bull-board/api/bullMQAdapter'),
+      import('@bull-board/fastify'),
+    ]);
+    const serverAdapter = new FastifyAdapter();
+    serverAdapter.setBasePath(BULL_BOARD_PATH);
+    const adapter = (engine: string) =>
+      new BullMQAdapter(app.jobs.queue(engine), { readOnlyMode, allowRetries: !readOnlyMode, displayName: engine });
+    const onBoard = new Set(shown);
+    const created = createBullBoard({
+      queues: [...onBoard].map(adapter),
+      serverAdapter,
+      options: {
+        uiConfig: {
+          boardTitle: 'PhotoEnhance queues',
+          miscLinks: [{ text: 'Dashboard', url: '/dashboard/' }],
+          hideDocsLink: true,
+          theme: { light: BULL_BOARD_THEME, dark: BULL_BOARD_THEME },
+        },
       },
-    },
-  });
-  // bull-board's routes carry no schemas of ours: keep them out of the OpenAPI document.
-  await app.register(async (scope) => {
-    scope.addHook('onRoute', (route) => {
-      route.schema = { ...(route.schema ?? {}), hide: true };
     });
+    const inner = Fastify({ logger: false });
+    // A path the board does not know answers as any unknown route of the gateway (problem+json ROUTE_NOT_FOUND).
+    inner.setNotFoundHandler((_req, reply) => reply.code(404).header('x-bull-board-not-found', '1').send());
+    await inner.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
+    await inner.ready();
+    closeInner = () => inner.close();
+    const addQueue = (engine: string): void => {
+      if (onBoard.has(engine)) return;
+      onBoard.add(engine);
+      created.addQueue(adapter(engine));
+    };
+    // Engines announced while the board was loading.
+    for (const e of shown) addQueue(e);
+    // Set here, not by the awaiting request, so a sync() from now on reaches the board.
+    board = { addQueue, inject: inner.inject.bind(inner) };
+    return board;
+  };
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    if (!board) {
+      loading ??= load().catch((err: unknown) => {
+        loading = undefined;
+        throw err;
+      });
+      board = await loading;
+    }
+    const headers = { ...req.headers };
+    delete headers['content-length'];
+    delete headers['transfer-encoding'];
+    const res = await board.inject({
+      method: req.method as HTTPMethods,
+      url: req.url,
+      headers,
+      // The gateway's parsers already read the body (JSON, as bull-board's API sends): passed on as JSON again.
+      ...(req.body !== undefined ? { payload: typeof req.body === 'string' ? req.body : JSON.stringify(req.body) } : {}),
+    });
+    if (res.headers['x-bull-board-not-found']) return reply.callNotFound();
+    reply.code(res.statusCode);
+    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !SKIP_HEADERS.has(k.toLowerCase())) reply.header(k, v);
+    if (!String(res.headers['content-type'] ?? '').includes('text/html')) return reply.send(res.rawPayload);
     // bull-board's page links Google's web fonts: nothing is fetched from outside (docs/dashboard.md), so the link is
     // taken out of its HTML and the page falls back to the system fonts.
-    scope.addHook('onSend', async (_req, reply, payload) => {
-      if (typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('text/html')) return payload;
-      return payload.replace(/<link[^>]+href="https:\/\/fonts\.(googleapis|gstatic)\.com[^>]*>/g, '');
-    });
-    await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
-  });
+    return reply.send(res.payload.replace(/<link[^>]+href="https:\/\/fonts\.(googleapis|gstatic)\.com[^>]*>/g, ''));
+  };
+  // Not part of the API: kept out of the OpenAPI document.
+  const methods: HTTPMethods[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+  for (const url of [BULL_BOARD_PATH, `${BULL_BOARD_PATH}/*`]) app.route({ method: methods, url, schema: { hide: true }, handler });
   return {
     sync(engines) {
       for (const e of engines) {
         if (shown.has(e)) continue;
         shown.add(e);
-        board.addQueue(adapter(e));
+        board?.addQueue(e);
       }
     },
   };

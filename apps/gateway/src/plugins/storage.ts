@@ -21,7 +21,7 @@ export const storagePlugin = fp<StoragePluginOptions>(
       return;
     }
     const logger = app.log.child({ component: 'storage' });
-    const storage = createStorage(config);
+    const storage = await createStorage(config);
     try {
       // A wrong bucket, key or endpoint is a start-up error naming the variable, not a failure on the first upload.
       await storage.check(config.storageCheckTimeoutMs);
