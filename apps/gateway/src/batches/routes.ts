@@ -86,6 +86,7 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
   });
   let live = false;
   const buffered: JobEvent[] = [];
+  const finalSent = new Set<number>();
   const summary = async (): Promise<{ summary: BatchSummary; items: BatchItemView[] }> => {
     const fresh = await app.batches.record(id);
     const states = await app.batches.itemStates(fresh.rec, fresh.items);
@@ -106,7 +107,11 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
     summary().then(
       ({ summary: s, items: views }) => {
         const item = views[index];
-        if (item) stream.send('item', item, e.eventId);
+        // A final item is sent once, whether the connect-time snapshot or a live event told it first.
+        if (item && !(FINAL_ITEM.has(item.status) && finalSent.has(index))) {
+          if (FINAL_ITEM.has(item.status)) finalSent.add(index);
+          stream.send('item', item, e.eventId);
+        }
         if (item && FINAL_ITEM.has(item.status)) stream.send('status', s, e.eventId);
         if ((FINAL_BATCH_STATUSES as readonly string[]).includes(s.status)) stream.close();
       },
@@ -121,10 +126,19 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
   });
   try {
     const position = await app.jobEvents.lastId(app.redis, rec.engine);
-    const { summary: s } = await summary();
+    const { summary: s, items: views } = await summary();
     const final = (FINAL_BATCH_STATUSES as readonly string[]).includes(s.status);
     let changed = true;
     if (resumeFrom && !final) changed = (await app.jobEvents.since(app.redis, rec.engine, resumeFrom)).some((e) => indexOf.has(e.jobId));
+    // A new client first gets the items that ended before it connected (a fast worker can finish some, or all, between
+    // the batch's 202 and this request), so following the stream alone sees every item end, then the summary.
+    if (!resumeFrom) {
+      views.forEach((v, i) => {
+        if (!FINAL_ITEM.has(v.status)) return;
+        finalSent.add(i);
+        stream.send('item', v, position);
+      });
+    }
     if (changed) stream.send('status', s, position);
     else stream.seen(position);
     if (final) return stream.close();
