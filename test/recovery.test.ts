@@ -59,7 +59,9 @@ describe('a result computed while Redis was away is kept', () => {
       REDIS_URL: redis.url,
       STORAGE_DIR: gw.storageDir,
       WORKER_CONFIG: join(cfgDir, 'worker.json'),
-      LOCK_DURATION_MS: '2000',
+      // A lock long enough that its renewal never lapses on a busy machine: the test itself makes the lock run out
+      // (PEXPIRE below), at the moment it chooses.
+      LOCK_DURATION_MS: '10000',
       STALLED_INTERVAL_MS: '500',
     });
     await worker.waitForLog((r) => r.msg === 'worker ready');
