@@ -250,6 +250,20 @@ describe('cancel and events', () => {
     expect(v.canceledAt).toBeTruthy();
   });
 
+  it('a client that connects after every item ended still gets each item once, then the final status', async () => {
+    const jpeg = await smallPhoto('jpeg', 40);
+    const form = new FormData();
+    form.append('scale', '1');
+    for (let i = 0; i < 3; i++) form.append('images', new Blob([jpeg]), `late${i}.jpg`);
+    const { id } = (await (await postBatch(form)).json()) as BatchAccepted;
+    await until('the batch to finish', async () => (await batchView(id)).status === 'completed', 30_000, 50);
+    const events = await readSse(await fetch(`${gw.url}/v1/batches/${id}/events`), () => false);
+    const items = events.filter((e) => e.event === 'item');
+    expect(items.map((e) => (e.data as { status: string; index: number }).status)).toEqual(['completed', 'completed', 'completed']);
+    expect(new Set(items.map((e) => (e.data as { index: number }).index)).size).toBe(3);
+    expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'completed' } });
+  });
+
   it('GET /v1/batches/:id/events streams item changes and the final status; job events resume from Last-Event-ID', async () => {
     const jpeg = await smallPhoto('jpeg', 40);
     const form = new FormData();
