@@ -43,10 +43,17 @@ export class QueueBound {
     private readonly hosts: () => Promise<HostState[]>,
   ) {}
 
+  /**
+   * Submissions that passed the bound and are being queued now (reserve()): counted as waiting, so requests that pass
+   * the check together cannot all see the same free room (20 parallel submissions once got in against a limit of 4).
+   */
+  private reserved = 0;
+
   /** Queue depth and drain rate, cached for QUEUE_DEPTH_CACHE_MS (one pipelined round trip when stale). */
   async load(now = Date.now()): Promise<QueueLoad> {
     const fresh = this.cached && now - this.cached.at < this.settings.queueDepthCacheMs ? this.cached : await this.remeasure(now);
-    return { ...fresh, waiting: fresh.waiting + this.queuedSinceMeasure };
+    // Read after the await: the counters as they are now, not as they were when the measurement started.
+    return { ...fresh, waiting: fresh.waiting + this.queuedSinceMeasure + this.reserved };
   }
 
   /** Count a job this gateway just queued (until the next measurement sees it in Redis). */
@@ -115,6 +122,41 @@ export class QueueBound {
   /** Throws 503 QUEUE_FULL or WORKERS_HOLDING when a submission must wait; returns the load otherwise. */
   async assertAccepting(now = Date.now()): Promise<QueueLoad> {
     const load = await this.load(now);
+    this.assertRoom(load);
+    await this.assertHostsTaking(load, now);
+    return load;
+  }
+
+  /**
+   * The check just before queueing: like assertAccepting, and if there is room one place is held for this submission
+   * until it is queued (`commit`, counted from then on as queued) or given up (`release`). Room check and reservation
+   * run with no await between them, so parallel submissions are counted exactly within this gateway.
+   */
+  async reserve(now = Date.now()): Promise<{ commit(): void; release(): void }> {
+    const load = await this.load(now);
+    this.assertRoom(load);
+    this.reserved++;
+    let held = true;
+    const free = (): void => {
+      if (held) this.reserved--;
+      held = false;
+    };
+    try {
+      await this.assertHostsTaking(load, now);
+    } catch (err) {
+      free();
+      throw err;
+    }
+    return {
+      commit: () => {
+        if (held) this.noteQueued();
+        free();
+      },
+      release: free,
+    };
+  }
+
+  private assertRoom(load: QueueLoad): void {
     const limit = this.settings.maxQueuedJobs;
     if (load.waiting >= limit) {
       const retry = this.retryAfterSeconds(load, load.waiting - limit + Math.ceil(limit / 10));
@@ -127,6 +169,9 @@ export class QueueBound {
         },
       );
     }
+  }
+
+  private async assertHostsTaking(load: QueueLoad, now: number): Promise<void> {
     const hosts = await this.hosts();
     const grace = this.settings.holdingGraceMs;
     if (hosts.length > 0 && hosts.every((h) => isMemoryHold(h) && now - h.admission.since >= grace)) {
@@ -144,7 +189,6 @@ export class QueueBound {
         },
       );
     }
-    return load;
   }
 }
 

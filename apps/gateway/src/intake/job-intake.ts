@@ -160,10 +160,15 @@ export class JobIntake {
         ...(opts.mapFields ? { mapFields: opts.mapFields } : {}),
       });
       const data = await this.prepare({ id, input, engine, options });
-      // Again just before queueing: requests that passed the bound together while uploading must not overshoot it.
-      await queueBound.assertAccepting();
-      await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
-      queueBound.noteQueued();
+      // Again just before queueing, holding a place: requests that passed the bound together while uploading must not
+      // overshoot it.
+      const place = await queueBound.reserve();
+      try {
+        await jobs.enqueue(data, { ...(owner ? { owner } : {}), ...(webhook ? { webhook: JSON.stringify(webhook) } : {}) });
+        place.commit();
+      } finally {
+        place.release();
+      }
       await claim?.complete();
       this.deps.logger.debug({ jobId: id, engine, native }, 'job accepted');
       return {
