@@ -133,7 +133,10 @@ export class QueueBound {
    * run with no await between them, so parallel submissions are counted exactly within this gateway.
    */
   async reserve(now = Date.now()): Promise<{ commit(): void; release(): void }> {
-    const load = await this.load(now);
+    const measured = await this.load(now);
+    // Summed again here, not in load(): parallel callers resume from one shared measurement one after another, and each
+    // must see the places the ones before it just took.
+    const load = { ...measured, waiting: (this.cached ?? measured).waiting + this.queuedSinceMeasure + this.reserved };
     this.assertRoom(load);
     this.reserved++;
     let held = true;
