@@ -16,7 +16,8 @@ const extra: RunningGateway[] = [];
 beforeAll(async () => {
   stack = await startStack({
     storage: 's3',
-    engines: [fixtureEngine('quick', 'resize'), fixtureEngine('slow', 'sleep', 1500)],
+    // 4 s: the running job must still be running when the outage starts, however long a loaded machine takes to stop s3.
+    engines: [fixtureEngine('quick', 'resize'), fixtureEngine('slow', 'sleep', 4000)],
     // The event-loop guard off: a loaded test machine must not turn these checks into 503 OVERLOADED.
     gateway: { knownEngines: ['quick', 'slow'], defaultEngine: 'quick', jobAttempts: 3, jobBackoffMs: 300, maxEventLoopDelayMs: 0 },
     workerEnv: { STORAGE_RETRY_MS: '300' },
