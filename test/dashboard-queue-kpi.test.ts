@@ -1,7 +1,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
-import { startStack, submit, waitForStatus, type Stack } from './support/stack.js';
+import { startStack, submit, until, waitForStatus, type Stack } from './support/stack.js';
 import { smallPhoto } from './support/images.js';
 import { launchChromium } from './support/browser.js';
 
@@ -66,36 +66,50 @@ describe('Queue view KPIs', () => {
       // bottom row and, below the plot area, the right column (the last time label). Charts with data only.
       await page.locator('[data-testid="chart-times"] canvas').waitFor();
       for (const id of ['chart-depth', 'chart-rate', 'chart-times']) {
-        const edges = await page.getByTestId(id).evaluate((el) => {
-          type Ctx = { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } };
-          type Canvas = {
-            width: number;
-            height: number;
-            getContext(k: '2d'): Ctx;
-            getBoundingClientRect(): { top: number; bottom: number; left: number; right: number };
-          };
-          const root = el as unknown as { querySelector(q: string): unknown };
-          const canvas = root.querySelector('canvas') as Canvas;
-          const over = (root.querySelector('.u-over') as Canvas).getBoundingClientRect();
-          const box = canvas.getBoundingClientRect();
-          const scale = canvas.height / (box.bottom - box.top);
-          const ctx = canvas.getContext('2d');
-          const ink = (x: number, y: number, w: number, h: number): number => {
-            if (w <= 0 || h <= 0) return 0;
-            const d = ctx.getImageData(x, y, w, h).data;
-            let n = 0;
-            for (let i = 3; i < d.length; i += 4) if (d[i]! > 40) n++;
-            return n;
-          };
-          const plotBottom = Math.ceil((over.bottom - box.top) * scale) + 1;
-          return {
-            left: ink(0, 0, 1, canvas.height),
-            bottom: ink(0, canvas.height - 1, canvas.width, 1),
-            rightBelowPlot: ink(canvas.width - 1, plotBottom, 1, canvas.height - plotBottom),
-            overInside: over.left >= box.left && over.right <= box.right && over.bottom <= box.bottom,
-          };
-        });
-        expect(edges, `${id} at ${width} px`).toEqual({ left: 0, bottom: 0, rightBelowPlot: 0, overInside: true });
+        const clean = { left: 0, bottom: 0, rightBelowPlot: 0, overInside: true };
+        const measure = () =>
+          page.getByTestId(id).evaluate((el) => {
+            type Ctx = { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } };
+            type Canvas = {
+              width: number;
+              height: number;
+              getContext(k: '2d'): Ctx;
+              getBoundingClientRect(): { top: number; bottom: number; left: number; right: number };
+            };
+            const root = el as unknown as { querySelector(q: string): unknown };
+            const canvas = root.querySelector('canvas') as Canvas;
+            const over = (root.querySelector('.u-over') as Canvas).getBoundingClientRect();
+            const box = canvas.getBoundingClientRect();
+            const scale = canvas.height / (box.bottom - box.top);
+            const ctx = canvas.getContext('2d');
+            const ink = (x: number, y: number, w: number, h: number): number => {
+              if (w <= 0 || h <= 0) return 0;
+              const d = ctx.getImageData(x, y, w, h).data;
+              let n = 0;
+              for (let i = 3; i < d.length; i += 4) if (d[i]! > 40) n++;
+              return n;
+            };
+            const plotBottom = Math.ceil((over.bottom - box.top) * scale) + 1;
+            return {
+              left: ink(0, 0, 1, canvas.height),
+              bottom: ink(0, canvas.height - 1, canvas.width, 1),
+              rightBelowPlot: ink(canvas.width - 1, plotBottom, 1, canvas.height - plotBottom),
+              overInside: over.left >= box.left && over.right <= box.right && over.bottom <= box.bottom,
+            };
+          });
+        // A chart redraws as data arrives (and its axes settle over a few layout passes): the labels must end up
+        // inside the canvas, and stay there; a clipped label never clears.
+        let edges: Awaited<ReturnType<typeof measure>> | undefined;
+        await until(
+          `${id} at ${width} px to draw every label inside its canvas`,
+          async () => {
+            edges = await measure();
+            return JSON.stringify(edges) === JSON.stringify(clean) ? edges : undefined;
+          },
+          5_000,
+          100,
+        ).catch(() => undefined);
+        expect(edges, `${id} at ${width} px`).toEqual(clean);
       }
       // p50 solid and p95 dashed, in the chart and in its legend.
       const markers = await page

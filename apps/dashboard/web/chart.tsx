@@ -11,20 +11,22 @@ export interface SeriesDef {
 }
 
 /**
- * Width of the y axis: its longest label as drawn, plus the ticks and the gap (a fixed width cut "12 m 30 s" off on the
- * left). uPlot calls this again as labels change; the second cycle keeps the first answer, as its docs advise.
+ * Width of the y axis: its widest label as drawn, plus the ticks and the gap (a fixed width cut "12 m 30 s" off on the
+ * left). uPlot calls this again while the layout settles, and the labels can change between those calls (the x axis's
+ * height changes the plot's, and so the y ticks): later calls never shrink the axis, so it settles and fits every
+ * label it was asked about.
  */
 function yAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycle: number): number {
   const axis = u.axes[axisIdx]!;
   const current = (axis as { _size?: number })._size;
-  if (cycle > 1 && current) return current;
   let size = (axis.ticks?.size ?? 10) + (axis.gap ?? 5) + 4;
-  const longest = (values ?? []).reduce((a, v) => (String(v).length > a.length ? String(v) : a), '');
-  if (longest) {
+  if (values?.length) {
     u.ctx.font = (axis as { font?: [string] }).font?.[0] ?? u.ctx.font;
-    size += u.ctx.measureText(longest).width / (globalThis.devicePixelRatio || 1);
+    const widest = Math.max(...values.map((v) => u.ctx.measureText(String(v)).width));
+    size += widest / (globalThis.devicePixelRatio || 1);
   }
-  return Math.ceil(size);
+  const wanted = Math.ceil(size);
+  return cycle > 1 && current ? Math.max(current, wanted) : wanted;
 }
 
 /** A small time chart (uPlot): x in epoch seconds, one array per series; resizes with its box. */
