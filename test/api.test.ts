@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '@photoenhance/queue';
 import type { TestRedis } from './support/redis.js';
 import { pngClaiming, samplePhoto, smallPhoto, truncatedJpeg } from './support/images.js';
 import {
@@ -27,8 +28,13 @@ let worker: RunningWorker;
 let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
-    gateway: { maxUploadBytes: 2 * 1024 * 1024, knownEngines: ['classic', 'slow', 'crash', 'nobody'], jobBackoffMs: 50 },
-    engines: [{ name: 'classic' }, fixtureEngine('slow', 'resize', 30_000, { stopGraceMs: 2000 }), fixtureEngine('crash', 'crash')],
+    gateway: { maxUploadBytes: 2 * 1024 * 1024, knownEngines: ['classic', 'slow', 'crash', 'paced', 'nobody'], jobBackoffMs: 50 },
+    engines: [
+      { name: 'classic' },
+      fixtureEngine('slow', 'resize', 30_000, { stopGraceMs: 2000 }),
+      fixtureEngine('crash', 'crash'),
+      fixtureEngine('paced', 'resize', 40),
+    ],
   });
   ({ redis, gw, worker } = stack);
 });
@@ -254,6 +260,48 @@ describe('cancel', () => {
     expect(view.status).toBe('canceled');
     expect(existsSync(join(gw.storageDir, id))).toBe(false);
     await expectGoodJobCompletes();
+  });
+  it('a cancel that races the end of a job leaves it canceled or completed, never both (no result, no files, no return value)', async () => {
+    // The paced engine answers after 40 ms: cancels land before, during and after the engine's answer, the result's
+    // commit and BullMQ's completion.
+    const photo = await smallPhoto('jpeg', 64);
+    // The delay walks to the boundary between the two answers and stays there: one step later after 'canceled', one
+    // earlier after 'completed', so most cancels land in the moments around the job's end.
+    const outcomes: { id: string; answer: string }[] = [];
+    let delay = 30;
+    for (let i = 0; i < 40; i++) {
+      const { id } = (await (await submit(gw.url, photo, { engine: 'paced', scale: '1' })).json()) as { id: string };
+      await new Promise((r) => setTimeout(r, delay));
+      const del = await fetch(`${gw.url}/v1/jobs/${id}`, { method: 'DELETE' });
+      expect({ status: del.status, body: del.status === 200 ? 'ok' : await del.text() }).toEqual({ status: 200, body: 'ok' });
+      const answer = ((await del.json()) as { status: string }).status;
+      outcomes.push({ id, answer });
+      delay = Math.max(0, delay + (answer === 'canceled' ? 2 : -1));
+    }
+    // The walk reached the boundary: both answers occurred.
+    expect(new Set(outcomes.map((o) => o.answer))).toEqual(new Set(['canceled', 'completed']));
+    const redisClient = redis.client();
+    for (const { id, answer } of outcomes) {
+      const view = await fetch(`${gw.url}/v1/jobs/${id}`);
+      if (answer !== 'canceled') {
+        // It had finished: cancelling a finished job deletes it (410 from then on).
+        expect(view.status).toBe(410);
+        continue;
+      }
+      expect(((await view.json()) as { status: string }).status).toBe('canceled');
+      // The job settles (gone, or failed as canceled) with no return value, and its files are gone.
+      const hash = await until(
+        `job ${id} to settle`,
+        async () => {
+          const h = await redisClient.hgetall(`${keys.queueBase('paced')}:${id}`);
+          return Object.keys(h).length === 0 || h.finishedOn ? h : undefined;
+        },
+        20_000,
+      );
+      expect({ id, returnvalue: hash.returnvalue ?? null }).toEqual({ id, returnvalue: null });
+      expect((await fetch(`${gw.url}/v1/jobs/${id}/result`)).status).not.toBe(200);
+      await until(`job ${id}'s files to be gone`, async () => !existsSync(join(gw.storageDir, id)), 20_000);
+    }
   });
 });
 

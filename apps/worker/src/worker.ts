@@ -60,6 +60,9 @@ export interface WorkerOptions {
  * The worker app: one BullMQ Worker per engine queue, consuming only while the governor admits, running each job on a
  * governed engine process. Holding pauses consumption; a job fetched in the race goes back to the queue untouched.
  */
+/** How long a job whose result is committed still takes a cancel that raced its completion (completed(), cancel()). */
+const LATE_CANCEL_MS = 10_000;
+
 export class EnhanceWorker {
   readonly config: Readonly<WorkerConfig>;
   readonly logger: Logger;
@@ -71,6 +74,12 @@ export class EnhanceWorker {
   private readonly records: JobRecords;
   private readonly workers = new Map<string, Worker<JobData, JobResult>>();
   private readonly active = new Map<string, AbortController>();
+  /**
+   * Jobs whose result is committed, from the moment process() returns until shortly after BullMQ has completed them. A
+   * cancel cannot stop these any more (the gateway publishes one when the job was locked, i.e. running): it is applied
+   * once BullMQ has completed the job, by removing the job and its files, so a canceled job never reads as completed.
+   */
+  private readonly finishing = new Map<string, { job: Job<JobData, JobResult>; completed: boolean; canceled: boolean }>();
   /** Per engine: at most poolSize jobs at the engine; prefetched ones wait here, staged (engine-gate.ts). */
   private readonly gates = new Map<string, EngineGate>();
   private readonly recycleEvents: RecycleEvent[] = [];
@@ -141,7 +150,7 @@ export class EnhanceWorker {
     if (cleaned) logger.info({ cleaned, staging: this.staging.base }, 'removed staging folders left by stopped workers');
     await this.subscriber.subscribe(keys.cancelChannel, keys.controlChannel);
     this.subscriber.on('message', (channel: string, message: string) => {
-      if (channel === keys.cancelChannel) this.active.get(message)?.abort();
+      if (channel === keys.cancelChannel) this.cancel(message);
       else void this.control(message);
     });
     await this.governor.start();
@@ -190,7 +199,10 @@ export class EnhanceWorker {
       worker.on('failed', (job, err) =>
         logger.info({ jobId: job?.id, engine: profile.name, reason: err.message, attempts: job?.attemptsMade }, 'job attempt failed'),
       );
-      worker.on('completed', (job) => logger.info({ jobId: job.id, engine: profile.name }, 'job completed'));
+      worker.on('completed', (job) => {
+        logger.info({ jobId: job.id, engine: profile.name }, 'job completed');
+        this.completed(job);
+      });
       this.workers.set(profile.name, worker);
       if (!this.governor.admitting()) worker.pause(true);
       void worker.run().catch((err: unknown) => logger.error({ err }, 'queue worker stopped'));
@@ -229,6 +241,39 @@ export class EnhanceWorker {
   }
 
   /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
+  /** A cancel published by a gateway: stops a job this worker runs, or withdraws one it has just completed. */
+  private cancel(id: string): void {
+    const a = this.active.get(id);
+    if (a) {
+      a.abort();
+      return;
+    }
+    const f = this.finishing.get(id);
+    if (!f) return;
+    f.canceled = true;
+    if (f.completed) void this.withdraw(id, f.job);
+  }
+
+  /** BullMQ completed a job: applies a cancel that came after its result was committed; remembers it a while for late ones. */
+  private completed(job: Job<JobData, JobResult>): void {
+    const id = job.data.id;
+    const f = this.finishing.get(id);
+    if (!f) return;
+    if (f.canceled) {
+      void this.withdraw(id, job);
+      return;
+    }
+    // The cancel message and the completion travel on two connections: one may still arrive (cancel() above).
+    f.completed = true;
+  }
+
+  private async withdraw(id: string, job: Job<JobData, JobResult>): Promise<void> {
+    this.finishing.delete(id);
+    this.logger.info({ jobId: id }, 'canceled as it completed: its result is removed');
+    await job.remove().catch(() => undefined);
+    await this.storage.removeJob(id).catch(() => undefined);
+  }
+
   private async control(raw: string): Promise<void> {
     const parsed = parseControlMessage(raw);
     if (!parsed.ok) {
@@ -518,6 +563,13 @@ export class EnhanceWorker {
         throw new Error('job lost its lock while Redis was away');
       }
       const bytes = await this.staging.commit(staged, data, profile.name);
+      // Canceled while the engine worked or the result was committed: it ends canceled, not completed (the finally
+      // removes the files). A cancel after this point is handled by completed().
+      if (abort.signal.aborted)
+        throw new EngineJobError('JOB_CANCELED', `job ${data.id} canceled while its result was committed`, { retryable: false });
+      this.finishing.set(data.id, { job, completed: false, canceled: false });
+      // Completion follows within milliseconds; the entry stays a while for a cancel message that arrives late.
+      setTimeout(() => this.finishing.delete(data.id), LATE_CANCEL_MS).unref();
       const d = run.done;
       return {
         width: d.output.width,

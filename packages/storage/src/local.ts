@@ -192,7 +192,9 @@ export class LocalStorage implements Storage {
   }
 
   async removeJob(id: string): Promise<void> {
-    await rm(this.jobDir(id), { recursive: true, force: true });
+    // A worker may be writing the job's result while it is canceled: rm then meets a file created after it listed the
+    // folder (ENOTEMPTY), and tries again.
+    await rm(this.jobDir(id), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
   }
 
   async staleJobs(maxAgeMs: number, now = Date.now()): Promise<string[]> {
