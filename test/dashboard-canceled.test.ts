@@ -87,4 +87,20 @@ describe('a job canceled while running', () => {
     expect(await page.getByTestId('count-slow-failed').innerText()).toBe('0');
     await page.close();
   }, 90_000);
+
+  it("the queue's Retry failed leaves it canceled (it retries failed jobs only)", async () => {
+    const retry = await fetch(`${stack.gw.url}/dashboard/api/queues/slow/retry-failed`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(await retry.json()).toEqual({ engine: 'slow', retried: 0 });
+    const page = (await (await fetch(`${stack.gw.url}/dashboard/api/jobs?state=all&pageSize=50`)).json()) as {
+      jobs: Array<{ id: string; status: string }>;
+    };
+    expect(page.jobs.map((j) => j.status)).toEqual(['canceled']);
+    const metrics = await (await fetch(`${stack.gw.url}/metrics`)).text();
+    expect(metrics).toContain('pe_queue_jobs{engine="slow",state="canceled"} 1');
+    expect(metrics).toContain('pe_queue_jobs{engine="slow",state="waiting"} 0');
+  });
 });

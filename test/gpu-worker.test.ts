@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HostState } from '@photoenhance/contracts';
+import { hostStateErrors, type HostState } from '@photoenhance/contracts';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
@@ -96,6 +96,8 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
         { index: 1, uuid: UUID1 },
       ],
     });
+    // What the worker publishes is what the contract (and the OpenAPI document) states.
+    expect(hostStateErrors(h)).toEqual([]);
     const proc = h.processes.find((p) => p.profile === 'gpu')!;
     expect(proc.gpu).toMatchObject({ index: 1, uuid: UUID1 });
     const environ = readFileSync(`/proc/${proc.pid}/environ`, 'utf8').split('\0');

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@photoenhance/config';
 import {
   ApiError,
   BATCH_ID_PATTERN,
@@ -28,6 +30,8 @@ const STATE_GROUPS = BULL_STATES_OF_STATUS;
 const LIST_ORDER = ['active', 'queued', 'failed', 'completed'] as const;
 const THUMB_PX = 320;
 const MAX_PAGE_SIZE = 200;
+/** Retry failed: 100 jobs a round, at most this many rounds per request. */
+const MAX_RETRY_ROUNDS = 1000;
 
 function iso(ms: number | undefined | null): string | undefined {
   return ms ? new Date(ms).toISOString() : undefined;
@@ -66,7 +70,9 @@ function checkId(id: string): void {
 }
 
 /** The dashboard's JSON API and its live stream, read from the observer and the job services. */
-export function dashboardApi(app: FastifyInstance): void {
+export function dashboardApi(fastify: FastifyInstance): void {
+  // Route schemas in TypeBox: they validate, type req.params/query/body (type provider) and document the route.
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { observer, dashboardStream: stream } = app;
   const engineOf = async (name: string): Promise<string> => {
     const names = (await app.engines.list()).map((e) => e.name);
@@ -92,29 +98,28 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.get<{ Querystring: { state?: string; engine?: string; page?: number; pageSize?: number } }>(
+  app.get(
     '/dashboard/api/jobs',
     {
       schema: {
         tags,
         summary: 'Recent jobs, filtered by state and engine, paginated on the server',
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            state: { type: 'string', enum: ['all', ...LIST_ORDER] },
-            engine: { type: 'string' },
-            page: { type: 'integer', minimum: 1, default: 1 },
-            pageSize: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: 25 },
+        querystring: Type.Object(
+          {
+            state: Type.Optional(Type.Union([Type.Literal('all'), ...LIST_ORDER.map((s) => Type.Literal(s))], { default: 'all' })),
+            engine: Type.Optional(Type.String()),
+            page: Type.Optional(Type.Integer({ minimum: 1, default: 1 })),
+            pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 25 })),
           },
-        },
+          { additionalProperties: false },
+        ),
       },
     },
     async (req) => {
       const { state = 'all', page = 1, pageSize = 25 } = req.query;
       const engines =
         req.query.engine && req.query.engine !== 'all' ? [await engineOf(req.query.engine)] : (await app.engines.list()).map((e) => e.name);
-      const groups = state === 'all' ? [...LIST_ORDER] : [state as (typeof LIST_ORDER)[number]];
+      const groups = state === 'all' ? [...LIST_ORDER] : [state];
       // The list is a concatenation of segments (status group × engine × BullMQ state), newest first inside each; only the
       // segments the page overlaps are read, so a page costs O(pageSize) whatever the queue length.
       // BullMQ-active jobs split in two: at an engine (active) and prefetched (queued, listed first); both lists are short,
@@ -175,9 +180,11 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  // Ids are checked by checkId (a malformed one is an unknown job: 404 JOB_NOT_FOUND, as on /v1/jobs/:id).
+  const idParams = Type.Object({ id: Type.String() });
+  app.get(
     '/dashboard/api/jobs/:id',
-    { schema: { tags, summary: 'One job: view, engine log lines, attempts, timings, thumbnails' } },
+    { schema: { tags, params: idParams, summary: 'One job: view, engine log lines, attempts, timings, thumbnails' } },
     async (req) => {
       checkId(req.params.id);
       const { view, job } = await app.jobs.find(req.params.id);
@@ -208,9 +215,9 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.get<{ Params: { id: string; which: string } }>(
+  app.get(
     '/dashboard/api/jobs/:id/thumbs/:which',
-    { schema: { hide: true } },
+    { schema: { hide: true, params: Type.Object({ id: Type.String(), which: Type.String() }) } },
     async (req, reply) => {
       checkId(req.params.id);
       const which = req.params.which;
@@ -254,13 +261,13 @@ export function dashboardApi(app: FastifyInstance): void {
   );
 
   // --- batches ---
-  app.get<{ Querystring: { limit?: number } }>(
+  app.get(
     '/dashboard/api/batches',
     {
       schema: {
         tags,
         summary: 'Most recent batches (summaries, newest first)',
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 } } },
+        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })) }),
       },
     },
     async (req) => {
@@ -289,9 +296,9 @@ export function dashboardApi(app: FastifyInstance): void {
   );
 
   // --- operator actions (guarded by the operator credential, like everything under /dashboard) ---
-  const action = { tags, params: { type: 'object', properties: { engine: { type: 'string' } }, required: ['engine'] } };
+  const action = { tags, params: Type.Object({ engine: Type.String() }) };
 
-  app.post<{ Params: { engine: string } }>(
+  app.post(
     '/dashboard/api/queues/:engine/pause',
     { schema: { ...action, summary: 'Pause the engine queue (workers finish active jobs, take no new ones)' } },
     async (req) => {
@@ -302,42 +309,48 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.post<{ Params: { engine: string } }>(
-    '/dashboard/api/queues/:engine/resume',
-    { schema: { ...action, summary: 'Resume the engine queue' } },
-    async (req) => {
-      const engine = await engineOf(req.params.engine);
-      await app.jobs.queue(engine).resume();
-      await observer.refresh();
-      return { engine, paused: false };
-    },
-  );
+  app.post('/dashboard/api/queues/:engine/resume', { schema: { ...action, summary: 'Resume the engine queue' } }, async (req) => {
+    const engine = await engineOf(req.params.engine);
+    await app.jobs.queue(engine).resume();
+    await observer.refresh();
+    return { engine, paused: false };
+  });
 
-  app.post<{ Params: { engine: string } }>(
+  app.post(
     '/dashboard/api/queues/:engine/retry-failed',
     { schema: { ...action, summary: 'Retry every failed job of the engine queue' } },
     async (req) => {
       const engine = await engineOf(req.params.engine);
       const q = app.jobs.queue(engine);
-      const before = await q.getFailedCount();
-      await q.retryJobs({ state: 'failed', count: 500 });
+      // Not the jobs canceled while they ran: they sit in BullMQ's failed set, but they are canceled, not failed.
+      let retried = 0;
+      let skipped = 0;
+      for (let round = 0; round < MAX_RETRY_ROUNDS; round++) {
+        const page = (await q.getJobs(['failed'], skipped, skipped + 99, true)).filter((j): j is Job => Boolean(j?.id));
+        if (page.length === 0) break;
+        const canceled = page.filter((j) => decodeJobError(j.failedReason)?.code === 'JOB_CANCELED');
+        skipped += canceled.length;
+        const results = await Promise.allSettled(page.filter((j) => !canceled.includes(j)).map((j) => j.retry('failed')));
+        const ok = results.filter((r) => r.status === 'fulfilled').length;
+        retried += ok;
+        // Nothing left to retry on this page (every retry failed: the jobs moved meanwhile): stop rather than loop.
+        if (ok === 0 && canceled.length === 0) break;
+      }
       await observer.refresh();
-      return { engine, retried: before };
+      return { engine, retried };
     },
   );
 
-  app.post<{ Params: { engine: string }; Body: { confirm: string } }>(
+  app.post(
     '/dashboard/api/queues/:engine/drain',
     {
       schema: {
         ...action,
         summary: 'Cancel every waiting job of the engine queue (their files are deleted); active jobs finish',
-        body: {
-          type: 'object',
-          required: ['confirm'],
-          additionalProperties: false,
-          properties: { confirm: { type: 'string', description: 'The engine name again, as a confirmation.' } },
-        },
+        body: Type.Object(
+          { confirm: Type.String({ description: 'The engine name again, as a confirmation.' }) },
+          { additionalProperties: false },
+        ),
       },
     },
     async (req) => {
@@ -359,9 +372,9 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.post<{ Params: { id: string } }>(
+  app.post(
     '/dashboard/api/jobs/:id/cancel',
-    { schema: { tags, summary: 'Cancel a job (same as DELETE /v1/jobs/:id)' } },
+    { schema: { tags, params: idParams, summary: 'Cancel a job (same as DELETE /v1/jobs/:id)' } },
     async (req) => {
       checkId(req.params.id);
       const view = await app.jobs.cancel(req.params.id);
@@ -370,20 +383,16 @@ export function dashboardApi(app: FastifyInstance): void {
     },
   );
 
-  app.post<{ Params: { id: string } }>(
-    '/dashboard/api/jobs/:id/retry',
-    { schema: { tags, summary: 'Retry a failed job' } },
-    async (req) => {
-      checkId(req.params.id);
-      const { view, job } = await app.jobs.find(req.params.id);
-      if (view.status !== 'failed' || !job)
-        throw new ApiError('INVALID_REQUEST', `Only failed jobs can be retried; job ${view.id} is ${view.status}`, { status: 409 });
-      await job.retry('failed');
-      await observer.refresh();
-      const state = await job.getState();
-      return { id: view.id, status: statusOfBullState(state) };
-    },
-  );
+  app.post('/dashboard/api/jobs/:id/retry', { schema: { tags, params: idParams, summary: 'Retry a failed job' } }, async (req) => {
+    checkId(req.params.id);
+    const { view, job } = await app.jobs.find(req.params.id);
+    if (view.status !== 'failed' || !job)
+      throw new ApiError('INVALID_REQUEST', `Only failed jobs can be retried; job ${view.id} is ${view.status}`, { status: 409 });
+    await job.retry('failed');
+    await observer.refresh();
+    const state = await job.getState();
+    return { id: view.id, status: statusOfBullState(state) };
+  });
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

@@ -2,8 +2,15 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { Type } from '@photoenhance/config';
-import { JOB_ID_PATTERN, JobAcceptedSchema, JobViewSchema, ProblemSchema, renderErrorCatalogueHtml } from '@photoenhance/contracts';
-import { HostStateSchema, JobSubmissionSchema } from './schemas.js';
+import {
+  HostStateSchema,
+  JOB_ID_PATTERN,
+  JobAcceptedSchema,
+  JobViewSchema,
+  ProblemSchema,
+  renderErrorCatalogueHtml,
+} from '@photoenhance/contracts';
+import { JobSubmissionSchema } from './schemas.js';
 
 /**
  * The OpenAPI 3 document at /docs/json (UI at /docs), built by @fastify/swagger from the routes' own schemas.
