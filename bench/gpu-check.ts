@@ -26,11 +26,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import type { AdmissionState } from '@photoenhance/contracts';
+import { DEFAULT_OPTIONS, FALLBACK_BG_TILE, type AdmissionState, type JobOptions } from '@photoenhance/contracts';
 import { chooseBgTile, formatBytes, Governor, GpuSampler, type RunRequest } from '@photoenhance/governor';
 
 const GiB = 1024 ** 3;
 const here = fileURLToPath(new URL('.', import.meta.url));
+/** The schema's defaults, resolved as a job carries them (no background upsampler, PNG, a fixed tile). */
+const RESOLVED_OPTIONS: JobOptions = { ...DEFAULT_OPTIONS, bgUpsampler: 'none', bgTile: FALLBACK_BG_TILE, format: 'png' };
+/** A job for the torch check engine: its id says what the engine does (the input path is not read). */
+const torchJob = (out: string, name: string): RunRequest => ({
+  id: name,
+  input: `/tmp/${name}`,
+  output: join(out, `${name}.png`),
+  options: { ...RESOLVED_OPTIONS, scale: 1 },
+});
 const python = process.env.GPU_CHECK_PYTHON ?? 'python3';
 const nvidiaSmi = process.env.NVIDIA_SMI ?? 'nvidia-smi';
 const rows: Array<[string, string, string]> = [];
@@ -95,23 +104,7 @@ async function main(): Promise<number> {
   let hog: ChildProcess | undefined;
   try {
     await g.start();
-    const job = (name: string): RunRequest => ({
-      id: name,
-      input: `/tmp/${name}`,
-      output: join(out, `${name}.png`),
-      options: {
-        scale: 1,
-        version: '1.4',
-        weight: 0.5,
-        onlyCenterFace: false,
-        aligned: false,
-        bgUpsampler: 'none',
-        bgTile: 400,
-        format: 'png',
-        quality: 92,
-        priority: 'normal',
-      },
-    });
+    const job = (name: string): RunRequest => torchJob(out, name);
     const runs = await Promise.all(Array.from({ length: engines }, (_, i) => g.run('torch', job(`place-${i}-alloc-256-hold-3000ms`))));
     const placed = g
       .snapshot()
@@ -198,23 +191,7 @@ async function main(): Promise<number> {
   });
   const recycles: Array<{ reason: string; pid: number | undefined; figures: Record<string, unknown> }> = [];
   lg.on('recycle', (r) => recycles.push(r));
-  const job = (name: string): RunRequest => ({
-    id: name,
-    input: `/tmp/${name}`,
-    output: join(out, `${name}.png`),
-    options: {
-      scale: 1,
-      version: '1.4',
-      weight: 0.5,
-      onlyCenterFace: false,
-      aligned: false,
-      bgUpsampler: 'none',
-      bgTile: 400,
-      format: 'png',
-      quality: 92,
-      priority: 'normal',
-    },
-  });
+  const job = (name: string): RunRequest => torchJob(out, name);
   const held = (pid: number | undefined): number => lg.snapshot().processes.find((p) => p.pid === pid)?.gpu?.usedBytes ?? 0;
   try {
     await lg.start();

@@ -1,12 +1,11 @@
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState, JobView } from '@photoenhance/contracts';
 import { chooseBgTile } from '@photoenhance/governor';
+import { fakeNvidiaSmi, startGpuWorker } from './support/fake-gpu.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
-import { REPO, startGateway, startWorker, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { REPO, startGateway, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
 
 /**
  * The automatic background tile through the whole stack: a job that leaves bgTile unset gets a tile sized by the real
@@ -17,7 +16,7 @@ let redis: TestRedis;
 let gw: RunningGateway;
 let gpuWorker: RunningWorker;
 let plainWorker: RunningWorker;
-let smiDir = '';
+const smi = fakeNvidiaSmi();
 let large: Buffer;
 const GiB = 2 ** 30;
 const UUID0 = 'GPU-cccccccc-0000-0000-0000-000000000000';
@@ -25,23 +24,16 @@ const ECHO = join(REPO, 'test/fixtures/engines/echo-options.mjs');
 
 /** One 16 GiB GPU with this much free. */
 function freeMiB(free: number): void {
-  writeFileSync(join(smiDir, 'gpus.tmp'), `0, ${UUID0}, 16384, ${16384 - free}, ${free}, 0, NVIDIA Fake L4\n`);
-  copyFileSync(join(smiDir, 'gpus.tmp'), join(smiDir, 'gpus.csv'));
+  smi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 16384 - free }]);
 }
 
-async function workerConfig(engine: string): Promise<string> {
-  const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      engines: [
-        { name: engine, command: [process.execPath, ECHO], gpus: 'all', expectedGpuMemoryBytes: '256MiB', expectedMemoryBytes: '64MiB' },
-      ],
-      run: [engine],
-    }),
-  );
-  return cfg;
-}
+const profile = (engine: string) => ({
+  name: engine,
+  command: [process.execPath, ECHO],
+  gpus: 'all',
+  expectedGpuMemoryBytes: '256MiB',
+  expectedMemoryBytes: '64MiB',
+});
 
 /** Wait until the worker's GPU sample (what the tile is sized from, published with its host state) shows this figure. */
 async function sampled(freeBytes: number): Promise<void> {
@@ -61,9 +53,6 @@ async function run(engine: string, fields: Record<string, string> = {}, photo = 
 }
 
 beforeAll(async () => {
-  smiDir = mkdtempSync(join(tmpdir(), 'pe-gpu-smi-'));
-  copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), join(smiDir, 'nvidia-smi'));
-  writeFileSync(join(smiDir, 'apps.csv'), '');
   freeMiB(16384);
   // 4000 x 3000: 12 MP, untiled about 24.5 GiB of GPU memory (BRIEF section 4), so every GPU below tiles it.
   large = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: { r: 90, g: 120, b: 150 } } })
@@ -71,32 +60,19 @@ beforeAll(async () => {
     .toBuffer();
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['tiled', 'plain'], jobBackoffMs: 50 });
+  const common = { redisUrl: redis.url, storageDir: gw.storageDir };
   [gpuWorker, plainWorker] = await Promise.all([
-    startWorker({
-      REDIS_URL: redis.url,
-      STORAGE_DIR: gw.storageDir,
-      WORKER_CONFIG: await workerConfig('tiled'),
-      HOST_ID: 'tile-gpu',
-      ADMISSION_CHECK_MS: '200',
-      NVIDIA_SMI: join(smiDir, 'nvidia-smi'),
-      GPU_MARGIN: '128MiB',
-    }),
+    startGpuWorker({ ...common, hostId: 'tile-gpu', nvidiaSmi: smi.path, engines: [profile('tiled')], env: { GPU_MARGIN: '128MiB' } }),
     // No GPU visible: nvidia-smi is not there.
-    startWorker({
-      REDIS_URL: redis.url,
-      STORAGE_DIR: gw.storageDir,
-      WORKER_CONFIG: await workerConfig('plain'),
-      HOST_ID: 'tile-nogpu',
-      NVIDIA_SMI: join(smiDir, 'no-such-nvidia-smi'),
-    }),
+    startGpuWorker({ ...common, hostId: 'tile-nogpu', nvidiaSmi: join(smi.dir, 'no-such-nvidia-smi'), engines: [profile('plain')] }),
   ]);
-  await Promise.all([gpuWorker, plainWorker].map((w) => w.waitForLog((r) => r.msg === 'worker ready')));
 });
 
 afterAll(async () => {
   await Promise.all([gpuWorker?.stop(), plainWorker?.stop()]);
   await gw?.close();
   await redis?.close();
+  smi.remove();
 });
 
 describe('automatic background tile (bgTile unset)', () => {

@@ -1,23 +1,14 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostStateErrors, type HostState } from '@photoenhance/contracts';
+import { fakeNvidiaSmi, startGpuWorker } from './support/fake-gpu.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
 import { resolveProfiles } from '../apps/worker/src/resolve-profiles.js';
-import {
-  FIXTURE_ENGINE,
-  REPO,
-  startGateway,
-  startWorker,
-  submit,
-  until,
-  waitForStatus,
-  type RunningGateway,
-  type RunningWorker,
-} from './support/stack.js';
+import { FIXTURE_ENGINE, startGateway, submit, until, waitForStatus, type RunningGateway, type RunningWorker } from './support/stack.js';
 
 /**
  * GPU governance through the whole stack: the real worker app (NVIDIA_SMI pointing at a fake nvidia-smi whose output
@@ -26,15 +17,16 @@ import {
 let redis: TestRedis;
 let gw: RunningGateway;
 let worker: RunningWorker;
-let smiDir = '';
+const smi = fakeNvidiaSmi();
 const HOST = 'gpu-host-1';
 const UUID0 = 'GPU-aaaaaaaa-0000-0000-0000-000000000000';
 const UUID1 = 'GPU-bbbbbbbb-1111-1111-1111-111111111111';
 
 function gpus(usedMiB0: number, usedMiB1: number): void {
-  const text = `0, ${UUID0}, 16384, ${usedMiB0}, ${16384 - usedMiB0}, 5, NVIDIA Fake L4\n1, ${UUID1}, 16384, ${usedMiB1}, ${16384 - usedMiB1}, 0, NVIDIA Fake L4\n`;
-  writeFileSync(join(smiDir, 'gpus.tmp'), text);
-  copyFileSync(join(smiDir, 'gpus.tmp'), join(smiDir, 'gpus.csv'));
+  smi.gpus([
+    { index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: usedMiB0, util: 5 },
+    { index: 1, uuid: UUID1, totalMiB: 16384, usedMiB: usedMiB1 },
+  ]);
 }
 
 async function host(): Promise<HostState | undefined> {
@@ -43,41 +35,29 @@ async function host(): Promise<HostState | undefined> {
 }
 
 beforeAll(async () => {
-  smiDir = mkdtempSync(join(tmpdir(), 'pe-gpu-smi-'));
-  copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), join(smiDir, 'nvidia-smi'));
-  writeFileSync(join(smiDir, 'apps.csv'), '');
   gpus(8192, 1024); // GPU 1 has more free memory
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['gpu', 'gpuhard'], jobBackoffMs: 50 });
-  const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      engines: [
-        {
-          name: 'gpu',
-          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
-          gpus: 'all',
-          expectedGpuMemoryBytes: '3GiB',
-          expectedMemoryBytes: '64MiB',
-        },
-      ],
-      run: ['gpu'],
-    }),
-  );
-  worker = await startWorker({
-    REDIS_URL: redis.url,
-    STORAGE_DIR: gw.storageDir,
-    WORKER_CONFIG: cfg,
-    HOST_ID: HOST,
-    ADMISSION_CHECK_MS: '200',
-    NVIDIA_SMI: join(smiDir, 'nvidia-smi'),
-    GPU_MARGIN: '1GiB',
+  worker = await startGpuWorker({
+    redisUrl: redis.url,
+    storageDir: gw.storageDir,
+    hostId: HOST,
+    nvidiaSmi: smi.path,
+    engines: [
+      {
+        name: 'gpu',
+        command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+        gpus: 'all',
+        expectedGpuMemoryBytes: '3GiB',
+        expectedMemoryBytes: '64MiB',
+      },
+    ],
+    env: { GPU_MARGIN: '1GiB' },
   });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
 afterAll(async () => {
+  smi.remove();
   await worker?.stop();
   await gw?.close();
   await redis?.close();
@@ -123,8 +103,8 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
     const res = await submit(gw.url, await smallPhoto('jpeg', 64), { engine: 'gpu', scale: '1' });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const calls = readFileSync(join(smiDir, 'calls.log'), 'utf8').split('\n').length;
-    await until('more GPU samples while holding', () => readFileSync(join(smiDir, 'calls.log'), 'utf8').split('\n').length >= calls + 6);
+    const calls = smi.calls();
+    await until('more GPU samples while holding', () => smi.calls() >= calls + 6);
     const queued = (await (await fetch(`${gw.url}/v1/jobs/${id}`)).json()) as { status: string };
     expect(queued.status).toBe('queued');
 
@@ -138,51 +118,36 @@ describe('GPU governance through the worker (fake nvidia-smi)', () => {
 
 describe('hard GPU memory limit through the worker (fake nvidia-smi)', () => {
   const HARD_HOST = 'gpu-host-hard';
-  let hardDir = '';
+  const hardSmi = fakeNvidiaSmi();
   let hard: RunningWorker | undefined;
-  const apps = (rows: Array<{ pid: number; usedMiB: number }>): void => {
-    writeFileSync(join(hardDir, 'apps.tmp'), rows.map((r) => `${r.pid}, ${UUID0}, ${r.usedMiB}\n`).join(''));
-    copyFileSync(join(hardDir, 'apps.tmp'), join(hardDir, 'apps.csv'));
-  };
+  const apps = (rows: Array<{ pid: number; usedMiB: number }>): void => hardSmi.apps(rows.map((r) => ({ ...r, uuid: UUID0 })));
   const hardHost = async (): Promise<HostState | undefined> =>
     ((await (await fetch(`${gw.url}/v1/system`)).json()) as { hosts: HostState[] }).hosts.find((h) => h.hostId === HARD_HOST);
 
   beforeAll(async () => {
-    hardDir = mkdtempSync(join(tmpdir(), 'pe-gpu-smi-hard-'));
-    copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), join(hardDir, 'nvidia-smi'));
-    writeFileSync(join(hardDir, 'gpus.csv'), `0, ${UUID0}, 16384, 1024, 15360, 40, NVIDIA Fake L4\n`);
-    apps([]);
-    const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
+    hardSmi.gpus([{ index: 0, uuid: UUID0, totalMiB: 16384, usedMiB: 1024, util: 40 }]);
     // Jobs that take 12 s (room for a loaded machine), so the GPU memory can pass the limit while one runs; no memory retry, so the job fails at once.
-    writeFileSync(
-      cfg,
-      JSON.stringify({
-        engines: [
-          {
-            name: 'gpuhard',
-            command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '12000'],
-            gpus: [0],
-            expectedGpuMemoryBytes: '1GiB',
-            gpuMemoryLimitBytes: '4GiB',
-            memoryRetries: 0,
-            expectedMemoryBytes: '64MiB',
-          },
-        ],
-        run: ['gpuhard'],
-      }),
-    );
-    hard = await startWorker({
-      REDIS_URL: redis.url,
-      STORAGE_DIR: gw.storageDir,
-      WORKER_CONFIG: cfg,
-      HOST_ID: HARD_HOST,
-      ADMISSION_CHECK_MS: '200',
-      NVIDIA_SMI: join(hardDir, 'nvidia-smi'),
+    hard = await startGpuWorker({
+      redisUrl: redis.url,
+      storageDir: gw.storageDir,
+      hostId: HARD_HOST,
+      nvidiaSmi: hardSmi.path,
+      engines: [
+        {
+          name: 'gpuhard',
+          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'sleep', '--delay-ms', '12000'],
+          gpus: [0],
+          expectedGpuMemoryBytes: '1GiB',
+          gpuMemoryLimitBytes: '4GiB',
+          memoryRetries: 0,
+          expectedMemoryBytes: '64MiB',
+        },
+      ],
     });
-    await hard.waitForLog((r) => r.msg === 'worker ready');
   });
   afterAll(async () => {
     await hard?.stop();
+    hardSmi.remove();
   });
 
   it('kills an engine mid-job above gpuMemoryLimitBytes: the job fails ENGINE_GPU_MEMORY_LIMIT, the engine is replaced, the next job is fine', async () => {

@@ -1,12 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
-import { fakeNvidiaSmi, mib } from './support/fake-gpu.js';
+import { fakeNvidiaSmi, mib, startGpuWorker } from './support/fake-gpu.js';
 import { parsePrometheusText, sampleValue, type PromFamily } from './support/prometheus.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
-import { FIXTURE_ENGINE, startGateway, startWorker, until, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { FIXTURE_ENGINE, startGateway, until, type RunningGateway, type RunningWorker } from './support/stack.js';
 
 /**
  * The GPU part of GET /metrics: a real worker whose GPUs come from the fake nvidia-smi, a real engine process, the
@@ -37,32 +34,22 @@ beforeAll(async () => {
   smi.gpus(table(2048));
   redis = await startTestRedis();
   gw = await startGateway(redis.url, { knownEngines: ['gpu'], dashboardSampleMs: 200 });
-  const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      engines: [
-        {
-          name: 'gpu',
-          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
-          gpus: 'all',
-          expectedGpuMemoryBytes: '2GiB',
-          expectedMemoryBytes: '64MiB',
-        },
-      ],
-      run: ['gpu'],
-    }),
-  );
-  worker = await startWorker({
-    REDIS_URL: redis.url,
-    STORAGE_DIR: gw.storageDir,
-    WORKER_CONFIG: cfg,
-    HOST_ID: HOST,
-    ADMISSION_CHECK_MS: '200',
-    NVIDIA_SMI: smi.path,
-    GPU_MARGIN: '512MiB',
+  worker = await startGpuWorker({
+    redisUrl: redis.url,
+    storageDir: gw.storageDir,
+    hostId: HOST,
+    nvidiaSmi: smi.path,
+    engines: [
+      {
+        name: 'gpu',
+        command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+        gpus: 'all',
+        expectedGpuMemoryBytes: '2GiB',
+        expectedMemoryBytes: '64MiB',
+      },
+    ],
+    env: { GPU_MARGIN: '512MiB' },
   });
-  await worker.waitForLog((r) => r.msg === 'worker ready');
 });
 
 afterAll(async () => {

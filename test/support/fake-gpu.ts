@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO } from './stack.js';
+import { REPO, startWorker, type RunningWorker } from './stack.js';
 
 const MiB = 2 ** 20;
 
@@ -62,3 +62,32 @@ export function fakeNvidiaSmi() {
 }
 
 export const mib = (n: number): number => n * MiB;
+
+export interface GpuWorkerOptions {
+  redisUrl: string;
+  storageDir: string;
+  hostId: string;
+  /** Engine profiles as in a worker config file (gpus, expectedGpuMemoryBytes, ...); all of them run. */
+  engines: Array<{ name: string } & Record<string, unknown>>;
+  /** The fake nvidia-smi's path (fakeNvidiaSmi().path), or a path with nothing there (no GPU visible). */
+  nvidiaSmi: string;
+  /** More worker settings (GPU_MARGIN, ...). */
+  env?: Record<string, string>;
+}
+
+/** The real worker app reading its GPUs from `nvidiaSmi`, with the given engine profiles; resolves once it is ready. */
+export async function startGpuWorker(o: GpuWorkerOptions): Promise<RunningWorker> {
+  const cfg = join(mkdtempSync(join(tmpdir(), 'pe-wcfg-')), 'worker.json');
+  writeFileSync(cfg, JSON.stringify({ engines: o.engines, run: o.engines.map((e) => e.name) }));
+  const worker = await startWorker({
+    REDIS_URL: o.redisUrl,
+    STORAGE_DIR: o.storageDir,
+    WORKER_CONFIG: cfg,
+    HOST_ID: o.hostId,
+    ADMISSION_CHECK_MS: '200',
+    NVIDIA_SMI: o.nvidiaSmi,
+    ...o.env,
+  });
+  await worker.waitForLog((r) => r.msg === 'worker ready');
+  return worker;
+}

@@ -10,6 +10,7 @@ import pidusage from 'pidusage';
 import pino from 'pino';
 import si from 'systeminformation';
 import { execa } from 'execa';
+import { DEFAULT_OPTIONS, FALLBACK_BG_TILE, type JobOptions } from '@photoenhance/contracts';
 import { detectEnforcement, type EngineJobError, Governor, MemoryWatchdog, rssOf, type RunRequest } from '../src/index.js';
 
 export interface Row {
@@ -21,6 +22,8 @@ export interface Row {
 
 const MiB = 1024 * 1024;
 const LIMIT = 512 * MiB;
+/** The schema's defaults, resolved as a job carries them (no background upsampler, PNG, a fixed tile). */
+const RESOLVED_OPTIONS: JobOptions = { ...DEFAULT_OPTIONS, bgUpsampler: 'none', bgTile: FALLBACK_BG_TILE, format: 'png' };
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures');
 const RATES = [0.5e9, 1e9, 2e9];
 
@@ -28,18 +31,7 @@ const request = (n: number): RunRequest => ({
   id: `bench-${n}`,
   input: '/dev/null',
   output: `/tmp/bench-${n}.png`,
-  options: {
-    scale: 2,
-    version: '1.4',
-    weight: 0.5,
-    onlyCenterFace: false,
-    aligned: false,
-    bgUpsampler: 'none',
-    bgTile: 400,
-    format: 'png',
-    quality: 92,
-    priority: 'normal',
-  },
+  options: RESOLVED_OPTIONS,
 });
 
 interface Trial {

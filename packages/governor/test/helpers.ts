@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterEach, expect } from 'vitest';
-import type { JobOptions } from '@photoenhance/contracts';
+import { DEFAULT_OPTIONS, FALLBACK_BG_TILE, type JobOptions } from '@photoenhance/contracts';
 import { detectEnforcement, Governor, type GovernorInit, type ProfileInput, type RunRequest } from '../src/index.js';
 import { poll } from '../../../test/support/poll.js';
 
@@ -16,18 +16,8 @@ export const TEST_GROUP = 'photoenhance-test';
 /** argv of a fixture engine. */
 export const fixture = (name: string, ...args: string[]): string[] => [process.execPath, join(FIXTURES, `${name}.mjs`), ...args];
 
-export const OPTIONS: JobOptions = {
-  scale: 2,
-  version: '1.4',
-  weight: 0.5,
-  onlyCenterFace: false,
-  aligned: false,
-  bgUpsampler: 'none',
-  bgTile: 400,
-  format: 'png',
-  quality: 92,
-  priority: 'normal',
-};
+/** The schema's defaults, resolved as a job carries them (no background upsampler, PNG, a fixed tile). */
+export const OPTIONS: JobOptions = { ...DEFAULT_OPTIONS, bgUpsampler: 'none', bgTile: FALLBACK_BG_TILE, format: 'png' };
 
 let jobSeq = 0;
 const outDir = mkdtempSync(join(tmpdir(), 'pe-governor-'));
