@@ -80,16 +80,16 @@ export async function build(opts: BuildOptions): Promise<Gateway> {
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes, files: 1 } });
   installProblemHandlers(app, () => !app.redisReady());
   // CORS first: a preflight (no key, any Host check aside) is answered before host, rate-limit and key hooks run.
-  await registerCors(app, config);
+  await registerCors(app);
   // Security headers on every answer, then refuse host names this gateway does not serve (DNS rebinding).
-  await registerSecurityHeaders(app, config);
-  installHostCheck(app, config);
+  await registerSecurityHeaders(app);
+  installHostCheck(app);
   // Rate limits and pressure checks hook every route registered after them.
-  await registerBackpressure(app, config, app.redis);
+  await registerBackpressure(app);
   // Operator auth and the OpenAPI hooks must see every route, so they come before any.
-  installOperatorAuth(app, config);
+  installOperatorAuth(app);
   // API keys (when configured) on every client route, with the owner check on routes that name a job or batch.
-  installApiKeyAuth(app, config, app.redis);
+  installApiKeyAuth(app);
   await registerOpenApi(app);
   await app.register(systemRoutes);
   await app.register(jobRoutes);

@@ -1,6 +1,5 @@
 import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { GatewayConfig } from './config.js';
 
 /**
  * CORS for the routes a browser page on another origin needs: jobs, batches, the PhotoEnhanceAI-compatible routes
@@ -33,8 +32,8 @@ export const EXPOSED_HEADERS = [
   'WWW-Authenticate',
 ];
 
-export async function registerCors(app: FastifyInstance, config: Readonly<Pick<GatewayConfig, 'corsOrigins'>>): Promise<void> {
-  const list = config.corsOrigins.map((o) => o.trim());
+export async function registerCors(app: FastifyInstance): Promise<void> {
+  const list = app.config.corsOrigins.map((o) => o.trim());
   if (list.length === 0 || (list.length === 1 && list[0] === 'none')) return;
   const any = list.includes('*');
   const allowed = new Set(list.map((o) => o.toLowerCase().replace(/\/$/, '')));

@@ -106,7 +106,8 @@ export function assertOwner(config: Readonly<GatewayConfig>, redis: Redis, rule:
 }
 
 /** Attach authentication and ownership checks to every client route registered after this call. */
-export function installApiKeyAuth(app: FastifyInstance, config: Readonly<GatewayConfig>, redis: Redis): void {
+export function installApiKeyAuth(app: FastifyInstance): void {
+  const { config, redis } = app;
   if (config.apiKeys.length === 0) return;
   const auth = authenticate(config);
   const owners = new Map<string, onRequestHookHandler>();

@@ -68,8 +68,8 @@ export function hostPolicy(
 }
 
 /** Refuse requests for other host names before anything else runs. Register before any route. */
-export function installHostCheck(app: FastifyInstance, config: Readonly<GatewayConfig>): void {
-  const allowed = hostPolicy(config);
+export function installHostCheck(app: FastifyInstance): void {
+  const allowed = hostPolicy(app.config);
   app.addHook('onRequest', async (req, reply) => {
     if (allowed(req.headers.host) || PROBES.has(req.url.split('?')[0] ?? '')) return;
     const shown = (req.headers.host ?? '').slice(0, 100);

@@ -191,7 +191,8 @@ export function sameOriginGuard(config: Readonly<GatewayConfig>): OperatorGuard 
  * call this before those routes are added. State-changing ones also get the same-origin check, after the credential
  * check (so a request without credentials still learns that it needs them).
  */
-export function installOperatorAuth(app: FastifyInstance, config: Readonly<GatewayConfig>): void {
+export function installOperatorAuth(app: FastifyInstance): void {
+  const { config } = app;
   const guard = operatorGuard(config);
   const sameOrigin = sameOriginGuard(config);
   app.addHook('onRoute', (route: RouteOptions) => {

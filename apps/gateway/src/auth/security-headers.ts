@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
 import helmet from '@fastify/helmet';
-import type { GatewayConfig } from '../config.js';
 
 /**
  * Security headers on every answer (@fastify/helmet): CSP, nosniff, frame-ancestors 'self', no referrer, and so on,
@@ -12,8 +11,8 @@ import type { GatewayConfig } from '../config.js';
  * - styles may be inline (the charts and bull-board set style attributes), fonts may be data: URLs; styles, fonts and
  *   scripts come from the gateway itself, never from elsewhere (nothing is fetched from outside: docs/dashboard.md).
  */
-export async function registerSecurityHeaders(app: FastifyInstance, config: Readonly<GatewayConfig>): Promise<void> {
-  const https = (config.publicUrl ?? '').startsWith('https:');
+export async function registerSecurityHeaders(app: FastifyInstance): Promise<void> {
+  const https = (app.config.publicUrl ?? '').startsWith('https:');
   await app.register(helmet, {
     global: true,
     contentSecurityPolicy: {

@@ -2,8 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import { ApiError } from '@photoenhance/contracts';
-import { keys, type RedisConnection as Redis } from '@photoenhance/queue';
-import type { GatewayConfig } from '../config.js';
+import { keys } from '@photoenhance/queue';
 import { clientIdentity } from '../client-id.js';
 
 /** Probes stay answerable whatever a client does: never rate limited. */
@@ -14,7 +13,8 @@ const pathOf = (req: FastifyRequest): string => req.url.split('?')[0] ?? '';
  * Per-client rate limit (429 RATE_LIMITED, counted in Redis so every gateway shares the count) and self-protection
  * (503 OVERLOADED when the event loop lags or the heap passes its ceiling). Register before any route.
  */
-export async function registerBackpressure(app: FastifyInstance, config: Readonly<GatewayConfig>, redis: Redis): Promise<void> {
+export async function registerBackpressure(app: FastifyInstance): Promise<void> {
+  const { config, redis } = app;
   if (config.rateLimitMax > 0) {
     await app.register(rateLimit, {
       global: true,
