@@ -19,12 +19,18 @@ export interface SeriesDef {
 function yAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycle: number): number {
   const axis = u.axes[axisIdx]!;
   const current = (axis as { _size?: number })._size;
+  const dpr = globalThis.devicePixelRatio || 1;
+  const widthOf = (labels: readonly unknown[], font: string | undefined): number => {
+    u.ctx.font = font ?? u.ctx.font;
+    const lines = labels.flatMap((v) => String(v).split('\n'));
+    return Math.max(0, ...lines.map((l) => u.ctx.measureText(l).width)) / dpr;
+  };
   let size = (axis.ticks?.size ?? 10) + (axis.gap ?? 5) + 4;
-  if (values?.length) {
-    u.ctx.font = (axis as { font?: [string] }).font?.[0] ?? u.ctx.font;
-    const widest = Math.max(...values.map((v) => u.ctx.measureText(String(v)).width));
-    size += widest / (globalThis.devicePixelRatio || 1);
-  }
+  if (values?.length) size += widthOf(values, (axis as { font?: [string] }).font?.[0]);
+  // The x axis's labels are centred on their ticks: one on the plot's left edge reaches half its width into this axis
+  // (the x axis is sized first, so its labels for this cycle are known). Narrow y labels ("0", "5") left too little.
+  const x = u.axes[0] as { _values?: unknown[] | null; font?: [string] };
+  if (x?._values?.length) size = Math.max(size, widthOf(x._values, x.font?.[0]) / 2 + 2);
   const wanted = Math.ceil(size);
   return cycle > 1 && current ? Math.max(current, wanted) : wanted;
 }
