@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGateway, startStack, submit, type Stack } from './support/stack.js';
+import { startGateway, startStack, submit, until, type Stack } from './support/stack.js';
 import { cleanEnv, REPO, runCli, startLauncher } from '../apps/cli/test/launch.js';
 
 /**
@@ -128,4 +128,32 @@ describe('WORKER_CONFIG under npm start', () => {
       await launcher.dispose();
     }
   }, 240_000);
+});
+
+describe('an engine whose only host went away', () => {
+  it('stays known: 503 NO_WORKER_FOR_ENGINE with Retry-After (retry later), not 400 UNKNOWN_ENGINE (a typo)', async () => {
+    // "classic" is known to this gateway only because a worker host offers it (not its default, not in KNOWN_ENGINES).
+    const gw = await startGateway(
+      stack.redis.url,
+      { defaultEngine: 'parked', knownEngines: [], acceptWithoutWorker: false },
+      stack.gw.storageDir,
+    );
+    try {
+      expect((await submit(gw.url, photo, { engine: 'classic' })).status).toBe(202);
+      // The host stops (its heartbeat is removed at once): no live host offers the engine any more.
+      await stack.worker.stop();
+      await until('the gateway to list classic without a host (its host list is cached for a second)', async () => {
+        const { engines } = (await (await fetch(`${gw.url}/v1/engines`)).json()) as { engines: Array<{ name: string; hosts: unknown[] }> };
+        return engines.find((e) => e.name === 'classic')?.hosts.length === 0;
+      });
+      const res = await submit(gw.url, photo, { engine: 'classic' });
+      const body = (await res.json()) as Record<string, unknown>;
+      expect({ status: res.status, code: body.code }).toEqual({ status: 503, code: 'NO_WORKER_FOR_ENGINE' });
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      const typo = await submit(gw.url, photo, { engine: 'clasic' });
+      expect(((await typo.json()) as { code: string }).code).toBe('UNKNOWN_ENGINE');
+    } finally {
+      await gw.close();
+    }
+  });
 });

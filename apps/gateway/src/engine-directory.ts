@@ -1,6 +1,6 @@
 import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError, type HostState } from '@photoenhance/contracts';
-import { listHosts } from '@photoenhance/queue';
+import { listHosts, offeredEngines } from '@photoenhance/queue';
 
 export interface EngineListing {
   name: string;
@@ -11,9 +11,13 @@ export interface EngineListing {
   hosts: Array<{ hostId: string; poolSize: number; admission: string }>;
 }
 
-/** Which engines exist: what live worker hosts announce in their heartbeats, plus engines configured as known. */
+/**
+ * Which engines exist: what live worker hosts announce in their heartbeats, engines a host has offered before (a host
+ * that is away for a moment leaves its engines known: 503 NO_WORKER_FOR_ENGINE, not 400 UNKNOWN_ENGINE), plus engines
+ * configured as known.
+ */
 export class EngineDirectory {
-  private cache: { at: number; hosts: HostState[] } | undefined;
+  private cache: { at: number; hosts: HostState[]; offered: string[] } | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -23,11 +27,15 @@ export class EngineDirectory {
   ) {}
 
   async hosts(fresh = false): Promise<HostState[]> {
+    return (await this.read(fresh)).hosts;
+  }
+
+  private async read(fresh: boolean): Promise<{ hosts: HostState[]; offered: string[] }> {
     const now = Date.now();
-    if (!fresh && this.cache && now - this.cache.at < this.cacheMs) return this.cache.hosts;
-    const hosts = await listHosts(this.redis);
-    this.cache = { at: now, hosts };
-    return hosts;
+    if (!fresh && this.cache && now - this.cache.at < this.cacheMs) return this.cache;
+    const [hosts, offered] = await Promise.all([listHosts(this.redis), offeredEngines(this.redis)]);
+    this.cache = { at: now, hosts, offered };
+    return this.cache;
   }
 
   async list(fresh = false): Promise<EngineListing[]> {
@@ -40,8 +48,9 @@ export class EngineDirectory {
       }
       return e;
     };
-    for (const name of [this.defaultEngine, ...this.known]) ensure(name);
-    for (const host of await this.hosts(fresh)) {
+    const { hosts, offered } = await this.read(fresh);
+    for (const name of [this.defaultEngine, ...this.known, ...offered]) ensure(name);
+    for (const host of hosts) {
       for (const offer of host.engines) {
         const e = ensure(offer.name);
         e.kind = offer.kind;

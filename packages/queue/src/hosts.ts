@@ -8,12 +8,18 @@ import { keys } from './names.js';
  */
 export async function publishHost(redis: Redis, state: HostState, ttlMs: number): Promise<void> {
   const now = Date.now();
-  await redis
+  const m = redis
     .multi()
     .set(keys.host(state.hostId), JSON.stringify(state), 'PX', ttlMs)
     .zadd(keys.hostIndex, now + ttlMs, state.hostId)
-    .zremrangebyscore(keys.hostIndex, '-inf', now)
-    .exec();
+    .zremrangebyscore(keys.hostIndex, '-inf', now);
+  if (state.engines.length) m.sadd(keys.offeredEngines, ...state.engines.map((e) => e.name));
+  await m.exec();
+}
+
+/** Every engine name a worker host has offered in this deployment, live or not (keys.offeredEngines). */
+export async function offeredEngines(redis: Redis): Promise<string[]> {
+  return redis.smembers(keys.offeredEngines);
 }
 
 export async function removeHost(redis: Redis, hostId: string): Promise<void> {

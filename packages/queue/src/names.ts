@@ -24,6 +24,12 @@ export const keys = {
   host: (hostId: string): string => `${KEY_PREFIX}:host:${hostId}`,
   /** Sorted set of live hosts (score: when the heartbeat expires), so listing them never scans the keyspace. */
   hostIndex: `${KEY_PREFIX}:hosts`,
+  /**
+   * Set of every engine name a worker host has offered in this deployment (no expiry): an engine whose hosts are all
+   * away for a moment (a heartbeat lapsed, a restart) is still known, so a submission gets 503 NO_WORKER_FOR_ENGINE with
+   * Retry-After, not 400 UNKNOWN_ENGINE.
+   */
+  offeredEngines: `${KEY_PREFIX}:engines`,
   /** Batch record (hash: engine, options, total, owner, webhook, canceledAt) and its items (list of JSON), expiring with the jobs. */
   batch: (id: string): string => `${KEY_PREFIX}:batch:${id}`,
   batchItems: (id: string): string => `${KEY_PREFIX}:batch:${id}:items`,
