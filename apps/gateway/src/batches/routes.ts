@@ -107,13 +107,20 @@ async function streamBatchEvents(app: FastifyInstance, req: FastifyRequest, repl
     summary().then(
       ({ summary: s, items: views }) => {
         const item = views[index];
-        // A final item is sent once, whether the connect-time snapshot or a live event told it first.
-        if (item && !(FINAL_ITEM.has(item.status) && finalSent.has(index))) {
-          if (FINAL_ITEM.has(item.status)) finalSent.add(index);
-          stream.send('item', item, e.eventId);
-        }
-        if (item && FINAL_ITEM.has(item.status)) stream.send('status', s, e.eventId);
-        if ((FINAL_BATCH_STATUSES as readonly string[]).includes(s.status)) stream.close();
+        if (item && !FINAL_ITEM.has(item.status)) stream.send('item', item, e.eventId);
+        // Every item that has ended and was not sent yet, each once: this one, and any whose own event is still being
+        // looked up (these lookups overlap; the one that finds the batch final closes the stream, and an item sent only
+        // by its own later lookup would be lost).
+        let ended = false;
+        views.forEach((v, i) => {
+          if (!FINAL_ITEM.has(v.status) || finalSent.has(i)) return;
+          finalSent.add(i);
+          stream.send('item', v, e.eventId);
+          ended = true;
+        });
+        const final = (FINAL_BATCH_STATUSES as readonly string[]).includes(s.status);
+        if (ended || final) stream.send('status', s, e.eventId);
+        if (final) stream.close();
       },
       () => stream.close(),
     );
