@@ -62,8 +62,10 @@ export class EngineDirectory {
     return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** 400 UNKNOWN_ENGINE for a name nobody knows. Re-read before refusing, so an engine a worker has just offered counts. */
   async assertKnown(engine: string): Promise<void> {
-    const names = (await this.list()).map((e) => e.name);
+    let names = (await this.list()).map((e) => e.name);
+    if (!names.includes(engine)) names = (await this.list(true)).map((e) => e.name);
     if (!names.includes(engine)) {
       throw new ApiError('UNKNOWN_ENGINE', `There is no engine "${engine}"; available: ${names.join(', ')}`, {
         extensions: { engine, available: names },

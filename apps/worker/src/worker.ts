@@ -79,7 +79,7 @@ export class EnhanceWorker {
    * cancel cannot stop these any more (the gateway publishes one when the job was locked, i.e. running): it is applied
    * once BullMQ has completed the job, by removing the job and its files, so a canceled job never reads as completed.
    */
-  private readonly finishing = new Map<string, { job: Job<JobData, JobResult>; completed: boolean; canceled: boolean }>();
+  private readonly finishing = new Map<string, { job: Job<JobData, JobResult>; at: number; completed: boolean; canceled: boolean }>();
   /** Per engine: at most poolSize jobs at the engine; prefetched ones wait here, staged (engine-gate.ts). */
   private readonly gates = new Map<string, EngineGate>();
   private readonly recycleEvents: RecycleEvent[] = [];
@@ -241,6 +241,20 @@ export class EnhanceWorker {
   }
 
   /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
+  /**
+   * A job whose result is committed, kept LATE_CANCEL_MS for a cancel that races its completion. Entries go in time
+   * order, so the expired ones are at the front: dropped here, with no timer per job.
+   */
+  private remember(id: string, job: Job<JobData, JobResult>): void {
+    const now = Date.now();
+    for (const [key, f] of this.finishing) {
+      if (now - f.at < LATE_CANCEL_MS) break;
+      this.finishing.delete(key);
+    }
+    this.finishing.delete(id); // a later attempt of the same job goes to the back
+    this.finishing.set(id, { job, at: now, completed: false, canceled: false });
+  }
+
   /** A cancel published by a gateway: stops a job this worker runs, or withdraws one it has just completed. */
   private cancel(id: string): void {
     const a = this.active.get(id);
@@ -567,9 +581,7 @@ export class EnhanceWorker {
       // removes the files). A cancel after this point is handled by completed().
       if (abort.signal.aborted)
         throw new EngineJobError('JOB_CANCELED', `job ${data.id} canceled while its result was committed`, { retryable: false });
-      this.finishing.set(data.id, { job, completed: false, canceled: false });
-      // Completion follows within milliseconds; the entry stays a while for a cancel message that arrives late.
-      setTimeout(() => this.finishing.delete(data.id), LATE_CANCEL_MS).unref();
+      this.remember(data.id, job);
       const d = run.done;
       return {
         width: d.output.width,
