@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, startWorker, type RunningWorker } from './stack.js';
@@ -17,8 +17,8 @@ export interface FakeGpuRow {
 
 /**
  * The fake nvidia-smi (packages/governor/test/fixtures/fake-nvidia-smi) in a folder of its own, with functions that
- * script what it prints. A worker uses it through NVIDIA_SMI=<path>; files are replaced whole (write, then copy), so a
- * sample never reads half a table.
+ * script what it prints. A worker uses it through NVIDIA_SMI=<path>; files are replaced whole (write, then rename: copyFile
+ * truncates first), so a sample never reads half a table or an empty one.
  */
 export function fakeNvidiaSmi() {
   const dir = mkdtempSync(join(tmpdir(), 'pe-fake-smi-'));
@@ -26,7 +26,7 @@ export function fakeNvidiaSmi() {
   copyFileSync(join(REPO, 'packages/governor/test/fixtures/fake-nvidia-smi'), path);
   const put = (file: string, text: string): void => {
     writeFileSync(join(dir, `${file}.tmp`), text);
-    copyFileSync(join(dir, `${file}.tmp`), join(dir, file));
+    renameSync(join(dir, `${file}.tmp`), join(dir, file));
   };
   const smi = {
     dir,

@@ -4,7 +4,7 @@
  * (the `normal` fixture engine). No mocking inside the process: the governor runs the fake as it would run
  * nvidia-smi, through its path.
  */
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -25,19 +25,23 @@ function fakeSmi() {
   dirs.push(dir);
   const path = join(dir, 'nvidia-smi');
   copyFileSync(join(FIXTURES, 'fake-nvidia-smi'), path);
+  // Replaced whole (write, then rename): a sample never reads a half-written or empty table (copyFile truncates first).
+  const put = (file: string, text: string): void => {
+    writeFileSync(join(dir, `${file}.tmp`), text);
+    renameSync(join(dir, `${file}.tmp`), join(dir, file));
+  };
   const gpuLine = (g: { index: number; uuid: string; totalMiB: number; usedMiB: number; util?: string; name?: string }): string =>
     `${g.index}, ${g.uuid}, ${g.totalMiB}, ${g.usedMiB}, ${g.totalMiB - g.usedMiB}, ${g.util ?? '3'}, ${g.name ?? 'NVIDIA Fake H200'}`;
   const smi = {
     path,
     gpus(list: Array<{ index: number; uuid: string; totalMiB: number; usedMiB: number; util?: string; name?: string }>): void {
-      writeFileSync(join(dir, 'gpus.csv.tmp'), list.map(gpuLine).join('\n') + (list.length ? '\n' : ''));
-      copyFileSync(join(dir, 'gpus.csv.tmp'), join(dir, 'gpus.csv'));
+      put('gpus.csv', list.map(gpuLine).join('\n') + (list.length ? '\n' : ''));
     },
     raw(text: string): void {
-      writeFileSync(join(dir, 'gpus.csv'), text);
+      put('gpus.csv', text);
     },
     apps(list: Array<{ pid: number; uuid: string; usedMiB: number | string }>): void {
-      writeFileSync(join(dir, 'apps.csv'), `${list.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}`).join('\n')}\n`);
+      put('apps.csv', `${list.map((a) => `${a.pid}, ${a.uuid}, ${a.usedMiB}`).join('\n')}\n`);
     },
     fail(on: boolean): void {
       const f = join(dir, 'fail');

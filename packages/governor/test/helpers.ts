@@ -65,12 +65,24 @@ export function waitFor<T>(
   return poll(what, pred, { timeoutMs, everyMs: 10, retryErrors: false });
 }
 
+/**
+ * The names in a test parent cgroup; none when it is not there. Test files run in parallel and share the parent, which a
+ * governor removes when it leaves it empty: it can go between a look and a read.
+ */
+export function cgroupChildren(parent: string): string[] {
+  try {
+    return readdirSync(parent);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
 /** This process's test cgroups still on disk. */
 export function leftoverCgroups(): string[] {
   const out: string[] = [];
   for (const parent of [`/sys/fs/cgroup/memory/${TEST_GROUP}`, `/sys/fs/cgroup/cpu/${TEST_GROUP}`]) {
-    if (!existsSync(parent)) continue;
-    for (const d of readdirSync(parent)) if (d.startsWith('pe-') && d.includes(`-${process.pid}-`)) out.push(join(parent, d));
+    for (const d of cgroupChildren(parent)) if (d.startsWith('pe-') && d.includes(`-${process.pid}-`)) out.push(join(parent, d));
   }
   return out;
 }

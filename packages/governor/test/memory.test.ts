@@ -1,8 +1,8 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EngineJobError, type RunHooks } from '../src/index.js';
-import { fixture, governor, MiB, req, TEST_GROUP, v1Unavailable, waitFor } from './helpers.js';
+import { cgroupChildren, fixture, governor, MiB, req, TEST_GROUP, v1Unavailable, waitFor } from './helpers.js';
 
 const LIMIT = 256 * MiB;
 
@@ -87,7 +87,7 @@ describe.skipIf(v1Skip !== undefined)(`memory limit: cgroup-v1 mode${v1Skip ? ` 
     // While it runs, the engine sits in its own group with the limit written.
     const dir = await waitFor(
       () => {
-        const d = existsSync(parent) ? readdirSync(parent).find((n) => n.startsWith(`pe-grow-${process.pid}-`)) : undefined;
+        const d = cgroupChildren(parent).find((n) => n.startsWith(`pe-grow-${process.pid}-`));
         return d ? join(parent, d) : undefined;
       },
       10_000,
