@@ -1,9 +1,9 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDashboardBuilt } from '../apps/dashboard/scripts/build-if-stale.mjs';
-import { FIXTURE_ENGINE, startStack, until, type Stack } from './support/stack.js';
+import { startStack, until, type Stack } from './support/stack.js';
 import { launchChromium } from './support/browser.js';
-import { fakeNvidiaSmi } from './support/fake-gpu.js';
+import { fakeNvidiaSmi, noopGpuEngine } from './support/fake-gpu.js';
 
 /**
  * The Hosts view in real Chromium against a real worker (watchdog enforcement): the enforcement line in words, the
@@ -57,15 +57,7 @@ describe('Hosts view on a GPU host (fake nvidia-smi)', () => {
     smi.gpus(table(2048));
     gpuStack = await startStack({
       gateway: { maxEventLoopDelayMs: 0, dashboardSampleMs: 200, knownEngines: ['gpu'] },
-      engines: [
-        {
-          name: 'gpu',
-          command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
-          gpus: 'all',
-          expectedGpuMemoryBytes: '2GiB',
-          expectedMemoryBytes: '64MiB',
-        },
-      ],
+      engines: [noopGpuEngine('2GiB')],
       workerEnv: { ENFORCEMENT: 'watchdog', HOST_ID: HOST, ADMISSION_CHECK_MS: '200', NVIDIA_SMI: smi.path, GPU_MARGIN: '512MiB' },
     });
   }, 180_000);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostStateErrors, type HostState } from '@photoenhance/contracts';
-import { fakeNvidiaSmi, startGpuWorker } from './support/fake-gpu.js';
+import { fakeNvidiaSmi, noopGpuEngine, startGpuWorker } from './support/fake-gpu.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
 import { smallPhoto } from './support/images.js';
 import { loadWorkerConfig } from '../apps/worker/src/config.js';
@@ -43,24 +43,16 @@ beforeAll(async () => {
     storageDir: gw.storageDir,
     hostId: HOST,
     nvidiaSmi: smi.path,
-    engines: [
-      {
-        name: 'gpu',
-        command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
-        gpus: 'all',
-        expectedGpuMemoryBytes: '3GiB',
-        expectedMemoryBytes: '64MiB',
-      },
-    ],
+    engines: [noopGpuEngine('3GiB')],
     env: { GPU_MARGIN: '1GiB' },
   });
 });
 
 afterAll(async () => {
-  smi.remove();
   await worker?.stop();
   await gw?.close();
   await redis?.close();
+  smi.remove();
 });
 
 describe('GPU governance through the worker (fake nvidia-smi)', () => {

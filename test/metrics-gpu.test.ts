@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostState } from '@photoenhance/contracts';
-import { fakeNvidiaSmi, mib, startGpuWorker } from './support/fake-gpu.js';
+import { fakeNvidiaSmi, mib, noopGpuEngine, startGpuWorker } from './support/fake-gpu.js';
 import { parsePrometheusText, sampleValue, type PromFamily } from './support/prometheus.js';
 import { startTestRedis, type TestRedis } from './support/redis.js';
-import { FIXTURE_ENGINE, startGateway, until, type RunningGateway, type RunningWorker } from './support/stack.js';
+import { startGateway, until, type RunningGateway, type RunningWorker } from './support/stack.js';
 
 /**
  * The GPU part of GET /metrics: a real worker whose GPUs come from the fake nvidia-smi, a real engine process, the
@@ -39,15 +39,7 @@ beforeAll(async () => {
     storageDir: gw.storageDir,
     hostId: HOST,
     nvidiaSmi: smi.path,
-    engines: [
-      {
-        name: 'gpu',
-        command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
-        gpus: 'all',
-        expectedGpuMemoryBytes: '2GiB',
-        expectedMemoryBytes: '64MiB',
-      },
-    ],
+    engines: [noopGpuEngine('2GiB')],
     env: { GPU_MARGIN: '512MiB' },
   });
 });

@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, startWorker, type RunningWorker } from './stack.js';
+import { FIXTURE_ENGINE, REPO, startWorker, type RunningWorker } from './stack.js';
 
 const MiB = 2 ** 20;
 
@@ -62,6 +62,15 @@ export function fakeNvidiaSmi() {
 }
 
 export const mib = (n: number): number => n * MiB;
+
+/** A GPU engine profile named "gpu" that runs the no-op fixture engine on any GPU, expecting this much GPU memory. */
+export const noopGpuEngine = (expectedGpuMemoryBytes: string) => ({
+  name: 'gpu',
+  command: [process.execPath, FIXTURE_ENGINE, '--mode', 'noop'],
+  gpus: 'all',
+  expectedGpuMemoryBytes,
+  expectedMemoryBytes: '64MiB',
+});
 
 export interface GpuWorkerOptions {
   redisUrl: string;
