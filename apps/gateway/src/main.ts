@@ -23,12 +23,6 @@ async function main(): Promise<void> {
     process.exit(err instanceof RedisPolicyError ? 78 : 1);
   }
   const { app } = gateway;
-  // Fastify logs the one "listening" line; its text says what ours used to (it was logged twice).
-  await app.listen({
-    host: config.host,
-    port: config.port,
-    listenTextResolver: (address) => `gateway listening on ${address} (storage ${config.storageDir})`,
-  });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -41,8 +35,16 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   };
+  // Before listening: a stop that comes right after the "listening" line (a supervisor, a test) must not meet Node's
+  // default handler, which ends the process by the signal instead of closing it.
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Fastify logs the one "listening" line; its text says what ours used to (it was logged twice).
+  await app.listen({
+    host: config.host,
+    port: config.port,
+    listenTextResolver: (address) => `gateway listening on ${address} (storage ${config.storageDir})`,
+  });
 }
 
 void main();
