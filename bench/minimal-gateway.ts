@@ -3,6 +3,8 @@
  * upload to a file, then queue.add on the same Redis, and nothing else (no type check, no integrity check, no
  * options, no admission, no record, no idempotency). Not an upper bound like a handler that drains the body unread:
  * it does the work any gateway must do. Run as its own process, like the gateway. Prints its URL on stdout.
+ * Also the peer for the scale bench's upload-RSS figure (bench/scale.ts), where it listens on a namespace's address
+ * (HOST, PORT) and takes uploads up to MAX_UPLOAD_BYTES, as the gateway does there.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -17,7 +19,7 @@ const dir = process.env.STORAGE_DIR!;
 await mkdir(dir, { recursive: true });
 const queue = new Queue('minimal', { connection: { ...redisOptions(process.env.REDIS_URL!) }, prefix: 'bench' });
 const app = Fastify();
-await app.register(multipart, { limits: { fileSize: 50 * 1024 * 1024, files: 1 } });
+await app.register(multipart, { limits: { fileSize: Number(process.env.MAX_UPLOAD_BYTES ?? 50 * 1024 * 1024), files: 1 } });
 let n = 0;
 app.post('/v1/jobs', async (req, reply) => {
   const id = `m${process.pid}_${n++}`;
@@ -33,7 +35,7 @@ app.post('/v1/jobs', async (req, reply) => {
   await queue.add('enhance', { id, path }, { jobId: id, removeOnComplete: true });
   return reply.code(202).send({ id, status: 'queued' });
 });
-const url = await app.listen({ host: '127.0.0.1', port: 0 });
+const url = await app.listen({ host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 0) });
 process.stdout.write(`${url}\n`);
 process.on(
   'SIGTERM',

@@ -7,11 +7,14 @@
  * - Failover (Redis master + replica + three sentinels): a steady stream of submissions, the master SIGKILLed; time from
  *   its death to the first completed job accepted after it, accepted jobs lost.
  * - Gateway RSS during a 50 MiB upload to S3 (s3rver): peak VmRSS of the gateway process above its idle RSS. Goal ≤ 8 MiB.
+ *   Beside it, to a local folder, the gateway and its honest peer (bench/minimal-gateway.ts) on the same host.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Row } from './spine.js';
-import { fixtureEngine } from '../test/support/stack.js';
+import { fixtureEngine, REPO } from '../test/support/stack.js';
 import { netnsUnavailable, startMultiHost, type MultiHost, type RoleHost } from '../test/support/netns.js';
 
 const SECTION = 'scale (network namespaces)';
@@ -186,59 +189,102 @@ async function failover(quick: boolean): Promise<Row[]> {
 }
 
 async function uploadRss(storage: 's3' | 'shared-dir'): Promise<Row[]> {
+  const maxUpload = String(64 * 1024 * 1024);
   const mh = await startMultiHost({
     gateways: 1,
     workers: 0,
     redis: 'single',
     storage,
     engines: [],
-    gatewayEnv: { LOG_LEVEL: 'warn', MAX_UPLOAD_BYTES: String(64 * 1024 * 1024), MAX_PIXELS: String(100_000_000) },
+    gatewayEnv: {
+      LOG_LEVEL: 'warn',
+      MAX_UPLOAD_BYTES: maxUpload,
+      MAX_PIXELS: String(100_000_000),
+      // No worker runs here: accept the job to wait (without this the upload is read, then refused with 503).
+      KNOWN_ENGINES: 'classic',
+      ACCEPT_WITHOUT_WORKER: 'true',
+    },
   });
+  const peerDir = mkdtempSync(join(tmpdir(), 'pe-scale-peer-'));
   try {
     const gw = mh.gateways[0]!;
-    const pid = gw.proc.proc.pid!;
+    const targets: Array<{ name: string; pid: number; url: string }> = [{ name: 'gateway', pid: gw.proc.proc.pid!, url: gw.url }];
+    if (storage === 'shared-dir') {
+      // The honest peer on the same host and network path: Fastify + @fastify/multipart streaming the upload to a file,
+      // then queue.add (bench/minimal-gateway.ts, the intake bench's peer).
+      const peer = gw.host.spawn(process.execPath, ['--import', 'tsx', join(REPO, 'bench/minimal-gateway.ts')], {
+        cwd: REPO,
+        env: { ...process.env, ...mh.env, HOST: gw.host.address, PORT: '8081', STORAGE_DIR: peerDir, MAX_UPLOAD_BYTES: maxUpload },
+        label: `${gw.host.name}:minimal-gateway`,
+      });
+      targets.push({ name: 'minimal gateway', pid: peer.proc.pid!, url: (await peer.waitForLine(/^http:\/\/\S+/, 30_000)).trim() });
+    }
     const small = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } })
       .jpeg()
       .toBuffer();
-    // Warm up (module loading, JIT, the S3 client's first connection) so "idle" is the gateway as it runs.
-    for (let i = 0; i < 5; i++) await submitOnce(gw.url, small, 'classic');
+    // Warm up (module loading, JIT, the S3 client's first connection) so "idle" is the server as it runs.
+    for (const t of targets) for (let i = 0; i < 5; i++) await submitOnce(t.url, small, 'classic');
     const rows: Row[] = [];
+    const where = storage === 's3' ? 'S3' : 'a local folder';
     // padded: a 1 MP photo carried in 50 MiB (APP15 segments the decoder skips), so what is measured is the upload path;
     // noise: 23 MP of noise at quality 100, so the gateway's decode check of the pixels is in the figure too.
     for (const kind of storage === 's3' ? (['padded', 'noise'] as const) : (['padded'] as const)) {
       const big = kind === 'padded' ? await paddedJpeg(50 * 1024 * 1024) : await noiseJpeg(50 * 1024 * 1024);
-      await new Promise((r) => setTimeout(r, 1000));
-      const idle = Math.min(...(await sampleFor(pid, 1000)));
-      let peak = 0;
-      let sampling = true;
-      const sampler = (async () => {
-        while (sampling) {
-          peak = Math.max(peak, rssOf(pid));
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      })();
-      const t0 = Date.now();
-      const r = await submitOnce(gw.url, big, 'classic');
-      const ms = Date.now() - t0;
-      sampling = false;
-      await sampler;
-      const where = storage === 's3' ? 'S3' : 'a local folder (comparison)';
-      rows.push({
-        section: SECTION,
-        metric:
-          kind === 'padded'
-            ? `gateway RSS above idle during a 50 MiB upload to ${where}`
-            : `the same with a 23 MP noise JPEG (the decode check's own memory included)`,
-        value: (peak - idle) / 1024 / 1024,
-        unit: 'MiB',
-        ...(storage === 's3' && kind === 'padded' ? { goal: '≤ 8' } : {}),
-        note: `idle ${(idle / 1024 / 1024).toFixed(1)} MiB, peak ${(peak / 1024 / 1024).toFixed(1)} MiB; ${(big.length / 1024 / 1024).toFixed(1)} MiB JPEG answered ${r.status}${r.detail ? ` ${r.detail}` : ''} in ${ms} ms`,
-      });
+      const added: number[] = [];
+      for (const t of targets) {
+        const m = await rssDuringUpload(t.pid, t.url, big);
+        added.push(m.peak - m.idle);
+        rows.push({
+          section: SECTION,
+          metric:
+            kind === 'noise'
+              ? "the same with a 23 MP noise JPEG (the decode check's own memory included)"
+              : `${t.name === 'gateway' ? 'gateway' : 'peer: minimal gateway'} RSS above idle during a 50 MiB upload to ${where}`,
+          value: (m.peak - m.idle) / 1024 / 1024,
+          unit: 'MiB',
+          ...(storage === 's3' && kind === 'padded' ? { goal: '≤ 8' } : {}),
+          note: `idle ${(m.idle / 1024 / 1024).toFixed(1)} MiB, peak ${(m.peak / 1024 / 1024).toFixed(1)} MiB; ${(big.length / 1024 / 1024).toFixed(1)} MiB JPEG answered ${m.status}${m.detail ? ` ${m.detail}` : ''} in ${m.ms} ms`,
+        });
+      }
+      if (added.length === 2) {
+        rows.push({
+          section: SECTION,
+          metric: 'gateway ÷ peer, RSS added by a 50 MiB upload to a local folder',
+          value: added[0]! / added[1]!,
+          unit: '×',
+          note: 'both on the same namespace host, the same upload from the same client, one after the other',
+        });
+      }
     }
     return rows;
   } finally {
     await mh.close();
+    rmSync(peerDir, { recursive: true, force: true });
   }
+}
+
+/** Peak VmRSS of `pid` while it takes `body` as one upload, against its idle RSS (the lowest over a second before). */
+async function rssDuringUpload(
+  pid: number,
+  url: string,
+  body: Buffer,
+): Promise<{ idle: number; peak: number; status: number; detail?: string; ms: number }> {
+  await new Promise((r) => setTimeout(r, 1000));
+  const idle = Math.min(...(await sampleFor(pid, 1000)));
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, rssOf(pid));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  const t0 = Date.now();
+  const r = await submitOnce(url, body, 'classic');
+  const ms = Date.now() - t0;
+  sampling = false;
+  await sampler;
+  return { idle, peak, status: r.status, ...(r.detail ? { detail: r.detail } : {}), ms };
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
