@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -161,6 +161,17 @@ describe.each(backends)('storage contract: %s', (kind, make) => {
   it('refuses keys that leave the root', async () => {
     await expect(st.writeStream('../evil', Readable.from([Buffer.alloc(1)]), { limit: 10 })).rejects.toThrow(/invalid storage key/);
   });
+
+  if (kind === 'local') {
+    it('a write after the partial-upload folder was removed recreates it (it is not made once per write)', async () => {
+      const root = (st as LocalStorage).root;
+      await st.writeStream('j_p1/input.jpg', Readable.from([Buffer.from('one')]), { limit: 100 });
+      rmSync(join(root, PARTIAL_DIR), { recursive: true, force: true });
+      await st.writeStream('j_p2/input.jpg', Readable.from([Buffer.from('two')]), { limit: 100 });
+      expect((await readAll((await st.openRead('j_p2/input.jpg'))!.stream)).toString()).toBe('two');
+      expect(readdirSync(join(root, PARTIAL_DIR))).toEqual([]);
+    });
+  }
 
   if (kind === 's3') {
     it('presigns a short-lived GET URL the client can fetch directly', async () => {

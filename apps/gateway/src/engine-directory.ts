@@ -2,6 +2,12 @@ import type { RedisConnection as Redis } from '@photoenhance/queue';
 import { ApiError, type HostState } from '@photoenhance/contracts';
 import { listHosts, offeredEngines } from '@photoenhance/queue';
 
+interface Snapshot {
+  at: number;
+  hosts: HostState[];
+  offered: string[];
+}
+
 export interface EngineListing {
   name: string;
   kind?: 'resident' | 'oneshot';
@@ -17,7 +23,10 @@ export interface EngineListing {
  * configured as known.
  */
 export class EngineDirectory {
-  private cache: { at: number; hosts: HostState[]; offered: string[] } | undefined;
+  private cache: Snapshot | undefined;
+  /** The read from Redis in flight, and the one queued behind it for callers that arrived after it started. */
+  private reading: Promise<Snapshot> | undefined;
+  private queued: Promise<Snapshot> | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -30,12 +39,31 @@ export class EngineDirectory {
     return (await this.read(fresh)).hosts;
   }
 
-  private async read(fresh: boolean): Promise<{ hosts: HostState[]; offered: string[] }> {
-    const now = Date.now();
-    if (!fresh && this.cache && now - this.cache.at < this.cacheMs) return this.cache;
-    const [hosts, offered] = await Promise.all([listHosts(this.redis), offeredEngines(this.redis)]);
-    this.cache = { at: now, hosts, offered };
-    return this.cache;
+  /**
+   * The cached snapshot, or with `fresh` one read after the call: a read already in flight began before this caller
+   * and may miss what it waits for, so the caller waits for the next read, which every caller that arrives meanwhile
+   * shares. Refusals re-read fresh; this keeps a flood of them (no worker up, a client looping on a typo) at one read
+   * in flight at a time instead of one per request.
+   */
+  private read(fresh: boolean): Promise<Snapshot> {
+    if (!fresh && this.cache && Date.now() - this.cache.at < this.cacheMs) return Promise.resolve(this.cache);
+    if (!this.reading) {
+      const at = Date.now();
+      this.reading = Promise.all([listHosts(this.redis), offeredEngines(this.redis)])
+        .then(([hosts, offered]) => (this.cache = { at, hosts, offered }))
+        .finally(() => {
+          this.reading = undefined;
+        });
+      return this.reading;
+    }
+    if (!fresh) return this.reading;
+    this.queued ??= this.reading
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.read(true);
+      });
+    return this.queued;
   }
 
   async list(fresh = false): Promise<EngineListing[]> {

@@ -1,5 +1,5 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, mkdir, readdir, rename, rm, stat, access, constants } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, rename, rm, stat, access, constants, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -98,10 +98,20 @@ export class LocalStorage implements Storage {
     return dir;
   }
 
-  private async tempPath(): Promise<string> {
+  /**
+   * Open a new file under `.partial/`. The folder is made when the open finds it missing (first upload, or removed
+   * since): not once per upload, which cost a recursive mkdir on every request.
+   */
+  private async openPartial(): Promise<{ path: string; handle: FileHandle }> {
     const dir = join(this.root, PARTIAL_DIR);
-    await mkdir(dir, { recursive: true });
-    return join(dir, ownerTag());
+    const path = join(dir, ownerTag());
+    try {
+      return { path, handle: await open(path, 'w') };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      return { path, handle: await open(path, 'w') };
+    }
   }
 
   /**
@@ -113,9 +123,9 @@ export class LocalStorage implements Storage {
     const counter = byteCounter(opts);
     const early = counter.tooLarge();
     if (early) throw early;
-    const tmp = await this.tempPath();
+    const { path: tmp, handle } = await this.openPartial();
     try {
-      await pipeline(source, counter.stream, createWriteStream(tmp));
+      await pipeline(source, counter.stream, handle.createWriteStream());
       await mkdir(dirname(file), { recursive: true });
       await rename(tmp, file);
     } catch (err) {
