@@ -240,7 +240,6 @@ export class EnhanceWorker {
     };
   }
 
-  /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
   /**
    * A job whose result is committed, kept LATE_CANCEL_MS for a cancel that races its completion. Entries go in time
    * order, so the expired ones are at the front: dropped here, with no timer per job.
@@ -288,6 +287,7 @@ export class EnhanceWorker {
     await this.storage.removeJob(id).catch(() => undefined);
   }
 
+  /** Operator commands from the gateway (e.g. raise the admission floor to drain a host). */
   private async control(raw: string): Promise<void> {
     const parsed = parseControlMessage(raw);
     if (!parsed.ok) {
