@@ -32,6 +32,41 @@ const writeIfExists = (p: string, v: string): void => {
   if (existsSync(p)) writeFileSync(p, v);
 };
 
+/**
+ * Make `leaf` under a parent group that every governor on the host shares, and that each one removes when it closes
+ * and finds it empty (Governor.close): a parent gone meanwhile is made again (v2: with memory and cpu enabled for its
+ * children, as detection left it), a few times. Without this, a worker stopping beside another dropped the other's
+ * next engines to the watchdog alone. Once the leaf exists the parent cannot go (rmdir of a group with children fails).
+ * A leaf of the same name left behind (empty) is removed and made afresh.
+ */
+function makeLeaf(parent: string, leaf: string, v2: boolean, fake: boolean): string {
+  const dir = join(parent, leaf);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      mkdirSync(dir);
+      return dir;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'EEXIST') || attempt === 3) throw e;
+      if (code === 'EEXIST') {
+        // Names are unique per worker pid and sequence, so this one was left by a dead worker whose pid came round
+        // again (a removal that timed out). Empty, it goes; the kernel refuses to remove a group that holds a process.
+        if (fake) rmSync(dir, { recursive: true, force: true });
+        else rmdirSync(dir);
+        continue;
+      }
+    }
+    mkdirSync(parent, { recursive: true });
+    if (v2) {
+      const available = existsSync(join(parent, 'cgroup.controllers'))
+        ? readFileSync(join(parent, 'cgroup.controllers'), 'utf8').split(/\s+/)
+        : [];
+      const want = ['memory', 'cpu'].filter((c) => available.includes(c));
+      if (want.length > 0) writeFileSync(join(parent, 'cgroup.subtree_control'), want.map((c) => `+${c}`).join(' '));
+    }
+  }
+}
+
 /** One engine process's own cgroup(s): made before spawn, removed after the process is gone. */
 export class CgroupSlot {
   private constructor(
@@ -44,8 +79,7 @@ export class CgroupSlot {
   static create(plan: EnforcementPlan, name: string, limits: SlotLimits): CgroupSlot {
     const leaf = `pe-${name.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
     if (plan.mode === 'cgroup-v2' && plan.v2Dir) {
-      const dir = join(plan.v2Dir, leaf);
-      mkdirSync(dir);
+      const dir = makeLeaf(plan.v2Dir, leaf, true, plan.fake);
       const slot = new CgroupSlot(plan, [dir]);
       try {
         writeFileSync(join(dir, 'memory.max'), String(limits.limitBytes));
@@ -61,8 +95,7 @@ export class CgroupSlot {
       return slot;
     }
     if (plan.mode === 'cgroup-v1' && plan.v1MemoryDir) {
-      const mem = join(plan.v1MemoryDir, leaf);
-      mkdirSync(mem);
+      const mem = makeLeaf(plan.v1MemoryDir, leaf, false, plan.fake);
       const dirs = [mem];
       try {
         writeFileSync(join(mem, 'memory.limit_in_bytes'), String(limits.limitBytes));
@@ -73,8 +106,7 @@ export class CgroupSlot {
           /* swap accounting off: nothing to limit */
         }
         if (plan.v1CpuDir && limits.cpuQuota) {
-          const cpu = join(plan.v1CpuDir, leaf);
-          mkdirSync(cpu);
+          const cpu = makeLeaf(plan.v1CpuDir, leaf, false, plan.fake);
           dirs.push(cpu);
           writeFileSync(join(cpu, 'cpu.cfs_period_us'), '100000');
           writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpuQuota * 100_000)));

@@ -57,6 +57,9 @@ interface Pool extends SpawnClient {
   close(): Promise<void>;
 }
 
+/** Engine group names are unique in this process, across governors (two in one process would otherwise both make `pe-<profile>-<pid>-1`). */
+let slotSeq = 0;
+
 /**
  * The resource governor: decides whether this host takes work (admission), owns the engine processes (pools),
  * starts them one at a time, keeps each inside its memory limit (cgroup and/or watchdog) and recycles them.
@@ -76,7 +79,6 @@ export class Governor extends EventEmitter implements GovernorApi {
   private timer: NodeJS.Timeout | undefined;
   private started: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private slotSeq = 0;
   private readonly gpu: GpuGovernance | undefined;
 
   constructor(opts: GovernorInit) {
@@ -98,7 +100,7 @@ export class Governor extends EventEmitter implements GovernorApi {
       startFailureLimit: opts.startFailureLimit ?? 3,
       backoff: { baseMs: opts.startBackoff?.baseMs ?? 1_000, maxMs: opts.startBackoff?.maxMs ?? 60_000 },
       // pid + sequence: unique across governors sharing the host (parallel test files, two workers).
-      slotName: (profile) => `${profile}-${process.pid}-${++this.slotSeq}`,
+      slotName: (profile) => `${profile}-${process.pid}-${++slotSeq}`,
       pump: () => this.queue.pump(),
       recycled: (profile, pid, reason, figures) => this.onRecycle({ profile, pid, reason, figures }),
       failingChanged: () => void this.refresh(),

@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EngineJobError, type RunHooks } from '../src/index.js';
+import { CgroupSlot, detectEnforcement, EngineJobError, type RunHooks } from '../src/index.js';
 import { cgroupChildren, fixture, governor, MiB, req, TEST_GROUP, v1Unavailable, waitFor } from './helpers.js';
 
 const LIMIT = 256 * MiB;
@@ -103,5 +103,39 @@ describe.skipIf(v1Skip !== undefined)(`memory limit: cgroup-v1 mode${v1Skip ? ` 
     expect(kernel.peakBytes).toBeLessThanOrEqual(LIMIT);
     expect(existsSync(dir)).toBe(false);
     await waitFor(() => g.snapshot().processes.some((p) => p.state === 'idle' && p.enforcement === 'cgroup-v1'), 10_000, 'a replacement');
+  });
+});
+
+describe.skipIf(v1Skip !== undefined)(`shared parent group: real cgroup v1${v1Skip ? ` (skipped: ${v1Skip})` : ''}`, () => {
+  it('another governor on the host closing (and removing the empty shared parent) does not drop this one to the watchdog', async () => {
+    // A parent of this test's own: other files' governors share TEST_GROUP, so it would not be empty here.
+    const group = `${TEST_GROUP}-shared-${process.pid}`;
+    const parent = `/sys/fs/cgroup/memory/${group}`;
+    const grow = { name: 'grow', command: fixture('grow', '--rate=1.5e9'), memoryLimitBytes: LIMIT };
+    const a = governor([grow], { enforcement: 'cgroup-v1', cgroupGroup: group });
+    await a.start();
+    // A second worker on the same host, idle (no engine groups), stops: the parent is empty, so it goes.
+    const b = governor([{ name: 'normal', command: fixture('normal') }], { enforcement: 'cgroup-v1', cgroupGroup: group });
+    await b.start();
+    await b.close();
+    expect(existsSync(parent)).toBe(false);
+    // The first still puts its engine in a group of its own under the limit, and the kernel enforces it.
+    const e = await failure(a.run('grow', req()));
+    expect(e.code).toBe('ENGINE_MEMORY_LIMIT');
+    expect(e.details.enforcedBy).toBe('cgroup-v1');
+    expect((e.details.kernel as { limitBytes: number }).limitBytes).toBe(LIMIT);
+  });
+
+  it('a leftover empty group of the same name (a dead worker whose pid came round again) is replaced, not fatal', async () => {
+    const plan = detectEnforcement({ requested: 'cgroup-v1', group: TEST_GROUP });
+    const name = `stale-${process.pid}-1`;
+    const left = join(plan.v1MemoryDir!, `pe-${name}`);
+    mkdirSync(left);
+    writeFileSync(join(left, 'memory.limit_in_bytes'), String(64 * MiB));
+    const slot = CgroupSlot.create(plan, name, { limitBytes: LIMIT });
+    expect(slot.memoryDir).toBe(left);
+    expect(slot.limitBytes()).toBe(LIMIT);
+    expect(await slot.remove()).toBe(true);
+    expect(existsSync(left)).toBe(false);
   });
 });
